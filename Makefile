@@ -1,0 +1,46 @@
+# Every target does its own setup: a fresh Debian box with Python 3.11 needs nothing else.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PROTOS := $(shell find proto -name '*.proto')
+REQUIREMENTS := requirements-dev.txt $(wildcard services/*/requirements*.txt)
+# llama.cpp is built from source; its native build uses AMX, which faults on some CPUs, so AMX stays off.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+
+.PHONY: run test bench proto up setup system-deps clean
+
+run: setup
+	$(PY) -m services.runner
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) -m benchmarks
+
+proto: gen/.stamp
+
+up:
+	docker compose up --build
+
+setup: system-deps $(VENV)/.stamp gen/.stamp
+
+system-deps:
+	@scripts/system_deps.sh
+
+$(VENV)/.stamp: $(REQUIREMENTS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -r services/llm/requirements-nodeps.txt
+	touch $@
+
+# Generated stubs live in gen/ (not committed); a .pth file puts gen/ and the repo root on the venv's path.
+gen/.stamp: $(PROTOS) $(VENV)/.stamp
+	rm -rf gen && mkdir -p gen
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=gen --pyi_out=gen --grpc_python_out=gen $(PROTOS)
+	$(PY) -c "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'avatar_repo.pth').write_text('$(CURDIR)\n$(CURDIR)/gen\n')"
+	touch $@
+
+clean:
+	rm -rf gen $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""Speech recognition backends, one file per model family, behind `AsrBackend`."""

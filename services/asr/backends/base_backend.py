@@ -1,0 +1,25 @@
+"""The one small interface every ASR backend implements."""
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    start_s: float  # relative to the start of the audio passed in
+    end_s: float
+    confidence: float
+
+
+class AsrBackend(Protocol):
+    sample_rate: int
+    name: str
+
+    def load(self) -> None:
+        """Load the weights and run one warm-up decode."""
+
+    def transcribe(self, audio: np.ndarray, prompt: str, language: str | None) -> list[Word]:
+        """Transcribe float32 mono audio at `sample_rate`. `prompt` is text said just before this audio."""

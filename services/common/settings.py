@@ -1,0 +1,35 @@
+"""Process settings shared by every gRPC service; each service subclasses with its own env prefix."""
+
+import logging
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+
+class ServiceSettings(BaseSettings):
+    """Settings common to every stage. Subclasses set `model_config` with their env prefix."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    host: str = "0.0.0.0"
+    port: int = Field(ge=1, le=65535)
+    metrics_port: int = Field(ge=0, le=65535, description="Prometheus /metrics port; 0 disables it")
+    log_level: str = "INFO"
+    log_json: bool = False
+    # A request message larger than this is refused with INVALID_ARGUMENT.
+    max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # Streams served at once; more are refused with RESOURCE_EXHAUSTED.
+    max_concurrent_streams: int = Field(default=16, ge=1)
+    # Seconds given to open streams to finish after SIGTERM.
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+
+    def log_non_defaults(self) -> None:
+        """Log every setting that differs from its default, so a deployment's choices are visible."""
+        changed = {
+            name: value
+            for name, value in self.model_dump().items()
+            if name in self.model_fields_set
+        }
+        log.info("%s settings: %s", type(self).__name__, changed or "all defaults")

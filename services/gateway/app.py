@@ -1,0 +1,52 @@
+"""The FastAPI app: the browser WebSocket, health and readiness, Prometheus metrics."""
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Response, WebSocket
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+
+from services.gateway.config import GatewaySettings
+from services.gateway.session_store import SessionStore
+from services.gateway.stage_clients import StageClients
+from services.gateway.ws_session import WsSession
+
+SESSIONS = Counter("avatar_gateway_sessions_total", "WebSocket sessions opened")
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.store = SessionStore(settings.redis_url, settings.session_ttl_s)
+        app.state.clients = StageClients(settings)
+        yield
+        await app.state.clients.close()
+        await app.state.store.close()
+
+    app = FastAPI(title="Avatar gateway", version="1", lifespan=lifespan)
+
+    @app.get("/healthz")
+    async def healthz():
+        """Liveness: the gateway process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz():
+        """Readiness: Redis answers; lists each stage's health (a stage down degrades turns, not the gateway)."""
+        try:
+            redis_ok = await app.state.store.ping()
+        except OSError:
+            redis_ok = False
+        body = {"redis": "ok" if redis_ok else "unreachable", "stages": await app.state.clients.statuses()}
+        return JSONResponse(body, status_code=200 if redis_ok else 503)
+
+    @app.get("/metrics")
+    async def metrics():
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.websocket("/ws")
+    async def websocket(ws: WebSocket):
+        SESSIONS.inc()
+        await WsSession(ws, app.state.store, app.state.clients, settings).run()
+
+    return app

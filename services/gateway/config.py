@@ -1,0 +1,21 @@
+"""Gateway process settings (env prefix GATEWAY_; REDIS_URL is read as is)."""
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore")
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: str = "INFO"
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL", "GATEWAY_REDIS_URL"))
+    asr_address: str = "127.0.0.1:50051"
+    llm_address: str = "127.0.0.1:50052"
+    tts_address: str = "127.0.0.1:50053"
+    sda_address: str = "127.0.0.1:50054"
+    # Shared secret a client must send in its hello; empty disables auth (the `make run` default).
+    auth_token: str = ""
+    session_ttl_s: int = Field(default=24 * 3600, ge=60)
+    max_audio_frame_bytes: int = Field(default=64 * 1024, ge=1024)

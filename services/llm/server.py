@@ -1,0 +1,102 @@
+"""The text-engine gRPC servicer: validation, prompt assembly, and token streaming with real cancellation."""
+
+import asyncio
+import threading
+
+import grpc
+
+from avatar.llm.v1 import llm_pb2, llm_pb2_grpc
+from services.common.errors import BadRequest, NotFound
+from services.llm.backends.base_backend import Completion, LlmBackend, Sampling
+from services.llm.backends.llama_cpp_backend import LlamaCppBackend
+from services.llm.config import LlmSettings
+from services.llm.persona import Persona, PersonaBook
+from services.llm.prompt import build_messages
+from services.llm.speakable import speakable
+
+_FINISH = {"stop": llm_pb2.STOP, "length": llm_pb2.LENGTH, "stop_sequence": llm_pb2.STOP_SEQUENCE}
+_DONE = object()
+
+
+class LlmService(llm_pb2_grpc.LlmServiceServicer):
+    service_name = llm_pb2.DESCRIPTOR.services_by_name["LlmService"].full_name
+
+    def __init__(self, settings: LlmSettings):
+        self._settings = settings
+        self._backend: LlmBackend = LlamaCppBackend(
+            settings.model_path, settings.lora_path, settings.context_tokens, settings.threads
+        )
+        self._personas = PersonaBook(settings.avatars_dir, Persona(settings.persona_name, settings.persona_style))
+        # llama.cpp runs one generation at a time per model; requests queue here.
+        self._engine_lock = threading.Lock()
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
+        llm_pb2_grpc.add_LlmServiceServicer_to_server(self, server)
+
+    def load(self) -> None:
+        self._backend.load()
+
+    async def ListModels(self, request, context):
+        info = llm_pb2.ModelInfo(name=self._backend.name, context_tokens=self._backend.context_tokens, backend="llama.cpp")
+        return llm_pb2.ListModelsResponse(models=[info], default_model=self._backend.name)
+
+    def _sampling(self, params: llm_pb2.GenerationParams) -> Sampling:
+        s = self._settings
+        if params.max_tokens < 0 or not 0 <= params.top_p <= 1 or params.temperature < 0:
+            raise BadRequest("max_tokens and temperature must be >= 0 and top_p within [0, 1]")
+        return Sampling(
+            max_tokens=params.max_tokens or s.max_tokens,
+            temperature=params.temperature if params.HasField("temperature") else s.temperature,
+            top_p=params.top_p or s.top_p,
+            repetition_penalty=params.repetition_penalty or s.repetition_penalty,
+            stop=tuple(params.stop),
+            seed=params.seed,
+        )
+
+    async def Generate(self, request, context):
+        s = self._settings
+        if request.model not in ("", "default", self._backend.name):
+            raise NotFound(f"unknown model {request.model!r}; available: {self._backend.name}")
+        text = request.user_text.strip()
+        if not text:
+            raise BadRequest("user_text is empty")
+        if len(text) > s.max_user_chars:
+            raise BadRequest(f"user_text of {len(text)} characters exceeds {s.max_user_chars}")
+        if len(request.history) > s.max_history_messages:
+            raise BadRequest(f"history of {len(request.history)} messages exceeds {s.max_history_messages}")
+        persona = self._personas.get(request.avatar_id).merged(
+            request.persona.name, request.persona.style, request.persona.system_prompt
+        )
+        sampling = self._sampling(request.params)
+        budget = self._backend.context_tokens - sampling.max_tokens
+        messages = build_messages(persona, list(request.history), text, self._backend.count_tokens, budget)
+
+        completion = Completion()
+        loop = asyncio.get_running_loop()
+        deltas: asyncio.Queue = asyncio.Queue()
+
+        def produce() -> None:
+            try:
+                with self._engine_lock:
+                    for delta in self._backend.stream(messages, sampling, completion):
+                        loop.call_soon_threadsafe(deltas.put_nowait, delta)
+            except BaseException as err:  # handed to the RPC, which maps it to a status
+                loop.call_soon_threadsafe(deltas.put_nowait, err)
+            finally:
+                loop.call_soon_threadsafe(deltas.put_nowait, _DONE)
+
+        worker = loop.run_in_executor(None, produce)
+        try:
+            while (item := await deltas.get()) is not _DONE:
+                if isinstance(item, BaseException):
+                    raise item
+                if clean := speakable(item):
+                    yield llm_pb2.GenerateResponse(delta=clean, meta=request.meta)
+            yield llm_pb2.GenerateResponse(
+                finish_reason=_FINISH.get(completion.finish_reason, llm_pb2.STOP),
+                usage=llm_pb2.Usage(completion_tokens=completion.completion_tokens),
+                meta=request.meta,
+            )
+        finally:
+            completion.cancel.set()  # the caller cancelled or went away: the generation thread stops at its next token
+            await asyncio.shield(worker)

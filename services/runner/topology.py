@@ -1,0 +1,39 @@
+"""The one place that names every service: its module, ports and how its process is started.
+
+`make run`, the tests and the container images all start a service with `command(spec)`, so what runs locally
+is exactly what runs in a container.
+"""
+
+import sys
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    port: int
+    metrics_port: int  # the gateway serves /metrics on its own port
+    grpc: bool  # gRPC stage (health over grpc.health.v1) or the HTTP gateway
+
+    @property
+    def module(self) -> str:
+        return f"services.{self.name}"
+
+    @property
+    def env_prefix(self) -> str:
+        return f"{self.name.upper()}_"
+
+
+STAGES = (
+    ServiceSpec("asr", 50051, 9101, grpc=True),
+    ServiceSpec("llm", 50052, 9102, grpc=True),
+    ServiceSpec("tts", 50053, 9103, grpc=True),
+    ServiceSpec("sda", 50054, 9104, grpc=True),
+)
+GATEWAY = ServiceSpec("gateway", 8000, 8000, grpc=False)
+SERVICES = (*STAGES, GATEWAY)
+
+
+def command(spec: ServiceSpec, python: str = sys.executable) -> list[str]:
+    """The process command of a service; the container images use the same one (with their own python)."""
+    return [python, "-m", spec.module]

@@ -1,0 +1,1 @@
+"""Speech synthesis backends, one file per engine family, behind `TtsBackend`."""

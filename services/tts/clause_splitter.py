@@ -1,0 +1,59 @@
+"""Cuts a stream of text deltas into clauses that can be spoken on their own, as early as it sounds natural.
+
+A clause ends at sentence punctuation followed by a space, or at a comma/semicolon/colon/dash once enough words
+are pending. The first clause of a reply may be cut at a shorter length, so the first audio comes early;
+later clauses wait for longer pieces, which sound more natural.
+"""
+
+import re
+
+# A boundary is punctuation followed by whitespace: "3.5" or "e.g." mid-token is not one.
+_SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*\s")
+_SOFT_END = re.compile(r"[,;:—–]\s|\s-\s")
+_ABBREVIATION_TAIL = re.compile(r"\b(?:mr|mrs|ms|dr|prof|st|jr|sr|vs|etc|e\.g|i\.e|no|approx|dept)\.\s$", re.I)
+
+
+class ClauseSplitter:
+    def __init__(self, first_min_words: int = 3, min_words: int = 6, max_chars: int = 220):
+        self._first_min_words = first_min_words
+        self._min_words = min_words
+        self._max_chars = max_chars
+        self._pending = ""
+        self._emitted = 0
+
+    def push(self, delta: str) -> list[str]:
+        """Add a text delta; return the clauses that are now complete."""
+        self._pending += delta
+        clauses = []
+        while (clause := self._next_clause()) is not None:
+            clauses.append(clause)
+        return clauses
+
+    def flush(self) -> str | None:
+        """Return whatever is pending as a final clause."""
+        clause, self._pending = self._pending.strip(), ""
+        if clause:
+            self._emitted += 1
+            return clause
+        return None
+
+    def _next_clause(self) -> str | None:
+        min_words = self._first_min_words if self._emitted == 0 else self._min_words
+        cut = None
+        for match in _SENTENCE_END.finditer(self._pending):
+            if not _ABBREVIATION_TAIL.search(self._pending[: match.end()]):
+                cut = match.end()
+                break
+        for match in _SOFT_END.finditer(self._pending):
+            if (cut is None or match.end() < cut) and len(self._pending[: match.end()].split()) >= min_words:
+                cut = match.end()
+                break
+        if cut is None and len(self._pending) > self._max_chars:
+            cut = self._pending.rfind(" ", 0, self._max_chars) + 1 or self._max_chars
+        if cut is None:
+            return None
+        clause, self._pending = self._pending[:cut].strip(), self._pending[cut:]
+        if not clause:
+            return None
+        self._emitted += 1
+        return clause

@@ -1,0 +1,123 @@
+"""The TTS gRPC servicer: voice selection, request validation, and the mapping of synthesizer output."""
+
+import asyncio
+import time
+from pathlib import Path
+
+import grpc
+
+from avatar.common.v1 import common_pb2
+from avatar.tts.v1 import tts_pb2, tts_pb2_grpc
+from services.common import audio, metrics
+from services.common.errors import BadRequest, NotFound
+from services.common.streams import read_config
+from services.tts.backends.base_backend import TtsBackend
+from services.tts.backends.piper_voice import PiperBackend
+from services.tts.config import TtsSettings
+from services.tts.engine import FLUSH, Chunk, StreamingSynthesizer
+from services.tts.visemes import viseme_of
+
+
+def make_voices(settings: TtsSettings) -> dict[str, TtsBackend]:
+    default = PiperBackend(settings.voice_path, settings.use_cuda)
+    voices = {default.voice.name: default}
+    if settings.voices_dir:
+        for model in sorted(Path(settings.voices_dir).glob("*.onnx")):
+            backend = PiperBackend(str(model), settings.use_cuda)
+            voices.setdefault(backend.voice.name, backend)
+    return voices
+
+
+class TtsService(tts_pb2_grpc.TtsServiceServicer):
+    service_name = tts_pb2.DESCRIPTOR.services_by_name["TtsService"].full_name
+
+    def __init__(self, settings: TtsSettings):
+        self._settings = settings
+        self._voices = make_voices(settings)
+        self._default = next(iter(self._voices))
+        self._lock: asyncio.Lock | None = None
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
+        tts_pb2_grpc.add_TtsServiceServicer_to_server(self, server)
+
+    def load(self) -> None:
+        for backend in self._voices.values():
+            backend.load()
+
+    def _voice(self, name: str) -> TtsBackend:
+        if name in ("", "default"):
+            return self._voices[self._default]
+        if name not in self._voices:
+            raise NotFound(f"unknown voice {name!r}; available: {', '.join(self._voices)}")
+        return self._voices[name]
+
+    async def ListVoices(self, request, context):
+        return tts_pb2.ListVoicesResponse(
+            voices=[
+                tts_pb2.VoiceInfo(
+                    name=b.voice.name,
+                    language=b.voice.language,
+                    sample_rate_hz=b.voice.sample_rate,
+                    backend=b.voice.backend,
+                    gives_phoneme_timings=b.voice.gives_phoneme_timings,
+                )
+                for b in self._voices.values()
+            ],
+            default_voice=self._default,
+        )
+
+    async def StreamingSynthesize(self, request_iterator, context):
+        first = await read_config(request_iterator)
+        config = first.config
+        backend = self._voice(config.voice)
+        rate = config.sample_rate_hz or backend.voice.sample_rate
+        if not 8000 <= rate <= 48000:
+            raise BadRequest(f"sample_rate_hz must be 8000-48000 (or 0 for the voice's own), got {rate}")
+        speaking_rate = config.speaking_rate or 1.0
+        if not 0.5 <= speaking_rate <= 2.0:
+            raise BadRequest(f"speaking_rate must be 0.5-2.0, got {speaking_rate}")
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        s = self._settings
+
+        async def items():
+            total = 0
+            async for request in request_iterator:
+                kind = request.WhichOneof("request")
+                if kind == "flush":
+                    yield FLUSH
+                    continue
+                if kind != "text":
+                    raise BadRequest(f"after the config only `text` and `flush` messages are allowed, got `{kind}`")
+                if len(request.text) > s.max_text_chars:
+                    raise BadRequest(f"text message of {len(request.text)} characters exceeds {s.max_text_chars}")
+                total += len(request.text)
+                if total > s.max_stream_chars:
+                    raise BadRequest(f"stream text exceeds {s.max_stream_chars} characters; open a new stream")
+                yield request.text
+
+        fmt = common_pb2.AudioFormat(sample_rate_hz=rate, encoding=common_pb2.LINEAR16, channels=1)
+        synthesizer = StreamingSynthesizer(backend, rate, speaking_rate, self._lock, s.chunk_ms / 1000)
+        meta = first.meta
+        started = time.perf_counter()
+        async for item in synthesizer.run(items()):
+            if isinstance(item, Chunk):
+                yield tts_pb2.SynthesizeResponse(audio=_chunk_message(item, fmt), meta=meta)
+            else:
+                if item.total_s:
+                    metrics.REAL_TIME_FACTOR.observe((time.perf_counter() - started) / item.total_s)
+                yield tts_pb2.SynthesizeResponse(end=tts_pb2.EndOfStream(total_duration_s=item.total_s), meta=meta)
+
+
+def _chunk_message(chunk: Chunk, fmt: common_pb2.AudioFormat) -> tts_pb2.AudioChunk:
+    return tts_pb2.AudioChunk(
+        pcm=audio.encode_linear16(chunk.audio),
+        format=fmt,
+        start_s=chunk.start_s,
+        duration_s=chunk.audio.size / fmt.sample_rate_hz,
+        text=chunk.text,
+        phonemes=[
+            tts_pb2.PhonemeTiming(phoneme=p.symbol, viseme=viseme_of(p.symbol), start_s=p.start_s, end_s=p.end_s)
+            for p in chunk.phonemes
+        ],
+    )

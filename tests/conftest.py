@@ -1,0 +1,25 @@
+import pytest
+
+from services.runner.redis_server import EmbeddedRedis, redis_answers
+from tests.stack import Stack
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A real Redis: the one on 127.0.0.1:6379 where it runs, otherwise one started for the tests."""
+    if redis_answers("127.0.0.1", 6379):
+        yield "redis://127.0.0.1:6379/15"
+        return
+    server = EmbeddedRedis()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(redis_url):
+    """All five services as separate processes, started once for the whole run."""
+    started = Stack(redis_url).start()
+    for name in ("asr", "tts", "gateway"):
+        started.wait(name)
+    yield started
+    started.stop()

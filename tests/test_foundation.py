@@ -1,0 +1,107 @@
+"""The foundation's promises: five processes, honest health, reflection, metrics, clear errors."""
+
+import urllib.request
+
+import grpc
+import numpy as np
+import pytest
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from avatar.asr.v1 import asr_pb2, asr_pb2_grpc
+from avatar.common.v1 import common_pb2
+from avatar.tts.v1 import tts_pb2, tts_pb2_grpc
+from services.runner.health import SERVING, status
+from tests.grpc_helpers import asr_requests
+from tests.speech import speak
+
+pytestmark = pytest.mark.e2e
+
+STAGE_SERVICES = {
+    "asr": "avatar.asr.v1.AsrService",
+    "llm": "avatar.llm.v1.LlmService",
+    "tts": "avatar.tts.v1.TtsService",
+    "sda": "avatar.sda.v1.SdaService",
+}
+# Stages whose model has landed must be SERVING; the others must say NOT_SERVING rather than pretend.
+WITH_MODEL = {"asr", "tts"}
+
+
+def test_every_service_answers_its_health_check(stack):
+    for name in STAGE_SERVICES:
+        want = SERVING if name in WITH_MODEL else "NOT_SERVING"
+        assert stack.wait(name, want, timeout=120) == want, name
+    assert status(stack.specs["gateway"]) == SERVING
+    with urllib.request.urlopen(f"http://{stack.address('gateway')}/readyz") as reply:
+        body = reply.read().decode()
+    assert '"redis":"ok"' in body and '"asr":"SERVING"' in body
+
+
+@pytest.mark.parametrize("name", list(STAGE_SERVICES))
+def test_reflection_lists_the_service(stack, name):
+    with grpc.insecure_channel(stack.address(name)) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        reply = next(stub.ServerReflectionInfo(iter([request]), timeout=5))
+    names = {s.name for s in reply.list_services_response.service}
+    assert {STAGE_SERVICES[name], "grpc.health.v1.Health"} <= names
+
+
+@pytest.mark.parametrize("name", list(STAGE_SERVICES) + ["gateway"])
+def test_metrics_are_scraped(stack, name):
+    spec = stack.specs[name]
+    with urllib.request.urlopen(f"http://127.0.0.1:{spec.metrics_port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    assert "process_resident_memory_bytes" in text or "python_info" in text
+    if spec.grpc:
+        assert "avatar_model_ready" in text and "avatar_streams_in_flight" in text
+
+
+def test_a_stage_without_a_model_refuses_honestly(stack):
+    """SDA has no trained generator in this build: it must answer UNAVAILABLE, never placeholder frames."""
+    from avatar.sda.v1 import sda_pb2, sda_pb2_grpc
+
+    with grpc.insecure_channel(stack.address("sda")) as channel:
+        stub = sda_pb2_grpc.SdaServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as err:
+            stub.ListAvatars(sda_pb2.ListAvatarsRequest(), timeout=5)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "not loaded" in err.value.details()
+
+
+def _asr_call(stack, requests):
+    with grpc.insecure_channel(stack.address("asr")) as channel:
+        return list(asr_pb2_grpc.AsrServiceStub(channel).StreamingRecognize(requests, timeout=60))
+
+
+def _expect_invalid(stack, requests, fragment):
+    with pytest.raises(grpc.RpcError) as err:
+        _asr_call(stack, requests)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert fragment in err.value.details()
+
+
+def test_bad_first_message_oversized_chunk_and_wrong_rate_are_refused(stack):
+    audio_first = iter([asr_pb2.StreamingRecognizeRequest(audio=b"\0\0" * 160)])
+    _expect_invalid(stack, audio_first, "first message must carry `config`")
+
+    requests = list(asr_requests(np.zeros(1600, dtype=np.float32)))
+    oversized = requests[:1] + [asr_pb2.StreamingRecognizeRequest(audio=b"\0\0" * 1_000_000)]
+    _expect_invalid(stack, iter(oversized), "exceeds the limit")
+
+    bad_rate = asr_pb2.StreamingRecognizeRequest(
+        config=asr_pb2.RecognitionConfig(
+            format=common_pb2.AudioFormat(sample_rate_hz=1234, encoding=common_pb2.LINEAR16)
+        )
+    )
+    _expect_invalid(stack, iter([bad_rate]), "sample rate 1234 Hz is not supported")
+
+    with grpc.insecure_channel(stack.address("tts")) as channel:
+        with pytest.raises(grpc.RpcError) as err:
+            list(tts_pb2_grpc.TtsServiceStub(channel).StreamingSynthesize(
+                iter([tts_pb2.SynthesizeRequest(text="hello")]), timeout=10))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    # ...and the server keeps serving others.
+    responses = _asr_call(stack, asr_requests(np.concatenate([speak("Good morning to you."), np.zeros(16000, np.float32)])))
+    finals = [r.hypothesis for r in responses if r.WhichOneof("result") == "hypothesis" and r.hypothesis.is_final]
+    assert finals and "morning" in finals[0].transcript.lower()
