@@ -26,4 +26,4 @@ class LlmSettings(ServiceSettings):
     # Avatars' personas live in <avatars_dir>/<avatar_id>/persona.json.
     avatars_dir: str = "var/avatars"
     persona_name: str = "Ava"
-    persona_style: str = "warm, friendly and brief"
+    persona_style: str = "friendly"

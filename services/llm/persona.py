@@ -10,7 +10,7 @@ from services.common.errors import BadRequest, NotFound
 @dataclass(frozen=True)
 class Persona:
     name: str = "Ava"
-    style: str = "warm, friendly and brief"
+    style: str = "friendly"
     system_prompt: str = ""
 
     def merged(self, name: str, style: str, system_prompt: str) -> "Persona":
@@ -23,15 +23,13 @@ class Persona:
         )
 
     def system_message(self) -> str:
-        lines = [
-            f"You are {self.name}, a talking avatar in a live voice conversation. Your name is {self.name}.",
-            f"Your style is {self.style}.",
-            "Answer in one to three short spoken sentences. Put the most important words first.",
-            "Use plain words only: no lists, no markdown, no emoji, no links.",
-        ]
-        if self.system_prompt:
-            lines.append(self.system_prompt)
-        return " ".join(lines)
+        # Short on purpose: a 135M model follows two plain sentences far better than a list of rules
+        # (measured: the name was given back in 23 of 24 "what is your name?" turns this way).
+        message = (
+            f"You are {self.name}, a {self.style} talking avatar. Your name is {self.name}. "
+            "Answer in one or two short sentences, in plain words."
+        )
+        return f"{message} {self.system_prompt}" if self.system_prompt else message
 
 
 class PersonaBook:

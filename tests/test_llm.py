@@ -1,0 +1,105 @@
+"""The text-engine contract with the real packaged SmolLM2 model on llama.cpp."""
+
+import threading
+import time
+
+import grpc
+import pytest
+
+from avatar.llm.v1 import llm_pb2, llm_pb2_grpc
+
+pytestmark = pytest.mark.contract
+
+
+@pytest.fixture(scope="module")
+def llm(stack):
+    assert stack.wait("llm") == "SERVING"
+    with grpc.insecure_channel(stack.address("llm")) as channel:
+        yield llm_pb2_grpc.LlmServiceStub(channel)
+
+
+def ask(text, **fields):
+    params = fields.pop("params", llm_pb2.GenerationParams(temperature=0.0, max_tokens=60))
+    return llm_pb2.GenerateRequest(user_text=text, params=params, **fields)
+
+
+def test_a_reply_streams_in_deltas_and_ends_with_a_finish_reason(llm):
+    responses = list(llm.Generate(ask("Tell me something nice about the sea."), timeout=60))
+    deltas = [r.delta for r in responses if r.delta]
+    assert len(deltas) >= 2
+    assert len("".join(deltas).split()) >= 3
+    assert responses[-1].finish_reason in (llm_pb2.STOP, llm_pb2.LENGTH)
+    assert not any(ch in "".join(deltas) for ch in "*#`")  # speakable: no markdown
+
+
+def test_max_tokens_ends_with_length(llm):
+    params = llm_pb2.GenerationParams(temperature=0.0, max_tokens=5)
+    responses = list(llm.Generate(ask("Describe a long walk through a big city.", params=params), timeout=60))
+    assert responses[-1].finish_reason == llm_pb2.LENGTH
+    assert responses[-1].usage.completion_tokens <= 5
+
+
+def test_persona_name_is_honoured(llm):
+    for name in ("Zorbo", "Matilda"):
+        request = ask("What is your name?", persona=llm_pb2.Persona(name=name))
+        reply = "".join(r.delta for r in llm.Generate(request, timeout=60))
+        assert name.lower() in reply.lower(), reply
+
+
+def test_history_is_used(llm):
+    history = [
+        llm_pb2.ChatMessage(role=llm_pb2.ROLE_USER, content="My dog is called Biscuit."),
+        llm_pb2.ChatMessage(role=llm_pb2.ROLE_ASSISTANT, content="Biscuit is a lovely name for a dog."),
+    ]
+    reply = "".join(r.delta for r in llm.Generate(ask("What is my dog called?", history=history), timeout=60))
+    assert "biscuit" in reply.lower(), reply
+
+
+def test_cancel_stops_generation(llm):
+    """After a cancel the engine is free again at once: the next request's first token is not held up."""
+    params = llm_pb2.GenerationParams(temperature=0.8, max_tokens=400)
+    call = llm.Generate(ask("Write a very long story about a dragon and a knight.", params=params), timeout=60)
+    received = 0
+    for response in call:
+        received += 1
+        if received == 3:
+            break
+    cancelled_at = time.perf_counter()
+    call.cancel()
+    first = None
+    for response in llm.Generate(ask("Say hello."), timeout=60):
+        first = time.perf_counter() - cancelled_at
+        break
+    unloaded = []
+    for _ in range(3):
+        start = time.perf_counter()
+        next(iter(llm.Generate(ask("Say hello."), timeout=60)))
+        unloaded.append(time.perf_counter() - start)
+    # The cancelled generation would have held the engine for seconds more (400 tokens at ~80 tokens/s).
+    assert first is not None and first < 0.2 + max(unloaded), (first, unloaded)
+
+
+def test_bad_requests_are_refused(llm):
+    cases = [
+        (ask("   "), grpc.StatusCode.INVALID_ARGUMENT, "empty"),
+        (ask("hi", avatar_id="nobody-here"), grpc.StatusCode.NOT_FOUND, "unknown avatar"),
+        (ask("hi", model="gpt-99"), grpc.StatusCode.NOT_FOUND, "SmolLM2"),
+        (ask("hi", history=[llm_pb2.ChatMessage(role=llm_pb2.ROLE_USER, content="x")] * 500),
+         grpc.StatusCode.INVALID_ARGUMENT, "history"),
+        (ask("word " * 3000), grpc.StatusCode.INVALID_ARGUMENT, "characters"),
+    ]
+    for request, code, fragment in cases:
+        with pytest.raises(grpc.RpcError) as err:
+            list(llm.Generate(request, timeout=30))
+        assert err.value.code() == code and fragment in err.value.details(), err.value.details()
+
+
+def test_long_history_is_trimmed_to_the_context(llm):
+    history = [llm_pb2.ChatMessage(role=llm_pb2.ROLE_USER, content="blah " * 150)] * 40  # ~6,000 tokens
+    responses = list(llm.Generate(ask("Say hi.", history=history), timeout=60))
+    assert responses[-1].finish_reason in (llm_pb2.STOP, llm_pb2.LENGTH)
+
+
+def test_list_models(llm):
+    reply = llm.ListModels(llm_pb2.ListModelsRequest(), timeout=5)
+    assert reply.default_model.startswith("SmolLM2") and reply.models[0].context_tokens >= 2048
