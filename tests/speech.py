@@ -13,7 +13,7 @@ from services.tts.text_normalizer import normalize
 SENTENCES = [
     "The weather is lovely today, so we are going for a walk in the park.",
     "Could you please send me the report before the meeting tomorrow morning?",
-    "My favourite food is pasta with fresh tomatoes and a little cheese.",
+    "My favorite food is pasta with fresh tomatoes and a little cheese.",
     "The train to the city leaves every twenty minutes from platform four.",
     "She opened the window and listened to the birds singing outside.",
     "We need to buy milk, bread and eggs on the way home.",

@@ -22,6 +22,11 @@ _FULL_WINDOW_FRAMES = 3000  # 30 s of 10 ms mel frames
 _PADDING_S = 1.0
 _MAX_WORDS_PER_S = 6.0
 _MAX_COMPRESSION_RATIO = 2.4
+_MIN_AVG_LOGPROB = -0.8
+# A decode is suspected of stopping early when, past its last word (+ grace), this much audio is voiced.
+_TAIL_GRACE_S = 0.4
+_TAIL_SPEECH_S = 0.3
+_VOICED_RMS = 0.02
 _PUNCT_BEFORE = "\"'“¿([{-"
 _PUNCT_AFTER = "\"'.。,，!！?？:：”)]}、"
 
@@ -87,13 +92,17 @@ class WhisperCt2Backend:
         if language is None:
             language = model.model.detect_language(encoder_output)[0][0][0][2:-2]
         tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
-        tokens = self._generate(encoder_output, tokenizer, prompt, duration)
+        tokens, avg_logprob = self._generate(encoder_output, tokenizer, prompt, duration)
         text = tokenizer.decode(tokens)
-        if short_frames < _FULL_WINDOW_FRAMES and self._degenerate(text, duration):
-            log.debug("short-window decode looked degenerate (%r); retrying on a full window", text[:80])
+        words = self._words(tokenizer, tokens, encoder_output, features.shape[-1])
+        if short_frames < _FULL_WINDOW_FRAMES and (
+            avg_logprob < _MIN_AVG_LOGPROB or self._degenerate(text, duration) or self._stopped_early(words, audio)
+        ):
+            log.debug("short-window decode looked wrong (%r); retrying on a full window", text[:80])
             encoder_output = model.encode(self._fit(features, _FULL_WINDOW_FRAMES))
-            tokens = self._generate(encoder_output, tokenizer, prompt, duration)
-        return self._words(tokenizer, tokens, encoder_output, features.shape[-1])
+            tokens, _ = self._generate(encoder_output, tokenizer, prompt, duration)
+            words = self._words(tokenizer, tokens, encoder_output, features.shape[-1])
+        return words
 
     @staticmethod
     def _fit(features: np.ndarray, frames: int) -> np.ndarray:
@@ -103,12 +112,26 @@ class WhisperCt2Backend:
 
     @staticmethod
     def _degenerate(text: str, duration: float) -> bool:
-        words = len(text.split())
-        return words > _MAX_WORDS_PER_S * duration + 3 or (
+        """Too many words for the audio, a compressible (looping) text, or a word said twice in a row."""
+        words = [w.strip(".,!?").lower() for w in text.split()]
+        stutter = any(a == b and a for a, b in zip(words, words[1:]))
+        return stutter or len(words) > _MAX_WORDS_PER_S * duration + 3 or (
             len(text) > 40 and _compression_ratio(text) > _MAX_COMPRESSION_RATIO
         )
 
-    def _generate(self, encoder_output, tokenizer, prompt: str, duration: float) -> list[int]:
+    @staticmethod
+    def _stopped_early(words: list[Word], audio: np.ndarray) -> bool:
+        """True when speech-like energy goes on well after the last decoded word (the decoder ended too soon)."""
+        tail_start = int(((words[-1].end_s if words else 0.0) + _TAIL_GRACE_S) * SAMPLE_RATE)
+        tail = audio[tail_start:]
+        if tail.size < SAMPLE_RATE // 4:
+            return False
+        frames = tail[: tail.size // 160 * 160].reshape(-1, 160)
+        voiced = np.sqrt((frames**2).mean(axis=1)) > _VOICED_RMS
+        return voiced.sum() * 0.01 >= _TAIL_SPEECH_S
+
+    def _generate(self, encoder_output, tokenizer, prompt: str, duration: float) -> tuple[list[int], float]:
+        """Text tokens and their average log-probability."""
         sequence = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
         if prompt.strip():
             prompt_tokens = tokenizer.encode(" " + prompt.strip())[-223:]
@@ -122,8 +145,11 @@ class WhisperCt2Backend:
             suppress_tokens=[-1],
             repetition_penalty=1.0,
             no_repeat_ngram_size=0,
+            return_scores=True,
         )[0]
-        return [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+        tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+        # CTranslate2 scores are length-normalized log-probabilities (length_penalty 1).
+        return tokens, float(result.scores[0]) if tokens else 0.0
 
     def _words(self, tokenizer, tokens: list[int], encoder_output, num_frames: int) -> list[Word]:
         if not tokens:
@@ -135,6 +161,11 @@ class WhisperCt2Backend:
             text = item["word"]
             stripped = text.strip()
             if not stripped:
+                continue
+            if words and not text[0].isspace() and not pending_prefix:
+                # A piece without a leading space continues the previous word ("o" + "'clock").
+                last = words[-1]
+                words[-1] = Word(last.text + stripped, last.start_s, float(item["end"]), min(last.confidence, float(item["probability"])))
                 continue
             if all(ch in _PUNCT_BEFORE for ch in stripped):
                 pending_prefix += stripped

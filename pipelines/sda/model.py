@@ -1,0 +1,209 @@
+"""The SDA generator and its three discriminators (frame, sequence, sync), written from the paper's description.
+
+Generator: an identity encoder over the still face (its feature maps feed the decoder as U-Net skips), an audio
+encoder over a 0.2 s raw-audio window centred on each video frame, a temporal GRU over the audio codes, a noise
+GRU for spontaneous motion, and a frame decoder. A checkpoint carries its `SdaConfig`, so a service rebuilds the
+model from the file alone.
+"""
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class SdaConfig:
+    height: int = 128
+    width: int = 96
+    fps: int = 25
+    sample_rate: int = 16000
+    audio_window_s: float = 0.2
+    channels: int = 16  # width of the networks; 16 ≈ 6M generator parameters (CPU), 64 for a GPU model
+    identity_dim: int = 128
+    audio_dim: int = 128
+    temporal_dim: int = 128
+    noise_dim: int = 16
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.sample_rate * self.audio_window_s))
+
+    @property
+    def samples_per_frame(self) -> int:
+        return self.sample_rate // self.fps
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _down(cin: int, cout: int, norm: bool = True) -> nn.Sequential:
+    layers = [nn.Conv2d(cin, cout, 4, 2, 1)]
+    if norm:
+        layers.append(nn.BatchNorm2d(cout))
+    layers.append(nn.LeakyReLU(0.2, inplace=True))
+    return nn.Sequential(*layers)
+
+
+def _up(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, 2, 1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class AudioEncoder(nn.Module):
+    """(N, window_samples) raw audio → (N, out_dim)."""
+
+    def __init__(self, cfg: SdaConfig, out_dim: int):
+        super().__init__()
+        c = cfg.channels
+        self.net = nn.Sequential(
+            nn.Conv1d(1, 2 * c, 160, 40, 60), nn.BatchNorm1d(2 * c), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv1d(2 * c, 4 * c, 5, 2, 2), nn.BatchNorm1d(4 * c), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv1d(4 * c, 8 * c, 5, 2, 2), nn.BatchNorm1d(8 * c), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv1d(8 * c, 8 * c, 5, 2, 2), nn.BatchNorm1d(8 * c), nn.LeakyReLU(0.2, inplace=True),
+            nn.AdaptiveAvgPool1d(10),
+        )
+        self.out = nn.Linear(8 * c * 10, out_dim)
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        return self.out(self.net(windows.unsqueeze(1)).flatten(1))
+
+
+class IdentityEncoder(nn.Module):
+    """Still face (N, 3, H, W) → identity code (N, identity_dim) and skip maps at 1/2, 1/4, 1/8, 1/16 size."""
+
+    def __init__(self, cfg: SdaConfig):
+        super().__init__()
+        c = cfg.channels
+        self.blocks = nn.ModuleList([_down(3, c, norm=False), _down(c, 2 * c), _down(2 * c, 4 * c), _down(4 * c, 8 * c)])
+        self.code = nn.Linear(8 * c * (cfg.height // 16) * (cfg.width // 16), cfg.identity_dim)
+
+    def forward(self, still: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        skips, x = [], still
+        for block in self.blocks:
+            x = block(x)
+            skips.append(x)
+        return torch.tanh(self.code(x.flatten(1))), skips
+
+
+@dataclass
+class Identity:
+    """The still face, encoded once per avatar and reused for every frame."""
+
+    still: torch.Tensor
+    code: torch.Tensor
+    skips: list[torch.Tensor]
+
+
+class Generator(nn.Module):
+    def __init__(self, cfg: SdaConfig):
+        super().__init__()
+        self.cfg = cfg
+        c = cfg.channels
+        self.identity = IdentityEncoder(cfg)
+        self.audio = AudioEncoder(cfg, cfg.audio_dim)
+        self.temporal = nn.GRU(cfg.audio_dim, cfg.temporal_dim, batch_first=True)
+        self.noise = nn.GRU(cfg.noise_dim, cfg.noise_dim, batch_first=True)
+        self._base = (8 * c, cfg.height // 16, cfg.width // 16)
+        self.project = nn.Linear(cfg.identity_dim + cfg.temporal_dim + cfg.noise_dim, 8 * c * self._base[1] * self._base[2])
+        self.ups = nn.ModuleList([_up(16 * c, 4 * c), _up(8 * c, 2 * c), _up(4 * c, c), _up(2 * c, c)])
+        self.to_rgb = nn.Sequential(nn.Conv2d(c + 3, c, 3, 1, 1), nn.ReLU(inplace=True), nn.Conv2d(c, 3, 3, 1, 1), nn.Tanh())
+
+    def encode_identity(self, still: torch.Tensor) -> Identity:
+        code, skips = self.identity(still)
+        return Identity(still, code, skips)
+
+    def initial_state(self, batch: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.cfg
+        return (torch.zeros(1, batch, cfg.temporal_dim, device=device), torch.zeros(1, batch, cfg.noise_dim, device=device))
+
+    def forward(
+        self,
+        identity: Identity,
+        windows: torch.Tensor,
+        state: tuple[torch.Tensor, torch.Tensor] | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """windows (B, T, window_samples) → frames (B, T, 3, H, W) in [-1, 1], and the GRU state to carry on."""
+        b, t, _ = windows.shape
+        cfg = self.cfg
+        if state is None:
+            state = self.initial_state(b, windows.device)
+        audio_codes = self.audio(windows.reshape(b * t, -1)).reshape(b, t, -1)
+        temporal, h_audio = self.temporal(audio_codes, state[0])
+        if noise is None:
+            noise = torch.randn(b, t, cfg.noise_dim, device=windows.device) * 0.33
+        motion, h_noise = self.noise(noise, state[1])
+        code = identity.code.unsqueeze(1).expand(b, t, -1)
+        z = torch.cat([code, temporal, motion], dim=-1).reshape(b * t, -1)
+        x = self.project(z).reshape(b * t, *self._base)
+        skips = [s.repeat_interleave(t, dim=0) for s in identity.skips]
+        for up, skip in zip(self.ups, reversed(skips)):
+            x = up(torch.cat([x, skip], dim=1))
+        still = identity.still.repeat_interleave(t, dim=0)
+        frames = self.to_rgb(torch.cat([x, still], dim=1))
+        return frames.reshape(b, t, 3, cfg.height, cfg.width), (h_audio, h_noise)
+
+
+class FrameDiscriminator(nn.Module):
+    """Is this frame, next to the still, a real frame of that person? (realism and identity)"""
+
+    def __init__(self, cfg: SdaConfig):
+        super().__init__()
+        c = cfg.channels
+        self.net = nn.Sequential(
+            _down(6, c, norm=False), _down(c, 2 * c), _down(2 * c, 4 * c), _down(4 * c, 8 * c), nn.Conv2d(8 * c, 1, 3, 1, 1)
+        )
+
+    def forward(self, frames: torch.Tensor, still: torch.Tensor) -> torch.Tensor:
+        """frames (N, 3, H, W), still (N, 3, H, W) → logits (N,)"""
+        return self.net(torch.cat([frames, still], dim=1)).mean(dim=(1, 2, 3))
+
+
+class _FrameEncoder(nn.Module):
+    def __init__(self, cfg: SdaConfig, in_channels: int, out_dim: int):
+        super().__init__()
+        c = cfg.channels
+        self.net = nn.Sequential(
+            _down(in_channels, c, norm=False), _down(c, 2 * c), _down(2 * c, 4 * c), _down(4 * c, 8 * c),
+            nn.AdaptiveAvgPool2d(1),
+        )
+        self.out = nn.Linear(8 * c, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.net(x).flatten(1))
+
+
+class SequenceDiscriminator(nn.Module):
+    """Is this clip, with its audio, a real video? (temporal realism: smooth motion, plausible dynamics)"""
+
+    def __init__(self, cfg: SdaConfig):
+        super().__init__()
+        self.frames = _FrameEncoder(cfg, 3, 128)
+        self.audio = AudioEncoder(cfg, 64)
+        self.gru = nn.GRU(128 + 64, 128, batch_first=True)
+        self.out = nn.Linear(128, 1)
+
+    def forward(self, frames: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+        """frames (B, T, 3, H, W), windows (B, T, S) → logits (B,)"""
+        b, t = frames.shape[:2]
+        f = self.frames(frames.flatten(0, 1)).reshape(b, t, -1)
+        a = self.audio(windows.flatten(0, 1)).reshape(b, t, -1)
+        out, _ = self.gru(torch.cat([f, a], dim=-1))
+        return self.out(out[:, -1]).squeeze(1)
+
+
+class SyncDiscriminator(nn.Module):
+    """Do these 5 frames of the lower face match this 0.2 s of audio?"""
+
+    FRAMES = 5
+
+    def __init__(self, cfg: SdaConfig):
+        super().__init__()
+        self.video = _FrameEncoder(cfg, 3 * self.FRAMES, 128)
+        self.audio = AudioEncoder(cfg, 128)
+        self.out = nn.Sequential(nn.Linear(128, 64), nn.LeakyReLU(0.2), nn.Linear(64, 1))
+
+    def forward(self, frames: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+        """frames (B, 5, 3, H, W) (the lower half is used), window (B, S) centred on the middle frame → logits (B,)"""
+        lower = frames[:, :, :, frames.shape[3] // 2 :, :].flatten(1, 2)
+        return self.out((self.video(lower) - self.audio(window)).abs()).squeeze(1)
