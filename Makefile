@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PROTOS := $(shell find proto -name '*.proto')
-REQUIREMENTS := requirements-dev.txt $(wildcard services/*/requirements*.txt)
+REQUIREMENTS := requirements-dev.txt pipelines/requirements.txt $(wildcard services/*/requirements*.txt)
 # llama.cpp is built from source; its native build uses AMX, which faults on some CPUs, so AMX stays off.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 

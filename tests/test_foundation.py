@@ -23,7 +23,7 @@ STAGE_SERVICES = {
     "sda": "avatar.sda.v1.SdaService",
 }
 # Stages whose model has landed must be SERVING; the others must say NOT_SERVING rather than pretend.
-WITH_MODEL = {"asr", "llm", "tts"}
+WITH_MODEL = {"asr", "llm", "tts", "sda"}
 
 
 def test_every_service_answers_its_health_check(stack):

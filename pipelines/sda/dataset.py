@@ -24,12 +24,13 @@ def to_image(tensor: torch.Tensor) -> np.ndarray:
     return ((tensor.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
-def audio_windows(audio: np.ndarray, frames: int, cfg: SdaConfig) -> np.ndarray:
-    """(frames, window_samples): the audio window centred on each frame (zeros past the ends)."""
+def audio_windows(audio: np.ndarray, frames: int, cfg: SdaConfig, start: int = 0) -> np.ndarray:
+    """(frames, window_samples): the audio window centred on each of frames [start, start + frames), zeros past
+    the ends of `audio`."""
     half = cfg.window_samples // 2
     spf = cfg.samples_per_frame
-    padded = np.pad(audio, (half, half + cfg.window_samples))
-    centers = (np.arange(frames) * spf + spf // 2) + half
+    padded = np.pad(audio, (half, half + cfg.window_samples + max(0, (start + frames) * spf - audio.size)))
+    centers = (np.arange(start, start + frames) * spf + spf // 2) + half
     index = centers[:, None] - half + np.arange(cfg.window_samples)[None, :]
     return padded[index].astype(np.float32)
 

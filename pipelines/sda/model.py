@@ -106,7 +106,7 @@ class Generator(nn.Module):
         self._base = (8 * c, cfg.height // 16, cfg.width // 16)
         self.project = nn.Linear(cfg.identity_dim + cfg.temporal_dim + cfg.noise_dim, 8 * c * self._base[1] * self._base[2])
         self.ups = nn.ModuleList([_up(16 * c, 4 * c), _up(8 * c, 2 * c), _up(4 * c, c), _up(2 * c, c)])
-        self.to_rgb = nn.Sequential(nn.Conv2d(c + 3, c, 3, 1, 1), nn.ReLU(inplace=True), nn.Conv2d(c, 3, 3, 1, 1), nn.Tanh())
+        self.to_rgb = nn.Sequential(nn.Conv2d(c + 3, 3, 3, 1, 1), nn.Tanh())
 
     def encode_identity(self, still: torch.Tensor) -> Identity:
         code, skips = self.identity(still)

@@ -1,5 +1,6 @@
 """SDA process settings (env prefix SDA_)."""
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
@@ -10,5 +11,13 @@ class SdaSettings(ServiceSettings):
 
     port: int = 50054
     metrics_port: int = 9104
-    # The generator checkpoint (it carries its own model config).
+    # The default avatar's generator file (it carries its model config and its face).
     checkpoint_path: str = "services/sda/checkpoints/default.pt"
+    # Made avatars: <avatars_dir>/<avatar_id>/generator.pt
+    avatars_dir: str = "var/avatars"
+    threads: int = Field(default=2, ge=1)
+    jpeg_quality: int = Field(default=80, ge=1, le=100)
+    max_chunk_bytes: int = Field(default=512 * 1024, ge=1024)
+    max_face_image_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # Longest frame side a client may ask for.
+    max_frame_side: int = Field(default=1024, ge=64)

@@ -1,11 +1,27 @@
-"""The SDA gRPC service. It reports NOT_SERVING until a trained generator checkpoint exists (issue: SDA model)."""
+"""The SDA gRPC servicer: audio chunks in, portrait frames out, with clear-buffer for barge-in and idle frames."""
 
-from pathlib import Path
+import asyncio
+import time
+from collections import deque
 
+import cv2
 import grpc
+import numpy as np
+import torch
 
+from avatar.common.v1 import common_pb2
 from avatar.sda.v1 import sda_pb2, sda_pb2_grpc
+from services.common import audio as pcm
+from services.common import metrics
+from services.common.errors import BadRequest
+from services.common.streams import check_chunk_size, read_config
+from services.sda.avatars import Avatar, AvatarBook
 from services.sda.config import SdaSettings
+from services.sda.engine import AnimatedFrame, Animator
+from services.sda.frame_codec import FrameCodec
+
+_END = object()
+_CLEAR = object()
 
 
 class SdaService(sda_pb2_grpc.SdaServiceServicer):
@@ -13,12 +29,168 @@ class SdaService(sda_pb2_grpc.SdaServiceServicer):
 
     def __init__(self, settings: SdaSettings):
         self._settings = settings
+        self._avatars = AvatarBook(settings.checkpoint_path, settings.avatars_dir)
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         sda_pb2_grpc.add_SdaServiceServicer_to_server(self, server)
 
     def load(self) -> None:
-        checkpoint = Path(self._settings.checkpoint_path)
-        if not checkpoint.is_file():
-            raise FileNotFoundError(f"no SDA generator checkpoint at {checkpoint}; this stage stays NOT_SERVING")
-        raise NotImplementedError("the SDA generator is not part of this build yet")
+        torch.set_num_threads(self._settings.threads)
+        avatar = self._avatars.load_default()
+        Animator(avatar, 16000, pcm.LINEAR16, 0).push(b"\0\0" * 16000)  # warm-up
+
+    async def ListAvatars(self, request, context):
+        default = self._avatars.get("default")
+        h, w = default.rig.photo.shape[:2]
+        return sda_pb2.ListAvatarsResponse(
+            avatars=[sda_pb2.AvatarInfo(avatar_id=i, width=w if i == "default" else 0, height=h if i == "default" else 0)
+                     for i in self._avatars.ids()],
+            default_avatar="default",
+        )
+
+    def _avatar(self, config: sda_pb2.AnimateConfig) -> Avatar:
+        if config.face_image:
+            if len(config.face_image) > self._settings.max_face_image_bytes:
+                raise BadRequest(f"face_image exceeds {self._settings.max_face_image_bytes} bytes")
+            image = cv2.imdecode(np.frombuffer(config.face_image, np.uint8), cv2.IMREAD_COLOR)
+            if image is None:
+                raise BadRequest("face_image is not a JPEG or PNG image")
+            return self._avatars.from_photo(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        return self._avatars.get(config.avatar_id)
+
+    async def StreamingAnimate(self, request_iterator, context):
+        first = await read_config(request_iterator)
+        config = first.config
+        s = self._settings
+        fmt = config.audio_format
+        pcm.check_format(fmt)
+        if max(config.width, config.height) > s.max_frame_side or min(config.width, config.height) < 0:
+            raise BadRequest(f"frame size must be within 0-{s.max_frame_side} px a side")
+        avatar = await asyncio.to_thread(self._avatar, config)
+        animator = Animator(avatar, fmt.sample_rate_hz, fmt.encoding, config.fps)
+        codec = FrameCodec(avatar.rig, config.width, config.height, config.image_encoding, config.jpeg_quality or s.jpeg_quality)
+        stream = _Stream(animator, codec, first.meta, config.idle_frames, s.max_chunk_bytes)
+        async for response in stream.run(request_iterator):
+            yield response
+
+
+class _Stream:
+    """One StreamingAnimate call: a reader that queues work (and handles clear at once), a generator that works
+    through the queue, and the caller's loop that sends what is ready."""
+
+    def __init__(self, animator: Animator, codec: FrameCodec, meta: common_pb2.RequestMeta, idle: bool, max_chunk: int):
+        self._animator = animator
+        self._codec = codec
+        self._meta = meta
+        self._idle = idle
+        self._max_chunk = max_chunk
+        self._work: deque = deque()
+        self._wake = asyncio.Event()
+        self._out: asyncio.Queue = asyncio.Queue()
+        self._epoch = 0  # bumped by clear: frames of an older epoch are dropped unsent
+        self._unsent = 0  # frames queued for the caller of the current epoch
+        self._started = time.monotonic()
+        self._reading = True
+
+    async def run(self, requests):
+        reader = asyncio.create_task(self._read(requests))
+        worker = asyncio.create_task(self._generate())
+        try:
+            while (item := await self._out.get()) is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                epoch, response = item
+                is_frame = response.WhichOneof("result") == "frame"
+                if is_frame and epoch == self._epoch:
+                    self._unsent -= 1
+                if epoch == self._epoch or not is_frame:
+                    yield response
+        finally:
+            reader.cancel()
+            worker.cancel()
+
+    async def _read(self, requests) -> None:
+        try:
+            async for request in requests:
+                kind = request.WhichOneof("request")
+                if kind == "audio":
+                    check_chunk_size(request.audio, self._max_chunk)
+                    self._work.append(request.audio)
+                elif kind == "end_of_segment":
+                    self._work.append(_END)
+                elif kind == "clear":
+                    self._clear()
+                else:
+                    raise BadRequest(f"after the config only audio, end_of_segment and clear are allowed, got `{kind}`")
+                self._wake.set()
+        except BaseException as err:
+            self._out.put_nowait(err)
+            raise
+        finally:
+            self._reading = False
+            self._wake.set()
+
+    def _clear(self) -> None:
+        """Barge-in: queued audio is dropped now, frames not sent yet are never sent, and the worker resets the
+        animator's segment before anything else it does."""
+        queued = sum(len(item) for item in self._work if isinstance(item, bytes)) // self._animator.bytes_per_frame
+        dropped = queued + self._animator.pending_frames + self._unsent
+        self._work.clear()
+        self._work.append(_CLEAR)
+        self._epoch += 1
+        self._unsent = 0
+        self._out.put_nowait((self._epoch, sda_pb2.AnimateResponse(
+            cleared=sda_pb2.BufferCleared(dropped_frames=dropped), meta=self._meta)))
+
+    async def _generate(self) -> None:
+        try:
+            while True:
+                if not self._work:
+                    if not self._reading:
+                        break
+                    timeout = self._idle_due() if self._idle else None
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), timeout)
+                    except TimeoutError:
+                        await self._emit([await asyncio.to_thread(self._animator.idle)], self._epoch)
+                    self._wake.clear()
+                    continue
+                item = self._work.popleft()
+                epoch = self._epoch
+                started = time.perf_counter()
+                if item is _CLEAR:
+                    self._animator.clear()
+                    continue
+                if item is _END:
+                    frames, total = await asyncio.to_thread(self._animator.end_segment)
+                    await self._emit(frames, epoch)
+                    self._out.put_nowait((epoch, sda_pb2.AnimateResponse(
+                        segment_end=sda_pb2.SegmentEnd(segment=self._animator.segment - 1, frames=total), meta=self._meta)))
+                else:
+                    frames = await asyncio.to_thread(self._animator.push, item)
+                    await self._emit(frames, epoch)
+                if frames:
+                    metrics.REAL_TIME_FACTOR.observe((time.perf_counter() - started) * self._animator.fps / len(frames))
+        except BaseException as err:
+            self._out.put_nowait(err)
+            raise
+        finally:
+            self._out.put_nowait(_END)
+
+    def _idle_due(self) -> float:
+        """Seconds until the next frame is due on the wall clock (idle frames keep real time)."""
+        return max(0.0, self._animator.next_pts - (time.monotonic() - self._started))
+
+    async def _emit(self, frames: list[AnimatedFrame], epoch: int) -> None:
+        if not frames:
+            return
+        images = await asyncio.to_thread(lambda: [self._codec.encode(f.crop) for f in frames])
+        if epoch != self._epoch:
+            return
+        self._unsent += len(frames)
+        for frame, image in zip(frames, images):
+            self._out.put_nowait((epoch, sda_pb2.AnimateResponse(
+                frame=sda_pb2.VideoFrame(
+                    image=image, encoding=self._codec.encoding, width=self._codec.width, height=self._codec.height,
+                    pts_s=frame.pts_s, index=frame.index, audio=frame.audio, segment=frame.segment),
+                meta=self._meta)))

@@ -1,0 +1,75 @@
+"""The avatars the SDA service can animate: a generator file each, with the face it was trained on."""
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipelines.sda.checkpoint import load_generator
+from pipelines.sda.dataset import to_tensor
+from pipelines.sda.face_rig import FaceError, FaceRig
+from pipelines.sda.model import Generator, Identity
+from services.common.errors import BadRequest, NotFound
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Avatar:
+    avatar_id: str
+    generator: Generator
+    rig: FaceRig
+    identity: Identity
+
+    @classmethod
+    def build(cls, avatar_id: str, generator: Generator, photo: np.ndarray) -> "Avatar":
+        cfg = generator.cfg
+        rig = FaceRig.from_photo(photo, cfg.height, cfg.width)
+        with torch.no_grad():
+            identity = generator.encode_identity(to_tensor(rig.still)[None])
+        return cls(avatar_id, generator, rig, identity)
+
+
+class AvatarBook:
+    """The default avatar from `default_path`, plus `<avatars_dir>/<id>/generator.pt` for each made avatar."""
+
+    def __init__(self, default_path: str, avatars_dir: str):
+        self._default_path = Path(default_path)
+        self._dir = Path(avatars_dir) if avatars_dir else None
+        self._loaded: dict[str, Avatar] = {}
+        self._lock = threading.Lock()
+
+    def load_default(self) -> Avatar:
+        generator, photo = load_generator(self._default_path)
+        avatar = Avatar.build("default", generator, photo)
+        self._loaded["default"] = avatar
+        return avatar
+
+    def ids(self) -> list[str]:
+        made = sorted(p.parent.name for p in self._dir.glob("*/generator.pt")) if self._dir and self._dir.is_dir() else []
+        return ["default", *made]
+
+    def get(self, avatar_id: str) -> Avatar:
+        avatar_id = avatar_id or "default"
+        with self._lock:
+            if avatar_id in self._loaded:
+                return self._loaded[avatar_id]
+            if not avatar_id.replace("-", "").replace("_", "").isalnum():
+                raise BadRequest(f"avatar id {avatar_id!r} may only hold letters, digits, - and _")
+            path = self._dir / avatar_id / "generator.pt" if self._dir else None
+            if path is None or not path.is_file():
+                raise NotFound(f"unknown avatar {avatar_id!r}; available: {', '.join(self.ids())}")
+            generator, photo = load_generator(path)
+            self._loaded[avatar_id] = Avatar.build(avatar_id, generator, photo)
+            log.info("loaded avatar %s", avatar_id)
+            return self._loaded[avatar_id]
+
+    def from_photo(self, photo: np.ndarray) -> Avatar:
+        """A one-off avatar: the default generator animating another face (a fine-tuned avatar looks better)."""
+        try:
+            return Avatar.build("photo", self._loaded["default"].generator, photo)
+        except FaceError as err:
+            raise BadRequest(str(err)) from None

@@ -1,0 +1,115 @@
+"""The animator of one stream: audio in, face crops out, one clock for both.
+
+Frame i of a segment shows the audio [i/fps, (i+1)/fps) of that segment and is made from the 0.2 s window
+centred on it, so it can be generated once 0.1 s of audio past its centre has arrived (or the segment ended).
+The generator's GRU state is carried from chunk to chunk and segment to segment, so a reply streams without
+seams; idle frames (silence in, the noise GRU's small motion out) keep the face alive between replies.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from pipelines.sda.dataset import audio_windows, to_image
+from services.common import audio as pcm
+from services.common.errors import BadRequest
+from services.sda.avatars import Avatar
+
+_BATCH = 25  # frames generated in one call when several are ready
+_NOISE_STD = 0.33
+
+
+@dataclass(frozen=True)
+class AnimatedFrame:
+    crop: np.ndarray  # RGB uint8 (height, width) of the model
+    pts_s: float
+    index: int
+    audio: bytes  # the input-format audio this frame shows; empty for idle frames
+    segment: int
+
+
+class Animator:
+    def __init__(self, avatar: Avatar, sample_rate: int, encoding: int, fps: int):
+        cfg = avatar.generator.cfg
+        if fps not in (0, cfg.fps):
+            raise BadRequest(f"this avatar's model animates at {cfg.fps} fps; ask for {cfg.fps} (or 0)")
+        if sample_rate % cfg.fps:
+            raise BadRequest(f"sample rate {sample_rate} Hz is not a whole number of samples per frame at {cfg.fps} fps")
+        self._avatar = avatar
+        self._cfg = cfg
+        self._rate = sample_rate
+        self._encoding = encoding
+        self.fps = cfg.fps
+        self.bytes_per_frame = sample_rate // cfg.fps * (2 if encoding == pcm.LINEAR16 else 4)
+        self._state = avatar.generator.initial_state(1)
+        self._frames = 0  # frames of the stream so far: the clock
+        self.segment = 0
+        self._reset_segment()
+
+    def _reset_segment(self) -> None:
+        self._raw = bytearray()
+        self._audio = np.zeros(0, dtype=np.float32)  # model-rate audio of the segment
+        self._done = 0  # frames of the segment generated
+
+    @property
+    def pending_frames(self) -> int:
+        """Frames of audio received but not generated yet."""
+        return max(0, -(-self._audio.size // self._cfg.samples_per_frame) - self._done)
+
+    @property
+    def next_pts(self) -> float:
+        return self._frames / self._cfg.fps
+
+    def push(self, data: bytes) -> list[AnimatedFrame]:
+        """Add a chunk of audio; return the frames it completes."""
+        samples = pcm.decode(data, self._encoding)
+        self._raw += data
+        self._audio = np.concatenate([self._audio, pcm.resample(samples, self._rate, self._cfg.sample_rate)])
+        cfg = self._cfg
+        lookahead = cfg.window_samples // 2
+        ready = max(0, (self._audio.size - lookahead - cfg.samples_per_frame // 2) // cfg.samples_per_frame + 1)
+        return self._generate(ready - self._done) if ready > self._done else []
+
+    def end_segment(self) -> tuple[list[AnimatedFrame], int]:
+        """Generate the segment's last frames; return them and the number of frames the segment had."""
+        frames = self._generate(self.pending_frames)
+        total = self._done
+        self.segment += 1
+        self._reset_segment()
+        return frames, total
+
+    def clear(self) -> None:
+        """Drop the audio not animated yet and start a new segment."""
+        self.segment += 1
+        self._reset_segment()
+
+    def idle(self) -> AnimatedFrame:
+        """One frame with no speech: the face at rest, with the noise GRU's motion."""
+        silence = np.zeros((1, 1, self._cfg.window_samples), dtype=np.float32)
+        crop = self._run(silence)[0]
+        frame = AnimatedFrame(crop, self.next_pts, self._frames, b"", -1)
+        self._frames += 1
+        return frame
+
+    def _generate(self, count: int) -> list[AnimatedFrame]:
+        out: list[AnimatedFrame] = []
+        for start in range(self._done, self._done + count, _BATCH):
+            n = min(_BATCH, self._done + count - start)
+            windows = audio_windows(self._audio, n, self._cfg, start)[None]
+            for offset, crop in enumerate(self._run(windows)):
+                i = start + offset
+                piece = bytes(self._raw[i * self.bytes_per_frame : (i + 1) * self.bytes_per_frame])
+                piece += b"\0" * (self.bytes_per_frame - len(piece))
+                out.append(AnimatedFrame(crop, self.next_pts, self._frames, piece, self.segment))
+                self._frames += 1
+        self._done += count
+        return out
+
+    @torch.no_grad()
+    def _run(self, windows: np.ndarray) -> list[np.ndarray]:
+        generator = self._avatar.generator
+        t = windows.shape[1]
+        noise = torch.randn(1, t, self._cfg.noise_dim) * _NOISE_STD
+        frames, self._state = generator(self._avatar.identity, torch.from_numpy(windows), self._state, noise)
+        return [to_image(f) for f in frames[0]]
