@@ -20,9 +20,12 @@ class Stack:
     specs: dict[str, ServiceSpec] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     logs: Path = ROOT / "var" / "test-logs"
+    avatars_dir: Path = ROOT / "var" / "test-avatars"
+    extra_env: dict = field(default_factory=dict)
 
     def start(self, names=None) -> "Stack":
         self.logs.mkdir(parents=True, exist_ok=True)
+        self.avatars_dir.mkdir(parents=True, exist_ok=True)
         chosen = [s for s in SERVICES if names is None or s.name in names]
         for spec in chosen:
             port = free_port()
@@ -33,7 +36,8 @@ class Stack:
         return self
 
     def env(self) -> dict:
-        env = dict(os.environ, REDIS_URL=self.redis_url, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, REDIS_URL=self.redis_url, PYTHONUNBUFFERED="1",
+                   LLM_AVATARS_DIR=str(self.avatars_dir), SDA_AVATARS_DIR=str(self.avatars_dir), **self.extra_env)
         for spec in self.specs.values():
             env[f"{spec.env_prefix}PORT"] = str(spec.port)
             if spec.grpc:

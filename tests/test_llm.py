@@ -1,21 +1,60 @@
 """The text-engine contract with the real packaged SmolLM2 model on llama.cpp."""
 
-import threading
+import contextlib
+import json
+import subprocess
+import sys
 import time
 
 import grpc
 import pytest
 
 from avatar.llm.v1 import llm_pb2, llm_pb2_grpc
+from services.llm.backends.llama_cpp_backend import packaged_model
+from services.runner.health import status
+from services.runner.redis_server import free_port
+from services.runner.topology import ServiceSpec
 
 pytestmark = pytest.mark.contract
 
 
-@pytest.fixture(scope="module")
-def llm(stack):
-    assert stack.wait("llm") == "SERVING"
-    with grpc.insecure_channel(stack.address("llm")) as channel:
+@pytest.fixture(scope="module", params=["llama_cpp", "openai"])
+def llm(request, stack):
+    """The same conformance suite against each backend: llama.cpp in-process, and an OpenAI-compatible server
+    (llama.cpp's own server, a real HTTP server) behind a second LLM service process."""
+    if request.param == "llama_cpp":
+        assert stack.wait("llm") == "SERVING"
+        address = stack.address("llm")
+        with grpc.insecure_channel(address) as channel:
+            yield llm_pb2_grpc.LlmServiceStub(channel)
+        return
+    with openai_compatible_service(stack) as address, grpc.insecure_channel(address) as channel:
         yield llm_pb2_grpc.LlmServiceStub(channel)
+
+
+@contextlib.contextmanager
+def openai_compatible_service(stack):
+    server_port, service_port = free_port(), free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(packaged_model()), "--port", str(server_port),
+         "--host", "127.0.0.1", "--n_ctx", "2048", "--n_threads", "2", "--model_alias", "smollm2-server"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    env = dict(stack.env(), LLM_BACKEND="openai", LLM_OPENAI_BASE_URL=f"http://127.0.0.1:{server_port}/v1",
+               LLM_PORT=str(service_port), LLM_METRICS_PORT="0")
+    service = subprocess.Popen([sys.executable, "-m", "services.llm"], env=env, cwd=stack.logs.parents[1],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    spec = ServiceSpec("llm", service_port, 0, grpc=True)
+    try:
+        deadline = time.monotonic() + 120
+        while status(spec) != "SERVING":
+            assert time.monotonic() < deadline and service.poll() is None, "OpenAI-backed LLM service did not start"
+            time.sleep(0.3)
+        yield f"127.0.0.1:{service_port}"
+    finally:
+        for process in (service, server):
+            process.terminate()
+            process.wait(timeout=15)
 
 
 def ask(text, **fields):
@@ -83,7 +122,7 @@ def test_bad_requests_are_refused(llm):
     cases = [
         (ask("   "), grpc.StatusCode.INVALID_ARGUMENT, "empty"),
         (ask("hi", avatar_id="nobody-here"), grpc.StatusCode.NOT_FOUND, "unknown avatar"),
-        (ask("hi", model="gpt-99"), grpc.StatusCode.NOT_FOUND, "SmolLM2"),
+        (ask("hi", model="gpt-99"), grpc.StatusCode.NOT_FOUND, "available"),
         (ask("hi", history=[llm_pb2.ChatMessage(role=llm_pb2.ROLE_USER, content="x")] * 500),
          grpc.StatusCode.INVALID_ARGUMENT, "history"),
         (ask("word " * 3000), grpc.StatusCode.INVALID_ARGUMENT, "characters"),
@@ -102,4 +141,19 @@ def test_long_history_is_trimmed_to_the_context(llm):
 
 def test_list_models(llm):
     reply = llm.ListModels(llm_pb2.ListModelsRequest(), timeout=5)
-    assert reply.default_model.startswith("SmolLM2") and reply.models[0].context_tokens >= 2048
+    assert reply.default_model in ("SmolLM2-135M-Instruct.Q4_1", "smollm2-server")
+    assert reply.models[0].context_tokens >= 2048
+
+
+def test_custom_text_is_retrieved_into_the_answer(llm, stack):
+    folder = stack.avatars_dir / "lighthouse"
+    (folder / "knowledge").mkdir(parents=True, exist_ok=True)
+    (folder / "persona.json").write_text(json.dumps({"name": "Morwenna", "style": "cheerful"}))
+    (folder / "knowledge" / "notes.txt").write_text(
+        "Our bakery opens at seven in the morning and closes at six in the evening.\n\n"
+        "The lighthouse on Gull Rock was built long ago. The lighthouse keeper's cat is named Pumpernickel "
+        "and it likes sardines.\n\nThe harbour festival takes place every August with boat races."
+    )
+    request = ask("What is the name of the lighthouse keeper's cat?", avatar_id="lighthouse")
+    reply = "".join(r.delta for r in llm.Generate(request, timeout=60))
+    assert "pumpernickel" in reply.lower(), reply

@@ -112,7 +112,7 @@ def train(data: Path, out: Path, steps: int, batch_size: int = 8, window: int = 
         strategy="ddp" if devices > 1 else "auto",
         logger=pl.loggers.TensorBoardLogger(out, name="tb"),
         callbacks=[pl.callbacks.ModelCheckpoint(checkpoints, save_last=True, every_n_train_steps=100)],
-        log_every_n_steps=10,
+        log_every_n_steps=min(10, steps),
         enable_progress_bar=True,
         enable_model_summary=False,
     )

@@ -1,5 +1,7 @@
 """Text-engine process settings (env prefix LLM_)."""
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -11,6 +13,12 @@ class LlmSettings(ServiceSettings):
 
     port: int = 50052
     metrics_port: int = 9102
+    # llama_cpp: a local GGUF model; openai: any OpenAI-compatible server (vLLM, TGI, llama.cpp server) by URL.
+    backend: Literal["llama_cpp", "openai"] = "llama_cpp"
+    openai_base_url: str = "http://127.0.0.1:8080/v1"
+    # Empty: the first model the server lists.
+    openai_model: str = ""
+    openai_api_key: str = ""
     # A GGUF model file; empty = the packaged SmolLM2-135M-Instruct.
     model_path: str = ""
     # A GGUF LoRA adapter applied on top (e.g. from the fine-tuning pipeline).
@@ -27,3 +35,5 @@ class LlmSettings(ServiceSettings):
     avatars_dir: str = "var/avatars"
     persona_name: str = "Ava"
     persona_style: str = "friendly"
+    # Custom text: passages retrieved per question from <avatars_dir>/<avatar_id>/knowledge/.
+    knowledge_passages: int = Field(default=3, ge=0)

@@ -22,14 +22,18 @@ class Persona:
             system_prompt=system_prompt or self.system_prompt,
         )
 
-    def system_message(self) -> str:
+    def system_message(self, facts: list[str] = ()) -> str:
         # Short on purpose: a 135M model follows two plain sentences far better than a list of rules
         # (measured: the name was given back in 23 of 24 "what is your name?" turns this way).
         message = (
             f"You are {self.name}, a {self.style} talking avatar. Your name is {self.name}. "
             "Answer in one or two short sentences, in plain words."
         )
-        return f"{message} {self.system_prompt}" if self.system_prompt else message
+        if self.system_prompt:
+            message = f"{message} {self.system_prompt}"
+        if facts:
+            message += " Use these facts when they answer the question: " + " ".join(facts)
+        return message
 
 
 class PersonaBook:
@@ -39,13 +43,20 @@ class PersonaBook:
         self._dir = Path(avatars_dir) if avatars_dir else None
         self._default = default
 
-    def get(self, avatar_id: str) -> Persona:
-        if avatar_id in ("", "default"):
-            return self._default
+    def folder(self, avatar_id: str) -> Path | None:
+        """The avatar's folder (persona.json, knowledge/), if it has one."""
+        avatar_id = avatar_id or "default"
         if not avatar_id.replace("-", "").replace("_", "").isalnum():
             raise BadRequest(f"avatar id {avatar_id!r} may only hold letters, digits, - and _")
-        path = self._dir / avatar_id / "persona.json" if self._dir else None
+        folder = self._dir / avatar_id if self._dir else None
+        return folder if folder is not None and folder.is_dir() else None
+
+    def get(self, avatar_id: str) -> Persona:
+        folder = self.folder(avatar_id)
+        path = folder / "persona.json" if folder else None
         if path is None or not path.is_file():
+            if avatar_id in ("", "default"):
+                return self._default
             raise NotFound(f"unknown avatar {avatar_id!r}")
         data = json.loads(path.read_text())
         return Persona(

@@ -16,9 +16,10 @@ def build_messages(
     user_text: str,
     count_tokens: Callable[[str], int],
     budget: int,
+    facts: list[str] = (),
 ) -> list[dict]:
     """Oldest history is dropped first until the prompt fits in `budget` tokens."""
-    system = {"role": "system", "content": persona.system_message()}
+    system = {"role": "system", "content": persona.system_message(facts)}
     user = {"role": "user", "content": user_text}
     used = sum(count_tokens(m["content"]) + _TEMPLATE_OVERHEAD for m in (system, user))
     if used > budget:

@@ -9,7 +9,9 @@ from avatar.llm.v1 import llm_pb2, llm_pb2_grpc
 from services.common.errors import BadRequest, NotFound
 from services.llm.backends.base_backend import Completion, LlmBackend, Sampling
 from services.llm.backends.llama_cpp_backend import LlamaCppBackend
+from services.llm.backends.openai_compatible import OpenAICompatibleBackend
 from services.llm.config import LlmSettings
+from services.llm.knowledge import Embedder, Knowledge
 from services.llm.persona import Persona, PersonaBook
 from services.llm.prompt import build_messages
 from services.llm.speakable import speakable
@@ -18,14 +20,21 @@ _FINISH = {"stop": llm_pb2.STOP, "length": llm_pb2.LENGTH, "stop_sequence": llm_
 _DONE = object()
 
 
+def make_backend(settings: LlmSettings) -> LlmBackend:
+    if settings.backend == "openai":
+        return OpenAICompatibleBackend(
+            settings.openai_base_url, settings.openai_model, settings.openai_api_key, settings.context_tokens
+        )
+    return LlamaCppBackend(settings.model_path, settings.lora_path, settings.context_tokens, settings.threads)
+
+
 class LlmService(llm_pb2_grpc.LlmServiceServicer):
     service_name = llm_pb2.DESCRIPTOR.services_by_name["LlmService"].full_name
 
     def __init__(self, settings: LlmSettings):
         self._settings = settings
-        self._backend: LlmBackend = LlamaCppBackend(
-            settings.model_path, settings.lora_path, settings.context_tokens, settings.threads
-        )
+        self._backend = make_backend(settings)
+        self._knowledge = Knowledge(Embedder(), top_k=settings.knowledge_passages)
         self._personas = PersonaBook(settings.avatars_dir, Persona(settings.persona_name, settings.persona_style))
         # llama.cpp runs one generation at a time per model; requests queue here.
         self._engine_lock = threading.Lock()
@@ -35,9 +44,13 @@ class LlmService(llm_pb2_grpc.LlmServiceServicer):
 
     def load(self) -> None:
         self._backend.load()
+        if self._settings.knowledge_passages:
+            self._knowledge.warm_up()
 
     async def ListModels(self, request, context):
-        info = llm_pb2.ModelInfo(name=self._backend.name, context_tokens=self._backend.context_tokens, backend="llama.cpp")
+        info = llm_pb2.ModelInfo(
+            name=self._backend.name, context_tokens=self._backend.context_tokens, backend=self._settings.backend
+        )
         return llm_pb2.ListModelsResponse(models=[info], default_model=self._backend.name)
 
     def _sampling(self, params: llm_pb2.GenerationParams) -> Sampling:
@@ -69,7 +82,9 @@ class LlmService(llm_pb2_grpc.LlmServiceServicer):
         )
         sampling = self._sampling(request.params)
         budget = self._backend.context_tokens - sampling.max_tokens
-        messages = build_messages(persona, list(request.history), text, self._backend.count_tokens, budget)
+        knowledge = self._personas.folder(request.avatar_id)
+        facts = await asyncio.to_thread(self._knowledge.relevant, knowledge / "knowledge" if knowledge else None, text)
+        messages = build_messages(persona, list(request.history), text, self._backend.count_tokens, budget, facts)
 
         completion = Completion()
         loop = asyncio.get_running_loop()
