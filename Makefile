@@ -16,7 +16,7 @@ test: setup
 	$(PY) -m pytest
 
 bench: setup
-	$(PY) -m benchmarks
+	$(PY) -m tests.benchmarks
 
 proto: gen/.stamp
 

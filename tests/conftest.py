@@ -19,7 +19,7 @@ def redis_url():
 def stack(redis_url):
     """All five services as separate processes, started once for the whole run."""
     started = Stack(redis_url).start()
-    for name in ("asr", "tts", "gateway"):
+    for name in ("asr", "llm", "tts", "sda", "gateway"):
         started.wait(name)
     yield started
     started.stop()

@@ -6,17 +6,82 @@ import json
 import pytest
 import websockets
 
+from services.gateway import media
 from tests.grpc_helpers import with_silence
 from tests.speech import speak, to_linear16, wer
 
 pytestmark = pytest.mark.e2e
 
 
-async def next_event(ws, kind, timeout=60):
+async def next_event(ws, kind, timeout=60, media_out=None):
+    """The next JSON event of `kind`; binary media met on the way are parsed into `media_out`."""
     while True:
-        message = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        raw = await asyncio.wait_for(ws.recv(), timeout)
+        if isinstance(raw, bytes):
+            if media_out is not None:
+                media_out.append(media.parse(raw))
+            continue
+        message = json.loads(raw)
         if message["type"] == kind:
             return message
+        assert message["type"] not in ("error", "warning") or kind == "error", message
+
+
+async def send_speech(ws, text, gap_s=1.0):
+    pcm = to_linear16(with_silence(speak(text), gap_s=gap_s))
+    for start in range(0, len(pcm), 3200):
+        await ws.send(pcm[start : start + 3200])
+        await asyncio.sleep(0.02)  # 100 ms of audio every 20 ms: 5x real time
+
+
+async def hello(ws):
+    await ws.send(json.dumps({"type": "hello", "version": 1, "audio": {"sample_rate": 16000}}))
+    return await next_event(ws, "ready")
+
+
+async def test_a_spoken_question_gets_a_spoken_animated_answer(stack):
+    async with websockets.connect(f"ws://{stack.address('gateway')}/ws", max_size=None) as ws:
+        await hello(ws)
+        question = "Hello! What is your name?"
+        await send_speech(ws, question)
+        final = None
+        while final is None:
+            event = await next_event(ws, "transcript")
+            final = event if event["final"] else None
+        assert wer([(question, final["text"])]) <= 0.2
+        received = []
+        end = await next_event(ws, "turn_end", timeout=120, media_out=received)
+        assert end["reply"].strip(), "no reply text"
+        frames = [m for m in received if m["kind"] == "video"]
+        assert len(frames) >= 25, "less than a second of video"
+        pts = [f["pts"] for f in frames]
+        assert pts == sorted(pts) and max(abs(b - a - 0.04) for a, b in zip(pts, pts[1:])) < 1e-6
+        assert all(len(f["pcm"]) == 1280 for f in frames)  # 40 ms of 16 kHz audio with each frame
+        assert all(f["jpeg"][:2] == b"\xff\xd8" for f in frames)
+        # The reply audio carried by the frames is speech of plausible length for the reply text.
+        seconds = len(frames) * 0.04
+        assert 0.15 * len(end["reply"].split()) <= seconds <= 1.0 * len(end["reply"].split()) + 1.0
+        latency = end["latency_ms"]
+        assert {"llm_first_token", "tts_first_audio", "first_frame"} <= set(latency)
+        assert latency["llm_first_token"] <= latency["tts_first_audio"] <= latency["first_frame"]
+
+
+async def test_barge_in_cancels_the_reply_and_a_new_turn_starts(stack):
+    async with websockets.connect(f"ws://{stack.address('gateway')}/ws", max_size=None) as ws:
+        await hello(ws)
+        await send_speech(ws, "Please tell me a long story about a dragon who lived in the mountains.")
+        received = []
+        await next_event(ws, "reply_delta", timeout=60, media_out=received)
+        await send_speech(ws, "Stop, tell me about the ocean instead.")
+        interrupted = await next_event(ws, "interrupted", timeout=30)
+        assert interrupted["turn"] == 0
+        final = None
+        while final is None:
+            event = await next_event(ws, "transcript")
+            final = event if event["final"] and event["turn"] == 1 else None
+        assert "ocean" in final["text"].lower()
+        end = await next_event(ws, "turn_end", timeout=120)
+        assert end["turn"] == 1
 
 
 async def test_spoken_audio_comes_back_as_a_transcript_and_bad_frames_are_survived(stack):

@@ -4,6 +4,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from avatar.asr.v1 import asr_pb2_grpc
+from avatar.llm.v1 import llm_pb2_grpc
+from avatar.sda.v1 import sda_pb2_grpc
+from avatar.tts.v1 import tts_pb2_grpc
 from services.gateway.config import GatewaySettings
 
 
@@ -17,6 +20,9 @@ class StageClients:
         }
         self._channels = {name: grpc.aio.insecure_channel(address) for name, address in self.addresses.items()}
         self.asr = asr_pb2_grpc.AsrServiceStub(self._channels["asr"])
+        self.llm = llm_pb2_grpc.LlmServiceStub(self._channels["llm"])
+        self.tts = tts_pb2_grpc.TtsServiceStub(self._channels["tts"])
+        self.sda = sda_pb2_grpc.SdaServiceStub(self._channels["sda"])
 
     async def status(self, stage: str, timeout: float = 1.0) -> str:
         """SERVING, NOT_SERVING or UNREACHABLE, from the stage's grpc.health.v1."""

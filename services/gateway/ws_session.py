@@ -7,6 +7,7 @@ answered and dropped, a failed stage ends its stream with an event and the sessi
 import asyncio
 import json
 import logging
+import time
 import uuid
 
 import grpc
@@ -19,6 +20,7 @@ from services.gateway.config import GatewaySettings
 from services.gateway.protocol import PROTOCOL_VERSION, EndOfAudio, ErrorCode, Hello, error_event
 from services.gateway.session_store import SessionStore
 from services.gateway.stage_clients import StageClients
+from services.gateway.turn_pipeline import OUTPUT_RATE, TurnPipeline
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +34,15 @@ class WsSession:
         self._store = store
         self._clients = clients
         self._settings = settings
-        self._outbox: asyncio.Queue[dict | None] = asyncio.Queue(maxsize=256)
+        self._outbox: asyncio.Queue[dict | bytes | None] = asyncio.Queue()
         self._hello: Hello | None = None
         self._session_id = ""
         self._audio_queue: asyncio.Queue[bytes | None] | None = None
         self._asr_task: asyncio.Task | None = None
+        self._reply: asyncio.Task | None = None  # the running turn pipeline
+        self._reply_turn = -1
+        self._turn_ended_at: dict[int, float] = {}
+        self._turns = 0  # turns of this connection: the index the client sees
 
     async def run(self) -> None:
         await self._ws.accept()
@@ -50,14 +56,19 @@ class WsSession:
                 self._audio_queue.put_nowait(None)
             if self._asr_task is not None:
                 self._asr_task.cancel()
+            if self._reply is not None:
+                self._reply.cancel()
             self._outbox.put_nowait(None)
             await asyncio.gather(sender, return_exceptions=True)
 
-    def _emit(self, event: dict) -> None:
+    def _emit(self, event: dict | bytes) -> None:
         self._outbox.put_nowait(event)
 
     async def _send_loop(self) -> None:
         while (event := await self._outbox.get()) is not None:
+            if isinstance(event, bytes):
+                await self._ws.send_bytes(event)
+                continue
             await self._ws.send_text(json.dumps(event))
             if event.get("fatal"):
                 await self._ws.close(code=1008)
@@ -126,6 +137,7 @@ class WsSession:
                 "protocol": PROTOCOL_VERSION,
                 "session_id": self._session_id,
                 "stages": await self._clients.statuses(),
+                "output_audio": {"sample_rate": OUTPUT_RATE, "encoding": "linear16"},
             }
         )
         return False
@@ -176,14 +188,19 @@ class WsSession:
     async def _on_asr(self, response: asr_pb2.StreamingRecognizeResponse) -> None:
         if response.WhichOneof("result") == "event":
             event = response.event
-            kind = "speech_start" if event.type == asr_pb2.SpeechEvent.SPEECH_START else "end_of_turn"
-            self._emit({"type": kind, "turn": event.turn_index, "t": round(event.audio_offset_s, 3)})
+            if event.type == asr_pb2.SpeechEvent.SPEECH_START:
+                self._barge_in()
+                self._emit({"type": "speech_start", "turn": self._turns, "t": round(event.audio_offset_s, 3)})
+            else:
+                self._turn_ended_at[self._turns] = time.perf_counter()
+                self._emit({"type": "end_of_turn", "turn": self._turns, "t": round(event.audio_offset_s, 3)})
             return
         hyp = response.hypothesis
+        turn = self._turns
         self._emit(
             {
                 "type": "transcript",
-                "turn": hyp.turn_index,
+                "turn": turn,
                 "text": hyp.transcript,
                 "final": hyp.is_final,
                 "stability": round(hyp.stability, 3),
@@ -193,5 +210,32 @@ class WsSession:
                 ],
             }
         )
-        if hyp.is_final and hyp.transcript:
+        if not hyp.is_final:
+            return
+        self._turns += 1
+        if hyp.transcript:
+            history = await self._store.history(self._session_id)
             await self._store.append_history(self._session_id, "user", hyp.transcript)
+            self._start_reply(turn, hyp.transcript, history)
+
+    def _barge_in(self) -> None:
+        """The user speaks over the reply: stop every stage of it and tell the client to drop what it queued."""
+        if self._reply is not None and not self._reply.done():
+            self._reply.cancel()
+            self._emit({"type": "interrupted", "turn": self._reply_turn})
+
+    def _start_reply(self, turn: int, text: str, history: list[dict]) -> None:
+        self._barge_in()
+        ended_at = self._turn_ended_at.pop(turn, time.perf_counter())
+        meta = common_pb2.RequestMeta(session_id=self._session_id, turn_id=f"{self._session_id}:{turn}",
+                                      request_id=uuid.uuid4().hex)
+        pipeline = TurnPipeline(self._clients, turn, text, history, self._hello.avatar_id, meta, self._emit,
+                                self._emit, ended_at)
+        self._reply_turn = turn
+
+        async def reply() -> None:
+            await pipeline.run()
+            if pipeline.reply:
+                await self._store.append_history(self._session_id, "assistant", pipeline.reply)
+
+        self._reply = asyncio.create_task(reply())

@@ -1,0 +1,153 @@
+"""One reply, as a short chain of concurrent stages joined by bounded queues:
+
+    LLM.Generate ──text deltas──▶ TTS.StreamingSynthesize ──PCM chunks──▶ SDA.StreamingAnimate ──frames──▶ client
+
+The first clause is heard and seen while the LLM is still writing the rest. If the SDA stage fails, the reply
+goes on as audio only (with a warning); if the LLM or TTS stage fails, the turn ends with a typed error. Errors
+travel as events, never as exceptions out of this task; cancelling the task (barge-in) cancels every stream.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import grpc
+
+from avatar.common.v1 import common_pb2
+from avatar.llm.v1 import llm_pb2
+from avatar.sda.v1 import sda_pb2
+from avatar.tts.v1 import tts_pb2
+from services.gateway import media
+from services.gateway.protocol import ErrorCode, error_event
+from services.gateway.stage_clients import StageClients
+
+log = logging.getLogger(__name__)
+
+OUTPUT_RATE = 16000  # reply audio: 16 kHz LINEAR16 mono, a whole number of samples per 25 fps frame
+_BYTES_PER_S = OUTPUT_RATE * 2
+_UNAVAILABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+_ROLES = {"user": llm_pb2.ROLE_USER, "assistant": llm_pb2.ROLE_ASSISTANT}
+
+
+class StageFailed(Exception):
+    def __init__(self, stage: str, err: grpc.aio.AioRpcError):
+        super().__init__(f"{stage}: {err.details() or err.code().name}")
+        self.stage = stage
+        self.code = ErrorCode.STAGE_UNAVAILABLE if err.code() in _UNAVAILABLE else ErrorCode.STAGE_ERROR
+
+
+class TurnPipeline:
+    def __init__(self, clients: StageClients, turn: int, user_text: str, history: list[dict], avatar_id: str,
+                 meta: common_pb2.RequestMeta, emit: Callable[[dict], None], send_media: Callable[[bytes], None],
+                 ended_at: float):
+        self._clients = clients
+        self._turn = turn
+        self._user_text = user_text
+        self._history = history
+        self._avatar_id = avatar_id
+        self._meta = meta
+        self._emit = emit
+        self._send = send_media
+        self._t0 = ended_at  # when the user's turn ended (the end-of-turn event reached the gateway)
+        self.marks: dict[str, float] = {}
+        self.reply = ""
+
+    def _mark(self, name: str) -> None:
+        self.marks.setdefault(name, round((time.perf_counter() - self._t0) * 1000, 1))
+
+    async def run(self) -> None:
+        text_q: asyncio.Queue[str | None] = asyncio.Queue(maxsize=256)
+        audio_q: asyncio.Queue[tts_pb2.AudioChunk | None] = asyncio.Queue(maxsize=256)
+        stages = [asyncio.create_task(self._llm(text_q)), asyncio.create_task(self._tts(text_q, audio_q)),
+                  asyncio.create_task(self._sda(audio_q))]
+        try:
+            await asyncio.gather(*stages)
+        except StageFailed as err:
+            self._emit(error_event(err.code, str(err)))
+        finally:
+            for task in stages:
+                task.cancel()
+            await asyncio.gather(*stages, return_exceptions=True)
+        self._emit({"type": "turn_end", "turn": self._turn, "reply": self.reply, "latency_ms": self.marks})
+
+    async def _llm(self, text_q: asyncio.Queue) -> None:
+        request = llm_pb2.GenerateRequest(
+            avatar_id="" if self._avatar_id == "default" else self._avatar_id,
+            history=[llm_pb2.ChatMessage(role=_ROLES[m["role"]], content=m["content"]) for m in self._history
+                     if m["role"] in _ROLES],
+            user_text=self._user_text,
+            meta=self._meta,
+        )
+        try:
+            async for response in self._clients.llm.Generate(request):
+                if response.delta:
+                    self._mark("llm_first_token")
+                    self.reply += response.delta
+                    self._emit({"type": "reply_delta", "turn": self._turn, "text": response.delta})
+                    await text_q.put(response.delta)
+        except grpc.aio.AioRpcError as err:
+            raise StageFailed("text engine", err) from None
+        finally:
+            text_q.put_nowait(None)
+
+    async def _tts(self, text_q: asyncio.Queue, audio_q: asyncio.Queue) -> None:
+        async def requests():
+            yield tts_pb2.SynthesizeRequest(config=tts_pb2.SynthesisConfig(sample_rate_hz=OUTPUT_RATE), meta=self._meta)
+            while (delta := await text_q.get()) is not None:
+                yield tts_pb2.SynthesizeRequest(text=delta, meta=self._meta)
+
+        try:
+            async for response in self._clients.tts.StreamingSynthesize(requests()):
+                if response.WhichOneof("result") == "audio":
+                    self._mark("tts_first_audio")
+                    await audio_q.put(response.audio)
+        except grpc.aio.AioRpcError as err:
+            raise StageFailed("speech synthesis", err) from None
+        finally:
+            audio_q.put_nowait(None)
+
+    async def _sda(self, audio_q: asyncio.Queue) -> None:
+        """Frames with their audio; on an SDA failure, the audio not yet shown goes out alone."""
+        forwarded = bytearray()  # every byte of reply audio handed to SDA
+        shown = 0  # bytes of it that came back inside frames
+        done = asyncio.Event()
+
+        async def requests():
+            fmt = common_pb2.AudioFormat(sample_rate_hz=OUTPUT_RATE, encoding=common_pb2.LINEAR16, channels=1)
+            avatar = "" if self._avatar_id == "default" else self._avatar_id
+            yield sda_pb2.AnimateRequest(
+                config=sda_pb2.AnimateConfig(avatar_id=avatar, audio_format=fmt, image_encoding=sda_pb2.JPEG),
+                meta=self._meta)
+            while (chunk := await audio_q.get()) is not None:
+                forwarded.extend(chunk.pcm)
+                yield sda_pb2.AnimateRequest(audio=chunk.pcm, meta=self._meta)
+            yield sda_pb2.AnimateRequest(end_of_segment=sda_pb2.EndOfSegment(), meta=self._meta)
+            await done.wait()  # keep the request side open until the segment's last frame is back
+
+        try:
+            async for response in self._clients.sda.StreamingAnimate(requests()):
+                kind = response.WhichOneof("result")
+                if kind == "frame":
+                    self._mark("first_frame")
+                    frame = response.frame
+                    shown += len(frame.audio)
+                    self._send(media.video_message(self._turn, frame.pts_s, frame.audio, frame.image))
+                elif kind == "segment_end":
+                    done.set()
+                    return
+        except grpc.aio.AioRpcError as err:
+            self._emit({"type": "warning", "code": "video_unavailable",
+                        "message": f"animation stopped ({err.details() or err.code().name}); continuing with audio only"})
+        await self._audio_only(audio_q, forwarded, shown)
+
+    async def _audio_only(self, audio_q: asyncio.Queue, forwarded: bytearray, shown: int) -> None:
+        position = shown
+        if len(forwarded) > shown:
+            self._mark("first_audio_only")
+            self._send(media.audio_message(self._turn, shown / _BYTES_PER_S, bytes(forwarded[shown:])))
+            position = len(forwarded)
+        while (chunk := await audio_q.get()) is not None:
+            self._mark("first_audio_only")
+            self._send(media.audio_message(self._turn, position / _BYTES_PER_S, chunk.pcm))
+            position += len(chunk.pcm)

@@ -1,0 +1,1 @@
+"""`make bench`: stage and end-to-end benchmarks; results rewrite docs/benchmarks.md."""

@@ -1,0 +1,50 @@
+"""Figures and their markdown: percentiles, tables, the machine they were measured on."""
+
+import datetime
+import os
+import platform
+import subprocess
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def p50(values) -> float:
+    return float(np.percentile(values, 50))
+
+
+def p95(values) -> float:
+    return float(np.percentile(values, 95))
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+@dataclass
+class Section:
+    title: str
+    rows: list[tuple[str, str, str]] = field(default_factory=list)  # (metric, value, target)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, metric: str, value: str, target: str = "") -> None:
+        self.rows.append((metric, value, target))
+
+    def markdown(self) -> str:
+        lines = [f"## {self.title}", "", "| metric | measured | target |", "|---|---|---|"]
+        lines += [f"| {m} | {v} | {t} |" for m, v, t in self.rows]
+        if self.notes:
+            lines += [""] + [f"- {n}" for n in self.notes]
+        return "\n".join(lines) + "\n"
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+            f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; commit {commit or 'unknown'}")
