@@ -40,6 +40,9 @@ async def serve(stage: Stage, settings: ServiceSettings) -> None:
             # with INVALID_ARGUMENT and a message, instead of the transport's bare RESOURCE_EXHAUSTED.
             ("grpc.max_receive_message_length", settings.max_message_bytes * 4),
             ("grpc.max_send_message_length", settings.max_message_bytes * 4),
+            # Clients reconnect (and re-resolve, seeing new replicas) every few minutes; open streams may finish.
+            ("grpc.max_connection_age_ms", 300_000),
+            ("grpc.max_connection_age_grace_ms", 600_000),
         ],
     )
     stage.add_to_server(server)

@@ -18,7 +18,11 @@ class StageClients:
             "tts": settings.tts_address,
             "sda": settings.sda_address,
         }
-        self._channels = {name: grpc.aio.insecure_channel(address) for name, address in self.addresses.items()}
+        # With dns:/// addresses of headless Services, round robin spreads new streams over every pod.
+        options = [("grpc.lb_policy_name", "round_robin")]
+        self._channels = {
+            name: grpc.aio.insecure_channel(address, options=options) for name, address in self.addresses.items()
+        }
         self.asr = asr_pb2_grpc.AsrServiceStub(self._channels["asr"])
         self.llm = llm_pb2_grpc.LlmServiceStub(self._channels["llm"])
         self.tts = tts_pb2_grpc.TtsServiceStub(self._channels["tts"])
