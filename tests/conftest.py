@@ -18,7 +18,9 @@ def redis_url():
 @pytest.fixture(scope="session")
 def stack(redis_url):
     """All five services as separate processes, started once for the whole run."""
-    started = Stack(redis_url).start()
+    # A quick avatar fine-tunes for a few steps only in tests.
+    quick = {"GATEWAY_PHOTO_AVATAR_STEPS": "3", "GATEWAY_PHOTO_AVATAR_SENTENCES": "3"}
+    started = Stack(redis_url, extra_env=quick).start()
     for name in ("asr", "llm", "tts", "sda", "gateway"):
         started.wait(name)
     yield started

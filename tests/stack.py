@@ -37,7 +37,8 @@ class Stack:
 
     def env(self) -> dict:
         env = dict(os.environ, REDIS_URL=self.redis_url, PYTHONUNBUFFERED="1",
-                   LLM_AVATARS_DIR=str(self.avatars_dir), SDA_AVATARS_DIR=str(self.avatars_dir), **self.extra_env)
+                   LLM_AVATARS_DIR=str(self.avatars_dir), SDA_AVATARS_DIR=str(self.avatars_dir),
+                   GATEWAY_AVATARS_DIR=str(self.avatars_dir), **self.extra_env)
         for spec in self.specs.values():
             env[f"{spec.env_prefix}PORT"] = str(spec.port)
             if spec.grpc:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from pipelines.sda.checkpoint import save_generator
+from pipelines.sda.checkpoint import load_generator, save_generator
 from pipelines.sda.dataset import SyntheticClips
 from pipelines.sda.model import FrameDiscriminator, Generator, SdaConfig, SequenceDiscriminator, SyncDiscriminator
 
@@ -96,13 +96,19 @@ class SdaGan(pl.LightningModule):
 
 
 def train(data: Path, out: Path, steps: int, batch_size: int = 8, window: int = 16, channels: int = 16,
-          accelerator: str = "cpu", devices: int = 1, resume: bool = True, seed: int = 0) -> Path:
+          accelerator: str = "cpu", devices: int = 1, resume: bool = True, seed: int = 0,
+          init_from: Path | None = None, callbacks: list | None = None) -> Path:
+    """Train for `steps` iterations; `init_from` starts the generator from a generator file (fine-tuning)."""
     pl.seed_everything(seed, workers=True)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     cfg = SdaConfig(channels=channels)
+    if init_from is not None:
+        start, _ = load_generator(init_from)
+        cfg = start.cfg
     dataset = SyntheticClips(data, cfg, window=window, samples=steps * batch_size * devices)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0, drop_last=True)
     model = SdaGan(cfg.to_dict())
+    if init_from is not None:
+        model.generator.load_state_dict(start.state_dict())
     checkpoints = out / "checkpoints"
     last = checkpoints / "last.ckpt"
     trainer = pl.Trainer(
@@ -111,7 +117,7 @@ def train(data: Path, out: Path, steps: int, batch_size: int = 8, window: int = 
         devices=devices,
         strategy="ddp" if devices > 1 else "auto",
         logger=pl.loggers.TensorBoardLogger(out, name="tb"),
-        callbacks=[pl.callbacks.ModelCheckpoint(checkpoints, save_last=True, every_n_train_steps=100)],
+        callbacks=[pl.callbacks.ModelCheckpoint(checkpoints, save_last=True, every_n_train_steps=100), *(callbacks or [])],
         log_every_n_steps=min(10, steps),
         enable_progress_bar=True,
         enable_model_summary=False,

@@ -6,6 +6,7 @@ from fastapi import FastAPI, Response, WebSocket
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
+from services.gateway import avatar_api
 from services.gateway.config import GatewaySettings
 from services.gateway.session_store import SessionStore
 from services.gateway.stage_clients import StageClients
@@ -17,6 +18,7 @@ SESSIONS = Counter("avatar_gateway_sessions_total", "WebSocket sessions opened")
 def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        app.state.settings = settings
         app.state.store = SessionStore(settings.redis_url, settings.session_ttl_s)
         app.state.clients = StageClients(settings)
         yield
@@ -24,6 +26,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         await app.state.store.close()
 
     app = FastAPI(title="Avatar gateway", version="1", lifespan=lifespan)
+    app.include_router(avatar_api.router)
 
     @app.get("/healthz")
     async def healthz():

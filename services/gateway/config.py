@@ -19,3 +19,9 @@ class GatewaySettings(BaseSettings):
     auth_token: str = ""
     session_ttl_s: int = Field(default=24 * 3600, ge=60)
     max_audio_frame_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Made avatars live here (shared with the llm and sda services).
+    avatars_dir: str = "var/avatars"
+    max_photo_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # The quick avatar's fine-tune: steps of batch 4, and synthetic sentences made from the photo.
+    photo_avatar_steps: int = Field(default=150, ge=1)
+    photo_avatar_sentences: int = Field(default=40, ge=2)
