@@ -6,7 +6,7 @@ from fastapi import FastAPI, Response, WebSocket
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
-from services.gateway import avatar_api
+from services.gateway import avatar_api, openai_api
 from services.gateway.config import GatewaySettings
 from services.gateway.session_store import SessionStore
 from services.gateway.stage_clients import StageClients
@@ -27,6 +27,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     app = FastAPI(title="Avatar gateway", version="1", lifespan=lifespan)
     app.include_router(avatar_api.router)
+    app.include_router(openai_api.router)
 
     @app.get("/healthz")
     async def healthz():

@@ -1,0 +1,98 @@
+"""The gateway's OpenAI-compatible REST, with real clients against the real services."""
+
+import io
+import json
+import subprocess
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+import soundfile
+from skimage import data
+
+from tests.speech import speak, wer
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def api(stack):
+    with httpx.Client(base_url=f"http://{stack.address('gateway')}", timeout=180) as client:
+        yield client
+
+
+def wav_bytes(samples: np.ndarray, rate: int = 16000) -> bytes:
+    out = io.BytesIO()
+    soundfile.write(out, samples, rate, format="WAV", subtype="PCM_16")
+    return out.getvalue()
+
+
+SENTENCE = "The library closes at six o'clock on Saturdays."
+
+
+def test_transcriptions(api):
+    audio = wav_bytes(np.concatenate([speak(SENTENCE), np.zeros(8000, np.float32)]))
+    reply = api.post("/v1/audio/transcriptions", files={"file": ("a.wav", audio)}, data={"model": "default"})
+    assert reply.status_code == 200 and wer([(SENTENCE, reply.json()["text"])]) <= 0.15
+    verbose = api.post("/v1/audio/transcriptions", files={"file": ("a.wav", audio)},
+                       data={"response_format": "verbose_json"}).json()
+    assert len(verbose["words"]) >= 6 and verbose["duration"] > 2
+    missing = api.post("/v1/audio/transcriptions", files={"file": ("a.wav", audio)}, data={"model": "whisper-9"})
+    assert missing.status_code == 404 and "available" in missing.json()["detail"]
+    assert api.post("/v1/audio/transcriptions", files={"file": ("a.wav", b"garbage")}).status_code == 400
+
+
+def test_chat_completions_plain_and_streamed(api):
+    body = {"messages": [{"role": "system", "content": "Your name is Bob."},
+                         {"role": "user", "content": "Say hello in one short sentence."}], "max_tokens": 40}
+    reply = api.post("/v1/chat/completions", json=body).json()
+    assert reply["choices"][0]["message"]["content"].strip() and reply["choices"][0]["finish_reason"] in ("stop", "length")
+    with api.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as stream:
+        lines = [line[6:] for line in stream.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    chunks = [json.loads(line) for line in lines[:-1]]
+    assert sum(1 for c in chunks if c["choices"][0]["delta"].get("content")) >= 2
+    assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+    missing = api.post("/v1/chat/completions", json={**body, "model": "gpt-99"})
+    assert missing.status_code == 404 and "SmolLM2" in missing.json()["detail"]
+
+
+def test_speech(api):
+    reply = api.post("/v1/audio/speech", json={"input": "Hello, this is a test of the speech endpoint.", "voice": "default"})
+    assert reply.status_code == 200 and reply.headers["content-type"] == "audio/wav"
+    samples, rate = soundfile.read(io.BytesIO(reply.content))
+    assert rate == 22050 and 1.5 < samples.size / rate < 6
+    missing = api.post("/v1/audio/speech", json={"input": "hi", "voice": "nobody"})
+    assert missing.status_code == 404 and "en_US-joe-medium" in missing.json()["detail"]
+
+
+def _probe(mp4: bytes, tmp_path) -> dict:
+    path = tmp_path / "out.mp4"
+    path.write_bytes(mp4)
+    result = subprocess.run(["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
+                            capture_output=True, text=True, check=True)
+    return json.loads(result.stdout)
+
+
+def test_avatar_video_from_wav_and_from_a_photo(api, tmp_path):
+    audio = speak("Good morning, it is nice to see you again.")
+    seconds = audio.size / 16000
+    reply = api.post("/v1/avatar/video", files={"audio": ("a.wav", wav_bytes(audio))})
+    assert reply.status_code == 200 and reply.headers["content-type"] == "video/mp4"
+    info = _probe(reply.content, tmp_path)
+    kinds = {s["codec_type"] for s in info["streams"]}
+    assert kinds == {"video", "audio"} and abs(float(info["format"]["duration"]) - seconds) < 0.3
+    photo = cv2.imencode(".jpg", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
+    with_photo = api.post("/v1/avatar/video", files={"audio": ("a.wav", wav_bytes(audio)), "photo": ("p.jpg", photo)})
+    assert with_photo.status_code == 200
+    blank = cv2.imencode(".png", np.full((300, 300, 3), 200, np.uint8))[1].tobytes()
+    refused = api.post("/v1/avatar/video", files={"audio": ("a.wav", wav_bytes(audio)), "photo": ("p.png", blank)})
+    assert refused.status_code == 400 and "no face" in refused.json()["detail"]
+
+
+def test_openapi_documents_the_endpoints(api):
+    paths = api.get("/openapi.json").json()["paths"]
+    for path in ("/v1/audio/transcriptions", "/v1/chat/completions", "/v1/audio/speech", "/v1/avatar/video",
+                 "/v1/avatars"):
+        assert path in paths
