@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PROTOS := $(shell find proto -name '*.proto')
+WEB := services/gateway/web
 REQUIREMENTS := requirements-dev.txt pipelines/requirements.txt $(wildcard services/*/requirements*.txt)
 # llama.cpp is built from source; its native build uses AMX, which faults on some CPUs, so AMX stays off.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
@@ -23,7 +24,7 @@ proto: gen/.stamp
 up:
 	docker compose up --build
 
-setup: system-deps $(VENV)/.stamp gen/.stamp
+setup: system-deps $(VENV)/.stamp gen/.stamp $(WEB)/dist/index.html
 
 system-deps:
 	@scripts/system_deps.sh
@@ -42,5 +43,9 @@ gen/.stamp: $(PROTOS) $(VENV)/.stamp
 	$(PY) -c "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'avatar_repo.pth').write_text('$(CURDIR)\n$(CURDIR)/gen\n')"
 	touch $@
 
+# The browser app (Svelte + Vite), served by the gateway from $(WEB)/dist.
+$(WEB)/dist/index.html: $(WEB)/package.json $(WEB)/package-lock.json $(WEB)/vite.config.js $(WEB)/index.html $(shell find $(WEB)/src $(WEB)/public -type f)
+	cd $(WEB) && npm ci --no-audit --no-fund && npm run build
+
 clean:
-	rm -rf gen $(VENV) .pytest_cache
+	rm -rf gen $(VENV) .pytest_cache $(WEB)/node_modules $(WEB)/dist

@@ -2,8 +2,11 @@
 
 from contextlib import asynccontextmanager
 
+from pathlib import Path
+
 from fastapi import FastAPI, Response, WebSocket
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from services.gateway import avatar_api, openai_api
@@ -13,6 +16,7 @@ from services.gateway.stage_clients import StageClients
 from services.gateway.ws_session import WsSession
 
 SESSIONS = Counter("avatar_gateway_sessions_total", "WebSocket sessions opened")
+WEB_APP = Path(__file__).parent / "web" / "dist"
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -52,5 +56,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def websocket(ws: WebSocket):
         SESSIONS.inc()
         await WsSession(ws, app.state.store, app.state.clients, settings).run()
+
+    if WEB_APP.is_dir():
+        app.mount("/", StaticFiles(directory=WEB_APP, html=True), name="web")
+    else:
+        @app.get("/", response_class=HTMLResponse)
+        async def no_web_app():
+            return "<p>The browser app is not built: run <code>make run</code> (it builds services/gateway/web).</p>"
 
     return app
