@@ -19,7 +19,13 @@ class StageClients:
             "sda": settings.sda_address,
         }
         # With dns:/// addresses of headless Services, round robin spreads new streams over every pod.
-        options = [("grpc.lb_policy_name", "round_robin")]
+        # Short reconnect backoff: a stage that restarts is used again within a couple of seconds.
+        options = [
+            ("grpc.lb_policy_name", "round_robin"),
+            ("grpc.initial_reconnect_backoff_ms", 200),
+            ("grpc.min_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", 2000),
+        ]
         self._channels = {
             name: grpc.aio.insecure_channel(address, options=options) for name, address in self.addresses.items()
         }
