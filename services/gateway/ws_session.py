@@ -7,6 +7,7 @@ answered and dropped, a failed stage ends its stream with an event and the sessi
 import asyncio
 import json
 import logging
+import secrets
 import time
 import uuid
 
@@ -119,7 +120,7 @@ class WsSession:
         if hello.version != PROTOCOL_VERSION:
             self._emit(error_event(ErrorCode.UNSUPPORTED_VERSION, f"protocol version {PROTOCOL_VERSION} only", fatal=True))
             return True
-        if self._settings.auth_token and hello.token != self._settings.auth_token:
+        if self._settings.auth_token and not secrets.compare_digest(hello.token, self._settings.auth_token):
             self._emit(error_event(ErrorCode.UNAUTHORIZED, "missing or wrong token", fatal=True))
             return True
         if hello.session_id:
