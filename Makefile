@@ -8,7 +8,7 @@ REQUIREMENTS := requirements-dev.txt pipelines/requirements.txt $(wildcard servi
 # llama.cpp is built from source; its native build uses AMX, which faults on some CPUs, so AMX stays off.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: run test bench proto up setup system-deps clean
+.PHONY: run test bench proto up setup system-deps clean sda-default
 
 run: setup
 	$(PY) -m services.runner
@@ -49,3 +49,11 @@ $(WEB)/dist/index.html: $(WEB)/package.json $(WEB)/package-lock.json $(WEB)/vite
 
 clean:
 	rm -rf gen $(VENV) .pytest_cache $(WEB)/node_modules $(WEB)/dist
+
+# Reproduces the shipped default avatar (services/sda/checkpoints/default.pt) on this machine's CPU;
+# add ARGS="--accelerator gpu" to train on a GPU.
+sda-default: setup
+	$(PY) -m pipelines.sda.synthetic --out var/sda/data-default --sentences 200 --seed 1
+	$(PY) -m pipelines.sda.train --data var/sda/data-default --out var/sda/run-default --steps 800 --batch-size 4 --no-resume $(ARGS)
+	$(PY) -m pipelines.sda.evaluate var/sda/run-default/generator.pt
+	cp var/sda/run-default/generator.pt services/sda/checkpoints/default.pt

@@ -4,18 +4,18 @@ import sys
 from pathlib import Path
 
 from services.runner.redis_server import EmbeddedRedis
-from tests.benchmarks import bench_asr, bench_llm, bench_sda, bench_tts
+from tests.benchmarks import bench_asr, bench_e2e, bench_llm, bench_sda, bench_tts
 from tests.benchmarks.report import machine
 from tests.stack import ROOT, Stack
 
-BENCHES = {"asr": bench_asr, "llm": bench_llm, "tts": bench_tts, "sda": bench_sda}
+BENCHES = {"asr": bench_asr, "llm": bench_llm, "tts": bench_tts, "sda": bench_sda, "e2e": bench_e2e}
 
 
 def main(names: list[str]) -> None:
     redis = EmbeddedRedis()
     stack = Stack(redis.url).start()
     try:
-        for name in ("asr", "llm", "tts", "sda"):
+        for name in ("asr", "llm", "tts", "sda", "gateway"):
             stack.wait(name)
         sections = []
         for name, bench in BENCHES.items():

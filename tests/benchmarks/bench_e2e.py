@@ -1,0 +1,92 @@
+"""End to end at the client: end of speech → first audio and first frame, pipelined vs the stages in sequence."""
+
+import asyncio
+import json
+import time
+
+import grpc
+import websockets
+
+from avatar.common.v1 import common_pb2
+from avatar.llm.v1 import llm_pb2, llm_pb2_grpc
+from avatar.sda.v1 import sda_pb2, sda_pb2_grpc
+from avatar.tts.v1 import tts_pb2, tts_pb2_grpc
+from tests.benchmarks.report import Section, ms, p50, p95
+from tests.speech import speak, to_linear16
+
+QUESTIONS = [
+    "Hello! How are you today?", "What is your name?", "Can you recommend a good book?",
+    "What should I cook for dinner?", "Tell me something about the ocean.",
+]
+TURNS = 20
+TRAILING_SILENCE_BYTES = 16000 * 2 * 2  # 2 s of 16-bit silence after each question
+
+
+async def _pipelined_turn(url: str, question_pcm: bytes) -> dict:
+    async with websockets.connect(url, max_size=None) as ws:
+        await ws.send(json.dumps({"type": "hello", "version": 1}))
+        while json.loads(await ws.recv())["type"] != "ready":
+            pass
+        speech_end = None
+        for start in range(0, len(question_pcm), 3200):
+            await ws.send(question_pcm[start : start + 3200])
+            await asyncio.sleep(0.1)  # real time
+            if start + 3200 >= len(question_pcm) - TRAILING_SILENCE_BYTES and speech_end is None:
+                speech_end = time.perf_counter()  # the chunk holding the last speech sample is out
+        marks = {}
+        while True:
+            raw = await asyncio.wait_for(ws.recv(), 120)
+            now = time.perf_counter()
+            if isinstance(raw, bytes):
+                marks.setdefault("first_frame" if raw[0] == 2 else "first_audio", now)
+                marks.setdefault("first_audio", now)
+                continue
+            event = json.loads(raw)
+            if event["type"] == "end_of_turn":
+                marks["end_of_turn"] = now
+            if event["type"] == "turn_end":
+                return {k: v - speech_end for k, v in marks.items()} | {"latency": event["latency_ms"]}
+
+
+def _sequential_turn(stack, question: str) -> float:
+    """The same work with each stage finishing before the next starts: LLM reply, then all speech, then video."""
+    start = time.perf_counter()
+    with grpc.insecure_channel(stack.address("llm")) as channel:
+        reply = "".join(r.delta for r in llm_pb2_grpc.LlmServiceStub(channel).Generate(
+            llm_pb2.GenerateRequest(user_text=question), timeout=60))
+    with grpc.insecure_channel(stack.address("tts")) as channel:
+        audio = b"".join(r.audio.pcm for r in tts_pb2_grpc.TtsServiceStub(channel).StreamingSynthesize(iter([
+            tts_pb2.SynthesizeRequest(config=tts_pb2.SynthesisConfig(sample_rate_hz=16000)),
+            tts_pb2.SynthesizeRequest(text=reply)]), timeout=60) if r.WhichOneof("result") == "audio")
+    fmt = common_pb2.AudioFormat(sample_rate_hz=16000, encoding=common_pb2.LINEAR16, channels=1)
+    with grpc.insecure_channel(stack.address("sda")) as channel:
+        frames = [r for r in sda_pb2_grpc.SdaServiceStub(channel).StreamingAnimate(iter([
+            sda_pb2.AnimateRequest(config=sda_pb2.AnimateConfig(audio_format=fmt)),
+            sda_pb2.AnimateRequest(audio=audio), sda_pb2.AnimateRequest(end_of_segment=sda_pb2.EndOfSegment())]),
+            timeout=120) if r.WhichOneof("result") == "frame"]
+    assert frames
+    return time.perf_counter() - start
+
+
+def run(stack) -> Section:
+    section = Section(f"End to end ({TURNS} turns, one session at a time, WebSocket client on this machine)")
+    url = f"ws://{stack.address('gateway')}/ws"
+    pcm = {q: to_linear16(speak(q)) + b"\0" * TRAILING_SILENCE_BYTES for q in QUESTIONS}
+    results = [asyncio.run(_pipelined_turn(url, pcm[QUESTIONS[i % len(QUESTIONS)]])) for i in range(TURNS)]
+    audio = [r["first_audio"] for r in results]
+    frame = [r["first_frame"] for r in results if "first_frame" in r]
+    eot = [r["end_of_turn"] for r in results]
+    # The pipeline's work after the end of turn vs the same work done stage after stage.
+    pipelined = [r["first_frame"] - r["end_of_turn"] for r in results if "first_frame" in r]
+    sequential = [_sequential_turn(stack, QUESTIONS[i % len(QUESTIONS)]) for i in range(len(QUESTIONS))]
+    section.add("end of speech → end of turn (the silence rule)", f"{ms(p50(eot))} P50")
+    section.add("end of speech → first audio at the client", f"{ms(p50(audio))} P50, {ms(p95(audio))} P95", "≤ 1.0 s P50")
+    section.add("end of speech → first frame at the client", f"{ms(p50(frame))} P50, {ms(p95(frame))} P95", "≤ 1.0 s P50")
+    section.add("end of turn → first frame, pipelined ÷ stages in sequence",
+                f"{p50(pipelined) / p50(sequential):.2f} ({ms(p50(pipelined))} vs {ms(p50(sequential))})", "≤ 0.35")
+    for key in ("llm_first_token", "tts_first_audio", "first_frame"):
+        values = [r["latency"][key] / 1000 for r in results if key in r["latency"]]
+        section.add(f"gateway: end of turn → {key.replace('_', ' ')}", f"{ms(p50(values))} P50")
+    section.notes.append("End of speech is when the last speech chunk was sent; the user's 500 ms end-of-turn "
+                         "silence is part of every figure measured from it. Speculative LLM starts are not built yet.")
+    return section
