@@ -27,11 +27,12 @@ async def next_event(ws, kind, timeout=60, media_out=None):
         assert message["type"] not in ("error", "warning") or kind == "error", message
 
 
-async def send_speech(ws, text, gap_s=1.0):
+async def send_speech(ws, text, gap_s=1.0, speed=5.0):
+    """Speak `text` into the socket in 100 ms chunks, `speed` times faster than real time."""
     pcm = to_linear16(with_silence(speak(text), gap_s=gap_s))
     for start in range(0, len(pcm), 3200):
         await ws.send(pcm[start : start + 3200])
-        await asyncio.sleep(0.02)  # 100 ms of audio every 20 ms: 5x real time
+        await asyncio.sleep(0.1 / speed)
 
 
 async def hello(ws):
@@ -43,7 +44,7 @@ async def test_a_spoken_question_gets_a_spoken_animated_answer(stack):
     async with websockets.connect(f"ws://{stack.address('gateway')}/ws", max_size=None) as ws:
         await hello(ws)
         question = "Hello! What is your name?"
-        await send_speech(ws, question)
+        await send_speech(ws, question, speed=1.0)  # real time, so the pause comes before the end of turn
         final = None
         while final is None:
             event = await next_event(ws, "transcript")
@@ -61,6 +62,7 @@ async def test_a_spoken_question_gets_a_spoken_animated_answer(stack):
         # The reply audio carried by the frames is speech of plausible length for the reply text.
         seconds = len(frames) * 0.04
         assert 0.15 * len(end["reply"].split()) <= seconds <= 1.0 * len(end["reply"].split()) + 1.0
+        assert end["speculated"], "the answer did not start on the transcript decoded at the pause"
         latency = end["latency_ms"]
         assert {"llm_first_token", "tts_first_audio", "first_frame"} <= set(latency)
         assert latency["llm_first_token"] <= latency["tts_first_audio"] <= latency["first_frame"]

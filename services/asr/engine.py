@@ -54,6 +54,7 @@ class Transcript:
     committed: int
     is_final: bool
     audio_processed_s: float
+    speech_paused: bool = False
 
     @property
     def text(self) -> str:
@@ -79,6 +80,7 @@ class _Turn:
     previous: list[Word] = field(default_factory=list)
     tentative: list[Word] = field(default_factory=list)
     decoded_samples: int = 0  # buffer length covered by the latest decode
+    pause_announced: bool = False  # a speech_paused partial went out for the current pause
 
     def append(self, audio: np.ndarray) -> None:
         self.buffer.append(audio)
@@ -169,6 +171,7 @@ class StreamingRecognizer:
         turn.append(window)
         if is_speech:
             turn.speech_end = turn.samples
+            turn.pause_announced = False
         elif turn.samples - turn.speech_end >= cfg.end_of_turn_s * SAMPLE_RATE:
             self._end_turn()
 
@@ -210,22 +213,32 @@ class StreamingRecognizer:
                     self._turns.popleft()
                     continue
                 paused = turn.samples - turn.speech_end >= pause
-                due = cfg.partials and turn.samples - turn.decoded_samples >= interval
-                if due or (paused and not covered):
-                    await self._decode(turn)
-                    if cfg.partials:
-                        self._emit(turn, final=False)
+                # No new partials while the speaker is silent and the last decode already holds all speech.
+                due = cfg.partials and not (paused and covered) and turn.samples - turn.decoded_samples >= interval
+                decoded = due or (paused and not covered)
+                if decoded:
+                    await self._decode(turn, thorough=paused)
+                    covered = turn.decoded_samples >= turn.speech_end
+                announce = paused and covered and not turn.pause_announced
+                if cfg.partials and (decoded or announce):
+                    # A partial that covers all speech once the speaker paused is marked, once per pause.
+                    self._emit(turn, final=False, paused=announce)
+                    turn.pause_announced = turn.pause_announced or announce
                 break
             if not self._feeding and not self._turns:
                 self._events.put_nowait(None)
                 return
 
-    async def _decode(self, turn: _Turn) -> None:
+    async def _decode(self, turn: _Turn, thorough: bool = True) -> None:
         turn.trim_committed(int(self._cfg.max_buffer_s * SAMPLE_RATE))
         audio = turn.audio()
         prompt = " ".join(w.text for w in turn.committed if w.end_s * SAMPLE_RATE <= turn.start_sample)
         async with self._lock:
-            words = await asyncio.to_thread(self._backend.transcribe, audio, prompt[-400:], self._cfg.language)
+            words = await asyncio.to_thread(
+                self._backend.transcribe, audio, prompt[-400:], self._cfg.language, thorough
+            )
+        if not words and not thorough:
+            return  # a quick decode gave up: leave the turn as it was, a thorough decode will cover it
         offset = turn.start_sample / SAMPLE_RATE
         words = [Word(w.text, w.start_s + offset, w.end_s + offset, w.confidence) for w in words]
         turn.decoded_samples = audio.size
@@ -241,8 +254,8 @@ class StreamingRecognizer:
         turn.tentative = fresh[agreed:]
         turn.previous = fresh[agreed:]
 
-    def _emit(self, turn: _Turn, final: bool) -> None:
+    def _emit(self, turn: _Turn, final: bool, paused: bool = False) -> None:
         words = tuple(turn.committed + turn.tentative)
         committed = len(words) if final else len(turn.committed)
         processed = (turn.start_sample + turn.decoded_samples) / SAMPLE_RATE
-        self._events.put_nowait(Transcript(turn.index, words, committed, final, processed))
+        self._events.put_nowait(Transcript(turn.index, words, committed, final, processed, paused))

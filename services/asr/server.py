@@ -120,6 +120,7 @@ def _to_response(event, meta: common_pb2.RequestMeta) -> asr_pb2.StreamingRecogn
             audio_processed_s=event.audio_processed_s,
             turn_index=event.turn_index,
             committed_words=event.committed,
+            speech_paused=event.speech_paused,
         ),
         meta=meta,
     )

@@ -18,6 +18,9 @@ class GatewaySettings(BaseSettings):
     # Shared secret a client must send in its hello; empty disables auth (the `make run` default).
     auth_token: str = ""
     session_ttl_s: int = Field(default=24 * 3600, ge=60)
+    # Start the LLM on the transcript decoded when the user pauses, before the end of turn (kept if the final
+    # transcript is the same).
+    speculation: bool = True
     max_audio_frame_bytes: int = Field(default=64 * 1024, ge=1024)
     # Made avatars live here (shared with the llm and sda services).
     avatars_dir: str = "var/avatars"

@@ -10,7 +10,7 @@ travel as events, never as exceptions out of this task; cancelling the task (bar
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 
@@ -37,16 +37,28 @@ class StageFailed(Exception):
         self.code = ErrorCode.STAGE_UNAVAILABLE if err.code() in _UNAVAILABLE else ErrorCode.STAGE_ERROR
 
 
+def generate_request(user_text: str, history: list[dict], avatar_id: str,
+                     meta: common_pb2.RequestMeta) -> llm_pb2.GenerateRequest:
+    return llm_pb2.GenerateRequest(
+        avatar_id="" if avatar_id == "default" else avatar_id,
+        history=[llm_pb2.ChatMessage(role=_ROLES[m["role"]], content=m["content"]) for m in history
+                 if m["role"] in _ROLES],
+        user_text=user_text,
+        meta=meta,
+    )
+
+
 class TurnPipeline:
-    def __init__(self, clients: StageClients, turn: int, user_text: str, history: list[dict], avatar_id: str,
-                 meta: common_pb2.RequestMeta, emit: Callable[[dict], None], send_media: Callable[[bytes], None],
-                 ended_at: float):
+    def __init__(self, clients: StageClients, turn: int, request: llm_pb2.GenerateRequest, avatar_id: str,
+                 emit: Callable[[dict], None], send_media: Callable[[bytes], None], ended_at: float,
+                 llm_responses: AsyncIterator | None = None):
+        """`llm_responses`: a reply already under way (speculation); otherwise the pipeline asks the LLM."""
         self._clients = clients
         self._turn = turn
-        self._user_text = user_text
-        self._history = history
+        self._request = request
+        self._llm_responses = llm_responses
         self._avatar_id = avatar_id
-        self._meta = meta
+        self._meta = request.meta
         self._emit = emit
         self._send = send_media
         self._t0 = ended_at  # when the user's turn ended (the end-of-turn event reached the gateway)
@@ -54,7 +66,8 @@ class TurnPipeline:
         self.reply = ""
 
     def _mark(self, name: str) -> None:
-        self.marks.setdefault(name, round((time.perf_counter() - self._t0) * 1000, 1))
+        # A speculated reply may have its first tokens before the turn ended: those count as 0 ms.
+        self.marks.setdefault(name, max(0.0, round((time.perf_counter() - self._t0) * 1000, 1)))
 
     async def run(self) -> None:
         text_q: asyncio.Queue[str | None] = asyncio.Queue(maxsize=256)
@@ -69,18 +82,13 @@ class TurnPipeline:
             for task in stages:
                 task.cancel()
             await asyncio.gather(*stages, return_exceptions=True)
-        self._emit({"type": "turn_end", "turn": self._turn, "reply": self.reply, "latency_ms": self.marks})
+        self._emit({"type": "turn_end", "turn": self._turn, "reply": self.reply, "latency_ms": self.marks,
+                    "speculated": self._llm_responses is not None})
 
     async def _llm(self, text_q: asyncio.Queue) -> None:
-        request = llm_pb2.GenerateRequest(
-            avatar_id="" if self._avatar_id == "default" else self._avatar_id,
-            history=[llm_pb2.ChatMessage(role=_ROLES[m["role"]], content=m["content"]) for m in self._history
-                     if m["role"] in _ROLES],
-            user_text=self._user_text,
-            meta=self._meta,
-        )
+        responses = self._llm_responses or self._clients.llm.Generate(self._request)
         try:
-            async for response in self._clients.llm.Generate(request):
+            async for response in responses:
                 if response.delta:
                     self._mark("llm_first_token")
                     self.reply += response.delta

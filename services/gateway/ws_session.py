@@ -21,7 +21,8 @@ from services.gateway.config import GatewaySettings
 from services.gateway.protocol import PROTOCOL_VERSION, EndOfAudio, ErrorCode, Hello, error_event
 from services.gateway.session_store import SessionStore
 from services.gateway.stage_clients import StageClients
-from services.gateway.turn_pipeline import OUTPUT_RATE, TurnPipeline
+from services.gateway.speculation import SpeculativeReply
+from services.gateway.turn_pipeline import OUTPUT_RATE, TurnPipeline, generate_request
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class WsSession:
         self._reply_turn = -1
         self._turn_ended_at: dict[int, float] = {}
         self._turns = 0  # turns of this connection: the index the client sees
+        self._speculation: SpeculativeReply | None = None
 
     async def run(self) -> None:
         await self._ws.accept()
@@ -59,6 +61,7 @@ class WsSession:
                 self._asr_task.cancel()
             if self._reply is not None:
                 self._reply.cancel()
+            self._drop_speculation()
             self._outbox.put_nowait(None)
             await asyncio.gather(sender, return_exceptions=True)
 
@@ -212,12 +215,34 @@ class WsSession:
             }
         )
         if not hyp.is_final:
+            await self._speculate(hyp)
             return
         self._turns += 1
         if hyp.transcript:
             history = await self._store.history(self._session_id)
             await self._store.append_history(self._session_id, "user", hyp.transcript)
             self._start_reply(turn, hyp.transcript, history)
+        else:
+            self._drop_speculation()
+
+    def _meta(self, turn: int) -> common_pb2.RequestMeta:
+        return common_pb2.RequestMeta(session_id=self._session_id, turn_id=f"{self._session_id}:{turn}",
+                                      request_id=uuid.uuid4().hex)
+
+    async def _speculate(self, hyp: asr_pb2.Hypothesis) -> None:
+        """On the partial decoded at a pause, start the answer before the end of turn is declared."""
+        if self._speculation is not None and not self._speculation.matches(hyp.transcript):
+            self._drop_speculation()  # the user went on speaking, or said something else
+        if not (self._settings.speculation and hyp.speech_paused and hyp.transcript) or self._speculation:
+            return
+        history = await self._store.history(self._session_id)
+        request = generate_request(hyp.transcript, history, self._hello.avatar_id, self._meta(self._turns))
+        self._speculation = SpeculativeReply(self._clients, request)
+
+    def _drop_speculation(self) -> None:
+        if self._speculation is not None:
+            self._speculation.cancel()
+            self._speculation = None
 
     def _barge_in(self) -> None:
         """The user speaks over the reply: stop every stage of it and tell the client to drop what it queued."""
@@ -228,10 +253,15 @@ class WsSession:
     def _start_reply(self, turn: int, text: str, history: list[dict]) -> None:
         self._barge_in()
         ended_at = self._turn_ended_at.pop(turn, time.perf_counter())
-        meta = common_pb2.RequestMeta(session_id=self._session_id, turn_id=f"{self._session_id}:{turn}",
-                                      request_id=uuid.uuid4().hex)
-        pipeline = TurnPipeline(self._clients, turn, text, history, self._hello.avatar_id, meta, self._emit,
-                                self._emit, ended_at)
+        speculation, self._speculation = self._speculation, None
+        responses = None
+        if speculation is not None and speculation.matches(text):
+            responses = speculation.responses()
+        elif speculation is not None:
+            speculation.cancel()
+        request = generate_request(text, history, self._hello.avatar_id, self._meta(turn))
+        pipeline = TurnPipeline(self._clients, turn, request, self._hello.avatar_id, self._emit, self._emit,
+                                ended_at, responses)
         self._reply_turn = turn
 
         async def reply() -> None:

@@ -81,7 +81,7 @@ class WhisperCt2Backend:
         log.info("loaded %s on %s (%s)", self.name, device, compute_type)
         self.transcribe(np.zeros(SAMPLE_RATE, dtype=np.float32), "", "en")
 
-    def transcribe(self, audio: np.ndarray, prompt: str, language: str | None) -> list[Word]:
+    def transcribe(self, audio: np.ndarray, prompt: str, language: str | None, thorough: bool = True) -> list[Word]:
         from faster_whisper.tokenizer import Tokenizer
 
         model = self._model
@@ -95,9 +95,12 @@ class WhisperCt2Backend:
         tokens, avg_logprob = self._generate(encoder_output, tokenizer, prompt, duration)
         text = tokenizer.decode(tokens)
         words = self._words(tokenizer, tokens, encoder_output, features.shape[-1])
-        if short_frames < _FULL_WINDOW_FRAMES and (
+        suspect = short_frames < _FULL_WINDOW_FRAMES and (
             avg_logprob < _MIN_AVG_LOGPROB or self._degenerate(text, duration) or self._stopped_early(words, audio)
-        ):
+        )
+        if suspect and not thorough:
+            return []  # a quick partial is not worth a full-window decode: no hypothesis this time
+        if suspect:
             log.debug("short-window decode looked wrong (%r); retrying on a full window", text[:80])
             encoder_output = model.encode(self._fit(features, _FULL_WINDOW_FRAMES))
             tokens, _ = self._generate(encoder_output, tokenizer, prompt, duration)

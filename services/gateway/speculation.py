@@ -1,0 +1,49 @@
+"""Speculation: the LLM starts on the partial transcript decoded when the speaker paused, before the end-of-turn
+silence has run out. If the final transcript says the same, the reply already under way is kept (its first
+tokens are there when the turn ends); if not, it is cancelled and the reply starts on the final."""
+
+import asyncio
+import re
+
+import grpc
+from prometheus_client import Counter
+
+from avatar.llm.v1 import llm_pb2
+from services.gateway.stage_clients import StageClients
+
+OUTCOMES = Counter("avatar_gateway_speculation_total", "Speculative LLM starts, by outcome", ["outcome"])
+
+
+def _words(text: str) -> list[str]:
+    return re.sub(r"[^\w' ]+", " ", text.lower()).split()
+
+
+class SpeculativeReply:
+    def __init__(self, clients: StageClients, request: llm_pb2.GenerateRequest):
+        self.text = request.user_text
+        self._responses: asyncio.Queue = asyncio.Queue()
+        self._task = asyncio.create_task(self._run(clients, request))
+
+    async def _run(self, clients: StageClients, request: llm_pb2.GenerateRequest) -> None:
+        try:
+            async for response in clients.llm.Generate(request):
+                self._responses.put_nowait(response)
+        except grpc.aio.AioRpcError as err:
+            self._responses.put_nowait(err)  # handed to whoever reads the reply
+        finally:
+            self._responses.put_nowait(None)
+
+    def matches(self, final_text: str) -> bool:
+        return _words(final_text) == _words(self.text)
+
+    def cancel(self, outcome: str = "missed") -> None:
+        self._task.cancel()
+        OUTCOMES.labels(outcome).inc()
+
+    async def responses(self):
+        """The LLM responses: those already received, then the rest as they come."""
+        OUTCOMES.labels("kept").inc()
+        while (item := await self._responses.get()) is not None:
+            if isinstance(item, grpc.aio.AioRpcError):
+                raise item
+            yield item
