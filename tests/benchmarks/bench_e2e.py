@@ -33,26 +33,34 @@ async def _pipelined_turn(url: str, question_pcm: bytes) -> dict:
         await ws.send(json.dumps({"type": "hello", "version": 1}))
         while json.loads(await ws.recv())["type"] != "ready":
             pass
-        speech_end = None
-        for start in range(0, len(question_pcm), 3200):
-            await ws.send(question_pcm[start : start + 3200])
-            await asyncio.sleep(0.1)  # real time
-            if start + 3200 >= len(question_pcm) - TRAILING_SILENCE_BYTES and speech_end is None:
-                speech_end = time.perf_counter()  # the chunk holding the last speech sample is out
+        sent = {}
+
+        async def speak_in_real_time():
+            for start in range(0, len(question_pcm), 3200):
+                await ws.send(question_pcm[start : start + 3200])
+                if start + 3200 >= len(question_pcm) - TRAILING_SILENCE_BYTES:
+                    sent.setdefault("speech_end", time.perf_counter())  # the last speech sample is out
+                await asyncio.sleep(0.1)
+
+        sender = asyncio.create_task(speak_in_real_time())
         marks = {}
-        while True:
-            raw = await asyncio.wait_for(ws.recv(), 120)
-            now = time.perf_counter()
-            if isinstance(raw, bytes):
-                marks.setdefault("first_frame" if raw[0] == 2 else "first_audio", now)
-                marks.setdefault("first_audio", now)
-                continue
-            event = json.loads(raw)
-            if event["type"] == "end_of_turn":
-                marks["end_of_turn"] = now
-            if event["type"] == "turn_end":
-                return ({k: v - speech_end for k, v in marks.items()}
-                        | {"latency": event["latency_ms"], "speculated": event["speculated"]})
+        try:
+            while True:
+                raw = await asyncio.wait_for(ws.recv(), 120)
+                now = time.perf_counter()
+                if isinstance(raw, bytes):
+                    marks.setdefault("first_audio", now)
+                    if raw[0] == 2:
+                        marks.setdefault("first_frame", now)
+                    continue
+                event = json.loads(raw)
+                if event["type"] == "end_of_turn":
+                    marks["end_of_turn"] = now
+                if event["type"] == "turn_end":
+                    return ({k: v - sent["speech_end"] for k, v in marks.items()}
+                            | {"latency": event["latency_ms"], "speculated": event["speculated"]})
+        finally:
+            sender.cancel()
 
 
 def _sequential_turn(stack, question: str) -> float:
