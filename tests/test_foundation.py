@@ -1,5 +1,8 @@
 """The foundation's promises: five processes, honest health, reflection, metrics, clear errors."""
 
+import subprocess
+import sys
+import time
 import urllib.request
 
 import grpc
@@ -11,8 +14,11 @@ from avatar.asr.v1 import asr_pb2, asr_pb2_grpc
 from avatar.common.v1 import common_pb2
 from avatar.tts.v1 import tts_pb2, tts_pb2_grpc
 from services.runner.health import SERVING, status
+from services.runner.redis_server import free_port
+from services.runner.topology import ServiceSpec
 from tests.grpc_helpers import asr_requests
 from tests.speech import speak
+from tests.stack import ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -56,16 +62,28 @@ def test_metrics_are_scraped(stack, name):
         assert "avatar_model_ready" in text and "avatar_streams_in_flight" in text
 
 
-def test_a_stage_without_a_model_refuses_honestly(stack):
-    """SDA has no trained generator in this build: it must answer UNAVAILABLE, never placeholder frames."""
+def test_a_stage_without_its_model_says_not_serving_and_refuses(stack):
+    """An SDA process whose checkpoint is missing must not pretend: NOT_SERVING, and UNAVAILABLE for any call."""
     from avatar.sda.v1 import sda_pb2, sda_pb2_grpc
 
-    with grpc.insecure_channel(stack.address("sda")) as channel:
-        stub = sda_pb2_grpc.SdaServiceStub(channel)
-        with pytest.raises(grpc.RpcError) as err:
-            stub.ListAvatars(sda_pb2.ListAvatarsRequest(), timeout=5)
-    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert "not loaded" in err.value.details()
+    port = free_port()
+    env = dict(stack.env(), SDA_PORT=str(port), SDA_METRICS_PORT="0", SDA_CHECKPOINT_PATH="/nonexistent/sda.pt")
+    process = subprocess.Popen([sys.executable, "-m", "services.sda"], env=env, cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    spec = ServiceSpec("sda", port, 0, grpc=True)
+    try:
+        deadline = time.monotonic() + 60
+        while status(spec) == "UNREACHABLE" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2)  # time to fail loading
+        assert status(spec) == "NOT_SERVING"
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            with pytest.raises(grpc.RpcError) as err:
+                sda_pb2_grpc.SdaServiceStub(channel).ListAvatars(sda_pb2.ListAvatarsRequest(), timeout=5)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE and "not loaded" in err.value.details()
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
 
 
 def _asr_call(stack, requests):

@@ -95,6 +95,8 @@ class Identity:
 
 
 class Generator(nn.Module):
+    NOISE_STD = 0.33  # spread of the noise that drives the noise GRU (spontaneous motion)
+
     def __init__(self, cfg: SdaConfig):
         super().__init__()
         self.cfg = cfg
@@ -131,7 +133,7 @@ class Generator(nn.Module):
         audio_codes = self.audio(windows.reshape(b * t, -1)).reshape(b, t, -1)
         temporal, h_audio = self.temporal(audio_codes, state[0])
         if noise is None:
-            noise = torch.randn(b, t, cfg.noise_dim, device=windows.device) * 0.33
+            noise = torch.randn(b, t, cfg.noise_dim, device=windows.device) * self.NOISE_STD
         motion, h_noise = self.noise(noise, state[1])
         code = identity.code.unsqueeze(1).expand(b, t, -1)
         z = torch.cat([code, temporal, motion], dim=-1).reshape(b * t, -1)

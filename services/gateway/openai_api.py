@@ -26,6 +26,7 @@ from avatar.common.v1 import common_pb2
 from avatar.llm.v1 import llm_pb2
 from avatar.sda.v1 import sda_pb2
 from avatar.tts.v1 import tts_pb2
+from services.gateway.grpc_streams import bidi
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
@@ -92,7 +93,7 @@ async def transcriptions(request: Request, file: UploadFile = File(...), model: 
 
     finals = []
     try:
-        async for response in request.app.state.clients.asr.StreamingRecognize(requests(), timeout=600):
+        async for response in bidi(request.app.state.clients.asr.StreamingRecognize, requests(), timeout=600):
             if response.WhichOneof("result") == "hypothesis" and response.hypothesis.is_final:
                 finals.append(response.hypothesis)
     except grpc.aio.AioRpcError as err:
@@ -206,13 +207,13 @@ async def speech(request: Request, body: SpeechRequest):
     config = tts_pb2.SynthesisConfig(voice=_default(body.voice), speaking_rate=body.speed,
                                      sample_rate_hz=body.sample_rate)
 
-    async def requests():  # an async generator: grpc.aio turns a plain iterator's early abort into INTERNAL
+    async def requests():
         yield tts_pb2.SynthesizeRequest(config=config)
         yield tts_pb2.SynthesizeRequest(text=body.input)
 
     pcm, rate = bytearray(), body.sample_rate
     try:
-        async for response in request.app.state.clients.tts.StreamingSynthesize(requests(), timeout=120):
+        async for response in bidi(request.app.state.clients.tts.StreamingSynthesize, requests(), timeout=120):
             if response.WhichOneof("result") == "audio":
                 pcm += response.audio.pcm
                 rate = response.audio.format.sample_rate_hz
@@ -247,7 +248,7 @@ async def avatar_video(request: Request, audio: UploadFile = File(...), photo: U
         folder = Path(tmp)
         frames = 0
         try:
-            async for response in request.app.state.clients.sda.StreamingAnimate(requests(), timeout=600):
+            async for response in bidi(request.app.state.clients.sda.StreamingAnimate, requests(), timeout=600):
                 kind = response.WhichOneof("result")
                 if kind == "frame":
                     (folder / f"{frames:06d}.jpg").write_bytes(response.frame.image)

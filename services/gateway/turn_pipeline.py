@@ -19,6 +19,7 @@ from avatar.llm.v1 import llm_pb2
 from avatar.sda.v1 import sda_pb2
 from avatar.tts.v1 import tts_pb2
 from services.gateway import media
+from services.gateway.grpc_streams import bidi
 from services.gateway.protocol import ErrorCode, error_event
 from services.gateway.stage_clients import StageClients
 
@@ -106,7 +107,7 @@ class TurnPipeline:
                 yield tts_pb2.SynthesizeRequest(text=delta, meta=self._meta)
 
         try:
-            async for response in self._clients.tts.StreamingSynthesize(requests()):
+            async for response in bidi(self._clients.tts.StreamingSynthesize, requests()):
                 if response.WhichOneof("result") == "audio":
                     self._mark("tts_first_audio")
                     await audio_q.put(response.audio)
@@ -134,7 +135,7 @@ class TurnPipeline:
             await done.wait()  # keep the request side open until the segment's last frame is back
 
         try:
-            async for response in self._clients.sda.StreamingAnimate(requests()):
+            async for response in bidi(self._clients.sda.StreamingAnimate, requests()):
                 kind = response.WhichOneof("result")
                 if kind == "frame":
                     self._mark("first_frame")

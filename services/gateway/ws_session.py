@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from avatar.asr.v1 import asr_pb2
 from avatar.common.v1 import common_pb2
 from services.gateway.config import GatewaySettings
+from services.gateway.grpc_streams import bidi
 from services.gateway.protocol import PROTOCOL_VERSION, EndOfAudio, ErrorCode, Hello, error_event
 from services.gateway.session_store import SessionStore
 from services.gateway.stage_clients import StageClients
@@ -180,7 +181,7 @@ class WsSession:
                 yield asr_pb2.StreamingRecognizeRequest(audio=frame, meta=meta)
 
         try:
-            async for response in self._clients.asr.StreamingRecognize(requests()):
+            async for response in bidi(self._clients.asr.StreamingRecognize, requests()):
                 await self._on_asr(response)
         except grpc.aio.AioRpcError as err:
             code = ErrorCode.STAGE_UNAVAILABLE if err.code() in _UNAVAILABLE else ErrorCode.STAGE_ERROR

@@ -17,7 +17,6 @@ from services.common.errors import BadRequest
 from services.sda.avatars import Avatar
 
 _BATCH = 25  # frames generated in one call when several are ready
-_NOISE_STD = 0.33
 
 
 @dataclass(frozen=True)
@@ -110,6 +109,6 @@ class Animator:
     def _run(self, windows: np.ndarray) -> list[np.ndarray]:
         generator = self._avatar.generator
         t = windows.shape[1]
-        noise = torch.randn(1, t, self._cfg.noise_dim) * _NOISE_STD
+        noise = torch.randn(1, t, self._cfg.noise_dim) * generator.NOISE_STD
         frames, self._state = generator(self._avatar.identity, torch.from_numpy(windows), self._state, noise)
         return [to_image(f) for f in frames[0]]

@@ -1,0 +1,31 @@
+"""Bidirectional gRPC calls driven with explicit writes, so a server's early refusal keeps its real status.
+
+Handing grpc.aio a request iterator loses the server's status when the server ends the call (say, NOT_FOUND
+for an unknown model) while the client is still writing: the failed write surfaces as INTERNAL. Here writes
+that fail because the call is over are dropped, and reading the responses raises the server's own status.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+
+
+async def bidi(method: Callable[..., grpc.aio.StreamStreamCall], requests: AsyncIterator, **kwargs) -> AsyncIterator:
+    call = method(**kwargs)
+
+    async def write_all() -> None:
+        try:
+            async for request in requests:
+                await call.write(request)
+            await call.done_writing()
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError):
+            pass  # the call is over; its status comes with the responses
+
+    writer = asyncio.create_task(write_all())
+    try:
+        async for response in call:
+            yield response
+    finally:
+        writer.cancel()
+        call.cancel()
