@@ -13,7 +13,9 @@ class AsrSettings(ServiceSettings):
 
     port: int = 50051
     metrics_port: int = 9101
-    # A CTranslate2 Whisper directory (e.g. a fine-tuned export); empty = the packaged Whisper base.
+    # whisper: CTranslate2 Whisper (faster-whisper); nemo: a NeMo .nemo checkpoint (CTC, RNNT or hybrid).
+    backend: Literal["whisper", "nemo"] = "whisper"
+    # whisper: a CTranslate2 folder (e.g. a fine-tuned export), empty = the packaged Whisper base; nemo: a .nemo file.
     model_path: str = ""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(default=2, ge=1)

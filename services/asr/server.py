@@ -25,6 +25,10 @@ from services.common.streams import check_chunk_size, read_config
 
 
 def make_backend(settings: AsrSettings) -> AsrBackend:
+    if settings.backend == "nemo":
+        from services.asr.backends.nemo_ctc import NemoBackend  # NeMo is heavy: imported only when chosen
+
+        return NemoBackend(settings.model_path, settings.device)
     return WhisperCt2Backend(settings.model_path, settings.device, settings.threads, settings.beam_size)
 
 
