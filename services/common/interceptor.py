@@ -13,6 +13,25 @@ from services.common.errors import AvatarError, NotReady, Overloaded
 log = logging.getLogger(__name__)
 
 
+_DRAIN_S = 1.0
+
+
+async def _drain(requests) -> None:
+    """Read what a client is still sending (up to `_DRAIN_S`) before refusing its stream: a status sent while
+    the client's writes were failing reached grpc.aio clients as INTERNAL instead of the real code."""
+    if not hasattr(requests, "__aiter__"):
+        return
+
+    async def consume() -> None:
+        async for _ in requests:
+            pass
+
+    try:
+        await asyncio.wait_for(consume(), _DRAIN_S)
+    except (TimeoutError, grpc.RpcError, grpc.aio.UsageError, StopAsyncIteration, RuntimeError):
+        pass
+
+
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Wraps the handlers of the stage's own RPCs (`/avatar.` methods).
 
@@ -98,6 +117,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                     yield response
             except AvatarError as err:
                 code = err.code
+                await _drain(request_or_iterator)
                 await context.abort(err.code, str(err))
             except (asyncio.CancelledError, grpc.aio.AbortError, GeneratorExit):
                 code = grpc.StatusCode.CANCELLED
