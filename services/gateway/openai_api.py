@@ -26,6 +26,7 @@ from avatar.common.v1 import common_pb2
 from avatar.llm.v1 import llm_pb2
 from avatar.sda.v1 import sda_pb2
 from avatar.tts.v1 import tts_pb2
+from services.common.audio import encode_linear16
 from services.gateway.grpc_streams import bidi
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
@@ -60,10 +61,6 @@ async def _read_audio(upload: UploadFile) -> tuple[np.ndarray, int]:
     return samples.mean(axis=1), rate
 
 
-def _pcm16(samples: np.ndarray) -> bytes:
-    return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
-
-
 def _wav(pcm: bytes, rate: int) -> bytes:
     out = io.BytesIO()
     with wave.open(out, "wb") as w:
@@ -82,7 +79,7 @@ async def transcriptions(request: Request, file: UploadFile = File(...), model: 
         raise HTTPException(400, "response_format must be json, text or verbose_json")
     samples, rate = await _read_audio(file)
     fmt = common_pb2.AudioFormat(sample_rate_hz=rate, encoding=common_pb2.LINEAR16, channels=1)
-    pcm = _pcm16(samples)
+    pcm = encode_linear16(samples)
     step = rate * 2  # one second of audio a message
 
     async def requests():
@@ -233,7 +230,7 @@ async def avatar_video(request: Request, audio: UploadFile = File(...), photo: U
         raise HTTPException(400, f"sample rate {rate} Hz is not a whole number of samples per 25 fps frame")
     face = await photo.read(10 * 1024 * 1024) if photo is not None else b""
     fmt = common_pb2.AudioFormat(sample_rate_hz=rate, encoding=common_pb2.LINEAR16, channels=1)
-    pcm = _pcm16(samples)
+    pcm = encode_linear16(samples)
     config = sda_pb2.AnimateConfig(avatar_id=_default(avatar_id), face_image=face, audio_format=fmt,
                                    image_encoding=sda_pb2.JPEG, jpeg_quality=90)
     step = rate * 2 // 5  # 200 ms a message

@@ -23,12 +23,11 @@ from services.gateway.protocol import PROTOCOL_VERSION, EndOfAudio, ErrorCode, H
 from services.gateway.session_store import SessionStore
 from services.gateway.stage_clients import StageClients
 from services.gateway.speculation import SpeculativeReply
-from services.gateway.turn_pipeline import OUTPUT_RATE, TurnPipeline, generate_request
+from services.gateway.turn_pipeline import OUTPUT_RATE, StageFailed, TurnPipeline, generate_request
 
 log = logging.getLogger(__name__)
 
 _ENCODINGS = {"linear16": (common_pb2.LINEAR16, 2), "float32": (common_pb2.FLOAT32, 4)}
-_UNAVAILABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 
 
 class WsSession:
@@ -184,8 +183,8 @@ class WsSession:
             async for response in bidi(self._clients.asr.StreamingRecognize, requests()):
                 await self._on_asr(response)
         except grpc.aio.AioRpcError as err:
-            code = ErrorCode.STAGE_UNAVAILABLE if err.code() in _UNAVAILABLE else ErrorCode.STAGE_ERROR
-            self._emit(error_event(code, f"speech recognition: {err.details()}"))
+            failure = StageFailed("speech recognition", err)
+            self._emit(error_event(failure.code, str(failure)))
         finally:
             if self._audio_queue is audio:
                 self._audio_queue = None
