@@ -1,6 +1,8 @@
 """TTS process settings (env prefix TTS_)."""
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
@@ -11,11 +13,21 @@ class TtsSettings(ServiceSettings):
 
     port: int = 50053
     metrics_port: int = 9103
-    # A Piper voice (.onnx with its .onnx.json beside it); empty = the packaged en_US-joe-medium.
+    # The default voice's engine: "piper" (ONNX voices) or "coqui" (Coqui VITS, e.g. fine-tuned by pipelines.tts).
+    backend: Literal["piper", "coqui"] = "piper"
+    # piper: a voice .onnx with its .onnx.json beside it, empty = the packaged en_US-joe-medium;
+    # coqui: a folder holding config.json + model.pth (required).
     voice_path: str = ""
-    # A folder of extra Piper voices (*.onnx + *.onnx.json), each selectable by its file name.
+    # A folder of extra voices, each selectable by name: Piper files (<name>.onnx + .onnx.json) and
+    # Coqui voice folders (<name>/config.json + model.pth).
     voices_dir: str = ""
     use_cuda: bool = False
     chunk_ms: int = Field(default=200, ge=20, le=2000)
     max_text_chars: int = Field(default=2000, ge=1, description="longest single text message")
     max_stream_chars: int = Field(default=20000, ge=1, description="most text one stream may carry")
+
+    @model_validator(mode="after")
+    def _coqui_needs_a_voice(self):
+        if self.backend == "coqui" and not self.voice_path:
+            raise ValueError("TTS_BACKEND=coqui needs TTS_VOICE_PATH (a folder with config.json + model.pth)")
+        return self

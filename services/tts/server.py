@@ -12,6 +12,7 @@ from services.common import audio, metrics
 from services.common.errors import BadRequest, NotFound
 from services.common.streams import read_config
 from services.tts.backends.base_backend import TtsBackend
+from services.tts.backends.coqui_vits import CoquiVitsBackend, is_coqui_voice
 from services.tts.backends.piper_voice import PiperBackend
 from services.tts.config import TtsSettings
 from services.tts.engine import FLUSH, Chunk, StreamingSynthesizer
@@ -19,11 +20,20 @@ from services.tts.visemes import viseme_of
 
 
 def make_voices(settings: TtsSettings) -> dict[str, TtsBackend]:
-    default = PiperBackend(settings.voice_path, settings.use_cuda)
+    """The default voice first, then every voice found in voices_dir."""
+    if settings.backend == "coqui":
+        default = CoquiVitsBackend(settings.voice_path, settings.use_cuda)
+    else:
+        default = PiperBackend(settings.voice_path, settings.use_cuda)
     voices = {default.voice.name: default}
     if settings.voices_dir:
-        for model in sorted(Path(settings.voices_dir).glob("*.onnx")):
-            backend = PiperBackend(str(model), settings.use_cuda)
+        for path in sorted(Path(settings.voices_dir).iterdir()):
+            if path.suffix == ".onnx":
+                backend = PiperBackend(str(path), settings.use_cuda)
+            elif is_coqui_voice(path):
+                backend = CoquiVitsBackend(str(path), settings.use_cuda)
+            else:
+                continue
             voices.setdefault(backend.voice.name, backend)
     return voices
 

@@ -6,6 +6,10 @@ from typing import Protocol
 import numpy as np
 
 
+# Stress/length marks and start/end tokens carry no mouth shape of their own: their time goes to the next phoneme.
+SILENT_MARKS = frozenset({"ˈ", "ˌ", "ː", "^", "$"})
+
+
 @dataclass(frozen=True)
 class Phoneme:
     symbol: str

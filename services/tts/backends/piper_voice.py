@@ -5,12 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
-from services.tts.backends.base_backend import Phoneme, Utterance, VoiceSpec
+from services.tts.backends.base_backend import SILENT_MARKS, Phoneme, Utterance, VoiceSpec
 
 log = logging.getLogger(__name__)
-
-# Stress and length marks carry no mouth shape of their own: their samples go to the phoneme after them.
-_MARKS = {"ˈ", "ˌ", "ː", "^", "$"}
 
 
 def packaged_voice() -> tuple[Path, Path]:
@@ -66,7 +63,7 @@ class PiperBackend:
         result, carried, position = [], 0, offset
         for item in alignments:
             samples = int(item.num_samples)
-            if item.phoneme in _MARKS:
+            if item.phoneme in SILENT_MARKS:
                 carried += samples
                 continue
             start = position

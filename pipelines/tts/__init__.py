@@ -1,0 +1,1 @@
+"""Coqui VITS voices: LJSpeech-layout datasets, the training recipe, and the voice folder the TTS service loads."""
