@@ -77,13 +77,8 @@ class FaceRig:
         if photo.ndim != 3 or photo.shape[2] != 3:
             raise FaceError("the photo must be an RGB image")
         points = landmarks(photo, find_face(photo))
-        center = points.mean(axis=0)
-        span = points[:, 0].max() - points[:, 0].min()
-        crop_w = 1.45 * span
-        crop_h = crop_w * height / width
-        cx, cy = center[0], center[1] + 0.02 * crop_h
-        box = (int(round(cx - crop_w / 2)), int(round(cy - crop_h / 2)), int(round(cx + crop_w / 2)), int(round(cy + crop_h / 2)))
-        still = _crop(photo, box, width, height)
+        box = crop_box(points, height, width)
+        still = crop(photo, box, width, height)
         scale = np.array([width / (box[2] - box[0]), height / (box[3] - box[1])], dtype=np.float32)
         crop_points = (points - np.array(box[:2], dtype=np.float32)) * scale
         return cls(photo=photo, box=box, still=still, points=crop_points)
@@ -110,7 +105,18 @@ def _feather_mask(h: int, w: int, feather: float) -> np.ndarray:
     return np.outer(ramp_y, ramp_x).astype(np.float32)
 
 
-def _crop(photo: np.ndarray, box: tuple[int, int, int, int], width: int, height: int) -> np.ndarray:
+def crop_box(points: np.ndarray, height: int, width: int) -> tuple[int, int, int, int]:
+    """The model's crop (left, top, right, bottom) around a face's 68 landmarks, at the model's aspect ratio."""
+    center = points.mean(axis=0)
+    span = points[:, 0].max() - points[:, 0].min()
+    crop_w = 1.45 * span
+    crop_h = crop_w * height / width
+    cx, cy = center[0], center[1] + 0.02 * crop_h
+    return (int(round(cx - crop_w / 2)), int(round(cy - crop_h / 2)), int(round(cx + crop_w / 2)), int(round(cy + crop_h / 2)))
+
+
+def crop(photo: np.ndarray, box: tuple[int, int, int, int], width: int, height: int) -> np.ndarray:
+    """The region `box` of `photo` (edge pixels repeated past its borders), resized to width × height."""
     left, top, right, bottom = box
     pad = max(0, -left, -top, right - photo.shape[1], bottom - photo.shape[0])
     padded = cv2.copyMakeBorder(photo, pad, pad, pad, pad, cv2.BORDER_REPLICATE) if pad else photo

@@ -6,6 +6,7 @@ checkpoints to `<out>/checkpoints`, and the generator the service loads to `<out
 """
 
 import argparse
+import json
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -16,6 +17,7 @@ from torch.utils.data import DataLoader
 from pipelines.sda.checkpoint import load_generator, save_generator
 from pipelines.sda.dataset import SyntheticClips
 from pipelines.sda.model import FrameDiscriminator, Generator, SdaConfig, SequenceDiscriminator, SyncDiscriminator
+from pipelines.sda.video_dataset import VideoClips
 
 
 def _bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
@@ -95,6 +97,12 @@ class SdaGan(pl.LightningModule):
             self.logger.experiment.add_images("samples/real_then_generated", (strip + 1) / 2, self.global_step)
 
 
+def open_dataset(folder: Path, cfg: SdaConfig, window: int, samples: int) -> SyntheticClips | VideoClips:
+    """A synthetic set (pipelines.sda.synthetic) or real video clips (the sda_dataset pipeline stage)."""
+    kind = json.loads((folder / "meta.json").read_text()).get("kind", "synthetic")
+    return (VideoClips if kind == "video" else SyntheticClips)(folder, cfg, window=window, samples=samples)
+
+
 def train(data: Path, out: Path, steps: int, batch_size: int = 8, window: int = 16, channels: int = 16,
           accelerator: str = "cpu", devices: int = 1, resume: bool = True, seed: int = 0,
           init_from: Path | None = None, callbacks: list | None = None) -> Path:
@@ -104,7 +112,7 @@ def train(data: Path, out: Path, steps: int, batch_size: int = 8, window: int = 
     if init_from is not None:
         start, _ = load_generator(init_from)
         cfg = start.cfg
-    dataset = SyntheticClips(data, cfg, window=window, samples=steps * batch_size * devices)
+    dataset = open_dataset(data, cfg, window=window, samples=steps * batch_size * devices)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0, drop_last=True)
     model = SdaGan(cfg.to_dict())
     if init_from is not None:
@@ -128,7 +136,7 @@ def train(data: Path, out: Path, steps: int, batch_size: int = 8, window: int = 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="a folder written by pipelines.sda.synthetic")
+    parser.add_argument("--data", type=Path, required=True, help="a folder written by pipelines.sda.synthetic or the sda_dataset stage")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=8)

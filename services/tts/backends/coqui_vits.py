@@ -11,6 +11,8 @@ import numpy as np
 from services.tts.backends.base_backend import SILENT_MARKS, Phoneme, Utterance, VoiceSpec
 
 log = logging.getLogger(__name__)
+# It notes at INFO, for every sentence, that it expands abbreviations only for named languages.
+logging.getLogger("TTS.tts.utils.text.cleaners").setLevel(logging.WARNING)
 
 CONFIG = "config.json"
 WEIGHTS = "model.pth"

@@ -1,0 +1,63 @@
+"""`python -m pipelines <stage|all> --dataset NAME [...]`: from a video to a fine-tuned avatar.
+
+Stages, in order: create_dataset, diarize, clip, transcribe, review, finetune_asr, finetune_tts, finetune_llm,
+sda_dataset, train_sda, publish. Each writes under data/<NAME>/ with a manifest, so any one can be re-run alone;
+`all` runs them in order, skipping those whose inputs did not change.
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from pipelines.options import Options
+from pipelines.stages import STAGES, run_stage
+from pipelines.workspace import PipelineError, Workspace
+
+
+def parse(argv: list[str]) -> tuple[str, Path, str, Options]:
+    parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__.splitlines()[0])
+    parser.add_argument("stage", choices=[*STAGES, "all"])
+    parser.add_argument("--dataset", required=True, help="the dataset's name: letters, digits, - and _")
+    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser.add_argument("--url", default="", help="create_dataset: a video or playlist URL, or a local file")
+    parser.add_argument("--reference", type=Path, help="diarize: a recording of the target speaker")
+    parser.add_argument("--asr-base", type=Path, help="finetune_asr: a .nemo model to fine-tune")
+    parser.add_argument("--asr-steps", type=int, default=Options.asr_steps)
+    parser.add_argument("--tts-restore", type=Path, help="finetune_tts: a Coqui VITS model.pth to fine-tune")
+    parser.add_argument("--tts-size", default=Options.tts_size, choices=["base", "tiny"])
+    parser.add_argument("--tts-epochs", type=int, default=Options.tts_epochs)
+    parser.add_argument("--llm-steps", type=int, default=Options.llm_steps)
+    parser.add_argument("--sda-steps", type=int, default=Options.sda_steps)
+    parser.add_argument("--avatars-dir", type=Path, default=Options.avatars_dir,
+                        help="publish: the avatars folder the services read (GATEWAY/LLM/SDA/TTS_AVATARS_DIR)")
+    parser.add_argument("--avatar-id", default="", help="publish: the avatar's id (default: the dataset name)")
+    parser.add_argument("--persona-name", default="", help="publish: the name the avatar gives")
+    parser.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
+    parser.add_argument("--devices", type=int, default=1)
+    parser.add_argument("--force", action="store_true", help="re-run even when the inputs did not change")
+    a = parser.parse_args(argv)
+    opts = Options(
+        url=a.url, reference=a.reference, asr_base=a.asr_base, asr_steps=a.asr_steps, tts_restore=a.tts_restore,
+        tts_size=a.tts_size, tts_epochs=a.tts_epochs, llm_steps=a.llm_steps, sda_steps=a.sda_steps,
+        avatars_dir=a.avatars_dir, avatar_id=a.avatar_id, persona_name=a.persona_name, accelerator=a.accelerator, devices=a.devices,
+        force=a.force,
+    )
+    return a.stage, a.data_dir, a.dataset, opts
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stage, data_dir, dataset, opts = parse(sys.argv[1:] if argv is None else argv)
+    try:
+        ws = Workspace.open(dataset, data_dir)
+        for name in STAGES if stage == "all" else [stage]:
+            run_stage(name, ws, opts)
+    except PipelineError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

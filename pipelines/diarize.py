@@ -1,0 +1,163 @@
+"""Stage 2, diarize: find the target speaker's speech.
+
+Speech regions (Silero VAD) are embedded in 1.2 s windows every 0.3 s with resemblyzer's GE2E speaker encoder,
+the windows clustered (agglomerative, cosine), and the target is the cluster closest to a reference clip of the
+person (`--reference`), or else the speaker with the most speech. A region whose windows all agree keeps its
+exact VAD bounds; where the speaker changes inside a region, each 0.3 s slot takes the label of the windows
+covering it. Windows close to no speaker, or about as close to the target as to another one (overlapped speech,
+music), are dropped. Output: `diarization.json` with every source's labelled segments.
+"""
+
+import json
+
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+from pipelines.options import Options
+from pipelines.speech_regions import RATE, Segment, speech_probabilities, speech_segments
+from pipelines.workspace import PipelineError, Workspace, write_json
+
+NEEDS = ["create_dataset"]
+WINDOW_S = 1.2
+HOP_S = 0.3
+SAME_SPEAKER = 0.72  # cosine similarity above which two windows are one speaker (GE2E)
+OVERLAP_MARGIN = 0.05  # target windows at most this much closer to the target than to another speaker are dropped
+
+
+def key(ws: Workspace, opts: Options) -> dict:
+    return {"reference": _file_key(opts.reference)}
+
+
+def _file_key(path) -> str | None:
+    if path is None:
+        return None
+    stat = path.stat()
+    return f"{path.resolve()}:{stat.st_size}:{int(stat.st_mtime)}"
+
+
+class SpeakerEncoder:
+    def __init__(self):
+        import torch
+        from resemblyzer import VoiceEncoder
+
+        torch.set_num_threads(2)
+        self._encoder = VoiceEncoder("cpu", verbose=False)
+
+    def embed(self, audio: np.ndarray) -> np.ndarray:
+        from resemblyzer.audio import normalize_volume
+
+        return self._encoder.embed_utterance(normalize_volume(audio.astype(np.float32), -30, increase_only=True))
+
+
+def _windows(segment: Segment) -> list[tuple[float, float]]:
+    if segment.duration_s <= WINDOW_S:
+        return [(segment.start_s, segment.end_s)]
+    starts = np.arange(segment.start_s, segment.end_s - WINDOW_S + 1e-6, HOP_S)
+    if segment.end_s - (starts[-1] + WINDOW_S) > 0.05:
+        starts = np.append(starts, segment.end_s - WINDOW_S)
+    return [(float(s), float(s) + WINDOW_S) for s in starts]
+
+
+def _cluster(embeddings: np.ndarray) -> np.ndarray:
+    from sklearn.cluster import AgglomerativeClustering
+
+    if len(embeddings) < 2:
+        return np.zeros(len(embeddings), dtype=int)
+    model = AgglomerativeClustering(
+        n_clusters=None, metric="cosine", linkage="average", distance_threshold=1 - SAME_SPEAKER
+    )
+    return model.fit_predict(embeddings)
+
+
+def run(ws: Workspace, opts: Options) -> dict:
+    sources = ws.require("create_dataset")["sources"]
+    encoder = SpeakerEncoder()
+    windows = []  # (source index, segment index, start, end)
+    regions: list[list[Segment]] = []
+    for s, source in enumerate(tqdm(sources, desc="finding speech", unit="source")):
+        audio, _ = sf.read(ws.root / source["audio"], dtype="float32")
+        segments = speech_segments(speech_probabilities(audio))
+        regions.append(segments)
+        for g, segment in enumerate(segments):
+            windows += [(s, g, a, b, audio[int(a * RATE) : int(b * RATE)]) for a, b in _windows(segment)]
+    if not windows:
+        raise PipelineError("no speech found in the dataset's audio")
+    embeddings = np.stack([encoder.embed(w[4]) for w in tqdm(windows, desc="embedding speakers", unit="window")])
+    labels = _cluster(embeddings)
+    centroids = {}
+    for label in np.unique(labels):
+        c = embeddings[labels == label].mean(axis=0)
+        centroids[int(label)] = c / np.linalg.norm(c)
+    durations = {label: float(sum(w[3] - w[2] for w, l in zip(windows, labels) if l == label)) for label in centroids}
+    if opts.reference is not None:
+        if not opts.reference.is_file():
+            raise PipelineError(f"reference clip {opts.reference} does not exist")
+        from pipelines.media import extract_audio
+
+        ref_wav = ws.root / "reference.wav"
+        extract_audio(opts.reference, ref_wav)
+        reference, _ = sf.read(ref_wav, dtype="float32")
+        ref = encoder.embed(reference)
+        target = max(centroids, key=lambda label: float(ref @ centroids[label]))
+    else:
+        target = max(durations, key=durations.get)
+    others = [c for label, c in centroids.items() if label != target]
+    keep = []
+    for embedding, label in zip(embeddings, labels):
+        to_target = float(embedding @ centroids[target])
+        to_other = max((float(embedding @ c) for c in others), default=-1.0)
+        keep.append(label == target and to_target >= SAME_SPEAKER - 0.1 and to_target - to_other > OVERLAP_MARGIN)
+
+    result, target_s, other_s = [], 0.0, 0.0
+    for s, source in enumerate(sources):
+        labelled = []
+        for g, segment in enumerate(regions[s]):
+            mine = [(w[2], w[3], k) for w, k in zip(windows, keep) if w[0] == s and w[1] == g]
+            if all(k for *_, k in mine):
+                labelled.append({"start_s": segment.start_s, "end_s": segment.end_s, "target": True})
+            elif not any(k for *_, k in mine):
+                labelled.append({"start_s": segment.start_s, "end_s": segment.end_s, "target": False})
+            else:
+                labelled += _split(segment, mine)
+        for item in labelled:
+            item["start_s"], item["end_s"] = round(item["start_s"], 3), round(item["end_s"], 3)
+            if item["target"]:
+                target_s += item["end_s"] - item["start_s"]
+            else:
+                other_s += item["end_s"] - item["start_s"]
+        result.append({"source": source["id"], "segments": labelled})
+    write_json(ws.root / "diarization.json", result)
+    return {
+        "speakers": len(centroids),
+        "target_speech_s": round(target_s, 2),
+        "other_speech_s": round(other_s, 2),
+        "chose_target_by": "reference" if opts.reference is not None else "most speech",
+    }
+
+
+def _split(segment: Segment, windows: list[tuple[float, float, bool]]) -> list[dict]:
+    """Labels each HOP_S slot of a segment: target only where every window covering it is."""
+    slots = np.arange(segment.start_s, segment.end_s, HOP_S)
+    labels = []
+    for a in slots:
+        b = min(a + HOP_S, segment.end_s)
+        covering = [k for s, e, k in windows if s < b and e > a]
+        labels.append(bool(covering) and all(covering))
+    out: list[dict] = []
+    for a, label in zip(slots, labels):
+        b = min(a + HOP_S, segment.end_s)
+        if out and out[-1]["target"] == label:
+            out[-1]["end_s"] = float(b)
+        else:
+            out.append({"start_s": float(a), "end_s": float(b), "target": label})
+    return out
+
+
+def target_segments(ws: Workspace) -> dict[str, list[Segment]]:
+    """The target's speech per source id, from a finished diarization."""
+    data = json.loads((ws.root / "diarization.json").read_text())
+    return {
+        entry["source"]: [Segment(s["start_s"], s["end_s"]) for s in entry["segments"] if s["target"]]
+        for entry in data
+    }

@@ -1,0 +1,23 @@
+"""What a pipeline run was asked to do: the CLI's flags, with defaults for a real avatar (tests pass small ones)."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Options:
+    url: str = ""  # create_dataset: video URL, playlist URL or local file
+    reference: Path | None = None  # diarize: a clip of the target speaker (else the dominant speaker)
+    asr_base: Path | None = None  # finetune_asr: a .nemo model to start from (else a small CTC model from scratch)
+    asr_steps: int = 2000
+    tts_restore: Path | None = None  # finetune_tts: a Coqui VITS voice/checkpoint to fine-tune (else from scratch)
+    tts_size: str = "base"
+    tts_epochs: int = 1000
+    llm_steps: int = 200
+    sda_steps: int = 800
+    avatars_dir: Path = Path("var/avatars")  # publish: where the services look for avatars (make run's default)
+    avatar_id: str = ""  # publish: defaults to the dataset name
+    persona_name: str = ""
+    accelerator: str = "cpu"  # training stages: cpu or gpu
+    devices: int = 1
+    force: bool = False  # re-run a stage even when its inputs did not change

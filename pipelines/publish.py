@@ -1,0 +1,70 @@
+"""Stage 10, publish: the avatar bundle the services select by id, at `<avatars_dir>/<avatar_id>/`:
+
+  generator.pt        the SDA generator with the avatar's photo (SDA service)
+  persona.json        the name the avatar gives (text engine)
+  knowledge/said.txt  what the person said in the recording, as custom text the text engine retrieves from
+  llm-adapter.gguf    the LoRA adapter (text engine, applied for this avatar)
+  voice/              the Coqui VITS voice (TTS service; the gateway asks for it by the avatar's id)
+  asr.nemo            the ASR fine-tuned on the person (ASR_BACKEND=nemo)
+  still.png           the photo, for a browser's avatar picker
+  bundle.json         where each piece came from
+The bundle appears whole (staged, then renamed over any older one).
+"""
+
+import json
+import shutil
+
+import cv2
+
+from pipelines.finetune_asr import MODEL as ASR_MODEL
+from pipelines.finetune_llm import ADAPTER, persona_name
+from pipelines.finetune_tts import VOICE
+from pipelines.options import Options
+from pipelines.sda.checkpoint import load_generator
+from pipelines.train_sda import GENERATOR
+from pipelines.workspace import PipelineError, Workspace, write_json
+
+NEEDS = ["review", "finetune_asr", "finetune_tts", "finetune_llm", "train_sda"]
+
+
+def key(ws: Workspace, opts: Options) -> dict:
+    return {"avatars_dir": str(opts.avatars_dir.resolve()), "avatar_id": avatar_id(ws, opts),
+            "persona": persona_name(ws, opts)}
+
+
+def avatar_id(ws: Workspace, opts: Options) -> str:
+    chosen = opts.avatar_id or ws.name
+    if chosen == "default" or not chosen.replace("-", "").replace("_", "").isalnum():
+        raise PipelineError(f"avatar id {chosen!r} must be letters, digits, - and _, and not 'default'")
+    return chosen
+
+
+def run(ws: Workspace, opts: Options) -> dict:
+    chosen = avatar_id(ws, opts)
+    opts.avatars_dir.mkdir(parents=True, exist_ok=True)
+    target = opts.avatars_dir / chosen
+    staging = opts.avatars_dir / f".{chosen}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        shutil.copy(ws.root / GENERATOR, staging / "generator.pt")
+        _, photo = load_generator(staging / "generator.pt")
+        cv2.imwrite(str(staging / "still.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+        (staging / "persona.json").write_text(json.dumps({"name": persona_name(ws, opts)}))
+        said = json.loads((ws.root / "transcripts_final.json").read_text())
+        (staging / "knowledge").mkdir()
+        (staging / "knowledge" / "said.txt").write_text("\n\n".join(said.values()) + "\n")
+        shutil.copy(ws.root / ADAPTER, staging / "llm-adapter.gguf")
+        shutil.copytree(ws.root / VOICE, staging / "voice")
+        shutil.copy(ws.root / ASR_MODEL, staging / "asr.nemo")
+        write_json(staging / "bundle.json", {
+            "avatar_id": chosen,
+            "dataset": ws.name,
+            "stages": {stage: ws.manifest(stage) for stage in NEEDS},
+        })
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return {"avatar_id": chosen, "bundle": str(target)}

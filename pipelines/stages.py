@@ -1,0 +1,61 @@
+"""The pipeline's stages in order, and how one is run: skipped when its inputs are unchanged, else run whole."""
+
+import json
+import logging
+import time
+from types import ModuleType
+
+from pipelines import (
+    clip,
+    create_dataset,
+    diarize,
+    finetune_asr,
+    finetune_llm,
+    finetune_tts,
+    publish,
+    review,
+    sda_dataset,
+    train_sda,
+    transcribe,
+)
+from pipelines.options import Options
+from pipelines.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+STAGES: dict[str, ModuleType] = {
+    "create_dataset": create_dataset,
+    "diarize": diarize,
+    "clip": clip,
+    "transcribe": transcribe,
+    "review": review,
+    "finetune_asr": finetune_asr,
+    "finetune_tts": finetune_tts,
+    "finetune_llm": finetune_llm,
+    "sda_dataset": sda_dataset,
+    "train_sda": train_sda,
+    "publish": publish,
+}
+
+
+def inputs_of(name: str, ws: Workspace, opts: Options) -> str:
+    stage = STAGES[name]
+    settings = json.dumps(stage.key(ws, opts), sort_keys=True, default=str)
+    return ws.fingerprint(stage.NEEDS) + ":" + settings
+
+
+def run_stage(name: str, ws: Workspace, opts: Options) -> dict:
+    """Runs one stage unless it already ran on the same inputs (then its manifest is returned as it is)."""
+    inputs = inputs_of(name, ws, opts)
+    done = ws.manifest(name)
+    if done and done.get("inputs") == inputs and not opts.force:
+        log.info("%s: up to date, skipped", name)
+        return done
+    for needed in STAGES[name].NEEDS:
+        ws.require(needed)
+    ws.manifest_path(name).unlink(missing_ok=True)
+    started = time.monotonic()
+    fields = STAGES[name].run(ws, opts)
+    manifest = ws.finish(name, inputs, seconds=round(time.monotonic() - started, 1), **fields)
+    log.info("%s: done in %.1f s", name, manifest["seconds"])
+    return manifest

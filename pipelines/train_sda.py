@@ -1,0 +1,31 @@
+"""Stage 9b, train_sda: fine-tunes the shipped SDA generator (with its frame, sequence and sync discriminators)
+on `sda_data/`; Lightning checkpoints and TensorBoard under `runs/sda/` (an interrupted run on the same inputs
+resumes); the generator file, carrying the avatar's photo, lands in `models/generator.pt`."""
+
+import shutil
+
+from pipelines.options import Options
+from pipelines.sda.photo_avatar import DEFAULT_GENERATOR
+from pipelines.workspace import Workspace
+
+NEEDS = ["sda_dataset"]
+GENERATOR = "models/generator.pt"
+
+
+def key(ws: Workspace, opts: Options) -> dict:
+    return {"steps": opts.sda_steps, "accelerator": opts.accelerator, "devices": opts.devices}
+
+
+def run(ws: Workspace, opts: Options) -> dict:
+    from pipelines.sda.train import train
+    from pipelines.stages import inputs_of
+
+    run_dir, resume = ws.run_dir("sda", inputs_of("train_sda", ws, opts), opts.force)
+    generator = train(ws.root / "sda_data", run_dir, steps=opts.sda_steps, batch_size=4, resume=resume,
+                      init_from=DEFAULT_GENERATOR, accelerator=opts.accelerator, devices=opts.devices)
+    target = ws.root / GENERATOR
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name("generator.partial.pt")
+    shutil.copy(generator, partial)
+    partial.replace(target)
+    return {"generator": GENERATOR, "steps": opts.sda_steps, "from": DEFAULT_GENERATOR.name}

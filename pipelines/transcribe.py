@@ -1,0 +1,64 @@
+"""Stage 4, transcribe: two ASR passes over every clip, with word timings and confidences.
+
+The first pass is Whisper (beam search over the whole clip); the second opinion is the ASR fine-tuned on this
+dataset when `finetune_asr` has run (the second transcription round), else Whisper again with greedy decoding.
+Where the two disagree, or confidence is low, the review stage asks a person.
+Output: `transcripts.json`, {clip id: {text, words, confidence, second, second_by}}.
+"""
+
+import soundfile as sf
+from tqdm import tqdm
+
+from pipelines.options import Options
+from pipelines.workspace import Workspace, write_json
+from services.asr.backends.base_backend import Word
+
+NEEDS = ["clip"]
+
+
+def key(ws: Workspace, opts: Options) -> dict:
+    # a finished ASR fine-tune changes the second opinion, so its manifest is an input too
+    return {"finetuned_asr": ws.fingerprint(["finetune_asr"])}
+
+
+def _text(words: list[Word]) -> str:
+    return " ".join(w.text.strip() for w in words).strip()
+
+
+def _second_opinion(ws: Workspace):
+    from services.asr.backends.nemo_ctc import NemoBackend
+    from services.asr.backends.whisper_ct2 import WhisperCt2Backend
+
+    finetuned = ws.manifest("finetune_asr")
+    if finetuned:
+        backend = NemoBackend(str(ws.root / finetuned["model"]), device="cpu")
+        backend.load()
+        return backend, "finetuned " + backend.name
+    backend = WhisperCt2Backend(beam_size=1)
+    backend.load()
+    return backend, "whisper greedy"
+
+
+def run(ws: Workspace, opts: Options) -> dict:
+    from services.asr.backends.whisper_ct2 import WhisperCt2Backend
+
+    clips = ws.require("clip")["clips"]
+    first = WhisperCt2Backend(beam_size=5)
+    first.load()
+    second, second_by = _second_opinion(ws)
+    transcripts = {}
+    for clip in tqdm(clips, desc="transcribing", unit="clip"):
+        audio, _ = sf.read(ws.root / clip["audio"], dtype="float32")
+        words = first.transcribe(audio, "", "en", thorough=True)
+        other = second.transcribe(audio, "", "en", thorough=True)
+        transcripts[clip["id"]] = {
+            "text": _text(words),
+            "words": [{"text": w.text.strip(), "start_s": round(w.start_s, 3), "end_s": round(w.end_s, 3),
+                       "confidence": round(w.confidence, 4)} for w in words],
+            "confidence": round(sum(w.confidence for w in words) / len(words), 4) if words else 0.0,
+            "second": _text(other),
+            "second_by": second_by,
+        }
+    write_json(ws.root / "transcripts.json", transcripts)
+    return {"clips": len(transcripts), "second_by": second_by,
+            "empty": sum(not t["text"] for t in transcripts.values())}

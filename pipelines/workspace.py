@@ -1,0 +1,97 @@
+"""A dataset's folder (`data/<name>/`), its per-stage manifests, and atomic writes.
+
+Every stage writes its outputs under a `.partial` name and renames them into place at the end, then writes its
+manifest last: a stage either finished (manifest present, outputs whole) or it did not, and re-running it starts
+clean. A manifest records the manifests it was built from, so a stage whose inputs changed runs again.
+"""
+
+import hashlib
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+class PipelineError(Exception):
+    """A problem with the user's input or an earlier stage's output, worded for the user."""
+
+
+def write_json(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(data, indent=2, ensure_ascii=False))
+    partial.replace(path)
+
+
+@contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yields an empty staging folder that replaces `target` only when the block finishes without error."""
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    name: str
+    root: Path
+
+    @classmethod
+    def open(cls, name: str, data_dir: Path) -> "Workspace":
+        if not _NAME.fullmatch(name or ""):
+            raise PipelineError(
+                f"dataset name {name!r} must be 1-64 letters, digits, '-' or '_' (no paths), starting with a letter or digit"
+            )
+        root = data_dir / name
+        root.mkdir(parents=True, exist_ok=True)
+        return cls(name, root)
+
+    def manifest_path(self, stage: str) -> Path:
+        return self.root / "manifests" / f"{stage}.json"
+
+    def manifest(self, stage: str) -> dict | None:
+        path = self.manifest_path(stage)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def require(self, stage: str) -> dict:
+        manifest = self.manifest(stage)
+        if manifest is None:
+            raise PipelineError(f"dataset {self.name!r} has no {stage!r} output yet: run that stage first")
+        return manifest
+
+    def fingerprint(self, stages: list[str]) -> str:
+        """A hash of the manifests of `stages`, to tell whether a stage's inputs changed since it ran."""
+        digest = hashlib.sha256()
+        for stage in stages:
+            path = self.manifest_path(stage)
+            digest.update(path.read_bytes() if path.is_file() else b"-")
+        return digest.hexdigest()[:16]
+
+    def run_dir(self, stage: str, inputs: str, force: bool) -> tuple[Path, bool]:
+        """A training stage's working folder, and whether to resume in it: only an interrupted run of the same
+        inputs is resumed; otherwise the folder starts empty."""
+        folder = self.root / "runs" / stage
+        marker = folder / "INPUTS"
+        resume = marker.is_file() and marker.read_text() == inputs and not force
+        if not resume:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            marker.write_text(inputs)
+        return folder, resume
+
+    def finish(self, stage: str, inputs: str, **fields) -> dict:
+        manifest = {"stage": stage, "inputs": inputs, **fields}
+        write_json(self.manifest_path(stage), manifest)
+        return manifest
