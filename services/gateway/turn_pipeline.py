@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import grpc
 
@@ -38,6 +39,13 @@ class StageFailed(Exception):
         self.code = ErrorCode.STAGE_UNAVAILABLE if err.code() in _UNAVAILABLE else ErrorCode.STAGE_ERROR
 
 
+def avatar_voice(avatars_dir: str, avatar_id: str) -> str:
+    """The voice to ask TTS for: a published avatar's own (its bundle has voice/), else the default ("")."""
+    if avatar_id in ("", "default") or not avatars_dir:
+        return ""
+    return avatar_id if (Path(avatars_dir) / avatar_id / "voice" / "model.pth").is_file() else ""
+
+
 def generate_request(user_text: str, history: list[dict], avatar_id: str,
                      meta: common_pb2.RequestMeta) -> llm_pb2.GenerateRequest:
     return llm_pb2.GenerateRequest(
@@ -52,13 +60,15 @@ def generate_request(user_text: str, history: list[dict], avatar_id: str,
 class TurnPipeline:
     def __init__(self, clients: StageClients, turn: int, request: llm_pb2.GenerateRequest, avatar_id: str,
                  emit: Callable[[dict], None], send_media: Callable[[bytes], None], ended_at: float,
-                 llm_responses: AsyncIterator | None = None):
-        """`llm_responses`: a reply already under way (speculation); otherwise the pipeline asks the LLM."""
+                 llm_responses: AsyncIterator | None = None, voice: str = ""):
+        """`llm_responses`: a reply already under way (speculation); otherwise the pipeline asks the LLM.
+        `voice`: the TTS voice to speak with ("" = the service's default)."""
         self._clients = clients
         self._turn = turn
         self._request = request
         self._llm_responses = llm_responses
         self._avatar_id = avatar_id
+        self._voice = voice
         self._meta = request.meta
         self._emit = emit
         self._send = send_media
@@ -102,7 +112,8 @@ class TurnPipeline:
 
     async def _tts(self, text_q: asyncio.Queue, audio_q: asyncio.Queue) -> None:
         async def requests():
-            yield tts_pb2.SynthesizeRequest(config=tts_pb2.SynthesisConfig(sample_rate_hz=OUTPUT_RATE), meta=self._meta)
+            config = tts_pb2.SynthesisConfig(voice=self._voice, sample_rate_hz=OUTPUT_RATE)
+            yield tts_pb2.SynthesizeRequest(config=config, meta=self._meta)
             while (delta := await text_q.get()) is not None:
                 yield tts_pb2.SynthesizeRequest(text=delta, meta=self._meta)
 

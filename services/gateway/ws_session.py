@@ -23,7 +23,7 @@ from services.gateway.protocol import PROTOCOL_VERSION, EndOfAudio, ErrorCode, H
 from services.gateway.session_store import SessionStore
 from services.gateway.stage_clients import StageClients
 from services.gateway.speculation import SpeculativeReply
-from services.gateway.turn_pipeline import OUTPUT_RATE, StageFailed, TurnPipeline, generate_request
+from services.gateway.turn_pipeline import OUTPUT_RATE, StageFailed, TurnPipeline, avatar_voice, generate_request
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ class WsSession:
             speculation.cancel()
         request = generate_request(text, history, self._hello.avatar_id, self._meta(turn))
         pipeline = TurnPipeline(self._clients, turn, request, self._hello.avatar_id, self._emit, self._emit,
-                                ended_at, responses)
+                                ended_at, responses, voice=avatar_voice(self._settings.avatars_dir, self._hello.avatar_id))
         self._reply_turn = turn
 
         async def reply() -> None:

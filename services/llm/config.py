@@ -31,7 +31,7 @@ class LlmSettings(ServiceSettings):
     repetition_penalty: float = Field(default=1.15, ge=1)
     max_user_chars: int = Field(default=4000, ge=1)
     max_history_messages: int = Field(default=200, ge=0)
-    # Avatars' personas live in <avatars_dir>/<avatar_id>/persona.json.
+    # Avatars: <avatars_dir>/<avatar_id>/ holds persona.json, knowledge/ (custom text) and llm-adapter.gguf (LoRA).
     avatars_dir: str = "var/avatars"
     persona_name: str = "Ava"
     persona_style: str = "friendly"

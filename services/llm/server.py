@@ -18,6 +18,7 @@ from services.llm.speakable import speakable
 
 _FINISH = {"stop": llm_pb2.STOP, "length": llm_pb2.LENGTH, "stop_sequence": llm_pb2.STOP_SEQUENCE}
 _DONE = object()
+ADAPTER_FILE = "llm-adapter.gguf"  # an avatar's own LoRA adapter, beside its persona.json
 
 
 def make_backend(settings: LlmSettings) -> LlmBackend:
@@ -85,6 +86,8 @@ class LlmService(llm_pb2_grpc.LlmServiceServicer):
         knowledge = self._personas.folder(request.avatar_id)
         facts = await asyncio.to_thread(self._knowledge.relevant, knowledge / "knowledge" if knowledge else None, text)
         messages = build_messages(persona, list(request.history), text, self._backend.count_tokens, budget, facts)
+        adapter = knowledge / ADAPTER_FILE if knowledge else None
+        adapter = str(adapter) if adapter and adapter.is_file() else ""
 
         completion = Completion()
         loop = asyncio.get_running_loop()
@@ -93,7 +96,7 @@ class LlmService(llm_pb2_grpc.LlmServiceServicer):
         def produce() -> None:
             try:
                 with self._engine_lock:
-                    for delta in self._backend.stream(messages, sampling, completion):
+                    for delta in self._backend.stream(messages, sampling, completion, adapter):
                         loop.call_soon_threadsafe(deltas.put_nowait, delta)
             except BaseException as err:  # handed to the RPC, which maps it to a status
                 loop.call_soon_threadsafe(deltas.put_nowait, err)

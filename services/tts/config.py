@@ -21,6 +21,8 @@ class TtsSettings(ServiceSettings):
     # A folder of extra voices, each selectable by name: Piper files (<name>.onnx + .onnx.json) and
     # Coqui voice folders (<name>/config.json + model.pth).
     voices_dir: str = ""
+    # Published avatars (pipelines publish): <avatars_dir>/<avatar_id>/voice/ is the voice named <avatar_id>.
+    avatars_dir: str = "var/avatars"
     use_cuda: bool = False
     chunk_ms: int = Field(default=200, ge=20, le=2000)
     max_text_chars: int = Field(default=2000, ge=1, description="longest single text message")

@@ -46,6 +46,7 @@ class TtsService(tts_pb2_grpc.TtsServiceServicer):
         self._voices = make_voices(settings)
         self._default = next(iter(self._voices))
         self._lock: asyncio.Lock | None = None
+        self._loading = asyncio.Lock()
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         tts_pb2_grpc.add_TtsServiceServicer_to_server(self, server)
@@ -54,32 +55,51 @@ class TtsService(tts_pb2_grpc.TtsServiceServicer):
         for backend in self._voices.values():
             backend.load()
 
-    def _voice(self, name: str) -> TtsBackend:
+    def _avatar_voices(self) -> dict[str, Path]:
+        """Voices of published avatars (`<avatars_dir>/<id>/voice/`), named by the avatar's id."""
+        root = Path(self._settings.avatars_dir) if self._settings.avatars_dir else None
+        if root is None or not root.is_dir():
+            return {}
+        return {p.parent.name: p for p in sorted(root.glob("*/voice")) if is_coqui_voice(p)}
+
+    async def _voice(self, name: str) -> TtsBackend:
         if name in ("", "default"):
             return self._voices[self._default]
-        if name not in self._voices:
-            raise NotFound(f"unknown voice {name!r}; available: {', '.join(self._voices)}")
+        if name in self._voices:
+            return self._voices[name]
+        folder = self._avatar_voices().get(name)
+        if folder is None:
+            known = [*self._voices, *self._avatar_voices()]
+            raise NotFound(f"unknown voice {name!r}; available: {', '.join(known)}")
+        async with self._loading:
+            if name not in self._voices:  # loaded once, on first use
+                backend = CoquiVitsBackend(str(folder), self._settings.use_cuda, name=name)
+                await asyncio.to_thread(backend.load)
+                self._voices[name] = backend
         return self._voices[name]
 
     async def ListVoices(self, request, context):
-        return tts_pb2.ListVoicesResponse(
-            voices=[
-                tts_pb2.VoiceInfo(
-                    name=b.voice.name,
-                    language=b.voice.language,
-                    sample_rate_hz=b.voice.sample_rate,
-                    backend=b.voice.backend,
-                    gives_phoneme_timings=b.voice.gives_phoneme_timings,
-                )
-                for b in self._voices.values()
-            ],
-            default_voice=self._default,
-        )
+        loaded = [
+            tts_pb2.VoiceInfo(
+                name=b.voice.name,
+                language=b.voice.language,
+                sample_rate_hz=b.voice.sample_rate,
+                backend=b.voice.backend,
+                gives_phoneme_timings=b.voice.gives_phoneme_timings,
+            )
+            for b in self._voices.values()
+        ]
+        on_disk = [
+            tts_pb2.VoiceInfo(name=name, backend="coqui", gives_phoneme_timings=True)
+            for name in self._avatar_voices()
+            if name not in self._voices
+        ]
+        return tts_pb2.ListVoicesResponse(voices=loaded + on_disk, default_voice=self._default)
 
     async def StreamingSynthesize(self, request_iterator, context):
         first = await read_config(request_iterator)
         config = first.config
-        backend = self._voice(config.voice)
+        backend = await self._voice(config.voice)
         rate = config.sample_rate_hz or backend.voice.sample_rate
         if not 8000 <= rate <= 48000:
             raise BadRequest(f"sample_rate_hz must be 8000-48000 (or 0 for the voice's own), got {rate}")

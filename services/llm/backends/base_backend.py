@@ -35,5 +35,6 @@ class LlmBackend(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
-    def stream(self, messages: list[dict], sampling: Sampling, completion: Completion) -> Iterator[str]:
-        """Yield text deltas of the assistant's reply; stop early once `completion.cancel` is set."""
+    def stream(self, messages: list[dict], sampling: Sampling, completion: Completion, adapter: str = "") -> Iterator[str]:
+        """Yield text deltas of the assistant's reply; stop early once `completion.cancel` is set. `adapter`: an
+        avatar's LoRA adapter file to apply, where the backend can (others answer with the base model)."""

@@ -1,8 +1,9 @@
 """GGUF models through llama.cpp (llama-cpp-python): the default CPU engine, with optional LoRA adapter."""
 
-import logging
-from collections.abc import Iterator
 import importlib.util
+import logging
+from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 
 from services.llm.backends.base_backend import Completion, Sampling
@@ -27,17 +28,35 @@ class LlamaCppBackend:
         self.context_tokens = context_tokens
         self.name = self._path.name.removesuffix(".gguf")
         self._llama = None
+        # Avatars' own LoRA adapters: one more model instance each (the base weights are small), least recently
+        # used dropped first.
+        self._adapted: OrderedDict[str, object] = OrderedDict()
+        self.max_adapters = 3
 
-    def load(self) -> None:
+    def _open(self, lora_path: str):
         from llama_cpp import Llama
 
-        self._llama = Llama(
+        return Llama(
             model_path=str(self._path),
-            lora_path=self._lora or None,
+            lora_path=lora_path or None,
             n_ctx=self.context_tokens,
             n_threads=self._threads,
             verbose=False,
         )
+
+    def _model_for(self, adapter: str):
+        if not adapter:
+            return self._llama
+        if adapter not in self._adapted:
+            self._adapted[adapter] = self._open(adapter)
+            log.info("loaded LoRA adapter %s", adapter)
+            while len(self._adapted) > self.max_adapters:
+                self._adapted.popitem(last=False)
+        self._adapted.move_to_end(adapter)
+        return self._adapted[adapter]
+
+    def load(self) -> None:
+        self._llama = self._open(self._lora)
         warm = Completion()
         for _ in self.stream([{"role": "user", "content": "Hi"}], Sampling(4, 0.0, 1.0, 1.0), warm):
             pass
@@ -46,8 +65,8 @@ class LlamaCppBackend:
     def count_tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode(), add_bos=False, special=True))
 
-    def stream(self, messages: list[dict], sampling: Sampling, completion: Completion) -> Iterator[str]:
-        chunks = self._llama.create_chat_completion(
+    def stream(self, messages: list[dict], sampling: Sampling, completion: Completion, adapter: str = "") -> Iterator[str]:
+        chunks = self._model_for(adapter).create_chat_completion(
             messages=messages,
             stream=True,
             max_tokens=sampling.max_tokens,

@@ -23,14 +23,14 @@ def is_coqui_voice(folder: Path) -> bool:
 
 
 class CoquiVitsBackend:
-    def __init__(self, folder: str, use_cuda: bool = False):
+    def __init__(self, folder: str, use_cuda: bool = False, name: str = ""):
         self._folder = Path(folder)
         if not is_coqui_voice(self._folder):
             raise FileNotFoundError(f"{folder} is not a Coqui voice: it needs {CONFIG} and {WEIGHTS}")
         self._device = "cuda" if use_cuda else "cpu"
         self._model = None
         self.voice = VoiceSpec(
-            name=self._folder.name, language="en", sample_rate=22050, backend="coqui", gives_phoneme_timings=True
+            name=name or self._folder.name, language="en", sample_rate=22050, backend="coqui", gives_phoneme_timings=True
         )
 
     def load(self) -> None:
