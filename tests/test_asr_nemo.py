@@ -14,37 +14,15 @@ import pytest
 import soundfile
 
 from avatar.asr.v1 import asr_pb2, asr_pb2_grpc
+from pipelines.ctc_recipe import ctc_config, ctc_text
 from services.runner.health import SERVING, status
 from services.runner.redis_server import free_port
 from services.runner.topology import ServiceSpec
 from tests.grpc_helpers import asr_requests, with_silence
-from tests.speech import SENTENCES, speak, words
+from tests.speech import SENTENCES, speak
 from tests.stack import ROOT
 
 pytestmark = pytest.mark.contract
-
-LABELS = list(" abcdefghijklmnopqrstuvwxyz'")
-
-
-def tiny_ctc_config(manifest: str) -> dict:
-    """A two-block separable-conv CTC model over characters (~30k parameters)."""
-    block = {"filters": 64, "repeat": 1, "kernel": [11], "dilation": [1], "dropout": 0.0, "separable": True}
-    return {
-        "sample_rate": 16000,
-        "labels": LABELS,
-        "train_ds": {"manifest_filepath": manifest, "sample_rate": 16000, "labels": LABELS, "batch_size": 4,
-                     "shuffle": True, "num_workers": 0},
-        "preprocessor": {"_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor",
-                         "sample_rate": 16000, "normalize": "per_feature", "window_size": 0.025,
-                         "window_stride": 0.01, "features": 64, "n_fft": 512, "dither": 0.0},
-        "encoder": {"_target_": "nemo.collections.asr.modules.ConvASREncoder", "feat_in": 64, "activation": "relu",
-                    "conv_mask": True,
-                    "jasper": [{**block, "stride": [2], "residual": False}, {**block, "stride": [1], "residual": True}]},
-        "decoder": {"_target_": "nemo.collections.asr.modules.ConvASRDecoder", "feat_in": 64,
-                    "num_classes": len(LABELS), "vocabulary": LABELS},
-        "optim": {"name": "adam", "lr": 0.005},
-    }
-
 
 @pytest.fixture(scope="module")
 def nemo_model(tmp_path_factory):
@@ -60,7 +38,7 @@ def nemo_model(tmp_path_factory):
         path = folder / f"{i}.wav"
         soundfile.write(path, audio, 16000)
         lines.append(json.dumps({"audio_filepath": str(path), "duration": audio.size / 16000,
-                                 "text": " ".join(words(sentence))}))
+                                 "text": ctc_text(sentence)}))
     (folder / "train.json").write_text("\n".join(lines))
 
     losses = []
@@ -71,7 +49,8 @@ def nemo_model(tmp_path_factory):
 
     trainer = pl.Trainer(max_steps=20, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, callbacks=[RecordLoss()])
-    model = EncDecCTCModel(cfg=OmegaConf.create(tiny_ctc_config(str(folder / "train.json"))), trainer=trainer)
+    config = ctc_config(str(folder / "train.json"), size="small", batch_size=4)
+    model = EncDecCTCModel(cfg=OmegaConf.create(config), trainer=trainer)
     trainer.fit(model)
     path = folder / "tiny.nemo"
     model.save_to(str(path))

@@ -8,7 +8,7 @@ import websockets
 
 from services.runner.redis_server import EmbeddedRedis
 from tests.stack import Stack
-from tests.test_gateway_ws import hello, next_event, send_speech
+from tests.test_gateway_ws import hello, send_speech
 
 pytestmark = pytest.mark.e2e
 

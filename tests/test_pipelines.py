@@ -1,0 +1,236 @@
+"""The data pipeline end to end, through its CLI, on a talking video the test makes and serves over HTTP:
+two voices, one face, a planted garbled clip and a turn off camera. Training stages run a few steps only; the
+services then load what was made."""
+
+import csv
+import functools
+import json
+import subprocess
+import sys
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import soundfile as sf
+import websockets
+
+from avatar.llm.v1 import llm_pb2, llm_pb2_grpc
+from avatar.sda.v1 import sda_pb2_grpc
+from tests.grpc_helpers import asr_requests, with_silence
+from tests.speech import SENTENCES, speak, wer
+from tests.stack import ROOT, Stack
+from tests.synthetic_video import make_talking_video
+from tests.test_gateway_ws import next_event, send_speech
+from tests.test_sda import animate, frames_of
+from tests.test_tts import pcm, synthesize
+
+pytestmark = pytest.mark.slow
+
+AVATAR = "pipeline-test"
+QUICK = ["--asr-steps", "5", "--tts-size", "tiny", "--tts-epochs", "1", "--llm-steps", "3", "--sda-steps", "3"]
+
+
+def pipeline(*args, data_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipelines", *args, "--data-dir", str(data_dir)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """The test video on a local HTTP server (yt-dlp downloads it for real), and a reference clip of the target."""
+    folder = tmp_path_factory.mktemp("served")
+    video = make_talking_video(folder / "talk.mp4")
+    sf.write(folder / "reference.wav", speak(SENTENCES[10]), 16000)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SimpleHTTPRequestHandler, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield video, folder, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def made(served, stack, tmp_path_factory):
+    video, folder, url = served
+    data_dir = tmp_path_factory.mktemp("data")
+    result = pipeline("all", "--dataset", "talk", "--url", f"{url}/talk.mp4", "--reference",
+                      str(folder / "reference.wav"), "--avatars-dir", str(stack.avatars_dir), "--avatar-id", AVATAR,
+                      "--persona-name", "Robin", *QUICK, data_dir=data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return video, data_dir / "talk", result
+
+
+def _overlap(a0, a1, b0, b1) -> float:
+    return max(0.0, min(a1, b1) - max(a0, b0))
+
+
+def _clip_of(clips: list[dict], turn) -> dict:
+    return max(clips, key=lambda c: _overlap(c["start_s"], c["end_s"], turn.start_s, turn.end_s))
+
+
+def test_every_stage_reports_progress_and_writes_a_manifest(made):
+    _, root, result = made
+    stages = ["create_dataset", "diarize", "clip", "transcribe", "review", "finetune_asr", "finetune_tts",
+              "finetune_llm", "sda_dataset", "train_sda", "publish"]
+    assert sorted(p.stem for p in (root / "manifests").glob("*.json")) == sorted(stages)
+    assert "it/s" in result.stderr or "clip/s" in result.stderr  # progress bars
+    assert not list(root.rglob("*.partial*")), "a stage left a half-written file behind"
+
+
+def test_diarization_keeps_the_target_and_drops_the_other_voice(made):
+    video, root, _ = made
+    segments = [s for entry in json.loads((root / "diarization.json").read_text()) for s in entry["segments"]]
+    kept = [(s["start_s"], s["end_s"]) for s in segments if s["target"]]
+    for speaker, bound in (("target", None), ("other", None)):
+        total = sum(b - a for a, b in video.speech(speaker))
+        covered = sum(_overlap(a, b, c, d) for a, b in video.speech(speaker) for c, d in kept)
+        if speaker == "target":
+            assert covered / total >= 0.9, f"kept {covered / total:.0%} of the target's speech"
+        else:
+            assert covered / total < 0.1, f"kept {covered / total:.0%} of the other voice"
+
+
+def test_clips_are_1_to_8_seconds_with_face_tracks_and_the_faceless_turn_marked(made):
+    video, root, _ = made
+    clips = json.loads((root / "manifests" / "clip.json").read_text())["clips"]
+    assert len(clips) >= 5
+    assert all(1.0 <= c["end_s"] - c["start_s"] <= 8.0 for c in clips)
+    faceless = next(t for t in video.turns if not t.face)
+    assert _clip_of(clips, faceless)["face"] is None
+    with_face = [c for c in clips if c["face"]]
+    assert len(with_face) == len(clips) - 1
+    for clip in with_face:
+        frames = np.load(root / clip["face"])["frames"]
+        assert frames.shape[1:] == (128, 96, 3)
+        assert abs(len(frames) - (clip["end_s"] - clip["start_s"]) * 25) <= 2
+
+
+def test_transcripts_exist_and_the_garbled_clip_tops_the_review_queue(made):
+    video, root, _ = made
+    clips = json.loads((root / "manifests" / "clip.json").read_text())["clips"]
+    transcripts = json.loads((root / "transcripts.json").read_text())
+    assert set(transcripts) == {c["id"] for c in clips}
+    garbled = _clip_of(clips, next(t for t in video.turns if t.garbled))["id"]
+    clean = [(t.text, transcripts[_clip_of(clips, t)["id"]]["text"]) for t in video.turns
+             if t.speaker == "target" and not t.garbled]
+    assert wer(clean) <= 0.15
+    with (root / "review" / "queue.csv").open() as f:
+        queue = list(csv.DictReader(f))
+    assert queue[0]["clip_id"] == garbled
+    assert [row["rank"] for row in queue] == [str(i) for i in range(1, len(queue) + 1)]
+    assert (root / "review" / "oov.csv").is_file()
+
+
+def test_a_corrections_csv_edit_is_applied_on_the_next_run(made):
+    video, root, _ = made
+    clips = json.loads((root / "manifests" / "clip.json").read_text())["clips"]
+    turn = next(t for t in video.turns if t.garbled)
+    garbled = _clip_of(clips, turn)["id"]
+    dropped = clips[-1]["id"]
+    with (root / "corrections.csv").open("a", newline="") as f:
+        csv.writer(f).writerows([[garbled, turn.text], [dropped, ""]])
+    result = pipeline("review", "--dataset", "talk", data_dir=root.parent)
+    assert result.returncode == 0, result.stderr[-2000:]
+    final = json.loads((root / "transcripts_final.json").read_text())
+    assert final[garbled] == turn.text and dropped not in final
+    manifest = json.loads((root / "manifests" / "review.json").read_text())
+    assert manifest["corrections_applied"] == 2 and manifest["dropped"] == 1
+    again = pipeline("review", "--dataset", "talk", data_dir=root.parent)
+    assert "up to date" in again.stderr
+
+
+def test_the_published_avatar_is_served_by_id(made, stack):
+    bundle = stack.avatars_dir / AVATAR
+    assert {"generator.pt", "persona.json", "llm-adapter.gguf", "asr.nemo", "still.png", "bundle.json"} <= {
+        p.name for p in bundle.iterdir()}
+    # text engine: the avatar's persona and LoRA adapter
+    with grpc.insecure_channel(stack.address("llm")) as channel:
+        request = llm_pb2.GenerateRequest(user_text="What is your name?", avatar_id=AVATAR,
+                                          params=llm_pb2.GenerationParams(max_tokens=24, temperature=0.0))
+        reply = "".join(r.delta for r in llm_pb2_grpc.LlmServiceStub(channel).Generate(request, timeout=120))
+    assert reply.strip()
+    assert f"loaded LoRA adapter {bundle / 'llm-adapter.gguf'}" in (stack.logs / "llm.log").read_text()
+    # voice: asked for by the avatar's id
+    audio, rate = pcm(synthesize(stack, ["Hello there, nice to meet you."], voice=AVATAR))
+    assert rate and audio.size / rate > 0.3 and np.isfinite(audio).all()
+    # face: the avatar's generator, animated from speech
+    speech = speak(SENTENCES[3])
+    with grpc.insecure_channel(stack.address("sda")) as channel:
+        frames = frames_of(animate(sda_pb2_grpc.SdaServiceStub(channel), speech, avatar_id=AVATAR))
+    assert len(frames) >= int(speech.size / 16000 * 25) - 2
+
+
+async def test_the_gateway_converses_as_the_published_avatar(made, stack):
+    async with websockets.connect(f"ws://{stack.address('gateway')}/ws", max_size=None) as ws:
+        await ws.send(json.dumps({"type": "hello", "version": 1, "avatar_id": AVATAR, "audio": {"sample_rate": 16000}}))
+        await next_event(ws, "ready")
+        await send_speech(ws, "Hello! Where do you live?")
+        received = []
+        end = await next_event(ws, "turn_end", timeout=120, media_out=received)
+    assert end["reply"].strip()
+    assert len([m for m in received if m["kind"] == "video"]) >= 10
+
+
+def test_the_finetuned_asr_is_served_by_the_nemo_backend(made, redis_url):
+    _, root, _ = made
+    asr = Stack(redis_url, extra_env={"ASR_BACKEND": "nemo", "ASR_MODEL_PATH": str(root / "models" / "asr.nemo")})
+    asr.start(["asr"])
+    try:
+        assert asr.wait("asr") == "SERVING"
+        from avatar.asr.v1 import asr_pb2, asr_pb2_grpc
+
+        with grpc.insecure_channel(asr.address("asr")) as channel:
+            responses = list(asr_pb2_grpc.AsrServiceStub(channel).StreamingRecognize(
+                asr_requests(with_silence(speak(SENTENCES[0]))), timeout=120))
+    finally:
+        asr.stop()
+    events = [r.event.type for r in responses if r.WhichOneof("result") == "event"]
+    assert events == [asr_pb2.SpeechEvent.SPEECH_START, asr_pb2.SpeechEvent.END_OF_TURN]
+
+
+def test_bad_inputs_fail_clearly_and_leave_nothing_half_written(served, tmp_path):
+    _, folder, url = served
+    data = tmp_path / "data"
+    bad_name = pipeline("create_dataset", "--dataset", "../escape", "--url", str(folder / "talk.mp4"), data_dir=data)
+    assert bad_name.returncode == 2 and "dataset name" in bad_name.stderr
+    assert not (tmp_path / "escape").exists()
+
+    missing = pipeline("create_dataset", "--dataset", "d1", "--url", f"{url}/missing.mp4", data_dir=data)
+    assert missing.returncode == 2 and "could not download" in missing.stderr
+    assert not (data / "d1" / "manifests").exists() and not list((data / "d1").glob("*"))
+    resumed = pipeline("create_dataset", "--dataset", "d1", "--url", f"{url}/talk.mp4", data_dir=data)
+    assert resumed.returncode == 0 and (data / "d1" / "manifests" / "create_dataset.json").is_file()
+
+    silent_video = tmp_path / "mute.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25", "-t", "2", "-an",
+                    str(silent_video)], check=True)
+    no_audio = pipeline("create_dataset", "--dataset", "d2", "--url", str(silent_video), data_dir=data)
+    assert no_audio.returncode == 2 and "no audio track" in no_audio.stderr
+    assert not (data / "d2" / "source").exists()
+
+    quiet = tmp_path / "quiet.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25", "-f", "lavfi",
+                    "-i", "anullsrc=r=16000:cl=mono", "-t", "3", "-shortest", str(quiet)], check=True)
+    assert pipeline("create_dataset", "--dataset", "d3", "--url", str(quiet), data_dir=data).returncode == 0
+    no_speech = pipeline("diarize", "--dataset", "d3", data_dir=data)
+    assert no_speech.returncode == 2 and "no speech" in no_speech.stderr
+    assert not (data / "d3" / "manifests" / "diarize.json").exists()
+
+    early = pipeline("clip", "--dataset", "d3", data_dir=data)
+    assert early.returncode == 2 and "run that stage first" in early.stderr
+
+
+def test_a_video_with_no_face_keeps_its_clips_for_audio_only_use(tmp_path):
+    audio = with_silence(speak(SENTENCES[5]), speak(SENTENCES[6]), gap_s=1.0)
+    wav, video = tmp_path / "speech.wav", tmp_path / "noface.mp4"
+    sf.write(wav, audio, 16000)
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=gray:size=320x240:rate=25", "-i", str(wav),
+                    "-shortest", "-c:a", "aac", str(video)], check=True)
+    data = tmp_path / "data"
+    for stage in ("create_dataset", "diarize", "clip"):
+        result = pipeline(stage, "--dataset", "noface", "--url", str(video), data_dir=data)
+        assert result.returncode == 0, result.stderr[-2000:]
+    manifest = json.loads((data / "noface" / "manifests" / "clip.json").read_text())
+    assert manifest["clips"] and manifest["with_face"] == 0
+    assert all(c["face"] is None and (data / "noface" / c["audio"]).is_file() for c in manifest["clips"])
