@@ -19,7 +19,9 @@ def redis_url():
 def stack(redis_url):
     """All five services as separate processes, started once for the whole run."""
     # A quick avatar fine-tunes for a few steps only in tests.
-    quick = {"GATEWAY_PHOTO_AVATAR_STEPS": "3", "GATEWAY_PHOTO_AVATAR_SENTENCES": "3"}
+    quick = {"GATEWAY_PHOTO_AVATAR_STEPS": "3", "GATEWAY_PHOTO_AVATAR_SENTENCES": "3",
+             # every process prints its spans, one JSON line each, into its log (test_tracing reads them)
+             "OTEL_TRACES_EXPORTER": "console"}
     started = Stack(redis_url, extra_env=quick).start()
     for name in ("asr", "llm", "tts", "sda", "gateway"):
         started.wait(name)

@@ -6,14 +6,17 @@ import time
 from collections.abc import Callable
 
 import grpc
+from opentelemetry import trace
 
 from services.common import metrics
 from services.common.errors import AvatarError, NotReady, Overloaded
+from services.common.tracing import incoming_context, tag_meta
 
 log = logging.getLogger(__name__)
 
 
 _DRAIN_S = 1.0
+_tracer = trace.get_tracer("avatar.services")
 
 
 async def _drain(requests) -> None:
@@ -37,7 +40,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
 
     - raises NotReady until `is_ready()` is true, Overloaded past `max_streams` concurrent calls;
     - turns an AvatarError into its gRPC code with the error's message, anything else into INTERNAL;
-    - counts RPCs by code, times them and their first response.
+    - counts RPCs by code, times them and their first response;
+    - traces each RPC as a span, a child of the caller's, tagged with the request's session and turn ids.
     """
 
     def __init__(self, is_ready: Callable[[], bool], max_streams: int):
@@ -50,21 +54,22 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or not method.startswith("/avatar."):
             return handler
+        parent = incoming_context(handler_call_details.invocation_metadata)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(method, handler.unary_unary),
+                self._wrap_unary(method, handler.unary_unary, parent),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(method, handler.unary_stream),
+                self._wrap_stream(method, handler.unary_stream, parent),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_stream:
             return grpc.stream_stream_rpc_method_handler(
-                self._wrap_stream(method, handler.stream_stream),
+                self._wrap_stream(method, handler.stream_stream, parent),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -76,10 +81,12 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if self._in_flight >= self._max_streams:
             raise Overloaded(f"server busy: {self._in_flight} streams in flight (limit {self._max_streams})")
 
-    def _wrap_unary(self, method: str, behavior):
+    def _wrap_unary(self, method: str, behavior, parent):
         async def call(request, context):
             started = time.perf_counter()
             code = grpc.StatusCode.OK
+            span = _tracer.start_span(method.rsplit("/", 1)[-1], context=parent, kind=trace.SpanKind.SERVER)
+            tag_meta(span, request)
             try:
                 self._admit()
                 return await behavior(request, context)
@@ -94,25 +101,33 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 log.exception("unexpected error in %s", method)
                 await context.abort(code, f"internal error: {type(err).__name__}: {err}")
             finally:
+                _end(span, code)
                 metrics.RPC_TOTAL.labels(method, code.name).inc()
                 metrics.RPC_DURATION.labels(method).observe(time.perf_counter() - started)
 
         return call
 
-    def _wrap_stream(self, method: str, behavior):
+    def _wrap_stream(self, method: str, behavior, parent):
         async def call(request_or_iterator, context):
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             first = True
             admitted = False
+            span = _tracer.start_span(method.rsplit("/", 1)[-1], context=parent, kind=trace.SpanKind.SERVER)
+            requests = request_or_iterator
+            if hasattr(request_or_iterator, "__aiter__"):
+                requests = _tagging(span, request_or_iterator)
+            else:
+                tag_meta(span, request_or_iterator)
             try:
                 self._admit()
                 admitted = True
                 self._in_flight += 1
                 metrics.STREAMS_IN_FLIGHT.inc()
-                async for response in behavior(request_or_iterator, context):
+                async for response in behavior(requests, context):
                     if first:
                         metrics.FIRST_RESULT.labels(method).observe(time.perf_counter() - started)
+                        span.add_event("first_result")
                         first = False
                     yield response
             except AvatarError as err:
@@ -127,6 +142,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 log.exception("unexpected error in %s", method)
                 await context.abort(code, f"internal error: {type(err).__name__}: {err}")
             finally:
+                _end(span, code)
                 if admitted:
                     self._in_flight -= 1
                     metrics.STREAMS_IN_FLIGHT.dec()
@@ -134,3 +150,20 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 metrics.RPC_DURATION.labels(method).observe(time.perf_counter() - started)
 
         return call
+
+
+async def _tagging(span, requests):
+    """The request stream, tagging the span with the first message's session and turn ids."""
+    first = True
+    async for request in requests:
+        if first:
+            tag_meta(span, request)
+            first = False
+        yield request
+
+
+def _end(span, code: grpc.StatusCode) -> None:
+    span.set_attribute("rpc.grpc.status_code", code.value[0])
+    if code not in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED):
+        span.set_status(trace.StatusCode.ERROR, code.name)
+    span.end()

@@ -15,6 +15,7 @@ from services.common import metrics
 from services.common.interceptor import ErrorInterceptor
 from services.common.logs import setup_logging
 from services.common.settings import ServiceSettings
+from services.common.tracing import setup_tracing, shutdown_tracing
 
 log = logging.getLogger(__name__)
 
@@ -89,4 +90,8 @@ def run(stage_factory, settings: ServiceSettings) -> None:
     """Entry point of `python -m services.<stage>`."""
     setup_logging(stage_factory.__name__, settings.log_level, settings.log_json)
     settings.log_non_defaults()
-    asyncio.run(serve(stage_factory(settings), settings))
+    setup_tracing(stage_factory.service_name)
+    try:
+        asyncio.run(serve(stage_factory(settings), settings))
+    finally:
+        shutdown_tracing()

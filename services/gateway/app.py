@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
+from services.common.tracing import setup_tracing, shutdown_tracing
 from services.gateway import avatar_api, openai_api
 from services.gateway.config import GatewaySettings
 from services.gateway.session_store import SessionStore
@@ -25,9 +26,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.settings = settings
         app.state.store = SessionStore(settings.redis_url, settings.session_ttl_s)
         app.state.clients = StageClients(settings)
+        setup_tracing("avatar.gateway")
         yield
         await app.state.clients.close()
         await app.state.store.close()
+        shutdown_tracing()
 
     app = FastAPI(title="Avatar gateway", version="1", lifespan=lifespan)
     app.include_router(avatar_api.router)

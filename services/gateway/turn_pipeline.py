@@ -8,23 +8,27 @@ travel as events, never as exceptions out of this task; cancelling the task (bar
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import grpc
+from opentelemetry import trace
 
 from avatar.common.v1 import common_pb2
 from avatar.llm.v1 import llm_pb2
 from avatar.sda.v1 import sda_pb2
 from avatar.tts.v1 import tts_pb2
 from services.gateway import media
+from services.common.tracing import outgoing_metadata
 from services.gateway.grpc_streams import bidi
 from services.gateway.protocol import ErrorCode, error_event
 from services.gateway.stage_clients import StageClients
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("avatar.gateway")
 
 OUTPUT_RATE = 16000  # reply audio: 16 kHz LINEAR16 mono, a whole number of samples per 25 fps frame
 _BYTES_PER_S = OUTPUT_RATE * 2
@@ -72,13 +76,36 @@ class TurnPipeline:
         self._meta = request.meta
         self._emit = emit
         self._send = send_media
-        self._t0 = ended_at  # when the user's turn ended (the end-of-turn event reached the gateway)
-        self.marks: dict[str, float] = {}
         self.reply = ""
+        # The turn's span starts when the user's turn ended (the end-of-turn event reached the gateway); its
+        # events are the latency report the client gets.
+        started_ns = time.time_ns() - int((time.perf_counter() - ended_at) * 1e9)
+        self._span = _tracer.start_span("turn", start_time=started_ns, attributes={
+            "avatar.session_id": request.meta.session_id, "avatar.turn_id": request.meta.turn_id,
+            "avatar.avatar_id": avatar_id, "avatar.speculated": llm_responses is not None})
 
     def _mark(self, name: str) -> None:
-        # A speculated reply may have its first tokens before the turn ended: those count as 0 ms.
-        self.marks.setdefault(name, max(0.0, round((time.perf_counter() - self._t0) * 1000, 1)))
+        if all(event.name != name for event in self._span.events):
+            self._span.add_event(name)
+
+    @property
+    def marks(self) -> dict[str, float]:
+        """Milliseconds from the end of the user's turn to each first (a speculated reply may have its first
+        tokens before the turn ended: those count as 0 ms)."""
+        start = self._span.start_time
+        return {e.name: max(0.0, round((e.timestamp - start) / 1e6, 1)) for e in self._span.events}
+
+    @contextlib.contextmanager
+    def _stage(self, name: str):
+        """A child span of the turn for one stage call; its context goes to the service in the metadata."""
+        span = _tracer.start_span(name, context=trace.set_span_in_context(self._span), kind=trace.SpanKind.CLIENT)
+        try:
+            yield outgoing_metadata(span)
+        except StageFailed as err:
+            span.set_status(trace.StatusCode.ERROR, str(err))
+            raise
+        finally:
+            span.end()
 
     async def run(self) -> None:
         text_q: asyncio.Queue[str | None] = asyncio.Queue(maxsize=256)
@@ -88,25 +115,32 @@ class TurnPipeline:
         try:
             await asyncio.gather(*stages)
         except StageFailed as err:
+            self._span.set_status(trace.StatusCode.ERROR, str(err))
             self._emit(error_event(err.code, str(err)))
+        except asyncio.CancelledError:
+            self._span.add_event("cancelled")  # barge-in
+            raise
         finally:
             for task in stages:
                 task.cancel()
             await asyncio.gather(*stages, return_exceptions=True)
+            self._span.end()
         self._emit({"type": "turn_end", "turn": self._turn, "reply": self.reply, "latency_ms": self.marks,
                     "speculated": self._llm_responses is not None})
 
     async def _llm(self, text_q: asyncio.Queue) -> None:
-        responses = self._llm_responses or self._clients.llm.Generate(self._request)
         try:
-            async for response in responses:
-                if response.delta:
-                    self._mark("llm_first_token")
-                    self.reply += response.delta
-                    self._emit({"type": "reply_delta", "turn": self._turn, "text": response.delta})
-                    await text_q.put(response.delta)
-        except grpc.aio.AioRpcError as err:
-            raise StageFailed("text engine", err) from None
+            with self._stage("llm") as metadata:
+                responses = self._llm_responses or self._clients.llm.Generate(self._request, metadata=metadata)
+                try:
+                    async for response in responses:
+                        if response.delta:
+                            self._mark("llm_first_token")
+                            self.reply += response.delta
+                            self._emit({"type": "reply_delta", "turn": self._turn, "text": response.delta})
+                            await text_q.put(response.delta)
+                except grpc.aio.AioRpcError as err:
+                    raise StageFailed("text engine", err) from None
         finally:
             text_q.put_nowait(None)
 
@@ -118,12 +152,14 @@ class TurnPipeline:
                 yield tts_pb2.SynthesizeRequest(text=delta, meta=self._meta)
 
         try:
-            async for response in bidi(self._clients.tts.StreamingSynthesize, requests()):
-                if response.WhichOneof("result") == "audio":
-                    self._mark("tts_first_audio")
-                    await audio_q.put(response.audio)
-        except grpc.aio.AioRpcError as err:
-            raise StageFailed("speech synthesis", err) from None
+            with self._stage("tts") as metadata:
+                try:
+                    async for response in bidi(self._clients.tts.StreamingSynthesize, requests(), metadata=metadata):
+                        if response.WhichOneof("result") == "audio":
+                            self._mark("tts_first_audio")
+                            await audio_q.put(response.audio)
+                except grpc.aio.AioRpcError as err:
+                    raise StageFailed("speech synthesis", err) from None
         finally:
             audio_q.put_nowait(None)
 
@@ -146,16 +182,17 @@ class TurnPipeline:
             await done.wait()  # keep the request side open until the segment's last frame is back
 
         try:
-            async for response in bidi(self._clients.sda.StreamingAnimate, requests()):
-                kind = response.WhichOneof("result")
-                if kind == "frame":
-                    self._mark("first_frame")
-                    frame = response.frame
-                    shown += len(frame.audio)
-                    self._send(media.video_message(self._turn, frame.pts_s, frame.audio, frame.image))
-                elif kind == "segment_end":
-                    done.set()
-                    return
+            with self._stage("sda") as metadata:
+                async for response in bidi(self._clients.sda.StreamingAnimate, requests(), metadata=metadata):
+                    kind = response.WhichOneof("result")
+                    if kind == "frame":
+                        self._mark("first_frame")
+                        frame = response.frame
+                        shown += len(frame.audio)
+                        self._send(media.video_message(self._turn, frame.pts_s, frame.audio, frame.image))
+                    elif kind == "segment_end":
+                        done.set()
+                        return
         except grpc.aio.AioRpcError as err:
             self._emit({"type": "warning", "code": "video_unavailable",
                         "message": f"animation stopped ({err.details() or err.code().name}); continuing with audio only"})

@@ -1,0 +1,44 @@
+"""One turn is one trace: the gateway's turn span, a child per stage, and each service's RPC span under it —
+exported on the console here (OTEL_TRACES_EXPORTER=console), and the latency report the client gets is read
+from the turn span's events."""
+
+import json
+import time
+
+import pytest
+import websockets
+
+from tests.test_gateway_ws import hello, next_event, send_speech
+
+pytestmark = pytest.mark.e2e
+
+
+def spans(log_file) -> list[dict]:
+    out = []
+    for line in log_file.read_text(errors="replace").splitlines():
+        if line.startswith("{") and '"trace_id"' in line:
+            out.append(json.loads(line))
+    return out
+
+
+async def test_a_turn_is_one_trace_across_gateway_and_services(stack):
+    async with websockets.connect(f"ws://{stack.address('gateway')}/ws", max_size=None) as ws:
+        await hello(ws)
+        await send_speech(ws, "Hello there, how are you today?")
+        end = await next_event(ws, "turn_end", timeout=120)
+    time.sleep(1.5)  # the batch exporters flush every 0.5 s
+    gateway = spans(stack.logs / "gateway.log")
+    turns = [s for s in gateway if s["name"] == "turn" and s["attributes"].get("avatar.turn_id")]
+    assert turns, "no turn span exported by the gateway"
+    turn = turns[-1]
+    trace_id = turn["context"]["trace_id"]
+    children = {s["name"]: s for s in gateway if s["context"]["trace_id"] == trace_id and s["parent_id"]}
+    assert {"llm", "tts", "sda"} <= set(children)
+    for service, rpc in (("llm", "Generate"), ("tts", "StreamingSynthesize"), ("sda", "StreamingAnimate")):
+        served = [s for s in spans(stack.logs / f"{service}.log")
+                  if s["context"]["trace_id"] == trace_id and s["name"] == rpc]
+        assert served, f"no {rpc} span of this turn in the {service} service"
+        assert served[-1]["parent_id"] == children[service]["context"]["span_id"]
+        assert served[-1]["attributes"]["avatar.turn_id"] == turn["attributes"]["avatar.turn_id"]
+    events = {e["name"] for e in turn["events"]}
+    assert set(end["latency_ms"]) == events
