@@ -1,5 +1,6 @@
 """The FastAPI app: the browser WebSocket, health and readiness, Prometheus metrics."""
 
+import asyncio
 from contextlib import asynccontextmanager
 
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 from fastapi import FastAPI, Response, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 
 from services.common.tracing import setup_tracing, shutdown_tracing
 from services.gateway import avatar_api, openai_api
@@ -17,6 +18,8 @@ from services.gateway.stage_clients import StageClients
 from services.gateway.ws_session import WsSession
 
 SESSIONS = Counter("avatar_gateway_sessions_total", "WebSocket sessions opened")
+OPEN_SESSIONS = Gauge("avatar_gateway_sessions_open", "WebSocket sessions connected now")
+TASKS = Gauge("avatar_gateway_asyncio_tasks", "asyncio tasks alive in the gateway (a leak shows as growth)")
 WEB_APP = Path(__file__).parent / "web" / "dist"
 
 
@@ -53,12 +56,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     @app.get("/metrics")
     async def metrics():
+        TASKS.set(len(asyncio.all_tasks()))
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.websocket("/ws")
     async def websocket(ws: WebSocket):
         SESSIONS.inc()
-        await WsSession(ws, app.state.store, app.state.clients, settings).run()
+        with OPEN_SESSIONS.track_inprogress():
+            await WsSession(ws, app.state.store, app.state.clients, settings).run()
 
     if WEB_APP.is_dir():
         app.mount("/", StaticFiles(directory=WEB_APP, html=True), name="web")

@@ -9,10 +9,15 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import grpc
+from prometheus_client import Gauge
+
+OPEN_STREAMS = Gauge("avatar_gateway_grpc_streams_open", "streaming calls to the stages open now", ["method"])
 
 
 async def bidi(method: Callable[..., grpc.aio.StreamStreamCall], requests: AsyncIterator, **kwargs) -> AsyncIterator:
     call = method(**kwargs)
+    gauge = OPEN_STREAMS.labels(_name(method))
+    gauge.inc()
 
     async def write_all() -> None:
         try:
@@ -29,3 +34,20 @@ async def bidi(method: Callable[..., grpc.aio.StreamStreamCall], requests: Async
     finally:
         writer.cancel()
         call.cancel()
+        gauge.dec()
+
+
+async def responses(call: grpc.aio.UnaryStreamCall, name: str) -> AsyncIterator:
+    """A server-streaming call's responses, counted among the open streams while they flow."""
+    gauge = OPEN_STREAMS.labels(name)
+    gauge.inc()
+    try:
+        async for response in call:
+            yield response
+    finally:
+        call.cancel()
+        gauge.dec()
+
+
+def _name(method) -> str:
+    return getattr(method, "_method", b"").decode().rsplit("/", 1)[-1] or "stream"

@@ -9,6 +9,7 @@ import grpc
 from prometheus_client import Counter
 
 from avatar.llm.v1 import llm_pb2
+from services.gateway.grpc_streams import responses
 from services.gateway.stage_clients import StageClients
 
 OUTCOMES = Counter("avatar_gateway_speculation_total", "Speculative LLM starts, by outcome", ["outcome"])
@@ -26,7 +27,7 @@ class SpeculativeReply:
 
     async def _run(self, clients: StageClients, request: llm_pb2.GenerateRequest) -> None:
         try:
-            async for response in clients.llm.Generate(request):
+            async for response in responses(clients.llm.Generate(request), "Generate"):
                 self._responses.put_nowait(response)
         except grpc.aio.AioRpcError as err:
             self._responses.put_nowait(err)  # handed to whoever reads the reply

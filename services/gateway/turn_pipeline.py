@@ -23,7 +23,7 @@ from avatar.sda.v1 import sda_pb2
 from avatar.tts.v1 import tts_pb2
 from services.gateway import media
 from services.common.tracing import outgoing_metadata
-from services.gateway.grpc_streams import bidi
+from services.gateway.grpc_streams import bidi, responses
 from services.gateway.protocol import ErrorCode, error_event
 from services.gateway.stage_clients import StageClients
 
@@ -131,9 +131,10 @@ class TurnPipeline:
     async def _llm(self, text_q: asyncio.Queue) -> None:
         try:
             with self._stage("llm") as metadata:
-                responses = self._llm_responses or self._clients.llm.Generate(self._request, metadata=metadata)
+                stream = self._llm_responses or responses(
+                    self._clients.llm.Generate(self._request, metadata=metadata), "Generate")
                 try:
-                    async for response in responses:
+                    async for response in stream:
                         if response.delta:
                             self._mark("llm_first_token")
                             self.reply += response.delta
