@@ -1,11 +1,14 @@
-"""With a token configured, the WebSocket refuses a hello without it (the compose default)."""
+"""With a token configured, the WebSocket and the REST API refuse a client without it (the compose default);
+sessions cannot read each other's history."""
 
 import json
 
+import httpx
 import pytest
 import websockets
 
 from tests.stack import Stack
+from tests.test_gateway_ws import hello, next_event, send_speech
 
 pytestmark = pytest.mark.e2e
 
@@ -34,3 +37,39 @@ async def test_the_right_token_opens_a_session(locked_gateway):
         await ws.send(json.dumps({"type": "hello", "version": 1, "token": "s3cret-token"}))
         event = json.loads(await ws.recv())
         assert event["type"] == "ready" and event["session_id"]
+
+
+def test_the_rest_api_asks_for_the_same_token(locked_gateway):
+    base = locked_gateway.replace("ws://", "http://").removesuffix("/ws")
+    body = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-token"}):
+        refused = httpx.post(f"{base}/v1/chat/completions", json=body, headers=headers, timeout=30)
+        assert refused.status_code == 401, (headers, refused.status_code)
+    assert httpx.get(f"{base}/v1/avatars/default", timeout=30).status_code == 401
+    allowed = httpx.get(f"{base}/v1/avatars/default", headers={"Authorization": "Bearer s3cret-token"}, timeout=30)
+    assert allowed.status_code == 200
+
+
+async def test_one_session_cannot_read_another_ones_history(stack):
+    """History lives in Redis under a 128-bit random session id that only its client is told; no API lists or
+    returns sessions, a made-up id is refused, and another session's replies never see it."""
+    url = f"ws://{stack.address('gateway')}/ws"
+    secret = "turquoise"
+    async with websockets.connect(url, max_size=None) as ws:
+        ready = await hello(ws)
+        owner = ready["session_id"]
+        await send_speech(ws, f"Remember this: my favourite colour is {secret}.")
+        await next_event(ws, "turn_end", timeout=120)
+    assert len(owner) >= 22  # token_urlsafe(16): 128 random bits
+    async with websockets.connect(url, max_size=None) as ws:
+        for guess in (owner[:-1] + ("A" if owner[-1] != "A" else "B"), "0" * len(owner), "*", owner + "x"):
+            await ws.send(json.dumps({"type": "hello", "version": 1, "session_id": guess}))
+            error = await next_event(ws, "error")
+            assert error["code"] == "unknown_session" and not error["fatal"]
+        ready = await hello(ws)
+        assert ready["session_id"] != owner
+        await send_speech(ws, "What is my favourite colour?")
+        end = await next_event(ws, "turn_end", timeout=120)
+        assert secret not in end["reply"].lower()
+    paths = httpx.get(f"http://{stack.address('gateway')}/openapi.json", timeout=30).json()["paths"]
+    assert not [p for p in paths if "session" in p or "history" in p], paths

@@ -5,6 +5,7 @@ services then load what was made."""
 import csv
 import functools
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -58,7 +59,8 @@ def made(served, stack, tmp_path_factory):
                       str(folder / "reference.wav"), "--avatars-dir", str(stack.avatars_dir), "--avatar-id", AVATAR,
                       "--persona-name", "Robin", *QUICK, data_dir=data_dir)
     assert result.returncode == 0, result.stderr[-3000:]
-    return video, data_dir / "talk", result
+    yield video, data_dir / "talk", result
+    shutil.rmtree(stack.avatars_dir / AVATAR, ignore_errors=True)
 
 
 def _overlap(a0, a1, b0, b1) -> float:

@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 
 from pathlib import Path
 
-from fastapi import FastAPI, Response, WebSocket
+from fastapi import Depends, FastAPI, Response, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_late
 from services.common.tracing import setup_tracing, shutdown_tracing
 from services.gateway import avatar_api, openai_api
 from services.gateway.config import GatewaySettings
+from services.gateway.rest_auth import require_token
 from services.gateway.session_store import SessionStore
 from services.gateway.stage_clients import StageClients
 from services.gateway.ws_session import WsSession
@@ -36,8 +37,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         shutdown_tracing()
 
     app = FastAPI(title="Avatar gateway", version="1", lifespan=lifespan)
-    app.include_router(avatar_api.router)
-    app.include_router(openai_api.router)
+    app.include_router(avatar_api.router, dependencies=[Depends(require_token)])
+    app.include_router(openai_api.router, dependencies=[Depends(require_token)])
 
     @app.get("/healthz")
     async def healthz():
