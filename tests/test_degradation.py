@@ -89,7 +89,9 @@ async def test_a_stage_killed_mid_reply_ends_or_degrades_the_turn_within_2_s(own
         own_stack.kill(stage)
         killed = time.perf_counter()
         typed = await _until(ws, lambda item: isinstance(item, dict) and expected(item))
-        assert time.perf_counter() - killed <= 2.0, f"{typed} came {time.perf_counter() - killed:.1f} s after the kill"
+        delay = time.perf_counter() - killed
+        print(f"{stage} killed: {typed['type']} {typed['code']} after {delay * 1000:.0f} ms")
+        assert delay <= 2.0, f"{typed} came {delay:.1f} s after the kill"
         events, media = await collect_turn(ws)
         if stage == "sda":
             assert 1 in media, "no audio-only messages after the animation stage died"
@@ -117,8 +119,10 @@ async def test_asr_killed_mid_utterance_gives_a_typed_error_and_the_session_live
         own_stack.kill("asr")
         killed = time.perf_counter()
         error = await _until(ws, _is_event("error"))
+        delay = time.perf_counter() - killed
+        print(f"asr killed: error {error['code']} after {delay * 1000:.0f} ms")
         assert error["code"] == "stage_unavailable" and not error["fatal"]
-        assert time.perf_counter() - killed <= 2.0
+        assert delay <= 2.0
         sender.cancel()
         own_stack.start_one("asr")
         assert own_stack.wait("asr") == "SERVING"

@@ -4,11 +4,21 @@ import re
 import sys
 
 from services.runner.redis_server import EmbeddedRedis
-from tests.benchmarks import bench_asr, bench_e2e, bench_llm, bench_sda, bench_tts
+from tests.benchmarks import (
+    bench_asr,
+    bench_concurrency,
+    bench_e2e,
+    bench_llm,
+    bench_memory,
+    bench_sda,
+    bench_tts,
+)
 from tests.benchmarks.report import machine
 from tests.stack import ROOT, Stack
 
-BENCHES = {"asr": bench_asr, "llm": bench_llm, "tts": bench_tts, "sda": bench_sda, "e2e": bench_e2e}
+# memory comes last: it reads the peak memory of the processes the others exercised
+BENCHES = {"asr": bench_asr, "llm": bench_llm, "tts": bench_tts, "sda": bench_sda, "e2e": bench_e2e,
+           "concurrency": bench_concurrency, "memory": bench_memory}
 
 
 OUT = ROOT / "docs" / "benchmarks.md"

@@ -16,6 +16,7 @@ from avatar.tts.v1 import tts_pb2, tts_pb2_grpc
 from services.runner.health import status
 from services.runner.redis_server import free_port
 from services.runner.topology import GATEWAY, ServiceSpec, command
+from tests.benchmarks.latency_plot import plot_turns
 from tests.benchmarks.report import Section, ms, p50, p95
 from tests.speech import speak, to_linear16
 from tests.stack import ROOT
@@ -25,6 +26,7 @@ QUESTIONS = [
     "What should I cook for dinner?", "Tell me something about the ocean.",
 ]
 TURNS = 20
+PLOT = ROOT / "docs" / "latency_breakdown.png"
 TRAILING_SILENCE_BYTES = 16000 * 2 * 2  # 2 s of 16-bit silence after each question
 
 
@@ -125,6 +127,12 @@ def run(stack) -> Section:
     for key in ("llm_first_token", "tts_first_audio", "first_frame"):
         values = [r["latency"][key] / 1000 for r in results if key in r["latency"]]
         section.add(f"gateway: end of turn → {key.replace('_', ' ')}", f"{ms(p50(values))} P50")
+    breakdown = [{"end_of_turn": r["end_of_turn"], "first_frame": r.get("first_frame", r["first_audio"]),
+                  **{k: r["end_of_turn"] + r["latency"][k] / 1000 for k in ("llm_first_token", "tts_first_audio")
+                     if k in r["latency"]}} for r in results]
+    plot_turns(breakdown, PLOT)
+    section.notes.append(f"![per-turn latency breakdown]({PLOT.name}) — from the gateway's turn spans "
+                         "(LLM first token, TTS first audio) and the client's clock (end of turn, first frame).")
     section.notes.append("End of speech is when the last speech chunk was sent; the user's 500 ms end-of-turn "
                          "silence is part of every figure measured from it.")
     return section
