@@ -1,7 +1,7 @@
 """`python -m pipelines <stage|all> --dataset NAME [...]`: from a video to a fine-tuned avatar.
 
-Stages, in order: create_dataset, diarize, clip, transcribe, review, finetune_asr, finetune_tts, finetune_llm,
-sda_dataset, train_sda, publish. Each writes under data/<NAME>/ with a manifest, so any one can be re-run alone;
+Stages, in order: create_dataset, diarize, clip, transcribe, review, finetune_asr, retranscribe, finetune_tts,
+finetune_llm, sda_dataset, train_sda, publish. Each writes under data/<NAME>/ with a manifest, so any one can be re-run alone;
 `all` runs them in order, skipping those whose inputs did not change.
 """
 

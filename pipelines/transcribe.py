@@ -1,8 +1,8 @@
 """Stage 4, transcribe: two ASR passes over every clip, with word timings and confidences.
 
-The first pass is Whisper (beam search over the whole clip); the second opinion is the ASR fine-tuned on this
-dataset when `finetune_asr` has run (the second transcription round), else Whisper again with greedy decoding.
-Where the two disagree, or confidence is low, the review stage asks a person.
+The first pass is Whisper (beam search over the whole clip); the second opinion is Whisper again with greedy
+decoding. Where the two disagree, or confidence is low, the review stage asks a person. (The second round, with
+the ASR fine-tuned on this dataset, is the `retranscribe` stage.)
 Output: `transcripts.json`, {clip id: {text, words, confidence, second, second_by}}.
 """
 
@@ -17,26 +17,11 @@ NEEDS = ["clip"]
 
 
 def key(ws: Workspace, opts: Options) -> dict:
-    # a finished ASR fine-tune changes the second opinion, so its manifest is an input too
-    return {"finetuned_asr": ws.fingerprint(["finetune_asr"])}
+    return {}
 
 
 def _text(words: list[Word]) -> str:
     return " ".join(w.text.strip() for w in words).strip()
-
-
-def _second_opinion(ws: Workspace):
-    from services.asr.backends.nemo_ctc import NemoBackend
-    from services.asr.backends.whisper_ct2 import WhisperCt2Backend
-
-    finetuned = ws.manifest("finetune_asr")
-    if finetuned:
-        backend = NemoBackend(str(ws.root / finetuned["model"]), device="cpu")
-        backend.load()
-        return backend, "finetuned " + backend.name
-    backend = WhisperCt2Backend(beam_size=1)
-    backend.load()
-    return backend, "whisper greedy"
 
 
 def run(ws: Workspace, opts: Options) -> dict:
@@ -45,7 +30,8 @@ def run(ws: Workspace, opts: Options) -> dict:
     clips = ws.require("clip")["clips"]
     first = WhisperCt2Backend(beam_size=5)
     first.load()
-    second, second_by = _second_opinion(ws)
+    second, second_by = WhisperCt2Backend(beam_size=1), "whisper greedy"
+    second.load()
     transcripts = {}
     for clip in tqdm(clips, desc="transcribing", unit="clip"):
         audio, _ = sf.read(ws.root / clip["audio"], dtype="float32")

@@ -73,8 +73,8 @@ def _clip_of(clips: list[dict], turn) -> dict:
 
 def test_every_stage_reports_progress_and_writes_a_manifest(made):
     _, root, result = made
-    stages = ["create_dataset", "diarize", "clip", "transcribe", "review", "finetune_asr", "finetune_tts",
-              "finetune_llm", "sda_dataset", "train_sda", "publish"]
+    stages = ["create_dataset", "diarize", "clip", "transcribe", "review", "finetune_asr", "retranscribe",
+              "finetune_tts", "finetune_llm", "sda_dataset", "train_sda", "publish"]
     assert sorted(p.stem for p in (root / "manifests").glob("*.json")) == sorted(stages)
     assert "it/s" in result.stderr or "clip/s" in result.stderr  # progress bars
     assert not list(root.rglob("*.partial*")), "a stage left a half-written file behind"
@@ -122,6 +122,8 @@ def test_transcripts_exist_and_the_garbled_clip_tops_the_review_queue(made):
     assert queue[0]["clip_id"] == garbled
     assert [row["rank"] for row in queue] == [str(i) for i in range(1, len(queue) + 1)]
     assert (root / "review" / "oov.csv").is_file()
+    with (root / "review" / "second_round.csv").open() as f:  # the round with the fine-tuned ASR
+        assert {row["clip_id"] for row in csv.DictReader(f)} == set(transcripts)
 
 
 def test_a_corrections_csv_edit_is_applied_on_the_next_run(made):

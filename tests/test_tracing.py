@@ -1,13 +1,18 @@
 """One turn is one trace: the gateway's turn span, a child per stage, and each service's RPC span under it —
-exported on the console here (OTEL_TRACES_EXPORTER=console), and the latency report the client gets is read
-from the turn span's events."""
+exported on the console here (OTEL_TRACES_EXPORTER=console) or to an OTLP endpoint, and the latency report the
+client gets is read from the turn span's events."""
 
 import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import grpc
 import pytest
 import websockets
 
+from avatar.tts.v1 import tts_pb2, tts_pb2_grpc
+from tests.stack import Stack
 from tests.test_gateway_ws import hello, next_event, send_speech
 
 pytestmark = pytest.mark.e2e
@@ -42,3 +47,33 @@ async def test_a_turn_is_one_trace_across_gateway_and_services(stack):
         assert served[-1]["attributes"]["avatar.turn_id"] == turn["attributes"]["avatar.turn_id"]
     events = {e["name"] for e in turn["events"]}
     assert set(end["latency_ms"]) == events
+
+
+def test_spans_go_to_an_otlp_endpoint_when_configured(redis_url):
+    received = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append((self.path, self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}"}
+    tts = Stack(redis_url, extra_env=env).start(["tts"])
+    try:
+        assert tts.wait("tts") == "SERVING"
+        with grpc.insecure_channel(tts.address("tts")) as channel:
+            tts_pb2_grpc.TtsServiceStub(channel).ListVoices(tts_pb2.ListVoicesRequest(), timeout=10)
+        deadline = time.monotonic() + 10
+        while not any(b"ListVoices" in body for _, body in received) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        tts.stop()
+        server.shutdown()
+    assert any(path == "/v1/traces" and b"ListVoices" in body and b"avatar.tts.v1.TtsService" in body
+               for path, body in received), [path for path, _ in received]
