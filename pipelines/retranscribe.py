@@ -14,7 +14,7 @@ from tqdm import tqdm
 from pipelines.ctc_recipe import ctc_text
 from pipelines.finetune_asr import MODEL
 from pipelines.options import Options
-from pipelines.review import _write_csv, disagreement
+from pipelines.review import disagreement, write_csv
 from pipelines.workspace import Workspace
 
 NEEDS = ["clip", "review", "finetune_asr"]
@@ -38,7 +38,7 @@ def run(ws: Workspace, opts: Options) -> dict:
         heard = " ".join(w.text.strip() for w in asr.transcribe(audio, "", "en", thorough=True)).strip()
         rows.append((disagreement(ctc_text(final[clip["id"]]), heard), clip["id"], final[clip["id"]], heard))
     rows.sort(key=lambda r: -r[0])
-    _write_csv(ws.root / "review" / "second_round.csv", ["rank", "clip_id", "disagreement", "transcript", "finetuned_asr", "audio"],
+    write_csv(ws.root / "review" / "second_round.csv", ["rank", "clip_id", "disagreement", "transcript", "finetuned_asr", "audio"],
                [[i, clip_id, f"{d:.3f}", text, heard, f"clips/{clip_id}.wav"]
                 for i, (d, clip_id, text, heard) in enumerate(rows, 1)])
     mean = sum(r[0] for r in rows) / len(rows) if rows else 0.0

@@ -11,6 +11,7 @@ Output for the training stages: `transcripts_final.json`, {clip id: text}.
 
 import csv
 import hashlib
+import json
 import re
 from collections import Counter, defaultdict
 
@@ -85,7 +86,7 @@ def run(ws: Workspace, opts: Options) -> dict:
     ranked = sorted(((*doubt(t), clip_id) for clip_id, t in transcripts.items()), key=lambda r: -r[0])
     folder = ws.root / "review"
     folder.mkdir(exist_ok=True)
-    _write_csv(folder / "queue.csv", ["rank", "clip_id", "doubt", "reasons", "text", "second_opinion", "audio", "corrected"], [
+    write_csv(folder / "queue.csv", ["rank", "clip_id", "doubt", "reasons", "text", "second_opinion", "audio", "corrected"], [
         [rank, clip_id, f"{score:.3f}", "; ".join(reasons), transcripts[clip_id]["text"],
          transcripts[clip_id]["second"], f"clips/{clip_id}.wav", "yes" if clip_id in corrections else ""]
         for rank, (score, reasons, clip_id) in enumerate(ranked, 1)
@@ -102,7 +103,7 @@ def run(ws: Workspace, opts: Options) -> dict:
             if word.strip("'") not in lexicon and not word.isdigit():
                 counts[word] += 1
                 where[word].add(clip_id)
-    _write_csv(folder / "oov.csv", ["word", "count", "clips"],
+    write_csv(folder / "oov.csv", ["word", "count", "clips"],
                [[w, n, " ".join(sorted(where[w]))] for w, n in counts.most_common()])
     write_json(ws.root / "transcripts_final.json", final)
     return {
@@ -115,12 +116,10 @@ def run(ws: Workspace, opts: Options) -> dict:
 
 
 def _load(ws: Workspace) -> dict:
-    import json
-
     return json.loads((ws.root / "transcripts.json").read_text())
 
 
-def _write_csv(path, header, rows) -> None:
+def write_csv(path, header, rows) -> None:
     partial = path.with_name(path.name + ".partial")
     with partial.open("w", newline="") as f:
         writer = csv.writer(f)
