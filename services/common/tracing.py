@@ -47,6 +47,13 @@ def shutdown_tracing() -> None:
         provider.shutdown()
 
 
+def new_trace() -> dict:
+    """Arguments for `start_span` that make the span the root of its own trace, linked to the span current
+    here (e.g. the WebSocket connection's), so that each turn is one trace rather than a session being one."""
+    current = trace.get_current_span().get_span_context()
+    return {"context": Context(), "links": [trace.Link(current)] if current.is_valid else []}
+
+
 def outgoing_metadata(span: trace.Span) -> tuple[tuple[str, str], ...]:
     """gRPC metadata that makes the callee's span a child of `span`."""
     carrier: dict[str, str] = {}

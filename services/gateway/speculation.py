@@ -1,18 +1,24 @@
 """Speculation: the LLM starts on the partial transcript decoded when the speaker paused, before the end-of-turn
 silence has run out. If the final transcript says the same, the reply already under way is kept (its first
-tokens are there when the turn ends); if not, it is cancelled and the reply starts on the final."""
+tokens are there when the turn ends); if not, it is cancelled and the reply starts on the final.
+
+The speculative start opens the turn's trace: its `turn` span (and the `llm` call under it) becomes the kept
+reply's span; a dropped speculation ends its span renamed `speculation (<outcome>)`."""
 
 import asyncio
 import re
 
 import grpc
+from opentelemetry import trace
 from prometheus_client import Counter
 
 from avatar.llm.v1 import llm_pb2
+from services.common.tracing import new_trace, outgoing_metadata
 from services.gateway.grpc_streams import responses
 from services.gateway.stage_clients import StageClients
 
 OUTCOMES = Counter("avatar_gateway_speculation_total", "Speculative LLM starts, by outcome", ["outcome"])
+_tracer = trace.get_tracer("avatar.gateway")
 
 
 def _words(text: str) -> list[str]:
@@ -22,16 +28,24 @@ def _words(text: str) -> list[str]:
 class SpeculativeReply:
     def __init__(self, clients: StageClients, request: llm_pb2.GenerateRequest):
         self.text = request.user_text
+        self.span = _tracer.start_span("turn", **new_trace(), attributes={
+            "avatar.session_id": request.meta.session_id, "avatar.turn_id": request.meta.turn_id,
+            "avatar.speculated": True})
+        self._llm_span = _tracer.start_span("llm", context=trace.set_span_in_context(self.span),
+                                            kind=trace.SpanKind.CLIENT)
         self._responses: asyncio.Queue = asyncio.Queue()
         self._task = asyncio.create_task(self._run(clients, request))
 
     async def _run(self, clients: StageClients, request: llm_pb2.GenerateRequest) -> None:
+        call = clients.llm.Generate(request, metadata=outgoing_metadata(self._llm_span))
         try:
-            async for response in responses(clients.llm.Generate(request), "Generate"):
+            async for response in responses(call, "Generate"):
                 self._responses.put_nowait(response)
         except grpc.aio.AioRpcError as err:
+            self._llm_span.set_status(trace.StatusCode.ERROR, err.code().name)
             self._responses.put_nowait(err)  # handed to whoever reads the reply
         finally:
+            self._llm_span.end()
             self._responses.put_nowait(None)
 
     def matches(self, final_text: str) -> bool:
@@ -40,6 +54,8 @@ class SpeculativeReply:
     def cancel(self, outcome: str = "missed") -> None:
         self._task.cancel()
         OUTCOMES.labels(outcome).inc()
+        self.span.update_name(f"speculation ({outcome})")
+        self.span.end()
 
     async def responses(self):
         """The LLM responses: those already received, then the rest as they come."""

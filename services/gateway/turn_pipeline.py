@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -22,9 +22,10 @@ from avatar.llm.v1 import llm_pb2
 from avatar.sda.v1 import sda_pb2
 from avatar.tts.v1 import tts_pb2
 from services.gateway import media
-from services.common.tracing import outgoing_metadata
+from services.common.tracing import new_trace, outgoing_metadata
 from services.gateway.grpc_streams import bidi, responses
 from services.gateway.protocol import ErrorCode, error_event
+from services.gateway.speculation import SpeculativeReply
 from services.gateway.stage_clients import StageClients
 
 log = logging.getLogger(__name__)
@@ -64,25 +65,30 @@ def generate_request(user_text: str, history: list[dict], avatar_id: str,
 class TurnPipeline:
     def __init__(self, clients: StageClients, turn: int, request: llm_pb2.GenerateRequest, avatar_id: str,
                  emit: Callable[[dict], None], send_media: Callable[[bytes], None], ended_at: float,
-                 llm_responses: AsyncIterator | None = None, voice: str = ""):
-        """`llm_responses`: a reply already under way (speculation); otherwise the pipeline asks the LLM.
+                 speculation: SpeculativeReply | None = None, voice: str = ""):
+        """`speculation`: a reply already under way, kept; otherwise the pipeline asks the LLM.
         `voice`: the TTS voice to speak with ("" = the service's default)."""
         self._clients = clients
         self._turn = turn
         self._request = request
-        self._llm_responses = llm_responses
+        self._llm_responses = speculation.responses() if speculation is not None else None
         self._avatar_id = avatar_id
         self._voice = voice
         self._meta = request.meta
         self._emit = emit
         self._send = send_media
         self.reply = ""
-        # The turn's span starts when the user's turn ended (the end-of-turn event reached the gateway); its
-        # events are the latency report the client gets.
-        started_ns = time.time_ns() - int((time.perf_counter() - ended_at) * 1e9)
-        self._span = _tracer.start_span("turn", start_time=started_ns, attributes={
-            "avatar.session_id": request.meta.session_id, "avatar.turn_id": request.meta.turn_id,
-            "avatar.avatar_id": avatar_id, "avatar.speculated": llm_responses is not None})
+        # The turn's span (opened by the speculation when one is kept, else when the user's turn ended); its
+        # events, counted from the end of the user's turn, are the latency report the client gets.
+        self._ended_ns = time.time_ns() - int((time.perf_counter() - ended_at) * 1e9)
+        if speculation is not None:
+            self._span = speculation.span
+        else:
+            self._span = _tracer.start_span("turn", start_time=self._ended_ns, **new_trace(), attributes={
+                "avatar.session_id": request.meta.session_id, "avatar.turn_id": request.meta.turn_id,
+                "avatar.speculated": False})
+        self._span.set_attribute("avatar.avatar_id", avatar_id)
+        self._span.add_event("end_of_turn", timestamp=self._ended_ns)
 
     def _mark(self, name: str) -> None:
         if all(event.name != name for event in self._span.events):
@@ -92,12 +98,15 @@ class TurnPipeline:
     def marks(self) -> dict[str, float]:
         """Milliseconds from the end of the user's turn to each first (a speculated reply may have its first
         tokens before the turn ended: those count as 0 ms)."""
-        start = self._span.start_time
-        return {e.name: max(0.0, round((e.timestamp - start) / 1e6, 1)) for e in self._span.events}
+        return {e.name: max(0.0, round((e.timestamp - self._ended_ns) / 1e6, 1))
+                for e in self._span.events if e.name != "end_of_turn"}
 
     @contextlib.contextmanager
     def _stage(self, name: str):
         """A child span of the turn for one stage call; its context goes to the service in the metadata."""
+        if name == "llm" and self._llm_responses is not None:
+            yield ()  # the kept speculation's own `llm` span covers the call
+            return
         span = _tracer.start_span(name, context=trace.set_span_in_context(self._span), kind=trace.SpanKind.CLIENT)
         try:
             yield outgoing_metadata(span)

@@ -254,14 +254,12 @@ class WsSession:
         self._barge_in()
         ended_at = self._turn_ended_at.pop(turn, time.perf_counter())
         speculation, self._speculation = self._speculation, None
-        responses = None
-        if speculation is not None and speculation.matches(text):
-            responses = speculation.responses()
-        elif speculation is not None:
+        if speculation is not None and not speculation.matches(text):
             speculation.cancel()
+            speculation = None
         request = generate_request(text, history, self._hello.avatar_id, self._meta(turn))
         pipeline = TurnPipeline(self._clients, turn, request, self._hello.avatar_id, self._emit, self._emit,
-                                ended_at, responses, voice=avatar_voice(self._settings.avatars_dir, self._hello.avatar_id))
+                                ended_at, speculation, voice=avatar_voice(self._settings.avatars_dir, self._hello.avatar_id))
         self._reply_turn = turn
 
         async def reply() -> None:
