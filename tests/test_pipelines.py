@@ -13,6 +13,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import grpc
+import httpx
 import numpy as np
 import pytest
 import soundfile as sf
@@ -148,6 +149,10 @@ def test_the_published_avatar_is_served_by_id(made, stack):
     bundle = stack.avatars_dir / AVATAR
     assert {"generator.pt", "persona.json", "llm-adapter.gguf", "asr.nemo", "still.png", "bundle.json"} <= {
         p.name for p in bundle.iterdir()}
+    # the gateway lists it and reports it ready
+    base = f"http://{stack.address('gateway')}"
+    assert AVATAR in httpx.get(f"{base}/v1/avatars", timeout=30).json()["avatars"]
+    assert httpx.get(f"{base}/v1/avatars/{AVATAR}", timeout=30).json()["state"] == "done"
     # text engine: the avatar's persona and LoRA adapter
     with grpc.insecure_channel(stack.address("llm")) as channel:
         request = llm_pb2.GenerateRequest(user_text="What is your name?", avatar_id=AVATAR,

@@ -63,7 +63,7 @@ async def create_avatar(request: Request, photo: UploadFile = File(...), name: s
 async def avatar_status(request: Request, avatar_id: str) -> dict:
     """Progress of an avatar being made, or `done` once it can be used."""
     settings: GatewaySettings = request.app.state.settings
-    if not re.fullmatch(r"[a-z0-9-]{1,40}", avatar_id):
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", avatar_id):  # photo avatars' ids, and published bundles' ids
         raise HTTPException(404, f"unknown avatar {avatar_id!r}")
     status = _jobs(settings) / f"{avatar_id}.json"
     if status.is_file():

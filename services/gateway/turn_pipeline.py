@@ -10,6 +10,7 @@ travel as events, never as exceptions out of this task; cancelling the task (bar
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,7 +47,7 @@ class StageFailed(Exception):
 
 def avatar_voice(avatars_dir: str, avatar_id: str) -> str:
     """The voice to ask TTS for: a published avatar's own (its bundle has voice/), else the default ("")."""
-    if avatar_id in ("", "default") or not avatars_dir:
+    if avatar_id in ("", "default") or not avatars_dir or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", avatar_id):
         return ""
     return avatar_id if (Path(avatars_dir) / avatar_id / "voice" / "model.pth").is_file() else ""
 
