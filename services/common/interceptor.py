@@ -85,7 +85,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         async def call(request, context):
             started = time.perf_counter()
             code = grpc.StatusCode.OK
-            span = _tracer.start_span(method.rsplit("/", 1)[-1], context=parent, kind=trace.SpanKind.SERVER)
+            span = _server_span(method, parent)
             tag_meta(span, request)
             try:
                 self._admit()
@@ -113,7 +113,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             code = grpc.StatusCode.OK
             first = True
             admitted = False
-            span = _tracer.start_span(method.rsplit("/", 1)[-1], context=parent, kind=trace.SpanKind.SERVER)
+            span = _server_span(method, parent)
             requests = request_or_iterator
             if hasattr(request_or_iterator, "__aiter__"):
                 requests = _tagging(span, request_or_iterator)
@@ -150,6 +150,11 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 metrics.RPC_DURATION.labels(method).observe(time.perf_counter() - started)
 
         return call
+
+
+def _server_span(method: str, parent) -> trace.Span:
+    """This RPC's span (named after the method), a child of the caller's span."""
+    return _tracer.start_span(method.rsplit("/", 1)[-1], context=parent, kind=trace.SpanKind.SERVER)
 
 
 async def _tagging(span, requests):

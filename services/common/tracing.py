@@ -54,6 +54,20 @@ def new_trace() -> dict:
     return {"context": Context(), "links": [trace.Link(current)] if current.is_valid else []}
 
 
+def start_turn_span(meta, speculated: bool, start_time: int | None = None) -> trace.Span:
+    """The root span of one reply (a turn), tagged with its RequestMeta's session and turn ids."""
+    span = trace.get_tracer("avatar.gateway").start_span(
+        "turn", start_time=start_time, **new_trace(), attributes={"avatar.speculated": speculated})
+    _set_meta(span, meta)
+    return span
+
+
+def start_child_span(parent: trace.Span, name: str) -> trace.Span:
+    """A client span under `parent` for one call to another process (see `outgoing_metadata`)."""
+    return trace.get_tracer("avatar.gateway").start_span(
+        name, context=trace.set_span_in_context(parent), kind=trace.SpanKind.CLIENT)
+
+
 def outgoing_metadata(span: trace.Span) -> tuple[tuple[str, str], ...]:
     """gRPC metadata that makes the callee's span a child of `span`."""
     carrier: dict[str, str] = {}
@@ -70,5 +84,9 @@ def tag_meta(span: trace.Span, message) -> None:
     """Session and turn ids of a request's RequestMeta, as span attributes."""
     if message is not None and hasattr(message, "HasField") and "meta" in message.DESCRIPTOR.fields_by_name \
             and message.HasField("meta"):
-        span.set_attribute("avatar.session_id", message.meta.session_id)
-        span.set_attribute("avatar.turn_id", message.meta.turn_id)
+        _set_meta(span, message.meta)
+
+
+def _set_meta(span: trace.Span, meta) -> None:
+    span.set_attribute("avatar.session_id", meta.session_id)
+    span.set_attribute("avatar.turn_id", meta.turn_id)

@@ -14,6 +14,7 @@ from avatar.sda.v1 import sda_pb2
 from pipelines.sda.face_rig import FaceError, FaceRig
 from pipelines.sda.photo_avatar import read_photo
 from services.gateway.config import GatewaySettings
+from services.gateway.protocol import AVATAR_ID
 
 router = APIRouter(prefix="/v1/avatars", tags=["avatars"])
 
@@ -63,7 +64,7 @@ async def create_avatar(request: Request, photo: UploadFile = File(...), name: s
 async def avatar_status(request: Request, avatar_id: str) -> dict:
     """Progress of an avatar being made, or `done` once it can be used."""
     settings: GatewaySettings = request.app.state.settings
-    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", avatar_id):  # photo avatars' ids, and published bundles' ids
+    if not AVATAR_ID.fullmatch(avatar_id):
         raise HTTPException(404, f"unknown avatar {avatar_id!r}")
     status = _jobs(settings) / f"{avatar_id}.json"
     if status.is_file():

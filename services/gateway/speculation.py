@@ -13,12 +13,11 @@ from opentelemetry import trace
 from prometheus_client import Counter
 
 from avatar.llm.v1 import llm_pb2
-from services.common.tracing import new_trace, outgoing_metadata
+from services.common.tracing import outgoing_metadata, start_child_span, start_turn_span
 from services.gateway.grpc_streams import responses
 from services.gateway.stage_clients import StageClients
 
 OUTCOMES = Counter("avatar_gateway_speculation_total", "Speculative LLM starts, by outcome", ["outcome"])
-_tracer = trace.get_tracer("avatar.gateway")
 
 
 def _words(text: str) -> list[str]:
@@ -28,11 +27,8 @@ def _words(text: str) -> list[str]:
 class SpeculativeReply:
     def __init__(self, clients: StageClients, request: llm_pb2.GenerateRequest):
         self.text = request.user_text
-        self.span = _tracer.start_span("turn", **new_trace(), attributes={
-            "avatar.session_id": request.meta.session_id, "avatar.turn_id": request.meta.turn_id,
-            "avatar.speculated": True})
-        self._llm_span = _tracer.start_span("llm", context=trace.set_span_in_context(self.span),
-                                            kind=trace.SpanKind.CLIENT)
+        self.span = start_turn_span(request.meta, speculated=True)
+        self._llm_span = start_child_span(self.span, "llm")
         self._responses: asyncio.Queue = asyncio.Queue()
         self._task = asyncio.create_task(self._run(clients, request))
 

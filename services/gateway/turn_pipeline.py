@@ -10,7 +10,6 @@ travel as events, never as exceptions out of this task; cancelling the task (bar
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,14 +22,13 @@ from avatar.llm.v1 import llm_pb2
 from avatar.sda.v1 import sda_pb2
 from avatar.tts.v1 import tts_pb2
 from services.gateway import media
-from services.common.tracing import new_trace, outgoing_metadata
+from services.common.tracing import outgoing_metadata, start_child_span, start_turn_span
 from services.gateway.grpc_streams import bidi, responses
-from services.gateway.protocol import ErrorCode, error_event
+from services.gateway.protocol import AVATAR_ID, ErrorCode, error_event
 from services.gateway.speculation import SpeculativeReply
 from services.gateway.stage_clients import StageClients
 
 log = logging.getLogger(__name__)
-_tracer = trace.get_tracer("avatar.gateway")
 
 OUTPUT_RATE = 16000  # reply audio: 16 kHz LINEAR16 mono, a whole number of samples per 25 fps frame
 _BYTES_PER_S = OUTPUT_RATE * 2
@@ -47,7 +45,7 @@ class StageFailed(Exception):
 
 def avatar_voice(avatars_dir: str, avatar_id: str) -> str:
     """The voice to ask TTS for: a published avatar's own (its bundle has voice/), else the default ("")."""
-    if avatar_id in ("", "default") or not avatars_dir or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", avatar_id):
+    if avatar_id in ("", "default") or not avatars_dir or not AVATAR_ID.fullmatch(avatar_id):
         return ""
     return avatar_id if (Path(avatars_dir) / avatar_id / "voice" / "model.pth").is_file() else ""
 
@@ -85,9 +83,7 @@ class TurnPipeline:
         if speculation is not None:
             self._span = speculation.span
         else:
-            self._span = _tracer.start_span("turn", start_time=self._ended_ns, **new_trace(), attributes={
-                "avatar.session_id": request.meta.session_id, "avatar.turn_id": request.meta.turn_id,
-                "avatar.speculated": False})
+            self._span = start_turn_span(request.meta, speculated=False, start_time=self._ended_ns)
         self._span.set_attribute("avatar.avatar_id", avatar_id)
         self._span.add_event("end_of_turn", timestamp=self._ended_ns)
 
@@ -108,7 +104,7 @@ class TurnPipeline:
         if name == "llm" and self._llm_responses is not None:
             yield ()  # the kept speculation's own `llm` span covers the call
             return
-        span = _tracer.start_span(name, context=trace.set_span_in_context(self._span), kind=trace.SpanKind.CLIENT)
+        span = start_child_span(self._span, name)
         try:
             yield outgoing_metadata(span)
         except StageFailed as err:
