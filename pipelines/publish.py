@@ -8,7 +8,7 @@
   asr.nemo            the ASR fine-tuned on the person (ASR_BACKEND=nemo)
   still.png           the photo, for a browser's avatar picker
   bundle.json         where each piece came from
-The bundle appears whole (staged, then renamed over any older one).
+The bundle appears whole (staged under a hidden name, then renamed over any older one).
 """
 
 import json
@@ -22,7 +22,7 @@ from pipelines.finetune_tts import VOICE
 from pipelines.options import Options
 from pipelines.sda.checkpoint import load_generator
 from pipelines.train_sda import GENERATOR
-from pipelines.workspace import PipelineError, Workspace, write_json
+from pipelines.workspace import PipelineError, Workspace, atomic_dir, write_json
 
 NEEDS = ["review", "finetune_asr", "finetune_tts", "finetune_llm", "train_sda"]
 
@@ -41,12 +41,8 @@ def avatar_id(ws: Workspace, opts: Options) -> str:
 
 def run(ws: Workspace, opts: Options) -> dict:
     chosen = avatar_id(ws, opts)
-    opts.avatars_dir.mkdir(parents=True, exist_ok=True)
     target = opts.avatars_dir / chosen
-    staging = opts.avatars_dir / f".{chosen}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
+    with atomic_dir(target) as staging:
         shutil.copy(ws.root / GENERATOR, staging / "generator.pt")
         _, photo = load_generator(staging / "generator.pt")
         cv2.imwrite(str(staging / "still.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
@@ -62,9 +58,4 @@ def run(ws: Workspace, opts: Options) -> dict:
             "dataset": ws.name,
             "stages": {stage: ws.manifest(stage) for stage in NEEDS},
         })
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
     return {"avatar_id": chosen, "bundle": str(target)}

@@ -30,8 +30,9 @@ def write_json(path: Path, data) -> None:
 
 @contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yields an empty staging folder that replaces `target` only when the block finishes without error."""
-    partial = target.with_name(target.name + ".partial")
+    """Yields an empty staging folder that replaces `target` only when the block finishes without error. The
+    staging folder is hidden (`.<name>.partial`), so a service scanning the parent never takes it for an entry."""
+    partial = target.with_name(f".{target.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
