@@ -9,11 +9,11 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from pipelines.diarize import target_segments
+from pipelines.diarize import source_speech_probabilities, target_segments
 from pipelines.face_track import track_face
 from pipelines.options import Options
 from pipelines.sda.model import SdaConfig
-from pipelines.speech_regions import RATE, STEP_S, Segment, speech_probabilities
+from pipelines.speech_regions import RATE, STEP_S, Segment
 from pipelines.workspace import PipelineError, Workspace, atomic_dir
 
 NEEDS = ["create_dataset", "diarize"]
@@ -56,7 +56,7 @@ def run(ws: Workspace, opts: Options) -> dict:
         for source_id, segments in target_segments(ws).items():
             source = sources[source_id]
             audio, _ = sf.read(ws.root / source["audio"], dtype="float32")
-            planned = plan_clips(segments, speech_probabilities(audio))
+            planned = plan_clips(segments, source_speech_probabilities(ws, source_id))
             for n, seg in enumerate(tqdm(planned, desc=f"cutting clips of source {source_id}", unit="clip")):
                 clip_id = f"{source_id}-{n:04d}"
                 sf.write(clip_dir / f"{clip_id}.wav", audio[int(seg.start_s * RATE) : int(seg.end_s * RATE)], RATE,

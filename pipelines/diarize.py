@@ -5,7 +5,8 @@ the windows clustered (agglomerative, cosine), and the target is the cluster clo
 person (`--reference`), or else the speaker with the most speech. A region whose windows all agree keeps its
 exact VAD bounds; where the speaker changes inside a region, each 0.3 s slot takes the label of the windows
 covering it. Windows close to no speaker, or about as close to the target as to another one (overlapped speech,
-music), are dropped. Output: `diarization.json` with every source's labelled segments.
+music), are dropped. Output: `diarization.json` with every source's labelled segments, and `vad/<source>.npy`
+(the speech probability of every 32 ms window, which `clip` cuts at).
 """
 
 import json
@@ -16,9 +17,10 @@ from tqdm import tqdm
 
 from pipelines.options import Options
 from pipelines.speech_regions import RATE, Segment, speech_probabilities, speech_segments
-from pipelines.workspace import PipelineError, Workspace, write_json
+from pipelines.workspace import PipelineError, Workspace, atomic_dir, write_json
 
 NEEDS = ["create_dataset"]
+VAD_DIR = "vad"
 WINDOW_S = 1.2
 HOP_S = 0.3
 SAME_SPEAKER = 0.72  # cosine similarity above which two windows are one speaker (GE2E)
@@ -75,12 +77,15 @@ def run(ws: Workspace, opts: Options) -> dict:
     encoder = SpeakerEncoder()
     windows = []  # (source index, segment index, start, end)
     regions: list[list[Segment]] = []
-    for s, source in enumerate(tqdm(sources, desc="finding speech", unit="source")):
-        audio, _ = sf.read(ws.root / source["audio"], dtype="float32")
-        segments = speech_segments(speech_probabilities(audio))
-        regions.append(segments)
-        for g, segment in enumerate(segments):
-            windows += [(s, g, a, b, audio[int(a * RATE) : int(b * RATE)]) for a, b in _windows(segment)]
+    with atomic_dir(ws.root / VAD_DIR) as vad_dir:
+        for s, source in enumerate(tqdm(sources, desc="finding speech", unit="source")):
+            audio, _ = sf.read(ws.root / source["audio"], dtype="float32")
+            probs = speech_probabilities(audio)
+            np.save(vad_dir / f"{source['id']}.npy", probs)
+            segments = speech_segments(probs)
+            regions.append(segments)
+            for g, segment in enumerate(segments):
+                windows += [(s, g, a, b, audio[int(a * RATE) : int(b * RATE)]) for a, b in _windows(segment)]
     if not windows:
         raise PipelineError("no speech found in the dataset's audio")
     embeddings = np.stack([encoder.embed(w[4]) for w in tqdm(windows, desc="embedding speakers", unit="window")])
@@ -152,6 +157,11 @@ def _split(segment: Segment, windows: list[tuple[float, float, bool]]) -> list[d
         else:
             out.append({"start_s": float(a), "end_s": float(b), "target": label})
     return out
+
+
+def source_speech_probabilities(ws: Workspace, source_id: str) -> np.ndarray:
+    """The VAD probabilities of a source, as a finished diarization measured them."""
+    return np.load(ws.root / VAD_DIR / f"{source_id}.npy")
 
 
 def target_segments(ws: Workspace) -> dict[str, list[Segment]]:
