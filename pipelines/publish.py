@@ -23,6 +23,7 @@ from pipelines.options import Options
 from pipelines.sda.checkpoint import load_generator
 from pipelines.train_sda import GENERATOR
 from pipelines.workspace import PipelineError, Workspace, atomic_dir, write_json
+from services.common.avatar_ids import AVATAR_ID
 
 NEEDS = ["review", "finetune_asr", "finetune_tts", "finetune_llm", "train_sda"]
 
@@ -34,8 +35,8 @@ def key(ws: Workspace, opts: Options) -> dict:
 
 def avatar_id(ws: Workspace, opts: Options) -> str:
     chosen = opts.avatar_id or ws.name
-    if chosen == "default" or not chosen.replace("-", "").replace("_", "").isalnum():
-        raise PipelineError(f"avatar id {chosen!r} must be letters, digits, - and _, and not 'default'")
+    if chosen == "default" or not AVATAR_ID.fullmatch(chosen):
+        raise PipelineError(f"avatar id {chosen!r} must be letters, digits, - and _ (at most 64), and not 'default'")
     return chosen
 
 

@@ -13,8 +13,8 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from avatar.sda.v1 import sda_pb2
 from pipelines.sda.face_rig import FaceError, FaceRig
 from pipelines.sda.photo_avatar import read_photo
+from services.common.avatar_ids import AVATAR_ID
 from services.gateway.config import GatewaySettings
-from services.gateway.protocol import AVATAR_ID
 
 router = APIRouter(prefix="/v1/avatars", tags=["avatars"])
 

@@ -1,14 +1,11 @@
 """The WebSocket protocol (version 1), documented in docs/websocket.md: the messages and the error codes."""
 
-import re
 from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 PROTOCOL_VERSION = 1
-# What an avatar id may be: photo avatars' ids and published bundles' ids (never a path).
-AVATAR_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class ErrorCode(StrEnum):

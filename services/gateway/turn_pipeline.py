@@ -22,9 +22,10 @@ from avatar.llm.v1 import llm_pb2
 from avatar.sda.v1 import sda_pb2
 from avatar.tts.v1 import tts_pb2
 from services.gateway import media
+from services.common.avatar_ids import AVATAR_ID
 from services.common.tracing import outgoing_metadata, start_child_span, start_turn_span
 from services.gateway.grpc_streams import bidi, responses
-from services.gateway.protocol import AVATAR_ID, ErrorCode, error_event
+from services.gateway.protocol import ErrorCode, error_event
 from services.gateway.speculation import SpeculativeReply
 from services.gateway.stage_clients import StageClients
 

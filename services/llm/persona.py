@@ -4,7 +4,8 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from services.common.errors import BadRequest, NotFound
+from services.common.avatar_ids import check_avatar_id
+from services.common.errors import NotFound
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,7 @@ class PersonaBook:
     def folder(self, avatar_id: str) -> Path | None:
         """The avatar's folder (persona.json, knowledge/), if it has one."""
         avatar_id = avatar_id or "default"
-        if not avatar_id.replace("-", "").replace("_", "").isalnum():
-            raise BadRequest(f"avatar id {avatar_id!r} may only hold letters, digits, - and _")
+        check_avatar_id(avatar_id)
         folder = self._dir / avatar_id if self._dir else None
         return folder if folder is not None and folder.is_dir() else None
 

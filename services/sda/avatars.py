@@ -12,6 +12,7 @@ from pipelines.sda.checkpoint import load_generator
 from pipelines.sda.dataset import to_tensor
 from pipelines.sda.face_rig import FaceError, FaceRig
 from pipelines.sda.model import Generator, Identity
+from services.common.avatar_ids import check_avatar_id
 from services.common.errors import BadRequest, NotFound
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,7 @@ class AvatarBook:
         with self._lock:
             if avatar_id in self._loaded:
                 return self._loaded[avatar_id]
-            if not avatar_id.replace("-", "").replace("_", "").isalnum():
-                raise BadRequest(f"avatar id {avatar_id!r} may only hold letters, digits, - and _")
+            check_avatar_id(avatar_id)
             path = self._dir / avatar_id / "generator.pt" if self._dir else None
             if path is None or not path.is_file():
                 raise NotFound(f"unknown avatar {avatar_id!r}; available: {', '.join(self.ids())}")
