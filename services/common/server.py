@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import signal
+import sys
 import threading
 from typing import Protocol
 
@@ -31,8 +32,12 @@ class Stage(Protocol):
         """Load weights and run one warm-up inference. Blocking; runs in a worker thread. Raise if impossible."""
 
 
-async def serve(stage: Stage, settings: ServiceSettings) -> None:
-    """Serve `stage` until SIGTERM/SIGINT. Reports NOT_SERVING until `stage.load()` has returned."""
+async def serve(stage: Stage, settings: ServiceSettings) -> bool:
+    """Serve `stage` until SIGTERM/SIGINT. Reports NOT_SERVING until `stage.load()` has returned.
+
+    Returns False when the model could not be loaded: the process then exits non-zero, so that its supervisor
+    (compose, Kubernetes, `make run`) restarts it or shows the failure, instead of it staying NOT_SERVING forever.
+    """
     ready = threading.Event()
     server = grpc.aio.server(
         interceptors=[ErrorInterceptor(ready.is_set, settings.max_concurrent_streams)],
@@ -44,6 +49,9 @@ async def serve(stage: Stage, settings: ServiceSettings) -> None:
             # Clients reconnect (and re-resolve, seeing new replicas) every few minutes; open streams may finish.
             ("grpc.max_connection_age_ms", 300_000),
             ("grpc.max_connection_age_grace_ms", 600_000),
+            # Accept the gateway's keepalive pings (every 30 s) instead of answering them with GOAWAY.
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
         ],
     )
     stage.add_to_server(server)
@@ -66,11 +74,16 @@ async def serve(stage: Stage, settings: ServiceSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
+    loaded = True
+
     async def load_model() -> None:
+        nonlocal loaded
         try:
             await asyncio.to_thread(stage.load)
         except Exception:
-            log.exception("%s could not load its model; staying NOT_SERVING", stage.service_name)
+            log.exception("%s could not load its model; exiting", stage.service_name)
+            loaded = False
+            stop.set()
             return
         ready.set()
         metrics.MODEL_READY.set(1)
@@ -83,7 +96,8 @@ async def serve(stage: Stage, settings: ServiceSettings) -> None:
     log.info("draining for up to %.1f s", settings.shutdown_grace_s)
     await health_servicer.enter_graceful_shutdown()
     loader.cancel()
-    await server.stop(settings.shutdown_grace_s)
+    await server.stop(settings.shutdown_grace_s if loaded else 0)
+    return loaded
 
 
 def run(stage_factory, settings: ServiceSettings) -> None:
@@ -92,6 +106,8 @@ def run(stage_factory, settings: ServiceSettings) -> None:
     settings.log_non_defaults()
     setup_tracing(stage_factory.service_name)
     try:
-        asyncio.run(serve(stage_factory(settings), settings))
+        loaded = asyncio.run(serve(stage_factory(settings), settings))
     finally:
         shutdown_tracing()
+    if not loaded:
+        sys.exit(1)

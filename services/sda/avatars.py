@@ -25,26 +25,33 @@ class Avatar:
     rig: FaceRig
     identity: Identity
 
+    @property
+    def device(self) -> torch.device:
+        return self.identity.code.device
+
     @classmethod
     def build(cls, avatar_id: str, generator: Generator, photo: np.ndarray) -> "Avatar":
         cfg = generator.cfg
         rig = FaceRig.from_photo(photo, cfg.height, cfg.width)
+        device = next(generator.parameters()).device
         with torch.no_grad():
-            identity = generator.encode_identity(to_tensor(rig.still)[None])
+            identity = generator.encode_identity(to_tensor(rig.still)[None].to(device))
         return cls(avatar_id, generator, rig, identity)
 
 
 class AvatarBook:
-    """The default avatar from `default_path`, plus `<avatars_dir>/<id>/generator.pt` for each made avatar."""
+    """The default avatar from `default_path`, plus `<avatars_dir>/<id>/generator.pt` for each made avatar,
+    each on `device`."""
 
-    def __init__(self, default_path: str, avatars_dir: str):
+    def __init__(self, default_path: str, avatars_dir: str, device: str = "cpu"):
         self._default_path = Path(default_path)
+        self._device = device
         self._dir = Path(avatars_dir) if avatars_dir else None
         self._loaded: dict[str, Avatar] = {}
         self._lock = threading.Lock()
 
     def load_default(self) -> Avatar:
-        generator, photo = load_generator(self._default_path)
+        generator, photo = load_generator(self._default_path, self._device)
         avatar = Avatar.build("default", generator, photo)
         self._loaded["default"] = avatar
         return avatar
@@ -62,7 +69,7 @@ class AvatarBook:
             path = self._dir / avatar_id / "generator.pt" if self._dir else None
             if path is None or not path.is_file():
                 raise NotFound(f"unknown avatar {avatar_id!r}; available: {', '.join(self.ids())}")
-            generator, photo = load_generator(path)
+            generator, photo = load_generator(path, self._device)
             self._loaded[avatar_id] = Avatar.build(avatar_id, generator, photo)
             log.info("loaded avatar %s", avatar_id)
             return self._loaded[avatar_id]
@@ -73,3 +80,14 @@ class AvatarBook:
             return Avatar.build("photo", self._loaded["default"].generator, photo)
         except FaceError as err:
             raise BadRequest(str(err)) from None
+
+
+def choose_device(setting: str) -> str:
+    """The torch device for SDA_DEVICE: auto picks the GPU when torch sees one; cuda without a GPU is an error."""
+    available = torch.cuda.is_available()
+    if setting == "cuda" and not available:
+        raise RuntimeError("SDA_DEVICE=cuda, but torch sees no GPU (a CUDA build of torch and a visible device are needed)")
+    device = "cuda" if setting == "cuda" or (setting == "auto" and available) else "cpu"
+    name = torch.cuda.get_device_name(0) if device == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    log.info("SDA runs on %s (%s; SDA_DEVICE=%s)", device, name, setting)
+    return device

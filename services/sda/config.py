@@ -1,5 +1,7 @@
 """SDA process settings (env prefix SDA_)."""
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -15,6 +17,8 @@ class SdaSettings(ServiceSettings):
     checkpoint_path: str = "services/sda/checkpoints/default.pt"
     # Made avatars: <avatars_dir>/<avatar_id>/generator.pt
     avatars_dir: str = "var/avatars"
+    # auto: the GPU when torch sees one, else the CPU; cuda: the GPU or refuse to start.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(default=2, ge=1)
     jpeg_quality: int = Field(default=80, ge=1, le=100)
     max_chunk_bytes: int = Field(default=512 * 1024, ge=1024)

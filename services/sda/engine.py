@@ -41,7 +41,7 @@ class Animator:
         self._encoding = encoding
         self.fps = cfg.fps
         self.bytes_per_frame = sample_rate // cfg.fps * (2 if encoding == pcm.LINEAR16 else 4)
-        self._state = avatar.generator.initial_state(1)
+        self._state = avatar.generator.initial_state(1, avatar.device)
         self._frames = 0  # frames of the stream so far: the clock
         self.segment = 0
         self._reset_segment()
@@ -109,6 +109,7 @@ class Animator:
     def _run(self, windows: np.ndarray) -> list[np.ndarray]:
         generator = self._avatar.generator
         t = windows.shape[1]
-        noise = torch.randn(1, t, self._cfg.noise_dim) * generator.NOISE_STD
-        frames, self._state = generator(self._avatar.identity, torch.from_numpy(windows), self._state, noise)
+        device = self._avatar.device
+        noise = torch.randn(1, t, self._cfg.noise_dim, device=device) * generator.NOISE_STD
+        frames, self._state = generator(self._avatar.identity, torch.from_numpy(windows).to(device), self._state, noise)
         return [to_image(f) for f in frames[0]]

@@ -15,7 +15,7 @@ from services.common import audio as pcm
 from services.common import metrics
 from services.common.errors import BadRequest
 from services.common.streams import check_chunk_size, read_config
-from services.sda.avatars import Avatar, AvatarBook
+from services.sda.avatars import Avatar, AvatarBook, choose_device
 from services.sda.config import SdaSettings
 from services.sda.engine import AnimatedFrame, Animator
 from services.sda.frame_codec import FrameCodec
@@ -29,13 +29,15 @@ class SdaService(sda_pb2_grpc.SdaServiceServicer):
 
     def __init__(self, settings: SdaSettings):
         self._settings = settings
-        self._avatars = AvatarBook(settings.checkpoint_path, settings.avatars_dir)
+        self._avatars: AvatarBook | None = None
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         sda_pb2_grpc.add_SdaServiceServicer_to_server(self, server)
 
     def load(self) -> None:
         torch.set_num_threads(self._settings.threads)
+        s = self._settings
+        self._avatars = AvatarBook(s.checkpoint_path, s.avatars_dir, choose_device(s.device))
         avatar = self._avatars.load_default()
         Animator(avatar, 16000, pcm.LINEAR16, 0).push(b"\0\0" * 16000)  # warm-up
 

@@ -32,6 +32,12 @@ class PiperBackend:
         from piper import PiperVoice
 
         self._voice = PiperVoice.load(self._model, self._config, use_cuda=self._use_cuda, include_alignments=True)
+        providers = self._voice.session.get_providers()
+        if self._use_cuda and "CUDAExecutionProvider" not in providers:
+            # onnxruntime falls back to the CPU without a word when its CUDA libraries are missing.
+            raise RuntimeError(f"TTS_USE_CUDA=true, but onnxruntime runs on {providers}: install onnxruntime-gpu "
+                               "with its CUDA and cuDNN libraries (the DEVICE=cuda image) on a host with a GPU")
+        log.info("piper runs on %s", providers[0])
         config = self._voice.config
         self.voice = VoiceSpec(
             name=self.voice.name,
