@@ -1,5 +1,8 @@
 """gRPC channels to the four stages, shared by every session of this gateway process."""
 
+import asyncio
+import json
+
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -10,6 +13,37 @@ from avatar.tts.v1 import tts_pb2_grpc
 from services.gateway.config import GatewaySettings
 
 
+# With dns:/// addresses of headless Services, round robin spreads new streams over every pod, and only over pods
+# whose grpc.health.v1 says SERVING (a replica still loading or draining gets no new stream). A new call that
+# meets UNAVAILABLE (a replica going away) or RESOURCE_EXHAUSTED (a full one) is retried on another, before its
+# first answer only, so nothing a user heard is replayed.
+SERVICE_CONFIG = {
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "healthCheckConfig": {"serviceName": ""},
+    "methodConfig": [{
+        "name": [{}],
+        "retryPolicy": {
+            "maxAttempts": 3,
+            "initialBackoff": "0.1s",
+            "maxBackoff": "1s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"],
+        },
+    }],
+}
+CHANNEL_OPTIONS = [
+    ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
+    ("grpc.enable_retries", 1),
+    # Keepalive finds a connection that died silently (a node gone, a NAT dropping it) within about 40 s.
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    # Short reconnect backoff: a stage that restarts is used again within a couple of seconds.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+
 class StageClients:
     def __init__(self, settings: GatewaySettings):
         self.addresses = {
@@ -18,16 +52,8 @@ class StageClients:
             "tts": settings.tts_address,
             "sda": settings.sda_address,
         }
-        # With dns:/// addresses of headless Services, round robin spreads new streams over every pod.
-        # Short reconnect backoff: a stage that restarts is used again within a couple of seconds.
-        options = [
-            ("grpc.lb_policy_name", "round_robin"),
-            ("grpc.initial_reconnect_backoff_ms", 200),
-            ("grpc.min_reconnect_backoff_ms", 200),
-            ("grpc.max_reconnect_backoff_ms", 2000),
-        ]
         self._channels = {
-            name: grpc.aio.insecure_channel(address, options=options) for name, address in self.addresses.items()
+            name: grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) for name, address in self.addresses.items()
         }
         self.asr = asr_pb2_grpc.AsrServiceStub(self._channels["asr"])
         self.llm = llm_pb2_grpc.LlmServiceStub(self._channels["llm"])
@@ -43,8 +69,10 @@ class StageClients:
             return "UNREACHABLE"
         return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
-    async def statuses(self) -> dict[str, str]:
-        return {stage: await self.status(stage) for stage in self.addresses}
+    async def statuses(self, timeout: float = 0.5) -> dict[str, str]:
+        """Every stage's status, asked at once: a slow stage costs readiness at most `timeout`."""
+        states = await asyncio.gather(*(self.status(stage, timeout) for stage in self.addresses))
+        return dict(zip(self.addresses, states))
 
     async def close(self) -> None:
         for channel in self._channels.values():
