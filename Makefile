@@ -8,21 +8,32 @@ REQUIREMENTS := requirements-dev.txt $(wildcard pipelines/requirements*.txt) $(w
 # llama.cpp is built from source; its native build uses AMX, which faults on some CPUs, so AMX stays off.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: run test bench proto up setup system-deps clean sda-default
+.PHONY: run test test-images images bench proto up setup system-deps clean sda-default
 
 run: setup
 	$(PY) -m services.runner
 
-test: setup
+# The whole suite, the container tests included (they run on the images `make images` builds).
+test: setup images
 	$(PY) -m pytest
+
+# The per-model images, built and run from docker-compose.yml: one spoken turn through the containers, a killed SDA.
+test-images: setup images
+	$(PY) -m pytest -m containers
+
+# Builds the five images with Docker, or Podman where no Docker daemon answers (set up when missing); offline
+# sites get base images made from Debian's packages. Build times and sizes: var/images/report.json.
+images:
+	$(PYTHON) -m deploy.images.build
 
 bench: setup
 	$(PY) -m tests.benchmarks
 
 proto: gen/.stamp
 
-up:
-	docker compose up --build
+# The whole avatar from docker-compose.yml on this machine (GATEWAY_AUTH_TOKEN must be set, e.g. in .env).
+up: images
+	$(PYTHON) -m deploy.images.compose up
 
 setup: system-deps $(VENV)/.stamp gen/.stamp $(WEB)/dist/index.html
 

@@ -24,20 +24,46 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
 
 
+COMPOSE_FILES = ("docker-compose.yml", "docker-compose.gpu.yml", "docker-compose.vllm.yml")
+
+
+def _compose(name: str = "docker-compose.yml") -> dict:
+    return yaml.safe_load((ROOT / name).read_text())
+
+
 def test_compose_files_match_the_compose_schema():
-    result = run(str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec",
-                 "docker-compose.yml", "docker-compose.gpu.yml")
+    result = run(str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", *COMPOSE_FILES)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_compose_runs_every_service_with_health_gating_and_auth():
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    services = compose["services"]
+    services = _compose()["services"]
     assert {s.name for s in SERVICES} | {"redis"} <= set(services)
     gateway = services["gateway"]
     assert all(cond == {"condition": "service_healthy"} for cond in gateway["depends_on"].values())
-    assert "GATEWAY_AUTH_TOKEN" in gateway["environment"]
-    assert services["vllm"]["profiles"] == ["vllm"]
+    # the variable compose requires is the one .env.example documents, and .env reaches every service
+    assert "GATEWAY_AUTH_TOKEN:?" in gateway["environment"]["GATEWAY_AUTH_TOKEN"]
+    assert "GATEWAY_AUTH_TOKEN=" in (ROOT / ".env.example").read_text()
+    assert all(services[s.name]["env_file"] == [{"path": ".env", "required": False}] for s in SERVICES)
+
+
+def test_compose_publishes_only_the_gateway():
+    services = _compose()["services"]
+    assert [name for name, service in services.items() if service.get("ports")] == ["gateway"]
+
+
+def test_gpu_override_gives_each_gpu_stage_its_own_gpu_and_tells_it_to_use_it():
+    gpu = _compose("docker-compose.gpu.yml")["services"]
+    expected_env = {"asr": ("ASR_DEVICE", "cuda"), "tts": ("TTS_USE_CUDA", "true"), "sda": ("SDA_DEVICE", "cuda")}
+    for name, (key, value) in expected_env.items():
+        service = gpu[name]
+        assert service["environment"][key] == value
+        assert service["build"]["args"]["DEVICE"] == "cuda" and service["image"] == f"avatar-{name}:cuda"
+        device = service["deploy"]["resources"]["reservations"]["devices"][0]
+        assert device["device_ids"] == [f"${{{name.upper()}_GPU:-0}}"] and "count" not in device
+    vllm = _compose("docker-compose.vllm.yml")["services"]
+    assert vllm["llm"]["depends_on"] == {"vllm": {"condition": "service_healthy"}}
+    assert "--gpu-memory-utilization" in vllm["vllm"]["command"]
 
 
 @pytest.mark.parametrize("spec", SERVICES, ids=lambda s: s.name)
@@ -65,6 +91,35 @@ def test_kubernetes_manifests_match_the_kubernetes_schemas():
     assert sorted(listed) == sorted(p.name for p in manifests)
 
 
+def _deployments() -> dict[str, dict]:
+    docs = (d for p in (K8S / "base").glob("*.yaml") for d in _documents(p))
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+
+
+def test_pods_run_restricted_and_autoscaled_deployments_leave_replicas_to_the_autoscaler():
+    for name, deployment in _deployments().items():
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["fsGroup"]
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in pod["containers"]:
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+        if name != "redis":
+            assert "replicas" not in deployment["spec"], f"{name}: replicas beside an autoscaler"
+
+
+def test_only_the_gateway_reaches_the_stages_and_redis():
+    policies = _documents(K8S / "base" / "network.yaml")
+    for policy in policies:
+        gated = [rule for rule in policy["spec"]["ingress"] if "from" in rule]
+        assert all(rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "gateway"}}}]
+                   for rule in gated)
+        assert all(port["port"] in ("grpc", "redis") for rule in gated for port in rule["ports"])
+    selected = {v for p in policies for e in p["spec"]["podSelector"].get("matchExpressions", []) for v in e["values"]}
+    selected |= {p["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") for p in policies}
+    assert {"asr", "llm", "tts", "sda", "redis"} <= selected
+
+
 def test_every_stage_scales_alone_with_grpc_probes():
     for spec in SERVICES:
         kinds = {d["kind"]: d for d in _documents(K8S / "base" / f"{spec.name}.yaml")}
@@ -90,5 +145,9 @@ def test_gpu_overlay_patch_applies_to_the_stages(tmp_path):
             patched.append(str(path))
             assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert len(patched) == 3
+    scaling = yaml.safe_load((K8S / "overlays" / "gpu" / "gpu-autoscaling.yaml").read_text())
+    hpa = jsonpatch.apply_patch(next(d for d in _documents(K8S / "base" / "sda.yaml")
+                                     if d["kind"] == "HorizontalPodAutoscaler"), scaling)
+    assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "avatar_streams_in_flight"
     result = run(str(BIN / "kubernetes-validate"), "--strict", "--quiet", *patched)
     assert result.returncode == 0, result.stdout + result.stderr

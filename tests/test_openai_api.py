@@ -2,7 +2,6 @@
 
 import io
 import json
-import subprocess
 
 import cv2
 import httpx
@@ -11,6 +10,7 @@ import pytest
 import soundfile
 from skimage import data
 
+from tests.media_files import probe_mp4, wav_bytes
 from tests.speech import speak, wer
 
 pytestmark = pytest.mark.e2e
@@ -20,12 +20,6 @@ pytestmark = pytest.mark.e2e
 def api(stack):
     with httpx.Client(base_url=f"http://{stack.address('gateway')}", timeout=180) as client:
         yield client
-
-
-def wav_bytes(samples: np.ndarray, rate: int = 16000) -> bytes:
-    out = io.BytesIO()
-    soundfile.write(out, samples, rate, format="WAV", subtype="PCM_16")
-    return out.getvalue()
 
 
 SENTENCE = "The library closes at six o'clock on Saturdays."
@@ -67,20 +61,12 @@ def test_speech(api):
     assert missing.status_code == 404 and "en_US-joe-medium" in missing.json()["detail"]
 
 
-def _probe(mp4: bytes, tmp_path) -> dict:
-    path = tmp_path / "out.mp4"
-    path.write_bytes(mp4)
-    result = subprocess.run(["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
-                            capture_output=True, text=True, check=True)
-    return json.loads(result.stdout)
-
-
 def test_avatar_video_from_wav_and_from_a_photo(api, tmp_path):
     audio = speak("Good morning, it is nice to see you again.")
     seconds = audio.size / 16000
     reply = api.post("/v1/avatar/video", files={"audio": ("a.wav", wav_bytes(audio))})
     assert reply.status_code == 200 and reply.headers["content-type"] == "video/mp4"
-    info = _probe(reply.content, tmp_path)
+    info = probe_mp4(reply.content, tmp_path)
     kinds = {s["codec_type"] for s in info["streams"]}
     assert kinds == {"video", "audio"} and abs(float(info["format"]["duration"]) - seconds) < 0.3
     photo = cv2.imencode(".jpg", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()

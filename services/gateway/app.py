@@ -9,6 +9,7 @@ from fastapi import Depends, FastAPI, Response, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
+from redis.exceptions import RedisError
 
 from services.common.tracing import setup_tracing, shutdown_tracing
 from services.gateway import avatar_api, openai_api
@@ -49,10 +50,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def readyz():
         """Readiness: Redis answers; lists each stage's health (a stage down degrades turns, not the gateway)."""
         try:
-            redis_ok = await app.state.store.ping()
-        except OSError:
-            redis_ok = False
-        body = {"redis": "ok" if redis_ok else "unreachable", "stages": await app.state.clients.statuses()}
+            redis = "ok" if await app.state.store.ping() else "unreachable"
+        except (OSError, RedisError) as err:  # down, refusing (protected mode, a wrong password), or not Redis
+            redis = f"unreachable: {err}"[:200]
+        redis_ok = redis == "ok"
+        body = {"redis": redis, "stages": await app.state.clients.statuses()}
         return JSONResponse(body, status_code=200 if redis_ok else 503)
 
     @app.get("/metrics")

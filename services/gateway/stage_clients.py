@@ -37,7 +37,9 @@ CHANNEL_OPTIONS = [
     # Keepalive finds a connection that died silently (a node gone, a NAT dropping it) within about 40 s.
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
-    # Short reconnect backoff: a stage that restarts is used again within a couple of seconds.
+    # A replica that restarts comes back at a new address (a new pod, a new container): when a connection fails
+    # the name is resolved again within a second (gRPC's default waits 30 s), and reconnects back off briefly.
+    ("grpc.dns_min_time_between_resolutions_ms", 1000),
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2000),

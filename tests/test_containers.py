@@ -1,0 +1,148 @@
+"""The per-model containers for real: the images `make images` built, brought up from the real
+docker-compose.yml (Docker Compose or podman-compose), every health check passed, one spoken turn through the
+gateway container, then the SDA container killed mid-reply. The project is torn down afterwards, volumes included.
+"""
+
+import asyncio
+import json
+import time
+import urllib.request
+
+import httpx
+import pytest
+import websockets
+
+from services.gateway import media
+from tests.containers import ComposeStack
+from tests.media_files import probe_mp4, wav_bytes
+from tests.speech import speak, wer
+from tests.test_gateway_ws import next_event, send_speech
+
+pytestmark = [pytest.mark.containers, pytest.mark.timeout(1500)]
+
+QUESTION = "Hello! What is your name?"
+LONG_QUESTION = "Please tell me a long story about a brave little boat on the sea."
+
+
+@pytest.fixture(scope="module")
+def compose_stack():
+    stack = ComposeStack()
+    stack.down()
+    try:
+        stack.up()
+        ready = stack.wait_healthy()
+        print("healthy after (s): " + ", ".join(f"{name} {seconds:.0f}" for name, seconds in sorted(ready.items())))
+        yield stack
+    finally:
+        stack.down()
+        assert not stack.containers(), "compose down left containers behind"
+
+
+def gateway_url(stack: ComposeStack, path: str) -> str:
+    return f"http://127.0.0.1:{stack.port}{path}"
+
+
+async def open_session(stack: ComposeStack):
+    ws = await websockets.connect(f"ws://127.0.0.1:{stack.port}/ws", max_size=None)
+    await ws.send(json.dumps({"type": "hello", "version": 1, "token": stack.token, "audio": {"sample_rate": 16000}}))
+    await next_event(ws, "ready")
+    return ws
+
+
+def test_only_the_gateway_is_published(compose_stack):
+    """The stages speak unauthenticated gRPC with reflection: no host port of theirs may be open."""
+    containers = compose_stack.containers()
+    for service, name in containers.items():
+        ports = compose_stack.engine_run("port", name).stdout.split()
+        if service == "gateway":
+            assert any(p.endswith(f"127.0.0.1:{compose_stack.port}") for p in ports), ports
+        else:
+            assert not ports, f"{service} publishes {ports}"
+
+
+def test_the_gateway_container_serves_the_built_browser_app(compose_stack):
+    page = urllib.request.urlopen(gateway_url(compose_stack, "/"), timeout=10).read().decode()
+    assert "<script" in page and "not built" not in page
+    ready = json.loads(urllib.request.urlopen(gateway_url(compose_stack, "/readyz"), timeout=10).read())
+    assert ready["redis"] == "ok" and set(ready["stages"].values()) == {"SERVING"}, ready
+
+
+def test_the_gateway_container_answers_a_wav_with_an_mp4(compose_stack, tmp_path):
+    """The REST API's WAV → MP4 runs ffmpeg inside the gateway image."""
+    audio = speak("Good morning, it is nice to see you again.")
+    reply = httpx.post(gateway_url(compose_stack, "/v1/avatar/video"), timeout=240,
+                       headers={"Authorization": f"Bearer {compose_stack.token}"},
+                       files={"audio": ("a.wav", wav_bytes(audio))})
+    assert reply.status_code == 200 and reply.headers["content-type"] == "video/mp4", reply.text[:300]
+    info = probe_mp4(reply.content, tmp_path)
+    assert {s["codec_type"] for s in info["streams"]} == {"video", "audio"}
+    assert abs(float(info["format"]["duration"]) - audio.size / 16000) < 0.3
+
+
+def test_the_shared_avatars_volume_is_writable_by_the_gateway_user(compose_stack):
+    """A fresh named volume takes the image's /data/avatars (uid 10001), whichever container mounts it first."""
+    gateway = compose_stack.containers()["gateway"]
+    result = compose_stack.engine_run("exec", gateway, "python", "-c",
+                                      "import os, pathlib; p = pathlib.Path('/data/avatars/.probe'); p.write_text('x');"
+                                      " p.unlink(); print(os.getuid())")
+    assert result.returncode == 0 and result.stdout.strip() == "10001", result.stderr
+
+
+async def test_a_spoken_turn_through_the_containers_gets_a_transcript_a_reply_and_frames(compose_stack):
+    ws = await open_session(compose_stack)
+    try:
+        await send_speech(ws, QUESTION, speed=1.0)
+        final = None
+        while final is None:
+            event = await next_event(ws, "transcript", timeout=120)
+            final = event if event["final"] else None
+        assert wer([(QUESTION, final["text"])]) <= 0.2, final["text"]
+        received = []
+        end = await next_event(ws, "turn_end", timeout=240, media_out=received)
+        assert end["reply"].strip(), "no reply text"
+        frames = [m for m in received if m["kind"] == "video"]
+        assert len(frames) >= 25, f"{len(frames)} video frames: less than a second"
+    finally:
+        await ws.close()
+
+
+async def test_killing_the_sda_container_mid_reply_leaves_audio_with_a_warning(compose_stack):
+    ws = await open_session(compose_stack)
+    try:
+        await send_speech(ws, LONG_QUESTION)
+        while True:  # the first video frame of the reply
+            raw = await asyncio.wait_for(ws.recv(), 240)
+            if isinstance(raw, bytes) and media.parse(raw)["kind"] == "video":
+                break
+        compose_stack.kill("sda")
+        killed = time.monotonic()
+        kinds = []
+        warning = None
+        while True:
+            raw = await asyncio.wait_for(ws.recv(), 240)
+            if isinstance(raw, bytes):
+                kinds.append(media.parse(raw)["kind"])
+                continue
+            event = json.loads(raw)
+            if event["type"] == "warning" and event["code"] == "video_unavailable":
+                warning = time.monotonic() - killed
+            assert event["type"] != "error", event
+            if event["type"] == "turn_end":
+                break
+        assert warning is not None, "no video_unavailable warning after the SDA container died"
+        assert "audio" in kinds, "the reply's audio did not go on without the face"
+        print(f"video_unavailable {warning * 1000:.0f} ms after the kill; {kinds.count('audio')} audio-only messages")
+    finally:
+        await ws.close()
+    # The container comes back (restart policy or a start) and the next turn has video again.
+    if not compose_stack.running(compose_stack.containers()["sda"]):
+        compose_stack.start("sda")
+    compose_stack.wait_healthy(services=("sda",), timeout=180)
+    ws = await open_session(compose_stack)
+    try:
+        await send_speech(ws, QUESTION)
+        received = []
+        await next_event(ws, "turn_end", timeout=240, media_out=received)
+        assert any(m["kind"] == "video" for m in received), "video did not come back with the SDA container"
+    finally:
+        await ws.close()
