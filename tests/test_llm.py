@@ -157,3 +157,22 @@ def test_custom_text_is_retrieved_into_the_answer(llm, stack):
     request = ask("What is the name of the lighthouse keeper's cat?", avatar_id="lighthouse")
     reply = "".join(r.delta for r in llm.Generate(request, timeout=60))
     assert "pumpernickel" in reply.lower(), reply
+
+
+def test_each_sessions_next_turn_reuses_its_evaluated_prefix_while_sessions_interleave(stack):
+    """Two sessions take turns on one llama.cpp instance: each turn's usage says most of its prompt (its own
+    earlier turns) was not evaluated again."""
+    questions = {"a": ["Hello, who are you?", "What do you like to eat?", "Tell me about the sea."],
+                 "b": ["Good morning! How are you?", "What is your favourite colour?", "Can you tell me a joke?"]}
+    history = {"a": [], "b": []}
+    with grpc.insecure_channel(stack.address("llm")) as channel:
+        llm = llm_pb2_grpc.LlmServiceStub(channel)
+        for turn in range(3):
+            for session in ("a", "b"):
+                responses = list(llm.Generate(ask(questions[session][turn], history=history[session]), timeout=60))
+                usage = responses[-1].usage
+                reply = "".join(r.delta for r in responses)
+                if turn:
+                    assert usage.cached_prompt_tokens >= 0.7 * usage.prompt_tokens, (session, turn, usage)
+                history[session] += [llm_pb2.ChatMessage(role=llm_pb2.ROLE_USER, content=questions[session][turn]),
+                                     llm_pb2.ChatMessage(role=llm_pb2.ROLE_ASSISTANT, content=reply)]

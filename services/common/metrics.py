@@ -19,3 +19,8 @@ REAL_TIME_FACTOR = Histogram(
     "Compute seconds per second of media processed",
     buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0),
 )
+PROMPT_TOKENS = Counter(
+    "avatar_llm_prompt_tokens_total",
+    "Prompt tokens of finished generations: evaluated, or reused from a cached prefix",
+    ["kind"],
+)

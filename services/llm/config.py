@@ -25,6 +25,10 @@ class LlmSettings(ServiceSettings):
     lora_path: str = ""
     context_tokens: int = Field(default=2048, ge=256)
     threads: int = Field(default=2, ge=1)
+    # Evaluated prompt states kept across requests (llama.cpp), so each session's next turn reuses its prefix.
+    prefix_cache_mb: int = Field(default=256, ge=0)
+    # History tokens a prompt may carry (a latency bound: uncached history is evaluated before the first token).
+    history_tokens: int = Field(default=1024, ge=0)
     max_tokens: int = Field(default=160, ge=1)
     temperature: float = Field(default=0.3, ge=0)
     top_p: float = Field(default=0.9, gt=0, le=1)

@@ -23,7 +23,7 @@ class Persona:
             system_prompt=system_prompt or self.system_prompt,
         )
 
-    def system_message(self, facts: list[str] = ()) -> str:
+    def system_message(self) -> str:
         # Short on purpose: a 135M model follows two plain sentences far better than a list of rules
         # (measured: the name was given back in 23 of 24 "what is your name?" turns this way).
         message = (
@@ -32,8 +32,6 @@ class Persona:
         )
         if self.system_prompt:
             message = f"{message} {self.system_prompt}"
-        if facts:
-            message += " Use these facts when they answer the question: " + " ".join(facts)
         return message
 
 

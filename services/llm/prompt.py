@@ -1,4 +1,13 @@
-"""Builds the chat messages of one request: persona, history trimmed to the context window, the user's text."""
+"""Builds the chat messages of one request so that a session's prompts share a long, stable prefix.
+
+Layout: the persona's system message (the same every turn), the kept history, then the user's text with the
+facts retrieved for it. Facts change with every question, so they sit beside the question, after everything a
+cached prefix can cover; in the system message they would invalidate the whole prefix each time they change.
+
+History is dropped from the oldest end in whole blocks counted from the start of the conversation, not one
+message at a time: while the same block boundary applies, the kept history only grows at its end, so the next
+turn's prompt begins with this turn's prompt and llama.cpp reuses its evaluated state.
+"""
 
 from collections.abc import Callable
 
@@ -8,6 +17,13 @@ from services.llm.persona import Persona
 
 _ROLES = {llm_pb2.ROLE_USER: "user", llm_pb2.ROLE_ASSISTANT: "assistant", llm_pb2.ROLE_SYSTEM: "system"}
 _TEMPLATE_OVERHEAD = 8  # tokens the chat template adds per message
+HISTORY_BLOCK = 8  # messages dropped at a time (four exchanges)
+
+
+def user_message(user_text: str, facts: list[str]) -> str:
+    if not facts:
+        return user_text
+    return f"Use these facts when they answer the question: {' '.join(facts)}\n\n{user_text}"
 
 
 def build_messages(
@@ -17,20 +33,21 @@ def build_messages(
     count_tokens: Callable[[str], int],
     budget: int,
     facts: list[str] = (),
+    history_budget: int | None = None,
 ) -> list[dict]:
-    """Oldest history is dropped first until the prompt fits in `budget` tokens."""
-    system = {"role": "system", "content": persona.system_message(facts)}
-    user = {"role": "user", "content": user_text}
+    """The prompt within `budget` tokens, its history within `history_budget` tokens (a latency bound: every
+    history token not in the cache is evaluated before the first reply token)."""
+    system = {"role": "system", "content": persona.system_message()}
+    user = {"role": "user", "content": user_message(user_text, facts)}
     used = sum(count_tokens(m["content"]) + _TEMPLATE_OVERHEAD for m in (system, user))
     if used > budget:
         raise BadRequest(f"the user text alone needs {used} tokens; the limit is {budget}")
-    kept: list[dict] = []
-    for message in reversed(history):
-        if message.role not in _ROLES:
-            raise BadRequest("every history message needs a role (user, assistant or system)")
-        cost = count_tokens(message.content) + _TEMPLATE_OVERHEAD
-        if used + cost > budget:
-            break
-        used += cost
-        kept.append({"role": _ROLES[message.role], "content": message.content})
-    return [system, *reversed(kept), user]
+    if any(message.role not in _ROLES for message in history):
+        raise BadRequest("every history message needs a role (user, assistant or system)")
+    costs = [count_tokens(message.content) + _TEMPLATE_OVERHEAD for message in history]
+    room = budget - used if history_budget is None else min(budget - used, history_budget)
+    start = 0
+    while sum(costs[start:]) > room:
+        start += HISTORY_BLOCK
+    kept = [{"role": _ROLES[m.role], "content": m.content} for m in history[start:]]
+    return [system, *kept, user]

@@ -6,6 +6,7 @@ import threading
 import grpc
 
 from avatar.llm.v1 import llm_pb2, llm_pb2_grpc
+from services.common import metrics
 from services.common.errors import BadRequest, NotFound
 from services.llm.backends.base_backend import Completion, LlmBackend, Sampling
 from services.llm.backends.llama_cpp_backend import LlamaCppBackend
@@ -26,7 +27,8 @@ def make_backend(settings: LlmSettings) -> LlmBackend:
         return OpenAICompatibleBackend(
             settings.openai_base_url, settings.openai_model, settings.openai_api_key, settings.context_tokens
         )
-    return LlamaCppBackend(settings.model_path, settings.lora_path, settings.context_tokens, settings.threads)
+    return LlamaCppBackend(settings.model_path, settings.lora_path, settings.context_tokens, settings.threads,
+                           settings.prefix_cache_mb)
 
 
 class LlmService(llm_pb2_grpc.LlmServiceServicer):
@@ -85,7 +87,8 @@ class LlmService(llm_pb2_grpc.LlmServiceServicer):
         budget = self._backend.context_tokens - sampling.max_tokens
         knowledge = self._personas.folder(request.avatar_id)
         facts = await asyncio.to_thread(self._knowledge.relevant, knowledge / "knowledge" if knowledge else None, text)
-        messages = build_messages(persona, list(request.history), text, self._backend.count_tokens, budget, facts)
+        messages = build_messages(persona, list(request.history), text, self._backend.count_tokens, budget, facts,
+                                  s.history_tokens)
         adapter = knowledge / ADAPTER_FILE if knowledge else None
         adapter = str(adapter) if adapter and adapter.is_file() else ""
 
@@ -110,9 +113,12 @@ class LlmService(llm_pb2_grpc.LlmServiceServicer):
                     raise item
                 if clean := speakable(item):
                     yield llm_pb2.GenerateResponse(delta=clean, meta=request.meta)
+            metrics.PROMPT_TOKENS.labels("reused").inc(completion.cached_prompt_tokens)
+            metrics.PROMPT_TOKENS.labels("evaluated").inc(completion.prompt_tokens - completion.cached_prompt_tokens)
             yield llm_pb2.GenerateResponse(
                 finish_reason=_FINISH.get(completion.finish_reason, llm_pb2.STOP),
-                usage=llm_pb2.Usage(completion_tokens=completion.completion_tokens),
+                usage=llm_pb2.Usage(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
+                                    cached_prompt_tokens=completion.cached_prompt_tokens),
                 meta=request.meta,
             )
         finally:

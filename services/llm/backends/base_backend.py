@@ -22,6 +22,7 @@ class Completion:
 
     finish_reason: str = "stop"  # stop | length | stop_sequence
     prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0  # of prompt_tokens, how many were not evaluated again
     completion_tokens: int = 0
     cancel: threading.Event = field(default_factory=threading.Event)
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from services.llm.backends.base_backend import Completion, Sampling
+from services.llm.backends.prefix_cache import SessionPrefixCache
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +22,12 @@ def packaged_model() -> Path:
 
 
 class LlamaCppBackend:
-    def __init__(self, model_path: str = "", lora_path: str = "", context_tokens: int = 2048, threads: int = 2):
+    def __init__(self, model_path: str = "", lora_path: str = "", context_tokens: int = 2048, threads: int = 2,
+                 prefix_cache_mb: int = 256):
         self._path = Path(model_path) if model_path else packaged_model()
         self._lora = lora_path
         self._threads = threads
+        self._cache_bytes = prefix_cache_mb * 1024 * 1024
         self.context_tokens = context_tokens
         self.name = self._path.name.removesuffix(".gguf")
         self._llama = None
@@ -36,13 +39,17 @@ class LlamaCppBackend:
     def _open(self, lora_path: str):
         from llama_cpp import Llama
 
-        return Llama(
+        llama = Llama(
             model_path=str(self._path),
             lora_path=lora_path or None,
             n_ctx=self.context_tokens,
             n_threads=self._threads,
+            n_threads_batch=self._threads,
             verbose=False,
         )
+        if self._cache_bytes:
+            llama.set_cache(SessionPrefixCache(self._cache_bytes))
+        return llama
 
     def _model_for(self, adapter: str):
         if not adapter:
@@ -66,7 +73,9 @@ class LlamaCppBackend:
         return len(self._llama.tokenize(text.encode(), add_bos=False, special=True))
 
     def stream(self, messages: list[dict], sampling: Sampling, completion: Completion, adapter: str = "") -> Iterator[str]:
-        chunks = self._model_for(adapter).create_chat_completion(
+        llama = self._model_for(adapter)
+        evaluated = llama._input_ids.tolist()  # what the context holds from the request before this one
+        chunks = llama.create_chat_completion(
             messages=messages,
             stream=True,
             max_tokens=sampling.max_tokens,
@@ -78,6 +87,8 @@ class LlamaCppBackend:
         )
         try:
             for chunk in chunks:
+                if not completion.prompt_tokens:
+                    self._count_prompt(llama, evaluated, completion)
                 if completion.cancel.is_set():
                     completion.finish_reason = "cancelled"
                     return
@@ -90,3 +101,14 @@ class LlamaCppBackend:
                     completion.finish_reason = choice["finish_reason"]
         finally:
             chunks.close()
+
+    @staticmethod
+    def _count_prompt(llama, evaluated: list[int], completion: Completion) -> None:
+        """How long the prompt was, and how much of it was not evaluated again (from the cache, or still in the
+        context from the request before)."""
+        cache = llama.cache
+        if not isinstance(cache, SessionPrefixCache) or not cache.last_prompt:
+            return
+        prompt = cache.last_prompt
+        completion.prompt_tokens = len(prompt)
+        completion.cached_prompt_tokens = max(cache.last_cached_tokens, llama.longest_token_prefix(evaluated, prompt))
