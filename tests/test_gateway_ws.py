@@ -3,10 +3,12 @@
 import asyncio
 import json
 
+import numpy as np
 import pytest
 import websockets
 
 from services.gateway import media
+from tests import noises
 from tests.grpc_helpers import with_silence
 from tests.speech import speak, to_linear16, wer
 
@@ -84,6 +86,38 @@ async def test_barge_in_cancels_the_reply_and_a_new_turn_starts(stack):
         assert "ocean" in final["text"].lower()
         end = await next_event(ws, "turn_end", timeout=120)
         assert end["turn"] == 1
+
+
+async def _noises_over_a_reply(stack, barge_in_min_words: int) -> tuple[list[dict], int]:
+    """A long reply with a hummed "hmm", a cough and a click sent over it: the events up to the reply's end (or its
+    interruption), and how many times the recogniser heard speech start before that."""
+    async with websockets.connect(f"ws://{stack.address('gateway')}/ws", max_size=None) as ws:
+        await ws.send(json.dumps({"type": "hello", "version": 1, "audio": {"sample_rate": 16000},
+                                  "settings": {"barge_in_min_words": barge_in_min_words}}))
+        await next_event(ws, "ready")
+        await send_speech(ws, "Please tell me a long story about a dragon who lived in the mountains.")
+        await next_event(ws, "reply_delta", timeout=60)
+        gap = np.zeros(8000, np.float32)
+        pcm = to_linear16(np.concatenate([noises.hum(), gap, noises.cough(), gap, noises.click(), gap, gap]))
+        for start in range(0, len(pcm), 3200):
+            await ws.send(pcm[start : start + 3200])
+            await asyncio.sleep(0.02)
+        events = []
+        while not events or events[-1]["type"] not in ("turn_end", "interrupted"):
+            raw = await asyncio.wait_for(ws.recv(), 120)
+            if isinstance(raw, str):
+                events.append(json.loads(raw))
+        return events, sum(e["type"] == "speech_start" for e in events)
+
+
+async def test_a_cough_a_click_or_a_backchannel_over_a_reply_does_not_interrupt_it(stack):
+    events, heard = await _noises_over_a_reply(stack, barge_in_min_words=1)
+    assert events[-1]["type"] == "turn_end" and events[-1]["reply"].strip(), events[-3:]
+    assert heard >= 1, "the hum was not heard while the reply was made: nothing was tested"
+    print(f"speech starts heard over the reply: {heard}; false barge-ins: 0")
+    # The same sounds with the threshold off do stop it: the rule, not deafness, kept the reply going.
+    events, _ = await _noises_over_a_reply(stack, barge_in_min_words=0)
+    assert events[-1]["type"] == "interrupted", events[-3:]
 
 
 async def test_spoken_audio_comes_back_as_a_transcript_and_bad_frames_are_survived(stack):

@@ -27,6 +27,9 @@ class AudioSpec(BaseModel):
 class SessionSettings(BaseModel):
     end_of_turn_silence_ms: int = Field(default=500, ge=100, le=5000)
     partial_transcripts: bool = True
+    # Speech over a reply cancels it once the recogniser has heard this many words in it (fillers and backchannels
+    # such as "hmm" or "uh-huh" do not count): a cough, a click or a "mm-hmm" does not. 0: at speech start.
+    barge_in_min_words: int = Field(default=1, ge=0, le=10)
 
 
 class Hello(BaseModel):

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from avatar.asr.v1 import asr_pb2
 from avatar.common.v1 import common_pb2
+from services.gateway.barge_in import interrupts
 from services.gateway.config import GatewaySettings
 from services.gateway.grpc_streams import bidi
 from services.gateway.protocol import PROTOCOL_VERSION, EndOfAudio, ErrorCode, Hello, error_event
@@ -193,7 +194,8 @@ class WsSession:
         if response.WhichOneof("result") == "event":
             event = response.event
             if event.type == asr_pb2.SpeechEvent.SPEECH_START:
-                self._barge_in()
+                if self._hello.settings.barge_in_min_words == 0:
+                    self._barge_in()
                 self._emit({"type": "speech_start", "turn": self._turns, "t": round(event.audio_offset_s, 3)})
             else:
                 self._turn_ended_at[self._turns] = time.perf_counter()
@@ -214,16 +216,22 @@ class WsSession:
                 ],
             }
         )
+        if interrupts(hyp.transcript, self._hello.settings.barge_in_min_words):
+            self._barge_in()  # words, not a cough or a "mm-hmm": the user is speaking over the reply
         if not hyp.is_final:
             await self._speculate(hyp)
             return
         self._turns += 1
-        if hyp.transcript:
+        if hyp.transcript and not self._replying():
             history = await self._store.history(self._session_id)
             await self._store.append_history(self._session_id, "user", hyp.transcript)
             self._start_reply(turn, hyp.transcript, history)
         else:
-            self._drop_speculation()
+            self._drop_speculation()  # nothing said, or a backchannel heard over the reply: no new turn to answer
+
+    def _replying(self) -> bool:
+        """A reply is being made and nothing has asked it to stop."""
+        return self._reply is not None and not self._reply.done() and not self._reply.cancelling()
 
     def _meta(self, turn: int) -> common_pb2.RequestMeta:
         return common_pb2.RequestMeta(session_id=self._session_id, turn_id=f"{self._session_id}:{turn}",
@@ -235,6 +243,8 @@ class WsSession:
             self._drop_speculation()  # the user went on speaking, or said something else
         if not (self._settings.speculation and hyp.speech_paused and hyp.transcript) or self._speculation:
             return
+        if self._replying():
+            return  # speech over a reply that did not interrupt it: not a question to answer
         history = await self._store.history(self._session_id)
         request = generate_request(hyp.transcript, history, self._hello.avatar_id, self._meta(self._turns))
         self._speculation = SpeculativeReply(self._clients, request)
