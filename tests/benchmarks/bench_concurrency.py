@@ -1,6 +1,7 @@
 """Several people talking to the avatar at once on this machine: first-frame latency and playback stalls.
 
-Each session speaks its question in real time, then plays the reply the way the browser does: playback starts
+Each session speaks its question in real time with a voice the models were not built around (tests/voices.py),
+the clock started at its last voiced sample, then plays the reply the way the browser does: playback starts
 0.12 s (the player's jitter buffer) after the first media message, and every message is due at that start plus
 its pts. A message that arrives after it is due is a stall (the player ran dry). A session waits for its reply
 to finish playing before it speaks again, like a person would.
@@ -14,14 +15,14 @@ import websockets
 
 from services.gateway import media
 from tests.benchmarks.report import Section, ms, p50, p95
-from tests.speech import speak, to_linear16
+from tests.benchmarks.spoken_client import talk
+from tests.voices import UNFAMILIAR, say
 
 JITTER_S = 0.12  # services/gateway/web/src/lib/player.js
 LEVELS = (1, 2, 3, 4)
 TURNS = 2
 QUESTIONS = ["Hello! How are you today?", "What is your favourite season?", "Can you tell me a fun fact?",
              "What should I cook tonight?"]
-SILENCE = b"\0" * (16000 * 2 * 2)
 
 
 async def _session(url: str, index: int) -> list[dict]:
@@ -32,19 +33,9 @@ async def _session(url: str, index: int) -> list[dict]:
         while json.loads(await ws.recv())["type"] != "ready":
             pass
         for turn in range(TURNS):
-            pcm = to_linear16(speak(QUESTIONS[(index + turn) % len(QUESTIONS)]))
-            speech_end = {}
-
-            async def talk():
-                for start in range(0, len(pcm), 3200):
-                    await ws.send(pcm[start : start + 3200])
-                    await asyncio.sleep(0.1)
-                speech_end["t"] = time.perf_counter()
-                for start in range(0, len(SILENCE), 3200):
-                    await ws.send(SILENCE[start : start + 3200])
-                    await asyncio.sleep(0.1)
-
-            talker = asyncio.create_task(talk())
+            utterance = say(QUESTIONS[(index + turn) % len(QUESTIONS)], UNFAMILIAR[(index + turn) % len(UNFAMILIAR)])
+            marks = {}
+            talker = asyncio.create_task(talk(ws, utterance, marks))
             playback_start, stalls, messages, late, first_frame, last_pts = None, 0, 0, 0.0, None, 0.0
             while True:
                 raw = await asyncio.wait_for(ws.recv(), 180)
@@ -59,7 +50,7 @@ async def _session(url: str, index: int) -> list[dict]:
                         stalls += 1
                         late = max(late, now - due)
                     if item["kind"] == "video" and first_frame is None:
-                        first_frame = now - speech_end.get("t", now)
+                        first_frame = now - marks.get("voiced_end", now)
                     last_pts = max(last_pts, item["pts"] + len(item["pcm"]) / 32000)
                     continue
                 if json.loads(raw)["type"] == "turn_end":
