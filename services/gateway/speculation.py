@@ -1,12 +1,11 @@
 """Speculation: the LLM starts on the partial transcript decoded when the speaker paused, before the end-of-turn
-silence has run out. If the final transcript says the same, the reply already under way is kept (its first
+silence has run out. If the final transcript says the same words (fillers, case and punctuation aside), the reply already under way is kept (its first
 tokens are there when the turn ends); if not, it is cancelled and the reply starts on the final.
 
 The speculative start opens the turn's trace: its `turn` span (and the `llm` call under it) becomes the kept
 reply's span; a dropped speculation ends its span renamed `speculation (<outcome>)`."""
 
 import asyncio
-import re
 
 import grpc
 from opentelemetry import trace
@@ -15,13 +14,10 @@ from prometheus_client import Counter
 from avatar.llm.v1 import llm_pb2
 from services.common.tracing import outgoing_metadata, start_child_span, start_turn_span
 from services.gateway.grpc_streams import responses
+from services.gateway.spoken_words import meaningful_words
 from services.gateway.stage_clients import StageClients
 
 OUTCOMES = Counter("avatar_gateway_speculation_total", "Speculative LLM starts, by outcome", ["outcome"])
-
-
-def _words(text: str) -> list[str]:
-    return re.sub(r"[^\w' ]+", " ", text.lower()).split()
 
 
 class SpeculativeReply:
@@ -45,7 +41,7 @@ class SpeculativeReply:
             self._responses.put_nowait(None)
 
     def matches(self, final_text: str) -> bool:
-        return _words(final_text) == _words(self.text)
+        return meaningful_words(final_text) == meaningful_words(self.text)
 
     def cancel(self, outcome: str = "missed") -> None:
         self._task.cancel()

@@ -1,0 +1,36 @@
+"""Which words of a transcript count: fillers and backchannels do not stop a reply or change a speculated one."""
+
+import pytest
+
+from services.gateway.speculation import SpeculativeReply
+from services.gateway.spoken_words import interrupts, meaningful_words
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize("heard", ["", "Hmm.", "Mm-hmm.", "uh-huh", "Um, uh...", "Oh!", "mhm mhm"])
+def test_backchannels_and_fillers_do_not_interrupt(heard):
+    assert meaningful_words(heard) == [] and not interrupts(heard, 1)
+
+
+@pytest.mark.parametrize("heard, words", [("Stop.", 1), ("Hmm, wait a second", 3), ("No, no!", 2)])
+def test_other_words_do(heard, words):
+    assert len(meaningful_words(heard)) == words and interrupts(heard, 1)
+
+
+def test_the_session_threshold_counts_words_and_zero_means_any_word():
+    assert not interrupts("Wait.", 2) and interrupts("Wait, stop.", 2)
+    assert interrupts("Stop.", 0) and not interrupts("Hmm.", 0)
+
+
+@pytest.mark.parametrize("paused, final, kept", [
+    ("What is your name", "What is your name?", True),
+    ("um what is your name", "What is your name?", True),
+    ("What is your name?", "What is your name, uh", True),
+    ("What is your", "What is your name?", False),
+    ("What is your name?", "What is your game?", False),
+])
+def test_a_speculated_reply_is_kept_when_the_final_says_the_same_words(paused, final, kept):
+    speculation = SpeculativeReply.__new__(SpeculativeReply)  # the rule alone, without starting an LLM call
+    speculation.text = paused
+    assert speculation.matches(final) is kept
