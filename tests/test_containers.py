@@ -88,6 +88,16 @@ def test_the_shared_avatars_volume_is_writable_by_the_gateway_user(compose_stack
     assert result.returncode == 0 and result.stdout.strip() == "10001", result.stderr
 
 
+def test_cpu_images_carry_the_cpu_build_of_torch(compose_stack):
+    """PyPI's default torch is the CUDA build (GBs of NVIDIA libraries); the CPU images must not carry it."""
+    containers = compose_stack.containers()
+    for service in ("llm", "sda", "gateway"):
+        result = compose_stack.engine_run("exec", containers[service], "python", "-c",
+                                          "import importlib.metadata as m, torch; print(torch.__version__, "
+                                          "any(d.metadata['Name'].startswith('nvidia-') for d in m.distributions()))")
+        assert result.stdout.split() == ["2.13.0+cpu", "False"], (service, result.stdout, result.stderr[-500:])
+
+
 async def test_a_spoken_turn_through_the_containers_gets_a_transcript_a_reply_and_frames(compose_stack):
     ws = await open_session(compose_stack)
     try:

@@ -79,6 +79,12 @@ def test_dockerfile_lints_clean_and_starts_what_the_local_runner_starts(spec):
     assert "HEALTHCHECK" in text and f'"services.common.healthcheck", "{spec.name}"' in text
 
 
+def test_the_build_context_leaves_out_nested_builds_and_secrets():
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {"**/node_modules", "**/dist", "**/.venv", ".env", ".git"} <= ignored
+    assert "wheels" not in ignored, "the CPU torch wheel is installed from the build context"
+
+
 def _documents(path: Path) -> list[dict]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
