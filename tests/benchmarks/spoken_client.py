@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 
+from services.gateway import media
 from tests.speech import to_linear16
 from tests.voices import RATE, Utterance
 
@@ -37,34 +38,45 @@ async def talk(ws, utterance: Utterance, marks: dict, trailing_s: float = 2.0) -
 
 
 async def spoken_turn(ws, utterance: Utterance) -> dict:
-    """One turn: seconds from the voiced end to the end of turn, first audio and first frame; the final
-    transcript; the gateway's own latency report and whether its speculation was kept."""
+    """One utterance and what answered it. A pause inside it may end a turn early (the reply to the first part is
+    then interrupted by the rest), so the answer is the reply to the utterance's last turn: seconds from the
+    voiced end to its end of turn and first frame, how many turns the utterance made, all its final transcripts,
+    and the gateway's latency report and speculation for that last turn."""
     marks: dict = {}
     talker = asyncio.create_task(talk(ws, utterance, marks))
-    times, transcript = {}, ""
+    finals: list[tuple[int, str]] = []
+    first_frame, end_of_turn, ended = {}, {}, {}
     try:
-        while True:
-            raw = await asyncio.wait_for(ws.recv(), 180)
+        while not (talker.done() and finals and (not finals[-1][1] or finals[-1][0] in ended)):
+            try:
+                raw = await asyncio.wait_for(ws.recv(), 0.5)
+            except TimeoutError:
+                continue
             now = time.perf_counter()
             if isinstance(raw, bytes):
-                times.setdefault("first_audio", now)
-                if raw[0] == 2:
-                    times.setdefault("first_frame", now)
+                item = media.parse(raw)
+                if item["kind"] == "video":
+                    first_frame.setdefault(item["turn"], now)
                 continue
             event = json.loads(raw)
             if event["type"] == "end_of_turn":
-                times.setdefault("end_of_turn", now)
+                end_of_turn.setdefault(event["turn"], now)
             elif event["type"] == "transcript" and event["final"]:
-                transcript = event["text"]
-                if not transcript:  # nothing recognised: no reply will come
-                    await talker
-                    return {"transcript": "", "latency": {}, "speculated": False}
+                finals.append((event["turn"], event["text"]))
+            elif event["type"] == "turn_end":
+                ended[event["turn"]] = event
             elif event["type"] == "error":
                 raise RuntimeError(f"the gateway answered with an error: {event}")
-            elif event["type"] == "turn_end":
-                await talker
-                return ({k: v - marks["voiced_end"] for k, v in times.items()}
-                        | {"transcript": transcript, "reply": event["reply"], "latency": event["latency_ms"],
-                           "speculated": event["speculated"]})
+        await talker
     finally:
         talker.cancel()
+    said = [text for _, text in finals if text]
+    result = {"transcript": " ".join(said), "turns": len(said), "latency": {}, "speculated": False}
+    last = finals[-1][0]
+    if last in ended:
+        result |= {"latency": ended[last]["latency_ms"], "speculated": ended[last]["speculated"],
+                   "reply": ended[last]["reply"]}
+    for name, times in (("first_frame", first_frame), ("end_of_turn", end_of_turn)):
+        if last in times:
+            result[name] = times[last] - marks["voiced_end"]
+    return result
