@@ -29,8 +29,8 @@ from tests.voices import UNFAMILIAR, Voice, say
 QUESTIONS = [
     "Hello! How are you today?", "What is your name?", "Can you recommend a good book?",
     "Tell me a story about a brave little boat on the sea.", "What should I cook for dinner?",
-    "Tell me something about the ocean.", "Why do leaves change colour in autumn?",
-    "Can you explain how a rainbow forms, step by step?", "What is your favourite season?",
+    "Tell me something about the ocean.", "Why do leaves change color in autumn?",
+    "Can you explain how a rainbow forms, step by step?", "What is your favorite season?",
     "Thank you, that was nice. Goodbye!",
 ]
 RUNS = int(os.environ.get("BENCH_E2E_RUNS", "3"))
