@@ -8,8 +8,8 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from deploy.images.build import ROOT, SERVICES, choose_engine
-from deploy.images.compose import bases_env, compose_command
+from deploy.images.build import ROOT, SERVICES, bases_env, choose_engine
+from deploy.images.compose import compose_command
 from services.runner.redis_server import free_port
 
 HEALTHY_WITHIN_S = 420  # five models loading at once on two cores

@@ -27,7 +27,6 @@ LONG_QUESTION = "Please tell me a long story about a brave little boat on the se
 @pytest.fixture(scope="module")
 def compose_stack():
     stack = ComposeStack()
-    stack.down()
     try:
         stack.up()
         ready = stack.wait_healthy()

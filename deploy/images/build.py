@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 OUT = ROOT / "var" / "images"
+BASES_ENV = OUT / "bases.env"
 SERVICES = ("asr", "llm", "tts", "sda", "gateway")
 # name -> (the image the project names, the stand-in offline_bases.sh builds)
 BASES = {
@@ -87,8 +88,14 @@ def resolve_bases(engine: str) -> dict[str, str]:
             chosen[name] = result.stdout.strip().splitlines()[-1]
         log(f"{name}={chosen[name]}")
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "bases.env").write_text("".join(f"{k}={v}\n" for k, v in chosen.items()))
+    BASES_ENV.write_text("".join(f"{k}={v}\n" for k, v in chosen.items()))
     return chosen
+
+
+def bases_env() -> dict[str, str]:
+    """The base images the last build chose (compose reads them for its build args and the redis image)."""
+    lines = BASES_ENV.read_text().splitlines() if BASES_ENV.exists() else []
+    return dict(line.split("=", 1) for line in lines if "=" in line)
 
 
 def fetch_torch_wheel() -> None:

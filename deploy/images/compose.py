@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 
-from deploy.images.build import OUT, choose_engine
+from deploy.images.build import OUT, bases_env, choose_engine
 
 
 def compose_command(engine: str) -> list[str]:
@@ -24,13 +24,6 @@ def compose_command(engine: str) -> list[str]:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "podman-compose==1.6.0"], check=True)
     return [str(tool)]
-
-
-def bases_env() -> dict[str, str]:
-    """The base images the last build chose (compose reads them for its build args and the redis image)."""
-    path = OUT / "bases.env"
-    lines = path.read_text().splitlines() if path.exists() else []
-    return dict(line.split("=", 1) for line in lines if "=" in line)
 
 
 def main() -> int:

@@ -1,6 +1,7 @@
 """Speculation: the LLM starts on the partial transcript decoded when the speaker paused, before the end-of-turn
-silence has run out. If the final transcript says the same words (fillers, case and punctuation aside), the reply already under way is kept (its first
-tokens are there when the turn ends); if not, it is cancelled and the reply starts on the final.
+silence has run out. If the final transcript says the same words (fillers, case and punctuation aside), the reply
+already under way is kept (its first tokens are there when the turn ends); if not, it is cancelled and the reply
+starts on the final.
 
 The speculative start opens the turn's trace: its `turn` span (and the `llm` call under it) becomes the kept
 reply's span; a dropped speculation ends its span renamed `speculation (<outcome>)`."""

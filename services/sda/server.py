@@ -35,8 +35,8 @@ class SdaService(sda_pb2_grpc.SdaServiceServicer):
         sda_pb2_grpc.add_SdaServiceServicer_to_server(self, server)
 
     def load(self) -> None:
-        torch.set_num_threads(self._settings.threads)
         s = self._settings
+        torch.set_num_threads(s.threads)
         self._avatars = AvatarBook(s.checkpoint_path, s.avatars_dir, choose_device(s.device))
         avatar = self._avatars.load_default()
         Animator(avatar, 16000, pcm.LINEAR16, 0).push(b"\0\0" * 16000)  # warm-up

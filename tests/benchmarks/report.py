@@ -21,6 +21,11 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
 
+def met(value: float, target: float, unit=ms) -> str:
+    """"met", or by how much a figure that must stay at or under `target` missed it."""
+    return "met" if value <= target else f"missed by {unit(value - target)}"
+
+
 @dataclass
 class Section:
     title: str
