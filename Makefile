@@ -62,10 +62,10 @@ $(WEB)/dist/index.html: $(WEB)/package.json $(WEB)/package-lock.json $(WEB)/vite
 clean:
 	rm -rf gen $(VENV) .pytest_cache $(WEB)/node_modules $(WEB)/dist
 
-# Reproduces the shipped default avatar (services/sda/checkpoints/default.pt) on this machine's CPU;
+# Reproduces the shipped default avatar (core/sda/checkpoints/default.pt) on this machine's CPU;
 # add ARGS="--accelerator gpu" to train on a GPU.
 sda-default: setup
 	$(PY) -m pipelines.sda.synthetic --out var/sda/data-default --sentences 200 --seed 1
 	$(PY) -m pipelines.sda.train --data var/sda/data-default --out var/sda/run-default --steps 800 --batch-size 4 --no-resume $(ARGS)
 	$(PY) -m pipelines.sda.evaluate var/sda/run-default/generator.pt
-	cp var/sda/run-default/generator.pt services/sda/checkpoints/default.pt
+	cp var/sda/run-default/generator.pt core/sda/checkpoints/default.pt

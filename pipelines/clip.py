@@ -9,12 +9,13 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from core.atomic import atomic_dir
+from core.sda.model import SdaConfig
 from pipelines.diarize import source_speech_probabilities, target_segments
 from pipelines.face_track import track_face
 from pipelines.options import Options
-from pipelines.sda.model import SdaConfig
 from pipelines.speech_regions import RATE, STEP_S, Segment
-from pipelines.workspace import PipelineError, Workspace, atomic_dir
+from pipelines.workspace import PipelineError, Workspace
 
 NEEDS = ["create_dataset", "diarize"]
 MIN_S, MAX_S = 1.0, 8.0

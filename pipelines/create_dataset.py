@@ -6,9 +6,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from core.atomic import atomic_dir
 from pipelines.media import extract_audio, probe
 from pipelines.options import Options
-from pipelines.workspace import PipelineError, Workspace, atomic_dir
+from pipelines.workspace import PipelineError, Workspace
 
 NEEDS: list[str] = []
 

@@ -3,7 +3,7 @@ from scratch where no `.nemo` model is at hand to fine-tune."""
 
 import re
 
-from services.tts.text_normalizer import normalize
+from core.tts.text_normalizer import normalize
 
 LABELS = list(" abcdefghijklmnopqrstuvwxyz'")
 

@@ -15,9 +15,15 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from core.atomic import atomic_dir, write_json
 from pipelines.options import Options
-from pipelines.speech_regions import RATE, Segment, speech_probabilities, speech_segments
-from pipelines.workspace import PipelineError, Workspace, atomic_dir, write_json
+from pipelines.speech_regions import (
+    RATE,
+    Segment,
+    speech_probabilities,
+    speech_segments,
+)
+from pipelines.workspace import PipelineError, Workspace
 
 NEEDS = ["create_dataset"]
 VAD_DIR = "vad"

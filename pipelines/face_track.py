@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.sda.face_rig import _dlib_models, crop, crop_box, landmarks
 from pipelines.media import read_frames
-from pipelines.sda.face_rig import _dlib_models, crop, crop_box, landmarks
 
 DETECT_EVERY = 12  # frames between detections; landmarks follow the face in between
 MAX_WIDTH = 640  # frames are scaled down to this width first

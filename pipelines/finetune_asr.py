@@ -11,6 +11,7 @@ from pathlib import Path
 
 import soundfile as sf
 
+from core.atomic import atomic_path
 from pipelines.ctc_recipe import ctc_config, ctc_text
 from pipelines.options import Options
 from pipelines.workspace import PipelineError, Workspace
@@ -70,10 +71,8 @@ def run(ws: Workspace, opts: Options) -> dict:
         model = EncDecCTCModel(cfg=OmegaConf.create(ctc_config(str(manifest), batch_size=batch)), trainer=trainer)
     trainer.fit(model)
     target = ws.root / MODEL
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name("asr.partial.nemo")
-    model.save_to(str(partial))
-    partial.replace(target)
+    with atomic_path(target) as partial:
+        model.save_to(str(partial))
     loss = trainer.callback_metrics.get("train_loss")
     return {"model": MODEL, "clips": count, "steps": trainer.global_step, "from": str(opts.asr_base or "scratch"),
             "last_loss": round(float(loss), 4) if loss is not None else None}

@@ -14,10 +14,11 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from core.atomic import atomic_dir
 from pipelines.lora_gguf import TARGET_MODULES, write_adapter
 from pipelines.options import Options
 from pipelines.speech_regions import RATE
-from pipelines.workspace import PipelineError, Workspace, atomic_dir
+from pipelines.workspace import PipelineError, Workspace
 
 NEEDS = ["create_dataset", "diarize", "clip", "review"]
 ADAPTER = "models/llm-adapter.gguf"
@@ -34,7 +35,7 @@ def persona_name(ws: Workspace, opts: Options) -> str:
 
 
 def conversation_pairs(ws: Workspace) -> list[tuple[str, str]]:
-    from services.asr.backends.whisper_ct2 import WhisperCt2Backend
+    from core.asr.backends.whisper_ct2 import WhisperCt2Backend
 
     final = json.loads((ws.root / "transcripts_final.json").read_text())
     diarization = {d["source"]: d["segments"] for d in json.loads((ws.root / "diarization.json").read_text())}
@@ -80,8 +81,8 @@ def run(ws: Workspace, opts: Options) -> dict:
     from torch.utils.tensorboard import SummaryWriter
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from services.llm.backends.llama_cpp_backend import packaged_model
-    from services.llm.persona import Persona
+    from core.llm.backends.llama_cpp_backend import packaged_model
+    from core.llm.persona import Persona
 
     pairs = conversation_pairs(ws)
     if not pairs:

@@ -11,10 +11,11 @@ import shutil
 
 import soundfile as sf
 
+from core.atomic import atomic_dir
 from pipelines.media import extract_audio
 from pipelines.options import Options
 from pipelines.tts.ljspeech import SAMPLE_RATE, Utterance, write_ljspeech
-from pipelines.workspace import PipelineError, Workspace, atomic_dir
+from pipelines.workspace import PipelineError, Workspace
 
 NEEDS = ["create_dataset", "clip", "review"]
 VOICE = "models/voice"

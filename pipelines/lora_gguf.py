@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.atomic import atomic_path
+
 TARGET_MODULES = ["v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 _GGUF_NAMES = {
     "self_attn.v_proj": "attn_v",
@@ -41,16 +43,15 @@ def gguf_tensors(state_dict: dict) -> dict[str, np.ndarray]:
 def write_adapter(path: Path, state_dict: dict, alpha: float, architecture: str = "llama") -> Path:
     import gguf
 
-    partial = path.with_name(path.stem + ".partial.gguf")
-    writer = gguf.GGUFWriter(str(partial), architecture)
-    writer.add_string("general.type", "adapter")
-    writer.add_string("adapter.type", "lora")
-    writer.add_float32("adapter.lora.alpha", float(alpha))
-    for name, array in sorted(gguf_tensors(state_dict).items()):
-        writer.add_tensor(name, np.ascontiguousarray(array))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    partial.replace(path)
+    with atomic_path(path) as partial:
+        writer = gguf.GGUFWriter(str(partial), architecture)
+        writer.add_string("general.type", "adapter")
+        writer.add_string("adapter.type", "lora")
+        writer.add_float32("adapter.lora.alpha", float(alpha))
+        for name, array in sorted(gguf_tensors(state_dict).items()):
+            writer.add_tensor(name, np.ascontiguousarray(array))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
     return path

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.atomic import atomic_path
 from pipelines.workspace import PipelineError
 
 
@@ -51,16 +52,14 @@ def probe(path: Path) -> MediaInfo:
 
 def extract_audio(source: Path, target: Path, rate: int = 16000) -> None:
     """The first audio track as mono 16-bit WAV at `rate` (written next to `target`, then moved in)."""
-    partial = target.with_name(target.stem + ".partial.wav")
-    result = subprocess.run(
-        [_tool("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(source), "-vn", "-ac", "1", "-ar", str(rate),
-         "-c:a", "pcm_s16le", str(partial)],
-        capture_output=True, text=True,
-    )
-    if result.returncode != 0:
-        partial.unlink(missing_ok=True)
-        raise PipelineError(f"could not extract audio from {source.name}: {result.stderr.strip()[:200]}")
-    partial.replace(target)
+    with atomic_path(target) as partial:
+        result = subprocess.run(
+            [_tool("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(source), "-vn", "-ac", "1", "-ar",
+             str(rate), "-c:a", "pcm_s16le", str(partial)],
+            capture_output=True, text=True,
+        )
+        if result.returncode != 0:
+            raise PipelineError(f"could not extract audio from {source.name}: {result.stderr.strip()[:200]}")
 
 
 def read_frames(source: Path, start_s: float, duration_s: float, fps: int, width: int, height: int) -> Iterator[np.ndarray]:

@@ -16,14 +16,15 @@ import shutil
 
 import cv2
 
+from core.atomic import write_json
+from core.avatar_bundle import AVATAR_ID, AvatarBundle, is_default
+from core.sda.checkpoint import load_generator
 from pipelines.finetune_asr import MODEL as ASR_MODEL
 from pipelines.finetune_llm import ADAPTER, persona_name
 from pipelines.finetune_tts import VOICE
 from pipelines.options import Options
-from pipelines.sda.checkpoint import load_generator
 from pipelines.train_sda import GENERATOR
-from pipelines.workspace import PipelineError, Workspace, atomic_dir, write_json
-from services.common.avatar_ids import AVATAR_ID
+from pipelines.workspace import PipelineError, Workspace
 
 NEEDS = ["review", "finetune_asr", "finetune_tts", "finetune_llm", "train_sda"]
 
@@ -35,28 +36,28 @@ def key(ws: Workspace, opts: Options) -> dict:
 
 def avatar_id(ws: Workspace, opts: Options) -> str:
     chosen = opts.avatar_id or ws.name
-    if chosen == "default" or not AVATAR_ID.fullmatch(chosen):
+    if is_default(chosen) or not AVATAR_ID.fullmatch(chosen):
         raise PipelineError(f"avatar id {chosen!r} must be letters, digits, - and _ (at most 64), and not 'default'")
     return chosen
 
 
 def run(ws: Workspace, opts: Options) -> dict:
     chosen = avatar_id(ws, opts)
-    target = opts.avatars_dir / chosen
-    with atomic_dir(target) as staging:
-        shutil.copy(ws.root / GENERATOR, staging / "generator.pt")
-        _, photo = load_generator(staging / "generator.pt")
+    with AvatarBundle.at(opts.avatars_dir, chosen).publishing() as bundle:
+        staging = bundle.folder
+        shutil.copy(ws.root / GENERATOR, bundle.generator)
+        _, photo = load_generator(bundle.generator)
         cv2.imwrite(str(staging / "still.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
-        (staging / "persona.json").write_text(json.dumps({"name": persona_name(ws, opts)}))
+        bundle.write_persona(name=persona_name(ws, opts))
         said = json.loads((ws.root / "transcripts_final.json").read_text())
-        (staging / "knowledge").mkdir()
-        (staging / "knowledge" / "said.txt").write_text("\n\n".join(said.values()) + "\n")
-        shutil.copy(ws.root / ADAPTER, staging / "llm-adapter.gguf")
-        shutil.copytree(ws.root / VOICE, staging / "voice")
+        bundle.knowledge.mkdir()
+        (bundle.knowledge / "said.txt").write_text("\n\n".join(said.values()) + "\n")
+        shutil.copy(ws.root / ADAPTER, bundle.adapter)
+        shutil.copytree(ws.root / VOICE, bundle.voice)
         shutil.copy(ws.root / ASR_MODEL, staging / "asr.nemo")
         write_json(staging / "bundle.json", {
             "avatar_id": chosen,
             "dataset": ws.name,
             "stages": {stage: ws.manifest(stage) for stage in NEEDS},
         })
-    return {"avatar_id": chosen, "bundle": str(target)}
+    return {"avatar_id": chosen, "bundle": str(opts.avatars_dir / chosen)}

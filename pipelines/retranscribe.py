@@ -25,7 +25,7 @@ def key(ws: Workspace, opts: Options) -> dict:
 
 
 def run(ws: Workspace, opts: Options) -> dict:
-    from services.asr.backends.nemo_ctc import NemoBackend
+    from core.asr.backends.nemo_ctc import NemoBackend
 
     final = json.loads((ws.root / "transcripts_final.json").read_text())
     asr = NemoBackend(str(ws.root / MODEL), device="cpu")

@@ -15,8 +15,9 @@ import json
 import re
 from collections import Counter, defaultdict
 
+from core.atomic import atomic_path, write_json
 from pipelines.options import Options
-from pipelines.workspace import PipelineError, Workspace, write_json
+from pipelines.workspace import PipelineError, Workspace
 
 NEEDS = ["transcribe"]
 CORRECTIONS = "corrections.csv"
@@ -120,9 +121,7 @@ def _load(ws: Workspace) -> dict:
 
 
 def write_csv(path, header, rows) -> None:
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("w", newline="") as f:
+    with atomic_path(path) as partial, partial.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
-    partial.replace(path)

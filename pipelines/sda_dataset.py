@@ -13,15 +13,16 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from core.atomic import atomic_dir
+from core.audio import resample
+from core.sda.face_rig import FaceError, FaceRig
+from core.sda.model import SdaConfig
+from core.tts.text_normalizer import normalize
 from pipelines.face_track import MAX_WIDTH
 from pipelines.media import read_frames
 from pipelines.options import Options
-from pipelines.sda.face_rig import FaceError, FaceRig
-from pipelines.sda.model import SdaConfig
 from pipelines.sda.video_dataset import write_video_dataset
-from pipelines.workspace import PipelineError, Workspace, atomic_dir
-from services.common.audio import resample
-from services.tts.text_normalizer import normalize
+from pipelines.workspace import PipelineError, Workspace
 
 NEEDS = ["create_dataset", "clip", "review", "finetune_tts"]
 
@@ -68,8 +69,8 @@ def _photo(ws: Workspace, clip: dict, frame: int, cfg: SdaConfig) -> np.ndarray:
 
 
 def run(ws: Workspace, opts: Options) -> dict:
+    from core.tts.backends.coqui_vits import CoquiVitsBackend
     from pipelines.finetune_tts import VOICE
-    from services.tts.backends.coqui_vits import CoquiVitsBackend
 
     cfg = SdaConfig()
     final = json.loads((ws.root / "transcripts_final.json").read_text())

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.asr.vad import WINDOW, SileroVad
+from core.asr.vad import WINDOW, SileroVad
 
 RATE = 16000
 STEP_S = WINDOW / RATE

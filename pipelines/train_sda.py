@@ -4,8 +4,9 @@ resumes); the generator file, carrying the avatar's photo, lands in `models/gene
 
 import shutil
 
+from core.atomic import atomic_path
+from core.sda.checkpoint import DEFAULT_GENERATOR
 from pipelines.options import Options
-from pipelines.sda.photo_avatar import DEFAULT_GENERATOR
 from pipelines.workspace import Workspace
 
 NEEDS = ["sda_dataset"]
@@ -24,8 +25,6 @@ def run(ws: Workspace, opts: Options) -> dict:
     generator = train(ws.root / "sda_data", run_dir, steps=opts.sda_steps, batch_size=4, resume=resume,
                       init_from=DEFAULT_GENERATOR, accelerator=opts.accelerator, devices=opts.devices)
     target = ws.root / GENERATOR
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name("generator.partial.pt")
-    shutil.copy(generator, partial)
-    partial.replace(target)
+    with atomic_path(target) as partial:
+        shutil.copy(generator, partial)
     return {"generator": GENERATOR, "steps": opts.sda_steps, "from": DEFAULT_GENERATOR.name}

@@ -9,9 +9,10 @@ Output: `transcripts.json`, {clip id: {text, words, confidence, second, second_b
 import soundfile as sf
 from tqdm import tqdm
 
+from core.asr.backends.base_backend import Word
+from core.atomic import write_json
 from pipelines.options import Options
-from pipelines.workspace import Workspace, write_json
-from services.asr.backends.base_backend import Word
+from pipelines.workspace import Workspace
 
 NEEDS = ["clip"]
 
@@ -25,7 +26,7 @@ def _text(words: list[Word]) -> str:
 
 
 def run(ws: Workspace, opts: Options) -> dict:
-    from services.asr.backends.whisper_ct2 import WhisperCt2Backend
+    from core.asr.backends.whisper_ct2 import WhisperCt2Backend
 
     clips = ws.require("clip")["clips"]
     first = WhisperCt2Backend(beam_size=5)

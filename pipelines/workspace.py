@@ -1,6 +1,6 @@
-"""A dataset's folder (`data/<name>/`), its per-stage manifests, and atomic writes.
+"""A dataset's folder (`data/<name>/`) and its per-stage manifests.
 
-Every stage writes its outputs under a `.partial` name and renames them into place at the end, then writes its
+Every stage writes its outputs atomically (`core.atomic`), then writes its
 manifest last: a stage either finished (manifest present, outputs whole) or it did not, and re-running it starts
 clean. A manifest records the manifests it was built from, so a stage whose inputs changed runs again.
 """
@@ -9,39 +9,16 @@ import hashlib
 import json
 import re
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from core.atomic import write_json
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 class PipelineError(Exception):
     """A problem with the user's input or an earlier stage's output, worded for the user."""
-
-
-def write_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(data, indent=2, ensure_ascii=False))
-    partial.replace(path)
-
-
-@contextmanager
-def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yields an empty staging folder that replaces `target` only when the block finishes without error. The
-    staging folder is hidden (`.<name>.partial`), so a service scanning the parent never takes it for an entry."""
-    partial = target.with_name(f".{target.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
-        yield partial
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,11 @@ def redis_url():
 def stack(redis_url):
     """All five services as separate processes, started once for the whole run."""
     # A quick avatar fine-tunes for a few steps only in tests.
-    quick = {"GATEWAY_PHOTO_AVATAR_STEPS": "3", "GATEWAY_PHOTO_AVATAR_SENTENCES": "3",
+    quick = {"WORKER_STEPS": "3", "WORKER_SENTENCES": "3", "WORKER_HEARTBEAT_S": "0.5", "WORKER_LEASE_S": "4",
              # every process prints its spans, one JSON line each, into its log (test_tracing reads them)
              "OTEL_TRACES_EXPORTER": "console"}
     started = Stack(redis_url, extra_env=quick).start()
-    for name in ("asr", "llm", "tts", "sda", "gateway"):
+    for name in started.specs:
         started.wait(name)
     yield started
     started.stop()

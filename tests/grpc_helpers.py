@@ -3,9 +3,9 @@
 import time
 
 import numpy as np
-
 from avatar.asr.v1 import asr_pb2
 from avatar.common.v1 import common_pb2
+
 from tests.speech import to_linear16
 
 CHUNK_S = 0.1

@@ -5,9 +5,9 @@ import re
 
 import numpy as np
 
-from services.common.audio import resample
-from services.tts.backends.piper_voice import PiperBackend
-from services.tts.text_normalizer import normalize
+from core.audio import resample
+from core.tts.backends.piper_voice import PiperBackend
+from core.tts.text_normalizer import normalize
 
 # Sentences no test or model was tuned on; numbers and names are spelled as the voice reads them.
 SENTENCES = [

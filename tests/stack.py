@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from services.runner.health import SERVING, status
@@ -30,7 +30,7 @@ class Stack:
         for spec in chosen:
             port = free_port()
             metrics_port = port if not spec.grpc else free_port()
-            self.specs[spec.name] = ServiceSpec(spec.name, port, metrics_port, spec.grpc)
+            self.specs[spec.name] = replace(spec, port=port, metrics_port=metrics_port)
         for spec in self.specs.values():
             self.start_one(spec.name)
         return self
@@ -38,7 +38,8 @@ class Stack:
     def env(self) -> dict:
         env = dict(os.environ, REDIS_URL=self.redis_url, PYTHONUNBUFFERED="1",
                    LLM_AVATARS_DIR=str(self.avatars_dir), SDA_AVATARS_DIR=str(self.avatars_dir),
-                   GATEWAY_AVATARS_DIR=str(self.avatars_dir), TTS_AVATARS_DIR=str(self.avatars_dir), **self.extra_env)
+                   GATEWAY_AVATARS_DIR=str(self.avatars_dir), TTS_AVATARS_DIR=str(self.avatars_dir),
+                   WORKER_AVATARS_DIR=str(self.avatars_dir), **self.extra_env)
         for spec in self.specs.values():
             env[f"{spec.env_prefix}PORT"] = str(spec.port)
             if spec.grpc:

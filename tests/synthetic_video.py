@@ -14,10 +14,10 @@ import cv2
 import numpy as np
 import soundfile as sf
 
-from pipelines.sda.face_rig import FaceRig
+from core.audio import resample
+from core.sda.face_rig import FaceRig
 from pipelines.sda.mouth_render import MouthRenderer
 from pipelines.sda.synthetic import default_photo
-from services.common.audio import resample
 from tests.speech import SENTENCES, speak
 
 RATE = 16000

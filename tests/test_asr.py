@@ -3,8 +3,8 @@
 import grpc
 import numpy as np
 import pytest
-
 from avatar.asr.v1 import asr_pb2, asr_pb2_grpc
+
 from tests.grpc_helpers import asr_requests, with_silence
 from tests.speech import SENTENCES, speak, wer
 

@@ -12,8 +12,8 @@ import grpc
 import numpy as np
 import pytest
 import soundfile
-
 from avatar.asr.v1 import asr_pb2, asr_pb2_grpc
+
 from pipelines.ctc_recipe import ctc_config, ctc_text
 from services.runner.health import SERVING, status
 from services.runner.redis_server import free_port

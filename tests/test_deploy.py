@@ -68,7 +68,7 @@ def test_gpu_override_gives_each_gpu_stage_its_own_gpu_and_tells_it_to_use_it():
 
 @pytest.mark.parametrize("spec", SERVICES, ids=lambda s: s.name)
 def test_dockerfile_lints_clean_and_starts_what_the_local_runner_starts(spec):
-    dockerfile = ROOT / "services" / spec.name / "Dockerfile"
+    dockerfile = ROOT / spec.dockerfile
     hadolint = shutil.which("hadolint", path=str(BIN)) or shutil.which("hadolint")
     result = run(hadolint, "--failure-threshold", "info", str(dockerfile))
     assert result.returncode == 0, result.stdout
@@ -76,7 +76,7 @@ def test_dockerfile_lints_clean_and_starts_what_the_local_runner_starts(spec):
     cmd = json.loads(re.findall(r"^CMD (\[.*\])$", text, re.M)[-1])
     assert cmd == command(spec, "python")
     assert re.search(r"^USER 10001$", text, re.M), "images run as a non-root user"
-    assert "HEALTHCHECK" in text and f'"services.common.healthcheck", "{spec.name}"' in text
+    assert "HEALTHCHECK" in text and f'"services.runner.healthcheck", "{spec.name}"' in text
 
 
 def test_the_build_context_leaves_out_nested_builds_and_secrets():
@@ -114,13 +114,13 @@ def test_pods_run_restricted_and_autoscaled_deployments_leave_replicas_to_the_au
             assert "replicas" not in deployment["spec"], f"{name}: replicas beside an autoscaler"
 
 
-def test_only_the_gateway_reaches_the_stages_and_redis():
+def test_only_the_gateway_reaches_the_stages_and_only_the_gateway_and_worker_reach_redis():
     policies = _documents(K8S / "base" / "network.yaml")
+    allowed = {"grpc": {"gateway"}, "redis": {"gateway", "worker"}}
     for policy in policies:
-        gated = [rule for rule in policy["spec"]["ingress"] if "from" in rule]
-        assert all(rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "gateway"}}}]
-                   for rule in gated)
-        assert all(port["port"] in ("grpc", "redis") for rule in gated for port in rule["ports"])
+        for rule in (rule for rule in policy["spec"]["ingress"] if "from" in rule):
+            sources = {peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for peer in rule["from"]}
+            assert all(sources <= allowed[port["port"]] for port in rule["ports"]), rule
     selected = {v for p in policies for e in p["spec"]["podSelector"].get("matchExpressions", []) for v in e["values"]}
     selected |= {p["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") for p in policies}
     assert {"asr", "llm", "tts", "sda", "redis"} <= selected

@@ -7,11 +7,11 @@ import urllib.request
 import grpc
 import numpy as np
 import pytest
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-
 from avatar.asr.v1 import asr_pb2, asr_pb2_grpc
 from avatar.common.v1 import common_pb2
 from avatar.tts.v1 import tts_pb2, tts_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
 from services.runner.health import SERVING, status
 from services.runner.redis_server import free_port
 from tests.grpc_helpers import asr_requests

@@ -6,14 +6,14 @@ from collections import Counter, defaultdict
 
 import grpc
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from avatar.asr.v1 import asr_pb2, asr_pb2_grpc
 from avatar.common.v1 import common_pb2
 from avatar.llm.v1 import llm_pb2, llm_pb2_grpc
 from avatar.sda.v1 import sda_pb2, sda_pb2_grpc
 from avatar.tts.v1 import tts_pb2, tts_pb2_grpc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from services.runner.health import SERVING, status
 from tests.fuzz_strategies import message
 

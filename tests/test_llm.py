@@ -8,9 +8,9 @@ import time
 
 import grpc
 import pytest
-
 from avatar.llm.v1 import llm_pb2, llm_pb2_grpc
-from services.llm.backends.llama_cpp_backend import packaged_model
+
+from core.llm.backends.llama_cpp_backend import packaged_model
 from services.runner.health import status
 from services.runner.redis_server import free_port
 from services.runner.topology import ServiceSpec

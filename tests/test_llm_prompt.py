@@ -2,9 +2,9 @@
 evaluated prefix), whatever facts each question retrieves and however long the conversation grows."""
 
 import pytest
-
 from avatar.llm.v1 import llm_pb2
-from services.llm.persona import Persona
+
+from core.llm.persona import Persona
 from services.llm.prompt import build_messages
 
 pytestmark = pytest.mark.unit

@@ -1,4 +1,4 @@
-"""One photo → a new avatar: posted to the gateway, fine-tuned in the background, then animated by id."""
+"""One photo → a new avatar: posted to the gateway, made by the avatar worker, then animated by id."""
 
 import time
 
@@ -7,10 +7,10 @@ import grpc
 import httpx
 import numpy as np
 import pytest
-from skimage import data
-
 from avatar.common.v1 import common_pb2
 from avatar.sda.v1 import sda_pb2, sda_pb2_grpc
+from skimage import data
+
 from tests.speech import speak, to_linear16
 
 pytestmark = pytest.mark.e2e
@@ -34,20 +34,34 @@ def test_unusable_photos_are_refused_with_a_reason(stack, image, reason):
     assert reply.status_code == 422 and reason in reply.json()["detail"]
 
 
+def test_an_oversized_photo_is_refused_whole(stack):
+    too_big = png(data.astronaut()) + b"\0" * (10 * 1024 * 1024)
+    reply = httpx.post(f"http://{stack.address('gateway')}/v1/avatars", files={"photo": ("p.png", too_big)})
+    assert reply.status_code == 413 and "exceeds" in reply.json()["detail"]
+
+
+def make(base: str, name: str) -> str:
+    reply = httpx.post(f"{base}/v1/avatars", files={"photo": ("me.png", png(data.astronaut()))}, data={"name": name})
+    assert reply.status_code == 202
+    return reply.json()["avatar_id"]
+
+
+def follow(base: str, avatar_id: str, until=("done", "failed"), timeout: float = 240, every: float = 0.5) -> list[dict]:
+    """The job's statuses, read every `every` s until its state is one of `until`."""
+    deadline = time.monotonic() + timeout
+    seen = []
+    while not seen or (seen[-1]["state"] not in until and time.monotonic() < deadline):
+        time.sleep(every if seen else 0)
+        seen.append(httpx.get(f"{base}/v1/avatars/{avatar_id}").json())
+    return seen
+
+
 def test_a_photo_becomes_an_avatar_that_talks(stack):
     base = f"http://{stack.address('gateway')}"
-    reply = httpx.post(f"{base}/v1/avatars", files={"photo": ("me.png", png(data.astronaut()))}, data={"name": "Eileen"})
-    assert reply.status_code == 202
-    avatar_id = reply.json()["avatar_id"]
-    deadline = time.monotonic() + 240
-    progress = []
-    while True:
-        status = httpx.get(f"{base}/v1/avatars/{avatar_id}").json()
-        progress.append(status["progress"])
-        if status["state"] != "running" or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    assert status["state"] == "done", status
+    avatar_id = make(base, "Eileen")
+    statuses = follow(base, avatar_id)
+    assert statuses[-1]["state"] == "done", statuses[-1]
+    progress = [s["progress"] for s in statuses]
     assert progress == sorted(progress)
     assert avatar_id in httpx.get(f"{base}/v1/avatars").json()["avatars"]
 
@@ -59,3 +73,17 @@ def test_a_photo_becomes_an_avatar_that_talks(stack):
         frames = [r.frame for r in sda_pb2_grpc.SdaServiceStub(channel).StreamingAnimate(iter(requests), timeout=60)
                   if r.WhichOneof("result") == "frame"]
     assert len(frames) > 25
+
+
+def test_a_worker_killed_mid_job_leaves_it_failed_with_a_reason_and_the_next_job_runs(stack):
+    base = f"http://{stack.address('gateway')}"
+    first = make(base, "Killed")
+    assert follow(base, first, until=("running", "done", "failed"), every=0.05)[-1]["state"] == "running"
+    stack.kill("worker")
+    second = make(base, "Next")
+    failed = follow(base, first, timeout=30)[-1]  # the lease in the tests is 4 s
+    assert failed["state"] == "failed" and "no heartbeat" in failed["error"], failed
+    assert httpx.get(f"{base}/v1/avatars/{second}").json()["state"] == "queued"
+    stack.start_one("worker")
+    stack.wait("worker")
+    assert follow(base, second)[-1]["state"] == "done"

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import websockets
-
 from avatar.llm.v1 import llm_pb2, llm_pb2_grpc
 from avatar.sda.v1 import sda_pb2_grpc
+
 from tests.grpc_helpers import asr_requests, with_silence
 from tests.speech import SENTENCES, speak, wer
 from tests.stack import ROOT, Stack

@@ -6,10 +6,10 @@ import cv2
 import grpc
 import numpy as np
 import pytest
-
 from avatar.common.v1 import common_pb2
 from avatar.sda.v1 import sda_pb2, sda_pb2_grpc
-from pipelines.sda.face_rig import FaceRig
+
+from core.sda.face_rig import FaceRig
 from tests.speech import speak, to_linear16
 from tests.stack import ROOT
 

@@ -5,7 +5,7 @@ import math
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from pipelines.sda.checkpoint import load_generator
+from core.sda.checkpoint import load_generator
 from pipelines.sda.synthetic import default_photo, write_dataset
 from pipelines.sda.train import train
 

@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import grpc
 import pytest
 import websockets
-
 from avatar.tts.v1 import tts_pb2, tts_pb2_grpc
+
 from tests.stack import Stack
 from tests.test_gateway_ws import hello, next_event, send_speech
 

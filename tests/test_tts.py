@@ -5,10 +5,10 @@ import time
 import grpc
 import numpy as np
 import pytest
-
 from avatar.tts.v1 import tts_pb2, tts_pb2_grpc
-from services.asr.backends.whisper_ct2 import WhisperCt2Backend
-from services.common.audio import resample
+
+from core.asr.backends.whisper_ct2 import WhisperCt2Backend
+from core.audio import resample
 from tests.speech import SENTENCES, wer
 
 pytestmark = pytest.mark.contract

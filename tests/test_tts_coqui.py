@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
-
 from avatar.tts.v1 import tts_pb2, tts_pb2_grpc
+
+from core.tts.backends.piper_voice import packaged_voice
+from core.tts.text_normalizer import normalize
 from pipelines.tts.ljspeech import Utterance, write_ljspeech
 from pipelines.tts.train import train
-from services.tts.backends.piper_voice import packaged_voice
-from services.tts.text_normalizer import normalize
 from tests.speech import SENTENCES, voice
 from tests.stack import Stack
 from tests.test_tts import pcm, synthesize

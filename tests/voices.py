@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile
 
-from services.common.audio import resample
+from core.audio import resample
 from tests import noises
 
 RATE = 16000

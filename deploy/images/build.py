@@ -1,4 +1,4 @@
-"""Builds the five service images with Docker or Podman: `make images` (python3 -m deploy.images.build).
+"""Builds the service images (the five of a conversation, and the avatar worker) with Docker or Podman: `make images` (python3 -m deploy.images.build).
 
 - Engine: Docker when its daemon answers, else Podman (set up by deploy/images/setup_podman.sh when missing);
   AVATAR_ENGINE=docker|podman chooses.
@@ -23,11 +23,14 @@ import sys
 import time
 from pathlib import Path
 
+from services.runner.topology import SERVICES as TOPOLOGY
+
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 OUT = ROOT / "var" / "images"
 BASES_ENV = OUT / "bases.env"
-SERVICES = ("asr", "llm", "tts", "sda", "gateway")
+SPECS = {spec.name: spec for spec in TOPOLOGY}
+SERVICES = tuple(SPECS)
 # name -> (the image the project names, the stand-in offline_bases.sh builds)
 BASES = {
     "PYTHON_IMAGE": ("python:3.11-slim-bookworm", "python"),
@@ -113,7 +116,7 @@ def fetch_torch_wheel() -> None:
 
 def build(engine: str, service: str, bases: dict[str, str], extra_args: list[str]) -> dict:
     tag = f"avatar-{service}"
-    args = [engine, "build", "-f", f"services/{service}/Dockerfile", "-t", tag]
+    args = [engine, "build", "-f", SPECS[service].dockerfile, "-t", tag]
     if engine == "podman":
         args += ["--format", "docker", "--network", "host"]
         if HOST_CA.exists():
@@ -156,7 +159,7 @@ def write_docs(report: dict) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("services", nargs="*", help=f"some of {', '.join(SERVICES)} (default: all five)")
+    parser.add_argument("services", nargs="*", help=f"some of {', '.join(SERVICES)} (default: all)")
     parser.add_argument("--build-arg", action="append", default=[], help="passed to every build, e.g. DEVICE=cuda")
     parser.add_argument("--no-cache", action="store_true", help="build every layer anew (a cold build's time)")
     parser.add_argument("--write-docs", action="store_true", help="put the times and sizes in docs/deploy.md")

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from pipelines.sda.checkpoint import load_generator
-from pipelines.sda.dataset import audio_windows, to_image, to_tensor
-from pipelines.sda.face_rig import OUTER_LIPS, FaceRig, landmarks
-from pipelines.sda.model import Generator
+from core.sda.checkpoint import load_generator
+from core.sda.face_rig import OUTER_LIPS, FaceRig, landmarks
+from core.sda.features import audio_windows, to_image, to_tensor
+from core.sda.model import Generator
 from pipelines.sda.mouth_render import MouthRenderer
 from pipelines.sda.speech_script import random_sentences, speak_clip
 
@@ -56,7 +56,7 @@ def animate(generator: Generator, still: np.ndarray, audio: np.ndarray, frames: 
 
 
 def evaluate(path: Path, sentences: int = 12, seed: int = HELD_OUT_SEED) -> Scores:
-    from services.tts.backends.piper_voice import PiperBackend
+    from core.tts.backends.piper_voice import PiperBackend
 
     generator, photo = load_generator(path)
     cfg = generator.cfg

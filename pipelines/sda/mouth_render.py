@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from pipelines.sda.face_rig import INNER_LIPS, JAW, OUTER_LIPS
+from core.sda.face_rig import INNER_LIPS, JAW, OUTER_LIPS
 
 _CAVITY = (45, 14, 18)
 _TEETH = (228, 222, 212)

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.common.audio import resample
-from services.tts.backends.base_backend import TtsBackend
-from services.tts.visemes import viseme_of
+from core.audio import resample
+from core.tts.backends.base_backend import TtsBackend
+from core.tts.visemes import viseme_of
 
 OPENING_OF_VISEME = {
     "aa": 1.0, "O": 0.8, "E": 0.65, "hh": 0.45, "I": 0.45, "RR": 0.35, "U": 0.35, "kk": 0.35,
@@ -70,7 +70,7 @@ def loudness_gate(audio: np.ndarray, frames: int, samples_per_frame: int) -> np.
 
 def speak_clip(voice: TtsBackend, text: str, sample_rate: int, fps: int, lead_s: float = 0.2) -> SpokenClip:
     """Speak `text`, with `lead_s` of silence before and after, and derive the per-frame openings."""
-    from services.tts.backends.base_backend import Phoneme
+    from core.tts.backends.base_backend import Phoneme
 
     utterance = voice.synthesize(text, 1.0)
     audio = resample(utterance.audio, voice.voice.sample_rate, sample_rate)

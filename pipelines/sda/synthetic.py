@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from pipelines.sda.model import SdaConfig
+from core.atomic import atomic_dir
+from core.sda.model import SdaConfig
 from pipelines.sda.speech_script import random_sentences, speak_clip
 
 FORMAT_VERSION = 1
@@ -29,7 +30,7 @@ def default_photo() -> np.ndarray:
 
 
 def write_dataset(out: Path, photo: np.ndarray, sentences: int, seed: int, cfg: SdaConfig = SdaConfig()) -> Path:
-    from services.tts.backends.piper_voice import PiperBackend
+    from core.tts.backends.piper_voice import PiperBackend
 
     voice = PiperBackend()
     voice.load()
@@ -37,8 +38,12 @@ def write_dataset(out: Path, photo: np.ndarray, sentences: int, seed: int, cfg: 
         speak_clip(voice, text, cfg.sample_rate, cfg.fps)
         for text in tqdm(random_sentences(sentences, seed), desc="speaking sentences", unit="clip")
     ]
-    tmp = out.with_name(out.name + ".partial")
-    tmp.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(out) as tmp:  # the dataset appears whole or not at all
+        _write(tmp, photo, clips, cfg, seed)
+    return out
+
+
+def _write(tmp: Path, photo: np.ndarray, clips: list, cfg: SdaConfig, seed: int) -> None:
     cv2.imwrite(str(tmp / "face.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
     np.savez_compressed(
         tmp / "clips.npz",
@@ -50,12 +55,6 @@ def write_dataset(out: Path, photo: np.ndarray, sentences: int, seed: int, cfg: 
     meta = {"format": FORMAT_VERSION, "sample_rate": cfg.sample_rate, "fps": cfg.fps,
             "height": cfg.height, "width": cfg.width, "seed": seed, "clips": len(clips)}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-    if out.exists():
-        for f in out.iterdir():
-            f.unlink()
-        out.rmdir()
-    tmp.rename(out)  # the dataset appears whole or not at all
-    return out
 
 
 def main() -> None:

@@ -14,9 +14,15 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from pipelines.sda.checkpoint import load_generator, save_generator
+from core.sda.checkpoint import load_generator, save_generator
+from core.sda.model import (
+    FrameDiscriminator,
+    Generator,
+    SdaConfig,
+    SequenceDiscriminator,
+    SyncDiscriminator,
+)
 from pipelines.sda.dataset import SyntheticClips
-from pipelines.sda.model import FrameDiscriminator, Generator, SdaConfig, SequenceDiscriminator, SyncDiscriminator
 from pipelines.sda.video_dataset import VideoClips
 
 

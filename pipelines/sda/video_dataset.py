@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pipelines.sda.dataset import audio_windows, to_tensor
-from pipelines.sda.face_rig import FaceRig
-from pipelines.sda.model import SdaConfig
+from core.sda.face_rig import FaceRig
+from core.sda.features import audio_windows, to_tensor
+from core.sda.model import SdaConfig
 
 FORMAT_VERSION = 2
 

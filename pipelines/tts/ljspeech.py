@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from services.common.audio import resample
-from services.tts.text_normalizer import normalize
+from core.atomic import write_text
+from core.audio import resample
+from core.tts.text_normalizer import normalize
 
 SAMPLE_RATE = 22050
 
@@ -36,9 +37,7 @@ def write_ljspeech(folder: Path, utterances: Iterable[Utterance]) -> int:
         sf.write(wavs / f"{item.id}.wav", audio, SAMPLE_RATE, subtype="PCM_16")
         text = " ".join(item.text.replace("|", " ").split())
         rows.append((item.id, text, normalize(text)))
-    partial = folder / "metadata.csv.partial"
-    partial.write_text("".join("|".join(row) + "\n" for row in rows))
-    partial.replace(folder / "metadata.csv")
+    write_text(folder / "metadata.csv", "".join("|".join(row) + "\n" for row in rows))
     return len(rows)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from core.atomic import atomic_path
 from pipelines.tts.coqui_compat import use_soundfile
 from pipelines.tts.vits_recipe import vits_config
 
@@ -82,10 +83,9 @@ def export_voice(model, config, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     weights = {k: v for k, v in model.state_dict().items() if not k.startswith("disc.")}
     config.model_args.init_discriminator = False
-    partial = folder / (VOICE_WEIGHTS + ".partial")
-    torch.save({"model": weights}, partial)
     config.save_json(str(folder / VOICE_CONFIG))
-    partial.replace(folder / VOICE_WEIGHTS)
+    with atomic_path(folder / VOICE_WEIGHTS) as partial:  # the weights last: a voice is there once they are
+        torch.save({"model": weights}, partial)
     log.info("voice written to %s", folder)
     return folder
 

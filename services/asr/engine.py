@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.asr.backends.base_backend import AsrBackend, Word
-from services.asr.vad import WINDOW, SileroVad
+from core.asr.backends.base_backend import AsrBackend, Word
+from core.asr.vad import WINDOW, SileroVad
 
 SAMPLE_RATE = 16000
 

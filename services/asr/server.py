@@ -4,11 +4,14 @@ import asyncio
 import time
 
 import grpc
-
 from avatar.asr.v1 import asr_pb2, asr_pb2_grpc
 from avatar.common.v1 import common_pb2
-from services.asr.backends.base_backend import AsrBackend
-from services.asr.backends.whisper_ct2 import WhisperCt2Backend
+
+from core import audio
+from core.asr.backends.base_backend import AsrBackend
+from core.asr.backends.whisper_ct2 import WhisperCt2Backend
+from core.asr.vad import SileroVad
+from core.errors import BadRequest, NotFound
 from services.asr.config import AsrSettings
 from services.asr.engine import (
     SAMPLE_RATE,
@@ -18,15 +21,15 @@ from services.asr.engine import (
     Transcript,
     TurnEnded,
 )
-from services.asr.vad import SileroVad
-from services.common import audio, metrics
-from services.common.errors import BadRequest, NotFound
+from services.common import metrics
 from services.common.streams import check_chunk_size, read_config
 
 
 def make_backend(settings: AsrSettings) -> AsrBackend:
     if settings.backend == "nemo":
-        from services.asr.backends.nemo_ctc import NemoBackend  # NeMo is heavy: imported only when chosen
+        from core.asr.backends.nemo_ctc import (
+            NemoBackend,  # NeMo is heavy: imported only when chosen
+        )
 
         return NemoBackend(settings.model_path, settings.device)
     return WhisperCt2Backend(settings.model_path, settings.device, settings.threads, settings.beam_size)

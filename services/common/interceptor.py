@@ -8,8 +8,8 @@ from collections.abc import Callable
 import grpc
 from opentelemetry import trace
 
+from core.errors import AvatarError, NotReady, Overloaded
 from services.common import metrics
-from services.common.errors import AvatarError, NotReady, Overloaded
 from services.common.tracing import incoming_context, tag_meta
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 from collections.abc import AsyncIterator
 
-from services.common.errors import BadRequest
+from core.errors import BadRequest
 from services.common.logs import bind_meta
 
 

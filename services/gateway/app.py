@@ -2,7 +2,6 @@
 
 import asyncio
 from contextlib import asynccontextmanager
-
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Response, WebSocket
@@ -11,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 from redis.exceptions import RedisError
 
+from core.avatar_jobs import AvatarJobs
 from services.common.tracing import setup_tracing, shutdown_tracing
 from services.gateway import avatar_api, openai_api
 from services.gateway.config import GatewaySettings
@@ -31,10 +31,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.settings = settings
         app.state.store = SessionStore(settings.redis_url, settings.session_ttl_s)
         app.state.clients = StageClients(settings)
+        app.state.jobs = AvatarJobs.from_url(settings.redis_url)
         setup_tracing("avatar.gateway")
         yield
         await app.state.clients.close()
         await app.state.store.close()
+        await app.state.jobs.close()
         shutdown_tracing()
 
     app = FastAPI(title="Avatar gateway", version="1", lifespan=lifespan)

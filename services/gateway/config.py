@@ -22,9 +22,6 @@ class GatewaySettings(BaseSettings):
     # transcript is the same).
     speculation: bool = True
     max_audio_frame_bytes: int = Field(default=64 * 1024, ge=1024)
-    # Made avatars live here (shared with the llm and sda services).
+    # Published avatars (read: which have a voice, which exist); the worker writes them.
     avatars_dir: str = "var/avatars"
     max_photo_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
-    # The quick avatar's fine-tune: steps of batch 4, and synthetic sentences made from the photo.
-    photo_avatar_steps: int = Field(default=150, ge=1)
-    photo_avatar_sentences: int = Field(default=40, ge=2)

@@ -17,16 +17,16 @@ from pathlib import Path
 import grpc
 import numpy as np
 import soundfile
-from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
-from fastapi.responses import PlainTextResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field
-
 from avatar.asr.v1 import asr_pb2
 from avatar.common.v1 import common_pb2
 from avatar.llm.v1 import llm_pb2
 from avatar.sda.v1 import sda_pb2
 from avatar.tts.v1 import tts_pb2
-from services.common.audio import encode_linear16
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
+
+from core.audio import encode_linear16
 from services.gateway.grpc_streams import bidi
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])

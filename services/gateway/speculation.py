@@ -9,10 +9,10 @@ reply's span; a dropped speculation ends its span renamed `speculation (<outcome
 import asyncio
 
 import grpc
+from avatar.llm.v1 import llm_pb2
 from opentelemetry import trace
 from prometheus_client import Counter
 
-from avatar.llm.v1 import llm_pb2
 from services.common.tracing import outgoing_metadata, start_child_span, start_turn_span
 from services.gateway.grpc_streams import responses
 from services.gateway.spoken_words import meaningful_words

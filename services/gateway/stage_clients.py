@@ -4,14 +4,13 @@ import asyncio
 import json
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from avatar.asr.v1 import asr_pb2_grpc
 from avatar.llm.v1 import llm_pb2_grpc
 from avatar.sda.v1 import sda_pb2_grpc
 from avatar.tts.v1 import tts_pb2_grpc
-from services.gateway.config import GatewaySettings
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.gateway.config import GatewaySettings
 
 # With dns:/// addresses of headless Services, round robin spreads new streams over every pod, and only over pods
 # whose grpc.health.v1 says SERVING (a replica still loading or draining gets no new stream). A new call that

@@ -15,15 +15,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
-from opentelemetry import trace
-
 from avatar.common.v1 import common_pb2
 from avatar.llm.v1 import llm_pb2
 from avatar.sda.v1 import sda_pb2
 from avatar.tts.v1 import tts_pb2
-from services.gateway import media
-from services.common.avatar_ids import AVATAR_ID
+from opentelemetry import trace
+
+from core.avatar_bundle import AVATAR_ID
 from services.common.tracing import outgoing_metadata, start_child_span, start_turn_span
+from services.gateway import media
 from services.gateway.grpc_streams import bidi, responses
 from services.gateway.protocol import ErrorCode, error_event
 from services.gateway.speculation import SpeculativeReply

@@ -12,19 +12,31 @@ import time
 import uuid
 
 import grpc
+from avatar.asr.v1 import asr_pb2
+from avatar.common.v1 import common_pb2
 from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
-from avatar.asr.v1 import asr_pb2
-from avatar.common.v1 import common_pb2
 from services.gateway.config import GatewaySettings
 from services.gateway.grpc_streams import bidi
-from services.gateway.protocol import PROTOCOL_VERSION, EndOfAudio, ErrorCode, Hello, error_event
+from services.gateway.protocol import (
+    PROTOCOL_VERSION,
+    EndOfAudio,
+    ErrorCode,
+    Hello,
+    error_event,
+)
 from services.gateway.session_store import SessionStore
-from services.gateway.stage_clients import StageClients
 from services.gateway.speculation import SpeculativeReply
 from services.gateway.spoken_words import interrupts
-from services.gateway.turn_pipeline import OUTPUT_RATE, StageFailed, TurnPipeline, avatar_voice, generate_request
+from services.gateway.stage_clients import StageClients
+from services.gateway.turn_pipeline import (
+    OUTPUT_RATE,
+    StageFailed,
+    TurnPipeline,
+    avatar_voice,
+    generate_request,
+)
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,9 @@ turn's prompt begins with this turn's prompt and llama.cpp reuses its evaluated 
 from collections.abc import Callable
 
 from avatar.llm.v1 import llm_pb2
-from services.common.errors import BadRequest
-from services.llm.persona import Persona
+
+from core.errors import BadRequest
+from core.llm.persona import Persona
 
 _ROLES = {llm_pb2.ROLE_USER: "user", llm_pb2.ROLE_ASSISTANT: "assistant", llm_pb2.ROLE_SYSTEM: "system"}
 _TEMPLATE_OVERHEAD = 8  # tokens the chat template adds per message

@@ -4,22 +4,21 @@ import asyncio
 import threading
 
 import grpc
-
 from avatar.llm.v1 import llm_pb2, llm_pb2_grpc
+
+from core.errors import BadRequest, NotFound
+from core.llm.backends.base_backend import Completion, LlmBackend, Sampling
+from core.llm.backends.llama_cpp_backend import LlamaCppBackend
+from core.llm.backends.openai_compatible import OpenAICompatibleBackend
+from core.llm.persona import Persona, PersonaBook
 from services.common import metrics
-from services.common.errors import BadRequest, NotFound
-from services.llm.backends.base_backend import Completion, LlmBackend, Sampling
-from services.llm.backends.llama_cpp_backend import LlamaCppBackend
-from services.llm.backends.openai_compatible import OpenAICompatibleBackend
 from services.llm.config import LlmSettings
 from services.llm.knowledge import Embedder, Knowledge
-from services.llm.persona import Persona, PersonaBook
 from services.llm.prompt import build_messages
 from services.llm.speakable import speakable
 
 _FINISH = {"stop": llm_pb2.STOP, "length": llm_pb2.LENGTH, "stop_sequence": llm_pb2.STOP_SEQUENCE}
 _DONE = object()
-ADAPTER_FILE = "llm-adapter.gguf"  # an avatar's own LoRA adapter, beside its persona.json
 
 
 def make_backend(settings: LlmSettings) -> LlmBackend:
@@ -85,12 +84,11 @@ class LlmService(llm_pb2_grpc.LlmServiceServicer):
         )
         sampling = self._sampling(request.params)
         budget = self._backend.context_tokens - sampling.max_tokens
-        knowledge = self._personas.folder(request.avatar_id)
-        facts = await asyncio.to_thread(self._knowledge.relevant, knowledge / "knowledge" if knowledge else None, text)
+        bundle = self._personas.bundle(request.avatar_id)
+        facts = await asyncio.to_thread(self._knowledge.relevant, bundle.knowledge if bundle else None, text)
         messages = build_messages(persona, list(request.history), text, self._backend.count_tokens, budget, facts,
                                   s.history_tokens)
-        adapter = knowledge / ADAPTER_FILE if knowledge else None
-        adapter = str(adapter) if adapter and adapter.is_file() else ""
+        adapter = str(bundle.adapter) if bundle and bundle.adapter.is_file() else ""
 
         completion = Completion()
         loop = asyncio.get_running_loop()

@@ -13,11 +13,17 @@ class ServiceSpec:
     name: str
     port: int
     metrics_port: int  # the gateway serves /metrics on its own port
-    grpc: bool  # gRPC stage (health over grpc.health.v1) or the HTTP gateway
+    grpc: bool  # gRPC stage (health over grpc.health.v1), or HTTP (GET /healthz)
+    entry: str = ""  # the module run with python -m (services.<name> when empty)
+    image_dir: str = ""  # the folder holding its Dockerfile (services/<name> when empty)
 
     @property
     def module(self) -> str:
-        return f"services.{self.name}"
+        return self.entry or f"services.{self.name}"
+
+    @property
+    def dockerfile(self) -> str:
+        return f"{self.image_dir or 'services/' + self.name}/Dockerfile"
 
     @property
     def env_prefix(self) -> str:
@@ -31,7 +37,9 @@ STAGES = (
     ServiceSpec("sda", 50054, 9104, grpc=True),
 )
 GATEWAY = ServiceSpec("gateway", 8000, 8000, grpc=False)
-SERVICES = (*STAGES, GATEWAY)
+# Makes avatars from photos for the gateway (jobs through Redis); its port serves Prometheus metrics.
+WORKER = ServiceSpec("worker", 9105, 9105, grpc=False, entry="pipelines.avatar_worker", image_dir="pipelines")
+SERVICES = (*STAGES, GATEWAY, WORKER)
 
 
 def command(spec: ServiceSpec, python: str = sys.executable) -> list[str]:

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipelines.sda.checkpoint import load_generator
-from pipelines.sda.dataset import to_tensor
-from pipelines.sda.face_rig import FaceError, FaceRig
-from pipelines.sda.model import Generator, Identity
-from services.common.avatar_ids import check_avatar_id
-from services.common.errors import BadRequest, NotFound
+from core.avatar_bundle import DEFAULT, AvatarBundle, check_avatar_id
+from core.errors import BadRequest, NotFound
+from core.sda.checkpoint import load_generator
+from core.sda.face_rig import FaceError, FaceRig
+from core.sda.features import to_tensor
+from core.sda.model import Generator, Identity
 
 log = logging.getLogger(__name__)
 
@@ -52,21 +52,19 @@ class AvatarBook:
 
     def load_default(self) -> Avatar:
         generator, photo = load_generator(self._default_path, self._device)
-        avatar = Avatar.build("default", generator, photo)
-        self._loaded["default"] = avatar
+        avatar = Avatar.build(DEFAULT, generator, photo)
+        self._loaded[DEFAULT] = avatar
         return avatar
 
     def ids(self) -> list[str]:
-        made = sorted(p.parent.name for p in self._dir.glob("*/generator.pt")) if self._dir and self._dir.is_dir() else []
-        return ["default", *made]
+        return [DEFAULT, *(AvatarBundle.published(self._dir) if self._dir else [])]
 
     def get(self, avatar_id: str) -> Avatar:
-        avatar_id = avatar_id or "default"
+        avatar_id = avatar_id or DEFAULT
         with self._lock:
             if avatar_id in self._loaded:
                 return self._loaded[avatar_id]
-            check_avatar_id(avatar_id)
-            path = self._dir / avatar_id / "generator.pt" if self._dir else None
+            path = AvatarBundle.at(self._dir, avatar_id).generator if self._dir else check_avatar_id(avatar_id) and None
             if path is None or not path.is_file():
                 raise NotFound(f"unknown avatar {avatar_id!r}; available: {', '.join(self.ids())}")
             generator, photo = load_generator(path, self._device)
@@ -77,7 +75,7 @@ class AvatarBook:
     def from_photo(self, photo: np.ndarray) -> Avatar:
         """A one-off avatar: the default generator animating another face (a fine-tuned avatar looks better)."""
         try:
-            return Avatar.build("photo", self._loaded["default"].generator, photo)
+            return Avatar.build("photo", self._loaded[DEFAULT].generator, photo)
         except FaceError as err:
             raise BadRequest(str(err)) from None
 

@@ -14,7 +14,7 @@ class SdaSettings(ServiceSettings):
     port: int = 50054
     metrics_port: int = 9104
     # The default avatar's generator file (it carries its model config and its face).
-    checkpoint_path: str = "services/sda/checkpoints/default.pt"
+    checkpoint_path: str = "core/sda/checkpoints/default.pt"
     # Made avatars: <avatars_dir>/<avatar_id>/generator.pt
     avatars_dir: str = "var/avatars"
     # auto: the GPU when torch sees one, else the CPU; cuda: the GPU or refuse to start.

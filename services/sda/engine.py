@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pipelines.sda.dataset import audio_windows, to_image
-from services.common import audio as pcm
-from services.common.errors import BadRequest
+from core import audio as pcm
+from core.errors import BadRequest
+from core.sda.features import audio_windows, to_image
 from services.sda.avatars import Avatar
 
 _BATCH = 25  # frames generated in one call when several are ready

@@ -2,9 +2,9 @@
 
 import cv2
 import numpy as np
-
 from avatar.sda.v1 import sda_pb2
-from pipelines.sda.face_rig import FaceRig
+
+from core.sda.face_rig import FaceRig
 
 
 class FrameCodec:

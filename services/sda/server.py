@@ -8,12 +8,13 @@ import cv2
 import grpc
 import numpy as np
 import torch
-
 from avatar.common.v1 import common_pb2
 from avatar.sda.v1 import sda_pb2, sda_pb2_grpc
-from services.common import audio as pcm
+
+from core import audio as pcm
+from core.avatar_bundle import DEFAULT
+from core.errors import BadRequest
 from services.common import metrics
-from services.common.errors import BadRequest
 from services.common.streams import check_chunk_size, read_config
 from services.sda.avatars import Avatar, AvatarBook, choose_device
 from services.sda.config import SdaSettings
@@ -42,12 +43,12 @@ class SdaService(sda_pb2_grpc.SdaServiceServicer):
         Animator(avatar, 16000, pcm.LINEAR16, 0).push(b"\0\0" * 16000)  # warm-up
 
     async def ListAvatars(self, request, context):
-        default = self._avatars.get("default")
+        default = self._avatars.get(DEFAULT)
         h, w = default.rig.photo.shape[:2]
         return sda_pb2.ListAvatarsResponse(
-            avatars=[sda_pb2.AvatarInfo(avatar_id=i, width=w if i == "default" else 0, height=h if i == "default" else 0)
+            avatars=[sda_pb2.AvatarInfo(avatar_id=i, width=w if i == DEFAULT else 0, height=h if i == DEFAULT else 0)
                      for i in self._avatars.ids()],
-            default_avatar="default",
+            default_avatar=DEFAULT,
         )
 
     def _avatar(self, config: sda_pb2.AnimateConfig) -> Avatar:

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.common.audio import resample
-from services.tts.backends.base_backend import Phoneme, TtsBackend
+from core.audio import resample
+from core.tts.backends.base_backend import Phoneme, TtsBackend
+from core.tts.text_normalizer import normalize
 from services.tts.clause_splitter import ClauseSplitter
-from services.tts.text_normalizer import normalize
 
 FLUSH = object()  # an input item: speak what is pending now
 

@@ -5,18 +5,20 @@ import time
 from pathlib import Path
 
 import grpc
-
 from avatar.common.v1 import common_pb2
 from avatar.tts.v1 import tts_pb2, tts_pb2_grpc
-from services.common import audio, metrics
-from services.common.errors import BadRequest, NotFound
+
+from core import audio
+from core.avatar_bundle import AvatarBundle, is_default
+from core.errors import BadRequest, NotFound
+from core.tts.backends.base_backend import TtsBackend
+from core.tts.backends.coqui_vits import CoquiVitsBackend, is_coqui_voice
+from core.tts.backends.piper_voice import PiperBackend
+from core.tts.visemes import viseme_of
+from services.common import metrics
 from services.common.streams import read_config
-from services.tts.backends.base_backend import TtsBackend
-from services.tts.backends.coqui_vits import CoquiVitsBackend, is_coqui_voice
-from services.tts.backends.piper_voice import PiperBackend
 from services.tts.config import TtsSettings
 from services.tts.engine import FLUSH, Chunk, StreamingSynthesizer
-from services.tts.visemes import viseme_of
 
 
 def make_voices(settings: TtsSettings) -> dict[str, TtsBackend]:
@@ -57,13 +59,13 @@ class TtsService(tts_pb2_grpc.TtsServiceServicer):
 
     def _avatar_voices(self) -> dict[str, Path]:
         """Voices of published avatars (`<avatars_dir>/<id>/voice/`), named by the avatar's id."""
-        root = Path(self._settings.avatars_dir) if self._settings.avatars_dir else None
-        if root is None or not root.is_dir():
+        if not self._settings.avatars_dir:
             return {}
-        return {p.parent.name: p for p in sorted(root.glob("*/voice")) if is_coqui_voice(p)}
+        bundles = (AvatarBundle.at(self._settings.avatars_dir, i) for i in AvatarBundle.published(self._settings.avatars_dir))
+        return {b.avatar_id: b.voice for b in bundles if is_coqui_voice(b.voice)}
 
     async def _voice(self, name: str) -> TtsBackend:
-        if name in ("", "default"):
+        if is_default(name):
             return self._voices[self._default]
         if name in self._voices:
             return self._voices[name]

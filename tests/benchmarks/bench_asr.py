@@ -4,9 +4,9 @@ import time
 
 import grpc
 import numpy as np
-
 from avatar.asr.v1 import asr_pb2, asr_pb2_grpc
-from services.asr.backends.whisper_ct2 import WhisperCt2Backend
+
+from core.asr.backends.whisper_ct2 import WhisperCt2Backend
 from tests.benchmarks.report import Section, met, ms, p50, p95
 from tests.grpc_helpers import CHUNK_S, asr_requests
 from tests.speech import SENTENCES, speak, wer

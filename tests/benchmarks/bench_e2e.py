@@ -10,11 +10,11 @@ import time
 
 import grpc
 import numpy as np
-
 from avatar.common.v1 import common_pb2
 from avatar.llm.v1 import llm_pb2, llm_pb2_grpc
 from avatar.sda.v1 import sda_pb2, sda_pb2_grpc
 from avatar.tts.v1 import tts_pb2, tts_pb2_grpc
+
 from services.runner.health import status
 from services.runner.redis_server import free_port
 from services.runner.topology import GATEWAY, ServiceSpec, command

@@ -3,11 +3,11 @@
 import time
 
 import grpc
-
 from avatar.llm.v1 import llm_pb2, llm_pb2_grpc
-from services.llm.backends.base_backend import Completion, Sampling
-from services.llm.backends.llama_cpp_backend import LlamaCppBackend, packaged_model
-from services.llm.persona import Persona
+
+from core.llm.backends.base_backend import Completion, Sampling
+from core.llm.backends.llama_cpp_backend import LlamaCppBackend, packaged_model
+from core.llm.persona import Persona
 from tests.benchmarks.report import Section, ms, p50, p95
 
 PROMPTS = [

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-
 from avatar.common.v1 import common_pb2
 from avatar.sda.v1 import sda_pb2, sda_pb2_grpc
+
 from pipelines.sda.synthetic import default_photo, write_dataset
 from pipelines.sda.train import train
 from tests.benchmarks.report import Section, ms, p50, p95

@@ -3,11 +3,11 @@
 import time
 
 import grpc
-
 from avatar.tts.v1 import tts_pb2, tts_pb2_grpc
-from services.tts.backends.piper_voice import PiperBackend
+
+from core.tts.backends.piper_voice import PiperBackend
+from core.tts.text_normalizer import normalize
 from services.tts.clause_splitter import ClauseSplitter
-from services.tts.text_normalizer import normalize
 from tests.benchmarks.report import Section, ms, p50, p95
 
 REPLIES = [

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.asr.backends.base_backend import Word
+from core.asr.backends.base_backend import Word
 
 log = logging.getLogger(__name__)
 

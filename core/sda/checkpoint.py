@@ -6,22 +6,24 @@ import cv2
 import numpy as np
 import torch
 
-from pipelines.sda.model import Generator, SdaConfig
+from core.atomic import atomic_path
+from core.sda.model import Generator, SdaConfig
 
 FORMAT_VERSION = 1
+# The generator that ships: the default avatar, and where fine-tuning starts.
+DEFAULT_GENERATOR = Path(__file__).parent / "checkpoints" / "default.pt"
 
 
 def save_generator(path: Path, generator: Generator, photo: np.ndarray) -> Path:
     ok, png = cv2.imencode(".png", cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
     assert ok
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {"format": FORMAT_VERSION, "config": generator.cfg.to_dict(),
-         "state_dict": {k: v.half() if v.is_floating_point() else v for k, v in generator.state_dict().items()},
-         "photo_png": png.tobytes()},
-        tmp,
-    )
-    tmp.replace(path)
+    with atomic_path(path) as partial:
+        torch.save(
+            {"format": FORMAT_VERSION, "config": generator.cfg.to_dict(),
+             "state_dict": {k: v.half() if v.is_floating_point() else v for k, v in generator.state_dict().items()},
+             "photo_png": png.tobytes()},
+            partial,
+        )
     return path
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.tts.backends.base_backend import SILENT_MARKS, Phoneme, Utterance, VoiceSpec
+from core.tts.backends.base_backend import SILENT_MARKS, Phoneme, Utterance, VoiceSpec
 
 log = logging.getLogger(__name__)
 # It notes at INFO, for every sentence, that it expands abbreviations only for named languages.

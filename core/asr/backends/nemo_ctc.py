@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from services.asr.backends.base_backend import Word
+from core.asr.backends.base_backend import Word
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.tts.backends.base_backend import SILENT_MARKS, Phoneme, Utterance, VoiceSpec
+from core.tts.backends.base_backend import SILENT_MARKS, Phoneme, Utterance, VoiceSpec
 
 log = logging.getLogger(__name__)
 

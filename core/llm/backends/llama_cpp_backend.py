@@ -6,8 +6,8 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
-from services.llm.backends.base_backend import Completion, Sampling
-from services.llm.backends.prefix_cache import SessionPrefixCache
+from core.llm.backends.base_backend import Completion, Sampling
+from core.llm.backends.prefix_cache import SessionPrefixCache
 
 log = logging.getLogger(__name__)
 

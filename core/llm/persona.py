@@ -1,11 +1,10 @@
 """Personas: who the avatar is, and the system prompt that makes its replies speakable."""
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from services.common.avatar_ids import check_avatar_id
-from services.common.errors import NotFound
+from core.avatar_bundle import DEFAULT, AvatarBundle, check_avatar_id, is_default
+from core.errors import NotFound
 
 
 @dataclass(frozen=True)
@@ -42,21 +41,19 @@ class PersonaBook:
         self._dir = Path(avatars_dir) if avatars_dir else None
         self._default = default
 
-    def folder(self, avatar_id: str) -> Path | None:
-        """The avatar's folder (persona.json, knowledge/), if it has one."""
-        avatar_id = avatar_id or "default"
-        check_avatar_id(avatar_id)
-        folder = self._dir / avatar_id if self._dir else None
-        return folder if folder is not None and folder.is_dir() else None
+    def bundle(self, avatar_id: str) -> AvatarBundle | None:
+        """The avatar's bundle (persona, knowledge, adapter), if it has a folder."""
+        check_avatar_id(avatar_id or DEFAULT)
+        bundle = AvatarBundle.at(self._dir, avatar_id or DEFAULT) if self._dir else None
+        return bundle if bundle is not None and bundle.folder.is_dir() else None
 
     def get(self, avatar_id: str) -> Persona:
-        folder = self.folder(avatar_id)
-        path = folder / "persona.json" if folder else None
-        if path is None or not path.is_file():
-            if avatar_id in ("", "default"):
+        bundle = self.bundle(avatar_id)
+        data = bundle.read_persona() if bundle else None
+        if data is None:
+            if is_default(avatar_id):
                 return self._default
             raise NotFound(f"unknown avatar {avatar_id!r}")
-        data = json.loads(path.read_text())
         return Persona(
             name=data.get("name", self._default.name),
             style=data.get("style", self._default.style),

@@ -24,6 +24,13 @@ class FaceError(ValueError):
     """The photo cannot become an avatar; the message says why, for a person."""
 
 
+def read_photo(data: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise FaceError("the file is not a JPEG or PNG image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
 @cache
 def _dlib_models():
     import dlib

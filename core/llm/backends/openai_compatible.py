@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import httpx
 
-from services.llm.backends.base_backend import Completion, Sampling
+from core.llm.backends.base_backend import Completion, Sampling
 
 log = logging.getLogger(__name__)
 

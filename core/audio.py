@@ -3,10 +3,10 @@
 from math import gcd
 
 import numpy as np
+from avatar.common.v1 import common_pb2
 from scipy.signal import resample_poly
 
-from avatar.common.v1 import common_pb2
-from services.common.errors import BadRequest
+from core.errors import BadRequest
 
 LINEAR16 = common_pb2.LINEAR16
 FLOAT32 = common_pb2.FLOAT32

@@ -5,7 +5,6 @@ from typing import Protocol
 
 import numpy as np
 
-
 # Stress/length marks and start/end tokens carry no mouth shape of their own: their time goes to the next phoneme.
 SILENT_MARKS = frozenset({"ˈ", "ˌ", "ː", "^", "$"})
 

@@ -1,0 +1,105 @@
+"""A published avatar: one folder under the avatars directory, `<avatars_dir>/<avatar_id>/`, that every service
+reads by the avatar's id and every pipeline writes whole:
+
+    generator.pt        the SDA generator with the avatar's photo (SDA service; its presence publishes the avatar)
+    persona.json        the name and style the avatar speaks with (text engine)
+    knowledge/          plain-text facts the text engine may quote
+    llm-adapter.gguf    a LoRA adapter for the text engine
+    voice/              a Coqui VITS voice: config.json + model.pth (TTS service)
+
+Every part but the generator is optional. The id `default` (or an empty id on the wire) is the avatar that ships
+inside the services: it has no folder.
+"""
+
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.atomic import atomic_dir
+from core.errors import BadRequest
+
+DEFAULT = "default"
+AVATAR_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # a folder name, never a path, never too long for a file system
+
+
+def check_avatar_id(avatar_id: str) -> str:
+    if not AVATAR_ID.fullmatch(avatar_id):
+        raise BadRequest(f"avatar id {avatar_id[:80]!r} may only hold letters, digits, - and _ (at most 64)")
+    return avatar_id
+
+
+def is_default(avatar_id: str) -> bool:
+    return avatar_id in ("", DEFAULT)
+
+
+def wire_id(avatar_id: str) -> str:
+    """The id as the stages' requests carry it: empty for the default avatar."""
+    return "" if is_default(avatar_id) else avatar_id
+
+
+@dataclass(frozen=True)
+class AvatarBundle:
+    folder: Path
+
+    @classmethod
+    def at(cls, avatars_dir: str | Path, avatar_id: str) -> "AvatarBundle":
+        """The bundle of a made avatar (which may not exist yet); BadRequest for an id that is not one."""
+        return cls(Path(avatars_dir) / check_avatar_id(avatar_id))
+
+    @staticmethod
+    def published(avatars_dir: str | Path) -> list[str]:
+        """The ids of every published avatar under `avatars_dir`, sorted."""
+        root = Path(avatars_dir)
+        return sorted(p.parent.name for p in root.glob(f"*/{AvatarBundle.GENERATOR}")) if root.is_dir() else []
+
+    GENERATOR = "generator.pt"
+    PERSONA = "persona.json"
+    KNOWLEDGE = "knowledge"
+    ADAPTER = "llm-adapter.gguf"
+    VOICE = "voice"
+    VOICE_WEIGHTS = "model.pth"  # with config.json: what makes a folder a Coqui voice
+
+    @property
+    def avatar_id(self) -> str:
+        return self.folder.name
+
+    @property
+    def generator(self) -> Path:
+        return self.folder / self.GENERATOR
+
+    @property
+    def persona(self) -> Path:
+        return self.folder / self.PERSONA
+
+    @property
+    def knowledge(self) -> Path:
+        return self.folder / self.KNOWLEDGE
+
+    @property
+    def adapter(self) -> Path:
+        return self.folder / self.ADAPTER
+
+    @property
+    def voice(self) -> Path:
+        return self.folder / self.VOICE
+
+    def is_published(self) -> bool:
+        return self.generator.is_file()
+
+    def has_voice(self) -> bool:
+        return (self.voice / self.VOICE_WEIGHTS).is_file()
+
+    def read_persona(self) -> dict | None:
+        return json.loads(self.persona.read_text()) if self.persona.is_file() else None
+
+    def write_persona(self, **fields) -> None:
+        self.persona.write_text(json.dumps(fields))
+
+    @contextmanager
+    def publishing(self) -> Iterator["AvatarBundle"]:
+        """A staging bundle to fill; it replaces this one, whole, when the block ends without error."""
+        with atomic_dir(self.folder) as staging:
+            yield AvatarBundle(staging)
