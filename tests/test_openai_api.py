@@ -33,7 +33,7 @@ def test_transcriptions(api):
                        data={"response_format": "verbose_json"}).json()
     assert len(verbose["words"]) >= 6 and verbose["duration"] > 2
     missing = api.post("/v1/audio/transcriptions", files={"file": ("a.wav", audio)}, data={"model": "whisper-9"})
-    assert missing.status_code == 404 and "available" in missing.json()["detail"]
+    assert missing.status_code == 404 and "available" in missing.json()["error"]["message"]
     assert api.post("/v1/audio/transcriptions", files={"file": ("a.wav", b"garbage")}).status_code == 400
 
 
@@ -42,14 +42,15 @@ def test_chat_completions_plain_and_streamed(api):
                          {"role": "user", "content": "Say hello in one short sentence."}], "max_tokens": 40}
     reply = api.post("/v1/chat/completions", json=body).json()
     assert reply["choices"][0]["message"]["content"].strip() and reply["choices"][0]["finish_reason"] in ("stop", "length")
+    assert reply["usage"]["prompt_tokens"] > 10 and reply["usage"]["completion_tokens"] > 0
     with api.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as stream:
         lines = [line[6:] for line in stream.iter_lines() if line.startswith("data: ")]
     assert lines[-1] == "[DONE]"
     chunks = [json.loads(line) for line in lines[:-1]]
     assert sum(1 for c in chunks if c["choices"][0]["delta"].get("content")) >= 2
-    assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+    assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length") and chunks[-1]["usage"]["prompt_tokens"] > 10
     missing = api.post("/v1/chat/completions", json={**body, "model": "gpt-99"})
-    assert missing.status_code == 404 and "SmolLM2" in missing.json()["detail"]
+    assert missing.status_code == 404 and "SmolLM2" in missing.json()["error"]["message"]
 
 
 def test_speech(api):
@@ -58,7 +59,7 @@ def test_speech(api):
     samples, rate = soundfile.read(io.BytesIO(reply.content))
     assert rate == 22050 and 1.5 < samples.size / rate < 6
     missing = api.post("/v1/audio/speech", json={"input": "hi", "voice": "nobody"})
-    assert missing.status_code == 404 and "en_US-joe-medium" in missing.json()["detail"]
+    assert missing.status_code == 404 and "en_US-joe-medium" in missing.json()["error"]["message"]
 
 
 def test_avatar_video_from_wav_and_from_a_photo(api, tmp_path):
@@ -74,7 +75,7 @@ def test_avatar_video_from_wav_and_from_a_photo(api, tmp_path):
     assert with_photo.status_code == 200
     blank = cv2.imencode(".png", np.full((300, 300, 3), 200, np.uint8))[1].tobytes()
     refused = api.post("/v1/avatar/video", files={"audio": ("a.wav", wav_bytes(audio)), "photo": ("p.png", blank)})
-    assert refused.status_code == 400 and "no face" in refused.json()["detail"]
+    assert refused.status_code == 400 and "no face" in refused.json()["error"]["message"]
 
 
 def test_openapi_documents_the_endpoints(api):

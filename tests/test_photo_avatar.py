@@ -31,13 +31,13 @@ def png(image: np.ndarray) -> bytes:
 )
 def test_unusable_photos_are_refused_with_a_reason(stack, image, reason):
     reply = httpx.post(f"http://{stack.address('gateway')}/v1/avatars", files={"photo": ("p.png", png(image))})
-    assert reply.status_code == 422 and reason in reply.json()["detail"]
+    assert reply.status_code == 422 and reason in reply.json()["error"]["message"]
 
 
 def test_an_oversized_photo_is_refused_whole(stack):
     too_big = png(data.astronaut()) + b"\0" * (10 * 1024 * 1024)
     reply = httpx.post(f"http://{stack.address('gateway')}/v1/avatars", files={"photo": ("p.png", too_big)})
-    assert reply.status_code == 413 and "exceeds" in reply.json()["detail"]
+    assert reply.status_code == 413 and "exceeds" in reply.json()["error"]["message"]
 
 
 def make(base: str, name: str) -> str:

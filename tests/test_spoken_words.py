@@ -2,7 +2,7 @@
 
 import pytest
 
-from services.gateway.speculation import SpeculativeReply
+from services.gateway.speculation import Speculation
 from services.gateway.spoken_words import interrupts, meaningful_words
 
 pytestmark = pytest.mark.unit
@@ -31,6 +31,6 @@ def test_the_session_threshold_counts_words_and_zero_means_any_word():
     ("What is your name?", "What is your game?", False),
 ])
 def test_a_speculated_reply_is_kept_when_the_final_says_the_same_words(paused, final, kept):
-    speculation = SpeculativeReply.__new__(SpeculativeReply)  # the rule alone, without starting an LLM call
+    speculation = Speculation.__new__(Speculation)  # the rule alone, without starting an LLM call
     speculation.text = paused
     assert speculation.matches(final) is kept

@@ -12,12 +12,13 @@ from redis.exceptions import RedisError
 
 from core.avatar_jobs import AvatarJobs
 from services.common.tracing import setup_tracing, shutdown_tracing
-from services.gateway import avatar_api, openai_api
+from services.gateway import avatar_api, openai_api, rest_errors
 from services.gateway.config import GatewaySettings
+from services.gateway.grpc_stages import grpc_stages
 from services.gateway.rest_auth import require_token
 from services.gateway.session_store import SessionStore
 from services.gateway.stage_clients import StageClients
-from services.gateway.ws_session import WsSession
+from services.gateway.transport import WebSocketTransport
 
 SESSIONS = Counter("avatar_gateway_sessions_total", "WebSocket sessions opened")
 OPEN_SESSIONS = Gauge("avatar_gateway_sessions_open", "WebSocket sessions connected now")
@@ -29,8 +30,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.settings = settings
-        app.state.store = SessionStore(settings.redis_url, settings.session_ttl_s)
+        app.state.store = SessionStore(settings.redis_url, settings.session_ttl_s, settings.history_stored)
         app.state.clients = StageClients(settings)
+        app.state.stages = grpc_stages(app.state.clients)
         app.state.jobs = AvatarJobs.from_url(settings.redis_url)
         setup_tracing("avatar.gateway")
         yield
@@ -40,6 +42,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         shutdown_tracing()
 
     app = FastAPI(title="Avatar gateway", version="1", lifespan=lifespan)
+    rest_errors.install(app)
     app.include_router(avatar_api.router, dependencies=[Depends(require_token)])
     app.include_router(openai_api.router, dependencies=[Depends(require_token)])
 
@@ -68,7 +71,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def websocket(ws: WebSocket):
         SESSIONS.inc()
         with OPEN_SESSIONS.track_inprogress():
-            await WsSession(ws, app.state.store, app.state.clients, settings).run()
+            await WebSocketTransport(ws, app.state.stages, app.state.clients, app.state.store, settings).run()
 
     if WEB_APP.is_dir():
         app.mount("/", StaticFiles(directory=WEB_APP, html=True), name="web")

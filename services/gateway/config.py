@@ -21,6 +21,11 @@ class GatewaySettings(BaseSettings):
     # Start the LLM on the transcript decoded when the user pauses, before the end of turn (kept if the final
     # transcript is the same).
     speculation: bool = True
+    # History: what goes to the text engine with a turn (an estimate of tokens, and messages: the text engine
+    # refuses more than LLM_MAX_HISTORY_MESSAGES), and how much of it a session keeps in Redis.
+    history_tokens: int = Field(default=3000, ge=0)
+    history_messages: int = Field(default=128, ge=0, le=200)
+    history_stored: int = Field(default=400, ge=32)
     max_audio_frame_bytes: int = Field(default=64 * 1024, ge=1024)
     # Published avatars (read: which have a voice, which exist); the worker writes them.
     avatars_dir: str = "var/avatars"

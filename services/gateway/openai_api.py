@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 
 from core.audio import encode_linear16
 from services.gateway.grpc_streams import bidi
+from services.gateway.rest_errors import error_body
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
@@ -141,6 +142,12 @@ def _generate_request(body: ChatRequest) -> llm_pb2.GenerateRequest:
 _FINISH = {llm_pb2.STOP: "stop", llm_pb2.LENGTH: "length", llm_pb2.STOP_SEQUENCE: "stop"}
 
 
+def _usage(usage: llm_pb2.Usage) -> dict:
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": usage.cached_prompt_tokens}}
+
+
 @router.post("/chat/completions")
 async def chat_completions(request: Request, body: ChatRequest):
     """Chat with the text engine (OpenAI `chat.completions`), streamed as server-sent events when `stream`."""
@@ -160,15 +167,17 @@ async def chat_completions(request: Request, body: ChatRequest):
             response = await call.read()
 
     if not body.stream:
-        text, finish, usage = "", "stop", None
-        async for response in responses():
-            text += response.delta
-            if response.finish_reason:
-                finish, usage = _FINISH[response.finish_reason], response.usage
+        text, finish, usage = "", "stop", llm_pb2.Usage()
+        try:
+            async for response in responses():
+                text += response.delta
+                if response.finish_reason:
+                    finish, usage = _FINISH[response.finish_reason], response.usage
+        except grpc.aio.AioRpcError as err:
+            raise _http_error(err) from None
         return {"id": completion_id, "object": "chat.completion", "created": created, "model": model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
-                "usage": {"prompt_tokens": usage.prompt_tokens if usage else 0,
-                          "completion_tokens": usage.completion_tokens if usage else 0}}
+                "usage": _usage(usage)}
 
     async def events():
         try:
@@ -177,8 +186,13 @@ async def chat_completions(request: Request, body: ChatRequest):
                 finish = _FINISH.get(response.finish_reason) if response.finish_reason else None
                 chunk = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
                          "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+                if response.finish_reason:
+                    chunk["usage"] = _usage(response.usage)
                 yield f"data: {json.dumps(chunk)}\n\n"
             yield "data: [DONE]\n\n"
+        except grpc.aio.AioRpcError as err:  # the stream broke midway: say so, in the stream, and end it
+            error = _http_error(err)
+            yield f"data: {json.dumps(error_body(error.status_code, f'the text engine failed: {error.detail}'))}\n\n"
         finally:
             call.cancel()  # the client went away: the generation stops
 

@@ -1,4 +1,5 @@
-"""Per-session state in Redis, so any gateway replica can serve a reconnecting client."""
+"""Per-session state in Redis, so any gateway replica can serve a reconnecting client: the avatar and settings
+the session was opened with, the next turn's number (unique across reconnects), and the capped history."""
 
 import json
 import secrets
@@ -6,11 +7,14 @@ import time
 
 import redis.asyncio as redis
 
+from services.gateway.history import blocks_to_drop
+
 
 class SessionStore:
-    def __init__(self, url: str, ttl_s: int):
+    def __init__(self, url: str, ttl_s: int, max_history: int = 400):
         self._redis = redis.from_url(url, decode_responses=True)
         self._ttl = ttl_s
+        self._max_history = max_history
 
     async def ping(self) -> bool:
         return bool(await self._redis.ping())
@@ -25,24 +29,38 @@ class SessionStore:
     async def create(self, avatar_id: str, settings: dict) -> str:
         session_id = secrets.token_urlsafe(16)
         key = self._key(session_id)
-        await self._redis.hset(
-            key,
-            mapping={"avatar_id": avatar_id, "settings": json.dumps(settings), "created": time.time()},
-        )
+        await self._redis.hset(key, mapping={"avatar_id": avatar_id, "settings": json.dumps(settings),
+                                             "created": time.time(), "next_turn": 0})
         await self._redis.expire(key, self._ttl)
         return session_id
 
     async def get(self, session_id: str) -> dict | None:
+        """avatar_id, settings and next_turn of a session; None when it does not exist (or expired)."""
         data = await self._redis.hgetall(self._key(session_id))
         if not data:
             return None
         await self._redis.expire(self._key(session_id), self._ttl)
-        return {"avatar_id": data["avatar_id"], "settings": json.loads(data["settings"])}
+        await self._redis.expire(self._key(session_id) + ":history", self._ttl)
+        return {"avatar_id": data["avatar_id"], "settings": json.loads(data["settings"]),
+                "next_turn": int(data.get("next_turn", 0))}
 
-    async def append_history(self, session_id: str, role: str, content: str) -> None:
+    async def update(self, session_id: str, avatar_id: str, settings: dict) -> None:
+        await self._redis.hset(self._key(session_id), mapping={"avatar_id": avatar_id, "settings": json.dumps(settings)})
+
+    async def next_turn(self, session_id: str) -> int:
+        """Takes the next turn number of the session (each number once, whichever connection asks)."""
+        return int(await self._redis.hincrby(self._key(session_id), "next_turn", 1))
+
+    async def append_history(self, session_id: str, entry: dict) -> None:
         key = self._key(session_id) + ":history"
-        await self._redis.rpush(key, json.dumps({"role": role, "content": content}))
+        length = await self._redis.rpush(key, json.dumps(entry))
+        drop = blocks_to_drop(length, self._max_history)
+        if drop:
+            await self._redis.ltrim(key, drop, -1)
         await self._redis.expire(key, self._ttl)
+
+    async def replace_last_history(self, session_id: str, entry: dict) -> None:
+        await self._redis.lset(self._key(session_id) + ":history", -1, json.dumps(entry))
 
     async def history(self, session_id: str) -> list[dict]:
         return [json.loads(item) for item in await self._redis.lrange(self._key(session_id) + ":history", 0, -1)]

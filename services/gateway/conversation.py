@@ -1,0 +1,262 @@
+"""One user's conversation on one connection: the session (new or resumed), turns, barge-in, replies, history.
+
+It hears the recogniser's events and transcripts, and answers each final transcript with a reply
+(`reply_pipeline.py`). It owns the conversation's rules:
+- turn numbers are unique in a session, across reconnects (taken from the session store);
+- speech over a reply stops it once it holds words (`spoken_words.py`), while the reply is being made or still
+  playing at the client; the reply is then remembered as what the user heard of it, marked interrupted;
+- speculation: an answer started on the transcript decoded at a pause is kept when the final says the same;
+- history: stored capped, and trimmed before it goes to the text engine (`history.py`);
+- resume: a resumed session keeps its avatar and settings unless the hello changes them.
+Everything it says to the client goes through `emit`; it never raises into the transport.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+from core.avatar_bundle import AVATAR_ID, AvatarBundle, is_default
+from services.gateway import history
+from services.gateway.config import GatewaySettings
+from services.gateway.playback import Playback
+from services.gateway.protocol import PROTOCOL_VERSION, ErrorCode, Hello, SessionSettings, error_event
+from services.gateway.reply_pipeline import ReplyPipeline
+from services.gateway.session_store import SessionStore
+from services.gateway.speculation import SpeculationGate
+from services.gateway.spoken_words import interrupts
+from services.gateway.stages import (
+    OUTPUT_RATE, ListenConfig, ReplyRequest, SpeechEvent, Stages, StageFailed, Transcript, TurnMeta,
+)
+
+log = logging.getLogger(__name__)
+
+
+def avatar_voice(avatars_dir: str, avatar_id: str) -> str:
+    """The voice to ask TTS for: a published avatar's own (its bundle has a voice), else the default ("")."""
+    if is_default(avatar_id) or not avatars_dir or not AVATAR_ID.fullmatch(avatar_id):
+        return ""
+    return avatar_id if AvatarBundle(Path(avatars_dir) / avatar_id).has_voice() else ""
+
+
+class _Reply:
+    """A reply of this conversation: its pipeline, the task running it, and what became of it."""
+
+    def __init__(self, turn: int, pipeline: ReplyPipeline):
+        self.turn = turn
+        self.pipeline = pipeline
+        self.task: asyncio.Task | None = None
+        self.interrupted = False
+
+    def audible(self) -> bool:
+        """Being made, or still playing at the client, and not interrupted."""
+        if self.interrupted:
+            return False
+        return not self.task.done() or self.pipeline.playback.playing()
+
+
+class Conversation:
+    def __init__(self, stages: Stages, store: SessionStore, settings: GatewaySettings,
+                 emit: Callable[[dict | bytes], None], statuses: Callable[[], Awaitable[dict]],
+                 clock: Callable[[], float] = time.monotonic):
+        self._stages = stages
+        self._store = store
+        self._settings = settings
+        self._emit = emit
+        self._statuses = statuses
+        self._clock = clock
+        self.session_id = ""
+        self._avatar_id = "default"
+        self._session_settings = SessionSettings()
+        self._audio_format = ("linear16", 16000)
+        self._turn = 0  # the open turn: the number the next final transcript gets
+        self._history: list[dict] = []
+        self._audio: asyncio.Queue[bytes | None] | None = None
+        self._listening: asyncio.Task | None = None
+        self._reply: _Reply | None = None
+        self._turn_ended_at: dict[int, float] = {}
+        self._speculation = SpeculationGate(stages.llm, settings.speculation)
+        self._writes: asyncio.Task | None = None  # store writes, chained in order
+
+    # --- the session ---
+
+    async def start(self, hello: Hello) -> bool:
+        """A new session, or a stored one resumed; the `ready` event. False when there is no such session."""
+        wanted = hello.settings.model_dump(exclude_unset=True)
+        if hello.session_id:
+            stored = await self._store.get(hello.session_id)
+            if stored is None:
+                self._emit(error_event(ErrorCode.UNKNOWN_SESSION, "no such session (expired?); start a new one"))
+                return False
+            self.session_id = hello.session_id
+            self._avatar_id = hello.avatar_id if "avatar_id" in hello.model_fields_set else stored["avatar_id"]
+            self._session_settings = SessionSettings.model_validate({**stored["settings"], **wanted})
+            self._turn = stored["next_turn"]
+            self._history = await self._store.history(self.session_id)
+            await self._store.update(self.session_id, self._avatar_id, self._session_settings.model_dump())
+        else:
+            self._avatar_id = hello.avatar_id
+            self._session_settings = hello.settings
+            self.session_id = await self._store.create(self._avatar_id, self._session_settings.model_dump())
+        self._audio_format = (hello.audio.encoding, hello.audio.sample_rate)
+        self._emit({
+            "type": "ready",
+            "protocol": PROTOCOL_VERSION,
+            "session_id": self.session_id,
+            "resumed": bool(hello.session_id),
+            "avatar_id": self._avatar_id,
+            "settings": self._session_settings.model_dump(),
+            "next_turn": self._turn,
+            "history_messages": len(self._history),
+            "stages": await self._statuses(),
+            "output_audio": {"sample_rate": OUTPUT_RATE, "encoding": "linear16"},
+        })
+        return True
+
+    async def close(self) -> None:
+        if self._audio is not None:
+            self._audio.put_nowait(None)
+        if self._listening is not None:
+            self._listening.cancel()
+        self._speculation.drop()
+        if self._reply is not None and self._reply.task is not None and not self._reply.task.done():
+            self._barge_in(tell_client=False)  # the connection is gone: remember what was heard
+            await asyncio.gather(self._reply.task, return_exceptions=True)
+        if self._writes is not None:
+            await asyncio.gather(self._writes, return_exceptions=True)
+
+    # --- audio in ---
+
+    def audio(self, frame: bytes) -> None:
+        if self._audio is None:
+            self._audio = asyncio.Queue()
+            self._listening = asyncio.create_task(self._listen(self._audio))
+        self._audio.put_nowait(frame)
+
+    def end_of_audio(self) -> None:
+        """The client stopped sending audio for now: the recogniser finishes the pending turn."""
+        if self._audio is not None:
+            self._audio.put_nowait(None)
+            self._audio = None
+
+    async def _listen(self, audio: asyncio.Queue) -> None:
+        encoding, rate = self._audio_format
+        config = ListenConfig(rate, encoding, self._session_settings.partial_transcripts,
+                              self._session_settings.end_of_turn_silence_ms)
+
+        async def frames() -> AsyncIterator[bytes]:
+            while (frame := await audio.get()) is not None:
+                yield frame
+
+        try:
+            async for message in self._stages.asr.listen(config, frames(), self.session_id):
+                if isinstance(message, SpeechEvent):
+                    self._on_speech_event(message)
+                else:
+                    await self._on_transcript(message)
+        except StageFailed as err:
+            self._emit(error_event(err.code, str(err)))
+        finally:
+            if self._audio is audio:
+                self._audio = None
+
+    def _on_speech_event(self, event: SpeechEvent) -> None:
+        if event.kind == "speech_start":
+            if self._session_settings.barge_in_min_words == 0:
+                self._barge_in()
+        else:
+            self._turn_ended_at[self._turn] = time.perf_counter()
+        self._emit({"type": event.kind, "turn": self._turn, "t": round(event.t, 3)})
+
+    async def _on_transcript(self, transcript: Transcript) -> None:
+        turn = self._turn
+        self._emit({
+            "type": "transcript",
+            "turn": turn,
+            "text": transcript.text,
+            "final": transcript.final,
+            "stability": round(transcript.stability, 3),
+            "words": [{"w": w.w, "start": round(w.start, 3), "end": round(w.end, 3), "p": round(w.p, 3)}
+                      for w in transcript.words],
+        })
+        if interrupts(transcript.text, self._session_settings.barge_in_min_words):
+            self._barge_in()  # words, not a cough or a "mm-hmm": the user is speaking over the reply
+        if not transcript.final:
+            if not self._reply_audible():  # speech over a reply that goes on is not a question to answer
+                self._speculation.on_partial(transcript.text, transcript.speech_paused,
+                                             lambda text: self._request(text, turn))
+            return
+        self._turn = await self._store.next_turn(self.session_id)
+        if transcript.text and not self._reply_audible():
+            self._answer(turn, transcript.text)
+        else:
+            self._speculation.drop()  # nothing said, or a backchannel heard over the reply: no turn to answer
+
+    # --- replies ---
+
+    def _reply_audible(self) -> bool:
+        return self._reply is not None and self._reply.audible()
+
+    def _request(self, text: str, turn: int) -> ReplyRequest:
+        trimmed = history.for_reply(self._history, self._settings.history_tokens, self._settings.history_messages)
+        return ReplyRequest(text, trimmed, self._avatar_id, TurnMeta(self.session_id, turn))
+
+    def _answer(self, turn: int, text: str) -> None:
+        ended_at = self._turn_ended_at.pop(turn, time.perf_counter())
+        speculation = self._speculation.take(text)
+        request = self._request(text, turn)
+        self._remember(history.entry("user", text))
+        voice = avatar_voice(self._settings.avatars_dir, self._avatar_id)
+        pipeline = ReplyPipeline(self._stages, request, voice, self._emit, ended_at, speculation,
+                                 Playback(self._clock))
+        reply = _Reply(turn, pipeline)
+        reply.task = asyncio.create_task(self._run_reply(reply))
+        self._reply = reply
+
+    async def _run_reply(self, reply: _Reply) -> None:
+        try:
+            await reply.pipeline.run()
+        except asyncio.CancelledError:
+            return  # barge-in: `_barge_in` remembered what was heard
+        if reply.pipeline.text and not reply.interrupted:
+            self._remember(history.entry("assistant", reply.pipeline.text))
+
+    def _barge_in(self, tell_client: bool = True) -> None:
+        """The user speaks over the reply: stop what is left of it, tell the client to drop what it queued, and
+        remember the reply as far as it was heard."""
+        reply = self._reply
+        if reply is None or not reply.audible():
+            return
+        reply.interrupted = True
+        heard = reply.pipeline.playback.heard_text()
+        made = not reply.task.done()
+        reply.task.cancel()
+        if tell_client:
+            self._emit({"type": "interrupted", "turn": reply.turn, "heard": heard})
+        if made:
+            if heard:
+                self._remember(history.entry("assistant", heard, interrupted=True))
+        elif self._history and self._history[-1]["role"] == "assistant":
+            self._history[-1] = history.entry("assistant", heard, interrupted=True)
+            last = self._history[-1]
+            self._persist(lambda: self._store.replace_last_history(self.session_id, last))
+
+    def _remember(self, item: dict) -> None:
+        self._history.append(item)
+        del self._history[: history.blocks_to_drop(len(self._history), self._settings.history_stored)]
+        self._persist(lambda: self._store.append_history(self.session_id, item))
+
+    def _persist(self, write: Callable[[], Awaitable[None]]) -> None:
+        """Store writes run one after another, in the order the conversation made them."""
+        previous = self._writes
+
+        async def chained() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            try:
+                await write()
+            except Exception:  # noqa: BLE001 - a store hiccup loses one history entry, not the session
+                log.exception("could not store history of session %s", self.session_id)
+
+        self._writes = asyncio.create_task(chained())

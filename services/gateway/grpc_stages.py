@@ -1,0 +1,145 @@
+"""The stage interfaces (`stages.py`) over the stages' gRPC streams: the proto messages stay in this file."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+
+from avatar.asr.v1 import asr_pb2
+from avatar.common.v1 import common_pb2
+from avatar.llm.v1 import llm_pb2
+from avatar.sda.v1 import sda_pb2
+from avatar.tts.v1 import tts_pb2
+from core.avatar_bundle import wire_id
+from services.gateway.grpc_streams import bidi, responses
+from services.gateway.protocol import ErrorCode
+from services.gateway.stage_clients import StageClients
+from services.gateway.stages import (
+    OUTPUT_RATE, Frame, ListenConfig, Metadata, ReplyRequest, SpeechChunk, SpeechEvent, Stages, StageFailed,
+    Transcript, TurnMeta, Word,
+)
+
+_UNAVAILABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+_ENCODINGS = {"linear16": common_pb2.LINEAR16, "float32": common_pb2.FLOAT32}
+_ROLES = {"user": llm_pb2.ROLE_USER, "assistant": llm_pb2.ROLE_ASSISTANT}
+_OUTPUT_FORMAT = common_pb2.AudioFormat(sample_rate_hz=OUTPUT_RATE, encoding=common_pb2.LINEAR16, channels=1)
+
+
+def stage_failed(stage: str, err: grpc.aio.AioRpcError) -> StageFailed:
+    code = ErrorCode.STAGE_UNAVAILABLE if err.code() in _UNAVAILABLE else ErrorCode.STAGE_ERROR
+    return StageFailed(stage, err.details() or err.code().name, code)
+
+
+def _meta(meta: TurnMeta) -> common_pb2.RequestMeta:
+    return common_pb2.RequestMeta(session_id=meta.session_id, turn_id=meta.turn_id)
+
+
+class GrpcRecognizer:
+    def __init__(self, clients: StageClients):
+        self._clients = clients
+
+    async def listen(self, config: ListenConfig, audio: AsyncIterator[bytes],
+                     session_id: str) -> AsyncIterator[SpeechEvent | Transcript]:
+        meta = common_pb2.RequestMeta(session_id=session_id)
+
+        async def requests():
+            yield asr_pb2.StreamingRecognizeRequest(
+                config=asr_pb2.RecognitionConfig(
+                    format=common_pb2.AudioFormat(sample_rate_hz=config.sample_rate,
+                                                  encoding=_ENCODINGS[config.encoding], channels=1),
+                    partial_results=config.partial_results,
+                    end_of_turn_silence_ms=config.end_of_turn_silence_ms,
+                ),
+                meta=meta,
+            )
+            async for frame in audio:
+                yield asr_pb2.StreamingRecognizeRequest(audio=frame, meta=meta)
+
+        try:
+            async for response in bidi(self._clients.asr.StreamingRecognize, requests()):
+                if response.WhichOneof("result") == "event":
+                    start = response.event.type == asr_pb2.SpeechEvent.SPEECH_START
+                    yield SpeechEvent("speech_start" if start else "end_of_turn", response.event.audio_offset_s)
+                    continue
+                hyp = response.hypothesis
+                yield Transcript(
+                    hyp.transcript, hyp.is_final, hyp.stability, hyp.speech_paused,
+                    tuple(Word(w.word, w.start_s, w.end_s, w.confidence) for w in hyp.words))
+        except grpc.aio.AioRpcError as err:
+            raise stage_failed("speech recognition", err) from None
+
+
+class GrpcTextEngine:
+    def __init__(self, clients: StageClients):
+        self._clients = clients
+
+    async def generate(self, request: ReplyRequest, metadata: Metadata = ()) -> AsyncIterator[str]:
+        message = llm_pb2.GenerateRequest(
+            avatar_id=wire_id(request.avatar_id),
+            history=[llm_pb2.ChatMessage(role=_ROLES[m["role"]], content=m["content"]) for m in request.history],
+            user_text=request.user_text,
+            meta=_meta(request.meta),
+        )
+        try:
+            async for response in responses(self._clients.llm.Generate(message, metadata=metadata), "Generate"):
+                if response.delta:
+                    yield response.delta
+        except grpc.aio.AioRpcError as err:
+            raise stage_failed("text engine", err) from None
+
+
+class GrpcSynthesizer:
+    def __init__(self, clients: StageClients):
+        self._clients = clients
+
+    async def synthesize(self, text: AsyncIterator[str], voice: str, meta: TurnMeta,
+                         metadata: Metadata = ()) -> AsyncIterator[SpeechChunk]:
+        request_meta = _meta(meta)
+
+        async def requests():
+            config = tts_pb2.SynthesisConfig(voice=voice, sample_rate_hz=OUTPUT_RATE)
+            yield tts_pb2.SynthesizeRequest(config=config, meta=request_meta)
+            async for delta in text:
+                yield tts_pb2.SynthesizeRequest(text=delta, meta=request_meta)
+
+        try:
+            async for response in bidi(self._clients.tts.StreamingSynthesize, requests(), metadata=metadata):
+                if response.WhichOneof("result") == "audio":
+                    yield SpeechChunk(response.audio.pcm, response.audio.text)
+        except grpc.aio.AioRpcError as err:
+            raise stage_failed("speech synthesis", err) from None
+
+
+class GrpcAnimator:
+    def __init__(self, clients: StageClients):
+        self._clients = clients
+
+    async def animate(self, audio: AsyncIterator[bytes], avatar_id: str, meta: TurnMeta,
+                      metadata: Metadata = ()) -> AsyncIterator[Frame]:
+        request_meta = _meta(meta)
+        segment_over = asyncio.Event()
+
+        async def requests():
+            yield sda_pb2.AnimateRequest(
+                config=sda_pb2.AnimateConfig(avatar_id=wire_id(avatar_id), audio_format=_OUTPUT_FORMAT,
+                                             image_encoding=sda_pb2.JPEG),
+                meta=request_meta)
+            async for pcm in audio:
+                yield sda_pb2.AnimateRequest(audio=pcm, meta=request_meta)
+            yield sda_pb2.AnimateRequest(end_of_segment=sda_pb2.EndOfSegment(), meta=request_meta)
+            await segment_over.wait()  # the request side stays open until the segment's last frame is back
+
+        try:
+            async for response in bidi(self._clients.sda.StreamingAnimate, requests(), metadata=metadata):
+                kind = response.WhichOneof("result")
+                if kind == "frame":
+                    yield Frame(response.frame.pts_s, response.frame.audio, response.frame.image)
+                elif kind == "segment_end":
+                    segment_over.set()
+                    return
+        except grpc.aio.AioRpcError as err:
+            raise stage_failed("animation", err) from None
+
+
+def grpc_stages(clients: StageClients) -> Stages:
+    return Stages(GrpcRecognizer(clients), GrpcTextEngine(clients), GrpcSynthesizer(clients), GrpcAnimator(clients))

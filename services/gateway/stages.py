@@ -1,0 +1,117 @@
+"""What the conversation needs from the four stages, as small interfaces in the conversation's own words.
+
+`grpc_stages.py` implements them over the stages' gRPC streams; the unit tests implement them with fakes, so
+the conversation's rules (barge-in, speculation, audio-only fall-back, history, resume) run in milliseconds.
+A stage that fails raises `StageFailed`; cancelling the consumer of a stream cancels the stage's call.
+"""
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from services.gateway.protocol import ErrorCode
+
+OUTPUT_RATE = 16000  # reply audio: 16 kHz LINEAR16 mono, a whole number of samples per 25 fps frame
+BYTES_PER_S = OUTPUT_RATE * 2
+
+Metadata = Sequence[tuple[str, str]]  # the trace context a stage call carries
+
+
+class StageFailed(Exception):
+    def __init__(self, stage: str, message: str, code: ErrorCode = ErrorCode.STAGE_ERROR):
+        super().__init__(f"{stage}: {message}")
+        self.stage = stage
+        self.code = code
+
+
+@dataclass(frozen=True)
+class TurnMeta:
+    session_id: str
+    turn: int
+
+    @property
+    def turn_id(self) -> str:
+        return f"{self.session_id}:{self.turn}"
+
+
+# --- speech recognition ---
+
+@dataclass(frozen=True)
+class ListenConfig:
+    sample_rate: int
+    encoding: Literal["linear16", "float32"]
+    partial_results: bool
+    end_of_turn_silence_ms: int
+
+
+@dataclass(frozen=True)
+class SpeechEvent:
+    kind: Literal["speech_start", "end_of_turn"]
+    t: float  # seconds of the session's audio
+
+
+@dataclass(frozen=True)
+class Word:
+    w: str
+    start: float
+    end: float
+    p: float
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    final: bool
+    stability: float = 0.0
+    speech_paused: bool = False  # the speaker paused: the text covers all speech so far
+    words: tuple[Word, ...] = ()
+
+
+class Recognizer(Protocol):
+    def listen(self, config: ListenConfig, audio: AsyncIterator[bytes],
+               session_id: str) -> AsyncIterator[SpeechEvent | Transcript]: ...
+
+
+# --- the reply ---
+
+@dataclass(frozen=True)
+class ReplyRequest:
+    user_text: str
+    history: list[dict]  # {"role": "user"|"assistant", "content": ...}, oldest first, already trimmed
+    avatar_id: str
+    meta: TurnMeta
+
+
+@dataclass(frozen=True)
+class SpeechChunk:
+    pcm: bytes  # LINEAR16 at OUTPUT_RATE
+    text: str = ""  # the clause this chunk starts speaking, on a clause's first chunk
+
+
+@dataclass(frozen=True)
+class Frame:
+    pts_s: float
+    pcm: bytes  # the audio this frame shows
+    jpeg: bytes
+
+
+class TextEngine(Protocol):
+    def generate(self, request: ReplyRequest, metadata: Metadata = ()) -> AsyncIterator[str]: ...
+
+
+class Synthesizer(Protocol):
+    def synthesize(self, text: AsyncIterator[str], voice: str, meta: TurnMeta,
+                   metadata: Metadata = ()) -> AsyncIterator[SpeechChunk]: ...
+
+
+class Animator(Protocol):
+    def animate(self, audio: AsyncIterator[bytes], avatar_id: str, meta: TurnMeta,
+                metadata: Metadata = ()) -> AsyncIterator[Frame]: ...
+
+
+@dataclass
+class Stages:
+    asr: Recognizer
+    llm: TextEngine
+    tts: Synthesizer
+    sda: Animator

@@ -1,0 +1,88 @@
+"""Stage fakes for the conversation's unit tests: scripted recogniser events, a text engine that answers word by
+word, speech of a fixed length per word, and frames every 40 ms. Each can be made to fail."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from services.gateway.protocol import ErrorCode
+from services.gateway.stages import (
+    BYTES_PER_S, Frame, ListenConfig, ReplyRequest, SpeechChunk, SpeechEvent, Stages, StageFailed, Transcript,
+)
+
+WORD_S = 0.2  # seconds of speech per word
+FRAME_BYTES = BYTES_PER_S // 25  # 40 ms of reply audio
+
+
+class FakeRecognizer:
+    def __init__(self):
+        self.heard = asyncio.Queue()
+        self.configs: list[ListenConfig] = []
+
+    def say(self, *messages: SpeechEvent | Transcript) -> None:
+        for message in messages:
+            self.heard.put_nowait(message)
+
+    async def listen(self, config, audio: AsyncIterator[bytes], session_id: str):
+        self.configs.append(config)
+        asyncio.create_task(self._consume(audio))
+        while True:
+            yield await self.heard.get()
+
+    @staticmethod
+    async def _consume(audio: AsyncIterator[bytes]) -> None:
+        async for _ in audio:
+            pass
+
+
+class FakeTextEngine:
+    def __init__(self, answer: str = "Sure. The sea is wide and deep and full of fish and old ships.",
+                 word_delay_s: float = 0.0, fail_after_words: int | None = None):
+        self.answer = answer
+        self.word_delay_s = word_delay_s
+        self.fail_after_words = fail_after_words
+        self.requests: list[ReplyRequest] = []
+        self.cancelled = 0
+
+    async def generate(self, request: ReplyRequest, metadata=()) -> AsyncIterator[str]:
+        self.requests.append(request)
+        try:
+            for i, word in enumerate(self.answer.split()):
+                if self.fail_after_words is not None and i == self.fail_after_words:
+                    raise StageFailed("text engine", "the model crashed")
+                await asyncio.sleep(self.word_delay_s)
+                yield word if i == 0 else " " + word
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+
+
+class FakeSynthesizer:
+    """Each delta is spoken as its own clause: WORD_S of silence per word."""
+
+    async def synthesize(self, text: AsyncIterator[str], voice: str, meta, metadata=()) -> AsyncIterator[SpeechChunk]:
+        async for delta in text:
+            words = len(delta.split())
+            yield SpeechChunk(b"\0\0" * int(16000 * WORD_S * words), delta.strip())
+
+
+class FakeAnimator:
+    def __init__(self, fail_after_frames: int | None = None):
+        self.fail_after_frames = fail_after_frames
+
+    async def animate(self, audio: AsyncIterator[bytes], avatar_id: str, meta, metadata=()) -> AsyncIterator[Frame]:
+        pending = b""
+        frames = 0
+        async for pcm in audio:
+            pending += pcm
+            while len(pending) >= FRAME_BYTES:
+                if self.fail_after_frames is not None and frames == self.fail_after_frames:
+                    raise StageFailed("animation", "the animation stage went away", ErrorCode.STAGE_UNAVAILABLE)
+                yield Frame(frames * 0.04, pending[:FRAME_BYTES], b"\xff\xd8jpeg")
+                pending = pending[FRAME_BYTES:]
+                frames += 1
+
+
+def fake_stages(**overrides) -> Stages:
+    parts = {"asr": FakeRecognizer(), "llm": FakeTextEngine(), "tts": FakeSynthesizer(), "sda": FakeAnimator()}
+    parts.update(overrides)
+    return Stages(**parts)

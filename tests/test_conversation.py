@@ -1,0 +1,281 @@
+"""The conversation's own rules, with faked stages and a real Redis: barge-in (while a reply is made and while it
+plays), speculation, audio-only fall-back, a failing stage, history (trimmed, capped, interrupted replies) and
+resume. Each runs in milliseconds."""
+
+import asyncio
+
+import pytest
+
+from services.gateway import media
+from services.gateway.config import GatewaySettings
+from services.gateway.conversation import Conversation
+from services.gateway.protocol import Hello
+from services.gateway.session_store import SessionStore
+from services.gateway.stages import SpeechEvent, Transcript
+from tests.fake_stages import WORD_S, FakeAnimator, FakeTextEngine, fake_stages
+
+pytestmark = pytest.mark.unit
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def _serving() -> dict:
+    return {"asr": "SERVING", "llm": "SERVING", "tts": "SERVING", "sda": "SERVING"}
+
+
+class Talk:
+    """One connection's conversation, driven as the recogniser would, with everything it emits recorded."""
+
+    def __init__(self, store: SessionStore, settings: GatewaySettings | None = None, **stages):
+        self.stages = fake_stages(**stages)
+        self.clock = Clock()
+        self.out: list = []
+        self.conversation = Conversation(self.stages, store, settings or GatewaySettings(avatars_dir=""),
+                                         self.out.append, _serving, clock=self.clock)
+
+    async def start(self, **hello) -> dict:
+        await self.conversation.start(Hello(type="hello", version=1, **hello))
+        self.conversation.audio(b"\0\0")  # the recogniser starts listening with the first audio
+        return self.events("ready")[-1] if self.events("ready") else self.events("error")[-1]
+
+    def events(self, kind: str) -> list[dict]:
+        return [e for e in self.out if isinstance(e, dict) and e["type"] == kind]
+
+    def media(self, turn: int) -> list[dict]:
+        return [m for m in map(media.parse, (e for e in self.out if isinstance(e, bytes))) if m["turn"] == turn]
+
+    async def until(self, kind: str, count: int = 1, within_s: float = 2.0) -> dict:
+        for _ in range(int(within_s * 1000)):
+            if len(self.events(kind)) >= count:
+                return self.events(kind)[count - 1]
+            await asyncio.sleep(0.001)
+        raise AssertionError(f"no {kind} #{count}; got {[e['type'] for e in self.out if isinstance(e, dict)]}")
+
+    def ask(self, text: str, paused_partial: str | None = None) -> None:
+        """The user says `text`: speech starts, a partial at the pause, the end of turn, the final."""
+        self.stages.asr.say(SpeechEvent("speech_start", 0.0),
+                            Transcript(text if paused_partial is None else paused_partial, False, speech_paused=True),
+                            SpeechEvent("end_of_turn", 1.0), Transcript(text, True))
+
+    def speak_over(self, text: str, final: bool = False) -> None:
+        self.stages.asr.say(SpeechEvent("speech_start", 0.0), Transcript(text, final))
+
+    async def close(self) -> None:
+        await self.conversation.close()
+
+
+@pytest.fixture
+async def store(redis_url):
+    store = SessionStore(redis_url, ttl_s=600, max_history=64)
+    yield store
+    await store.close()
+
+
+async def test_a_question_gets_a_reply_with_frames_and_both_sides_are_remembered(store):
+    talk = Talk(store)
+    await talk.start()
+    talk.ask("Tell me about the sea.")
+    end = await talk.until("turn_end")
+    answer = talk.stages.llm.answer
+    assert end["turn"] == 0 and end["reply"] == answer and end["speculated"]
+    frames = talk.media(0)
+    assert all(f["kind"] == "video" for f in frames)
+    assert len(frames) * 0.04 == pytest.approx(WORD_S * len(answer.split()), abs=0.04)
+    await talk.close()
+    stored = await store.history(talk.conversation.session_id)
+    assert [(m["role"], m["content"], m["interrupted"]) for m in stored] == [
+        ("user", "Tell me about the sea.", False), ("assistant", answer, False)]
+
+
+async def test_words_over_a_reply_being_made_stop_it_and_history_keeps_what_was_heard(store):
+    talk = Talk(store, llm=FakeTextEngine(word_delay_s=0.002))
+    await talk.start()
+    talk.ask("Tell me about the sea.")
+    await talk.until("reply_delta", 6)
+    talk.clock.now += 2 * WORD_S + 0.01  # the user has heard two words of it
+    talk.speak_over("Wait, stop")
+    interrupted = await talk.until("interrupted")
+    assert interrupted["turn"] == 0 and interrupted["heard"] == "Sure. The"
+    await asyncio.sleep(0.01)
+    assert talk.stages.llm.cancelled == 1 and not talk.events("turn_end")  # the text engine stopped too
+    await talk.close()
+    stored = await store.history(talk.conversation.session_id)
+    assert stored[-1] == {"role": "assistant", "content": "Sure. The", "interrupted": True}
+
+
+async def test_words_over_a_reply_still_playing_stop_it_though_it_was_all_made(store):
+    talk = Talk(store)
+    await talk.start()
+    talk.ask("Tell me about the sea.")
+    await talk.until("turn_end")  # every frame was sent; the client plays them for another 2.8 s
+    talk.clock.now += 3 * WORD_S + 0.01
+    talk.speak_over("Hang on", final=True)
+    interrupted = await talk.until("interrupted")
+    assert interrupted["heard"] == "Sure. The sea"
+    await talk.until("turn_end", 2)  # "Hang on" is answered
+    await talk.close()
+    stored = await store.history(talk.conversation.session_id)
+    assert stored[1] == {"role": "assistant", "content": "Sure. The sea", "interrupted": True}
+    assert talk.stages.llm.requests[1].history[-1] == {"role": "assistant", "content": "Sure. The sea —"}
+
+
+async def test_speech_after_the_reply_has_played_interrupts_nothing(store):
+    talk = Talk(store)
+    await talk.start()
+    talk.ask("Tell me about the sea.")
+    await talk.until("turn_end")
+    talk.clock.now += 60
+    talk.ask("And the mountains?")
+    await talk.until("turn_end", 2)
+    assert not talk.events("interrupted")
+    await talk.close()
+
+
+async def test_a_backchannel_over_a_reply_neither_stops_it_nor_opens_a_turn(store):
+    talk = Talk(store, llm=FakeTextEngine(word_delay_s=0.002))
+    await talk.start()
+    talk.ask("Tell me about the sea.")
+    await talk.until("reply_delta")
+    talk.speak_over("mm-hmm", final=True)
+    await talk.until("turn_end")
+    assert not talk.events("interrupted") and len(talk.stages.llm.requests) == 1
+    await talk.close()
+
+
+async def test_with_the_word_threshold_off_speech_start_alone_stops_the_reply(store):
+    talk = Talk(store, llm=FakeTextEngine(word_delay_s=0.002))
+    await talk.start(settings={"barge_in_min_words": 0})
+    talk.ask("Tell me about the sea.")
+    await talk.until("reply_delta")
+    talk.stages.asr.say(SpeechEvent("speech_start", 5.0))
+    assert (await talk.until("interrupted"))["turn"] == 0
+    await talk.close()
+
+
+async def test_a_speculated_reply_is_kept_when_the_final_says_the_same_and_dropped_when_not(store):
+    talk = Talk(store)
+    await talk.start()
+    talk.ask("What is your name?", paused_partial="um what is your name")
+    assert (await talk.until("turn_end"))["speculated"] and len(talk.stages.llm.requests) == 1
+    talk.clock.now += 60
+    talk.ask("What is your favourite colour?", paused_partial="What is your")
+    end = await talk.until("turn_end", 2)
+    assert not end["speculated"]
+    assert [r.user_text for r in talk.stages.llm.requests[1:]] == ["What is your", "What is your favourite colour?"]
+    await talk.close()
+
+
+async def test_when_animation_fails_the_rest_of_the_reply_comes_as_audio_only(store):
+    talk = Talk(store, sda=FakeAnimator(fail_after_frames=10))
+    await talk.start()
+    talk.ask("Tell me about the sea.")
+    end = await talk.until("turn_end")
+    assert talk.events("warning")[0]["code"] == "video_unavailable" and end["reply"]
+    sent = talk.media(0)
+    assert [m["kind"] for m in sent[:10]] == ["video"] * 10 and {m["kind"] for m in sent[10:]} == {"audio"}
+    audio = b"".join(m["pcm"] for m in sent)
+    assert len(audio) == int(16000 * WORD_S) * 2 * len(talk.stages.llm.answer.split())  # nothing lost
+    pts = [m["pts"] for m in sent]
+    assert pts == sorted(pts)
+    await talk.close()
+
+
+async def test_a_text_engine_failing_midway_ends_the_turn_with_an_error_and_the_next_turn_works(store):
+    talk = Talk(store, llm=FakeTextEngine(fail_after_words=3))
+    await talk.start()
+    talk.ask("Tell me about the sea.")
+    end = await talk.until("turn_end")
+    assert talk.events("error")[0]["code"] == "stage_error" and end["reply"] == "Sure. The sea"
+    talk.stages.llm.fail_after_words = None
+    talk.clock.now += 60
+    talk.ask("Try again?")
+    assert (await talk.until("turn_end", 2))["reply"] == talk.stages.llm.answer
+    await talk.close()
+
+
+async def test_a_long_resumed_session_sends_whole_blocks_of_history_within_the_limits(redis_url):
+    """110 exchanges (the text engine refuses more than 200 messages): the newest whole blocks go."""
+    store = SessionStore(redis_url, ttl_s=600, max_history=400)
+    settings = GatewaySettings(avatars_dir="", history_messages=128, history_tokens=100_000)
+    session = await store.create("default", {})
+    for i in range(110):
+        await store.append_history(session, {"role": "user", "content": f"question {i}", "interrupted": False})
+        await store.append_history(session, {"role": "assistant", "content": f"answer {i}", "interrupted": False})
+    talk = Talk(store, settings)
+    assert (await talk.start(session_id=session))["history_messages"] == 220
+    talk.ask("And now?")
+    await talk.until("turn_end")
+    sent = talk.stages.llm.requests[0].history
+    assert len(sent) == 220 - 96 and sent[0]["content"] == "question 48"  # three blocks of 32 dropped
+    assert sent[-1]["content"] == "answer 109"
+    talk.clock.now += 60
+    talk.ask("And then?")
+    await talk.until("turn_end", 2)
+    # one turn later the same start: the text engine's cached prompt prefix still holds
+    assert talk.stages.llm.requests[1].history[0]["content"] == "question 48"
+    await talk.close()
+    await store.close()
+
+
+async def test_history_is_trimmed_by_tokens_and_stored_history_is_capped(store):
+    settings = GatewaySettings(avatars_dir="", history_tokens=400, history_stored=64)
+    talk = Talk(store, settings, llm=FakeTextEngine(answer="word " * 40))
+    await talk.start()
+    for i in range(40):
+        talk.ask(f"Question number {i}, a long one with many words in it to take room.")
+        await talk.until("turn_end", i + 1)
+        talk.clock.now += 60
+    requests = talk.stages.llm.requests
+    costs = [sum(len(m["content"]) // 3 + 8 for m in r.history) for r in requests]
+    assert max(costs) <= 400 and len(requests[-1].history) > 0
+    await talk.close()
+    stored = await store.history(talk.conversation.session_id)
+    assert 32 <= len(stored) <= 64 and stored[-1]["role"] == "assistant"
+
+
+async def test_resume_keeps_the_stored_avatar_and_settings_unless_the_hello_changes_them(store):
+    talk = Talk(store)
+    await talk.start(avatar_id="eileen-abc123", settings={"barge_in_min_words": 3, "end_of_turn_silence_ms": 900})
+    session = talk.conversation.session_id
+    await talk.close()
+    again = Talk(store)
+    ready = await again.start(session_id=session)
+    assert ready["resumed"] and ready["avatar_id"] == "eileen-abc123"
+    assert ready["settings"]["barge_in_min_words"] == 3 and ready["settings"]["end_of_turn_silence_ms"] == 900
+    await asyncio.sleep(0)
+    assert again.stages.asr.configs[-1].end_of_turn_silence_ms == 900
+    await again.close()
+    changed = Talk(store)
+    ready = await changed.start(session_id=session, settings={"barge_in_min_words": 2})
+    assert ready["settings"]["barge_in_min_words"] == 2 and ready["settings"]["end_of_turn_silence_ms"] == 900
+    assert ready["avatar_id"] == "eileen-abc123"
+    await changed.close()
+
+
+async def test_turn_numbers_stay_unique_across_reconnects(store):
+    talk = Talk(store)
+    await talk.start()
+    for question in ("One?", "Two?"):
+        talk.ask(question)
+        await talk.until("turn_end", len(talk.events("turn_end")) + 1)
+        talk.clock.now += 60
+    session = talk.conversation.session_id
+    await talk.close()
+    again = Talk(store)
+    assert (await again.start(session_id=session))["next_turn"] == 2
+    again.ask("Three?")
+    assert (await again.until("turn_end"))["turn"] == 2
+    assert again.media(2) and not again.media(0)
+    await again.close()
+
+
+async def test_an_unknown_session_is_refused(store):
+    talk = Talk(store)
+    error = await talk.start(session_id="no-such-session")
+    assert error["code"] == "unknown_session"
