@@ -24,7 +24,7 @@ class ComposeStack:
 
     def env(self) -> dict[str, str]:
         return {**os.environ, **bases_env(), "GATEWAY_AUTH_TOKEN": self.token,
-                "GATEWAY_PUBLISH": f"127.0.0.1:{self.port}"}
+                "GATEWAY_PUBLISH": f"127.0.0.1:{self.port}", "WORKER_STEPS": "3", "WORKER_SENTENCES": "3"}
 
     def compose(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         command = [*compose_command(self.engine), "-p", self.project, "-f", "docker-compose.yml", *args]

@@ -8,9 +8,11 @@ import json
 import time
 import urllib.request
 
+import cv2
 import httpx
 import pytest
 import websockets
+from skimage import data
 
 from services.gateway import media
 from tests.containers import ComposeStack
@@ -78,23 +80,46 @@ def test_the_gateway_container_answers_a_wav_with_an_mp4(compose_stack, tmp_path
     assert abs(float(info["format"]["duration"]) - audio.size / 16000) < 0.3
 
 
-def test_the_shared_avatars_volume_is_writable_by_the_gateway_user(compose_stack):
+def test_the_shared_avatars_volume_is_writable_by_the_worker_user(compose_stack):
     """A fresh named volume takes the image's /data/avatars (uid 10001), whichever container mounts it first."""
-    gateway = compose_stack.containers()["gateway"]
-    result = compose_stack.engine_run("exec", gateway, "python", "-c",
+    worker = compose_stack.containers()["worker"]
+    result = compose_stack.engine_run("exec", worker, "python", "-c",
                                       "import os, pathlib; p = pathlib.Path('/data/avatars/.probe'); p.write_text('x');"
                                       " p.unlink(); print(os.getuid())")
     assert result.returncode == 0 and result.stdout.strip() == "10001", result.stderr
 
 
-def test_cpu_images_carry_the_cpu_build_of_torch(compose_stack):
-    """PyPI's default torch is the CUDA build (GBs of NVIDIA libraries); the CPU images must not carry it."""
+def test_cpu_images_carry_the_cpu_build_of_torch_and_the_gateway_none(compose_stack):
+    """PyPI's default torch is the CUDA build (GBs of NVIDIA libraries); the CPU images must not carry it. The
+    gateway serves, it does not train: no torch, no training code."""
     containers = compose_stack.containers()
-    for service in ("llm", "sda", "gateway"):
+    for service in ("llm", "sda", "worker"):
         result = compose_stack.engine_run("exec", containers[service], "python", "-c",
                                           "import importlib.metadata as m, torch; print(torch.__version__, "
                                           "any(d.metadata['Name'].startswith('nvidia-') for d in m.distributions()))")
         assert result.stdout.split() == ["2.13.0+cpu", "False"], (service, result.stdout, result.stderr[-500:])
+    result = compose_stack.engine_run("exec", containers["gateway"], "python", "-c",
+                                      "import importlib.util as u, pathlib; print(*(u.find_spec(m) is not None for m "
+                                      "in ('torch', 'pytorch_lightning', 'yt_dlp')), pathlib.Path('pipelines').exists())")
+    assert result.stdout.split() == ["False"] * 4, result.stdout + result.stderr
+
+
+def test_a_photo_becomes_an_avatar_through_the_worker_container(compose_stack):
+    """The gateway queues the job in Redis, the worker container makes the avatar on the shared volume, and the
+    SDA container lists it."""
+    auth = {"Authorization": f"Bearer {compose_stack.token}"}
+    photo = cv2.imencode(".png", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
+    reply = httpx.post(gateway_url(compose_stack, "/v1/avatars"), files={"photo": ("me.png", photo)},
+                       data={"name": "Boxed"}, headers=auth, timeout=30)
+    assert reply.status_code == 202, reply.text
+    avatar_id = reply.json()["avatar_id"]
+    deadline = time.monotonic() + 300
+    while (status := httpx.get(gateway_url(compose_stack, f"/v1/avatars/{avatar_id}"), headers=auth).json())["state"] \
+            not in ("done", "failed") and time.monotonic() < deadline:
+        time.sleep(2)
+    assert status["state"] == "done", (status, compose_stack.logs("worker")[-2000:])
+    listed = httpx.get(gateway_url(compose_stack, "/v1/avatars"), headers=auth, timeout=30).json()["avatars"]
+    assert avatar_id in listed
 
 
 async def test_a_spoken_turn_through_the_containers_gets_a_transcript_a_reply_and_frames(compose_stack):
