@@ -47,14 +47,13 @@ def _utterances(ws: Workspace):
 
 
 def run(ws: Workspace, opts: Options) -> dict:
-    from pipelines.stages import inputs_of
     from pipelines.tts.train import train
 
     with atomic_dir(ws.root / "tts_data") as data:
         count = write_ljspeech(data, _utterances(ws))
     if count == 0:
         raise PipelineError("no clip has a transcript to train the voice on")
-    run_dir, resume = ws.run_dir("tts", inputs_of("finetune_tts", ws, opts), opts.force)
+    run_dir, resume = ws.run_dir("tts", ws.inputs(NEEDS, key(ws, opts)), opts.force)
     voice = train(ws.root / "tts_data", run_dir, size=opts.tts_size, epochs=opts.tts_epochs,
                   batch_size=min(16, count), restore=opts.tts_restore, resume=resume)
     with atomic_dir(ws.root / VOICE) as target:

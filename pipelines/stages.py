@@ -1,6 +1,5 @@
 """The pipeline's stages in order, and how one is run: skipped when its inputs are unchanged, else run whole."""
 
-import json
 import logging
 import time
 from types import ModuleType
@@ -40,15 +39,9 @@ STAGES: dict[str, ModuleType] = {
 }
 
 
-def inputs_of(name: str, ws: Workspace, opts: Options) -> str:
-    stage = STAGES[name]
-    settings = json.dumps(stage.key(ws, opts), sort_keys=True, default=str)
-    return ws.fingerprint(stage.NEEDS) + ":" + settings
-
-
 def run_stage(name: str, ws: Workspace, opts: Options) -> dict:
     """Runs one stage unless it already ran on the same inputs (then its manifest is returned as it is)."""
-    inputs = inputs_of(name, ws, opts)
+    inputs = ws.inputs(STAGES[name].NEEDS, STAGES[name].key(ws, opts))
     done = ws.manifest(name)
     if done and done.get("inputs") == inputs and not opts.force:
         log.info("%s: up to date, skipped", name)

@@ -19,9 +19,8 @@ def key(ws: Workspace, opts: Options) -> dict:
 
 def run(ws: Workspace, opts: Options) -> dict:
     from pipelines.sda.train import train
-    from pipelines.stages import inputs_of
 
-    run_dir, resume = ws.run_dir("sda", inputs_of("train_sda", ws, opts), opts.force)
+    run_dir, resume = ws.run_dir("sda", ws.inputs(NEEDS, key(ws, opts)), opts.force)
     generator = train(ws.root / "sda_data", run_dir, steps=opts.sda_steps, batch_size=4, resume=resume,
                       init_from=DEFAULT_GENERATOR, accelerator=opts.accelerator, devices=opts.devices)
     target = ws.root / GENERATOR

@@ -57,6 +57,10 @@ class Workspace:
             digest.update(path.read_bytes() if path.is_file() else b"-")
         return digest.hexdigest()[:16]
 
+    def inputs(self, needs: list[str], key: dict) -> str:
+        """What a stage is run on: the manifests of the stages it needs, and its own settings (`key`)."""
+        return self.fingerprint(needs) + ":" + json.dumps(key, sort_keys=True, default=str)
+
     def run_dir(self, stage: str, inputs: str, force: bool) -> tuple[Path, bool]:
         """A training stage's working folder, and whether to resume in it: only an interrupted run of the same
         inputs is resumed; otherwise the folder starts empty."""

@@ -9,6 +9,7 @@ import pytest
 import websockets
 
 from services.gateway import media
+from services.gateway.session_store import SessionStore
 from tests import noises
 from tests.grpc_helpers import with_silence
 from tests.speech import speak, to_linear16, wer
@@ -200,3 +201,21 @@ async def test_wrong_token_and_version_are_refused(stack):
     async with websockets.connect(url) as ws:
         await ws.send(b"\0\0" * 100)
         assert (await next_event(ws, "error"))["code"] == "not_ready"
+
+
+async def test_a_session_resumed_with_a_long_history_still_gets_answers(stack):
+    """110 stored exchanges (more than the text engine takes in one request): the gateway sends whole blocks of
+    the newest, and the turn is answered."""
+    store = SessionStore(stack.redis_url, ttl_s=600)
+    session = await store.create("default", {})
+    for i in range(110):
+        await store.append_history(session, {"role": "user", "content": f"Tell me fact number {i}.", "interrupted": False})
+        await store.append_history(session, {"role": "assistant", "content": f"Fact {i} is true.", "interrupted": False})
+    await store.close()
+    async with websockets.connect(f"ws://{stack.address('gateway')}/ws", max_size=None) as ws:
+        await ws.send(json.dumps({"type": "hello", "version": 1, "session_id": session}))
+        ready = await next_event(ws, "ready")
+        assert ready["resumed"] and ready["history_messages"] == 220
+        await send_speech(ws, "What is the capital of France?")
+        end = await next_event(ws, "turn_end", timeout=120)  # an error event on the way fails next_event
+        assert end["reply"].strip()

@@ -6,7 +6,8 @@
   does, stand-ins built from Debian's packages (offline_bases.sh). What was chosen is written to
   var/images/bases.env (PYTHON_IMAGE, NODE_IMAGE, REDIS_IMAGE) for compose.
 - The CPU torch wheel goes into wheels/, where the Dockerfiles install it from.
-- Build time and size per image go to var/images/report.json (docs/deploy.md quotes them).
+- Build time and size per image go to var/images/report.json; those of builds without the layer cache also to
+  var/images/cold.json, which docs/deploy.md quotes (a cached rebuild says little about a fresh machine).
 
 Standard library only: it runs before the project's virtual environment exists.
 """
@@ -144,7 +145,7 @@ MARKS = ("<!-- images:start -->", "<!-- images:end -->")
 
 
 def write_docs(report: dict) -> None:
-    """The build time and size table in docs/deploy.md, from var/images/report.json."""
+    """The build time and size table in docs/deploy.md: each image's last build without the layer cache."""
     rows = ["| image | build time | layer cache | size | engine | built |", "|---|---|---|---|---|---|"]
     for service in SERVICES:
         if service in report:
@@ -172,14 +173,17 @@ def main() -> int:
     bases = resolve_bases(engine)
     fetch_torch_wheel()
     extra = [a for value in options.build_arg for a in ("--build-arg", value)] + ["--no-cache"] * options.no_cache
-    report_path = OUT / "report.json"
-    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    reports = {name: OUT / f"{name}.json" for name in ("report", "cold")}
+    report, cold = (json.loads(path.read_text()) if path.exists() else {} for path in reports.values())
     for service in options.services or SERVICES:
         report[service] = build(engine, service, bases, extra) | {
             "engine": engine, "date": time.strftime("%Y-%m-%d"), "cache": "none" if options.no_cache else "layers"}
-        report_path.write_text(json.dumps(report, indent=2) + "\n")
+        if options.no_cache:
+            cold[service] = report[service]
+        reports["report"].write_text(json.dumps(report, indent=2) + "\n")
+        reports["cold"].write_text(json.dumps(cold, indent=2) + "\n")
     if options.write_docs:
-        write_docs(report)
+        write_docs(cold)
     return 0
 
 
