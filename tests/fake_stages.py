@@ -14,24 +14,39 @@ FRAME_BYTES = BYTES_PER_S // 25  # 40 ms of reply audio
 
 
 class FakeRecognizer:
+    """Says what the test scripts (`say`), on whichever stream is open; `cut()` breaks the open stream as a
+    connection going away would. `streams` holds the audio each stream received."""
+
     def __init__(self):
         self.heard = asyncio.Queue()
         self.configs: list[ListenConfig] = []
+        self.streams: list[bytearray] = []
 
     def say(self, *messages: SpeechEvent | Transcript) -> None:
         for message in messages:
             self.heard.put_nowait(message)
 
+    def cut(self) -> None:
+        self.heard.put_nowait(StageFailed("speech recognition", "the connection went away", ErrorCode.STAGE_UNAVAILABLE))
+
     async def listen(self, config, audio: AsyncIterator[bytes], session_id: str):
         self.configs.append(config)
-        asyncio.create_task(self._consume(audio))
-        while True:
-            yield await self.heard.get()
+        received = bytearray()
+        self.streams.append(received)
+        consumer = asyncio.create_task(self._consume(audio, received))
+        try:
+            while True:
+                item = await self.heard.get()
+                if isinstance(item, StageFailed):
+                    raise item
+                yield item
+        finally:
+            consumer.cancel()
 
     @staticmethod
-    async def _consume(audio: AsyncIterator[bytes]) -> None:
-        async for _ in audio:
-            pass
+    async def _consume(audio: AsyncIterator[bytes], received: bytearray) -> None:
+        async for frame in audio:
+            received += frame
 
 
 class FakeTextEngine:

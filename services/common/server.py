@@ -47,8 +47,8 @@ async def serve(stage: Stage, settings: ServiceSettings) -> bool:
             ("grpc.max_receive_message_length", settings.max_message_bytes * 4),
             ("grpc.max_send_message_length", settings.max_message_bytes * 4),
             # Clients reconnect (and re-resolve, seeing new replicas) every few minutes; open streams may finish.
-            ("grpc.max_connection_age_ms", 300_000),
-            ("grpc.max_connection_age_grace_ms", 600_000),
+            ("grpc.max_connection_age_ms", int(settings.max_connection_age_s * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(settings.max_connection_age_grace_s * 1000)),
             # Accept the gateway's keepalive pings (every 30 s) instead of answering them with GOAWAY.
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ("grpc.keepalive_permit_without_calls", 1),

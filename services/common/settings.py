@@ -24,6 +24,11 @@ class ServiceSettings(BaseSettings):
     max_concurrent_streams: int = Field(default=16, ge=1)
     # Seconds given to open streams to finish after SIGTERM.
     shutdown_grace_s: float = Field(default=10.0, ge=0)
+    # Clients are asked to reconnect (GOAWAY) after this long, so they re-resolve and spread over new replicas;
+    # streams open on the old connection get the grace to finish, then are cut (the gateway renews its long ASR
+    # stream between utterances well before that).
+    max_connection_age_s: float = Field(default=300.0, gt=0)
+    max_connection_age_grace_s: float = Field(default=600.0, ge=0)
 
     def log_non_defaults(self) -> None:
         """Log every setting that differs from its default, so a deployment's choices are visible."""

@@ -26,6 +26,11 @@ class GatewaySettings(BaseSettings):
     history_tokens: int = Field(default=3000, ge=0)
     history_messages: int = Field(default=128, ge=0, le=200)
     history_stored: int = Field(default=400, ge=32)
+    # The speech recognition stream is renewed between utterances once it is this old (the stages' connections
+    # age out: ASR_MAX_CONNECTION_AGE_S + its grace); a stream cut mid-utterance is re-opened and the utterance so
+    # far sent again, up to `asr_reopen_attempts` times in a row.
+    asr_stream_renew_s: float = Field(default=120.0, gt=0)
+    asr_reopen_attempts: int = Field(default=3, ge=0)
     max_audio_frame_bytes: int = Field(default=64 * 1024, ge=1024)
     # Published avatars (read: which have a voice, which exist); the worker writes them.
     avatars_dir: str = "var/avatars"

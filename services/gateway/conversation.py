@@ -14,12 +14,13 @@ Everything it says to the client goes through `emit`; it never raises into the t
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from core.avatar_bundle import AVATAR_ID, AvatarBundle, is_default
 from services.gateway import history
 from services.gateway.config import GatewaySettings
+from services.gateway.listening import Listener
 from services.gateway.playback import Playback
 from services.gateway.protocol import PROTOCOL_VERSION, ErrorCode, Hello, SessionSettings, error_event
 from services.gateway.reply_pipeline import ReplyPipeline
@@ -144,13 +145,10 @@ class Conversation:
         encoding, rate = self._audio_format
         config = ListenConfig(rate, encoding, self._session_settings.partial_transcripts,
                               self._session_settings.end_of_turn_silence_ms)
-
-        async def frames() -> AsyncIterator[bytes]:
-            while (frame := await audio.get()) is not None:
-                yield frame
-
+        listener = Listener(self._stages.asr, config, audio, self.session_id, self._settings.asr_stream_renew_s,
+                            self._settings.asr_reopen_attempts)
         try:
-            async for message in self._stages.asr.listen(config, frames(), self.session_id):
+            async for message in listener.messages():
                 if isinstance(message, SpeechEvent):
                     self._on_speech_event(message)
                 else:

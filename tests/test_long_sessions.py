@@ -1,0 +1,75 @@
+"""A conversation outlives its stage connections: the recogniser's connections age out every few seconds here
+(GOAWAY, a grace, then the cut), and every utterance still comes back whole."""
+
+import asyncio
+import json
+
+import httpx
+import pytest
+import websockets
+
+from tests.speech import wer
+from tests.stack import Stack
+from tests.test_gateway_ws import send_speech
+
+pytestmark = pytest.mark.e2e
+
+SENTENCES = [
+    "Good morning, how are you today?",
+    "I would like to book a table for two people.",
+    "Could you tell me the time of the next train?",
+    "Thank you very much for your help.",
+]
+
+
+@pytest.fixture(scope="module")
+def ageing_stack(redis_url):
+    """Speech recognition whose connections are 3 s old at most (+1 s grace); the gateway never renews its stream
+    on its own, so every ageing cuts a stream it is using."""
+    env = {"ASR_MAX_CONNECTION_AGE_S": "3", "ASR_MAX_CONNECTION_AGE_GRACE_S": "1",
+           "GATEWAY_ASR_STREAM_RENEW_S": "1000"}
+    stack = Stack(redis_url, extra_env=env).start(["asr", "gateway"])
+    try:
+        for name in ("asr", "gateway"):
+            stack.wait(name)
+        yield stack
+    finally:
+        stack.stop()
+
+
+async def test_a_conversation_outlives_several_connection_ageings(ageing_stack):
+    finals: dict[int, str] = {}
+    errors: list[dict] = []
+    async with websockets.connect(f"ws://{ageing_stack.address('gateway')}/ws", max_size=None) as ws:
+        await ws.send(json.dumps({"type": "hello", "version": 1}))
+
+        async def read() -> None:
+            async for raw in ws:
+                if isinstance(raw, bytes):
+                    continue
+                event = json.loads(raw)
+                if event["type"] == "transcript" and event["final"] and event["text"]:
+                    finals[event["turn"]] = finals.get(event["turn"], "") + " " + event["text"]
+                elif event["type"] == "error" and "speech recognition" in event["message"]:
+                    errors.append(event)
+
+        reader = asyncio.create_task(read())
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for sentence in SENTENCES:  # in real time, with pauses: about 20 s, five ageings or more
+            await send_speech(ws, sentence, gap_s=1.5, speed=1.0)
+            await asyncio.sleep(1.0)
+        await asyncio.sleep(3.0)  # the last final
+        elapsed = loop.time() - started
+        reader.cancel()
+    heard = " ".join(finals[turn] for turn in sorted(finals))
+    reopened = _counter(ageing_stack, 'avatar_gateway_asr_streams_total{cause="reopened"}')
+    print(f"{elapsed:.0f} s of conversation, streams re-opened after a cut: {reopened:.0f}; heard: {heard}")
+    assert not errors, errors
+    assert reopened >= 3, "the connections did not age out under the conversation: nothing was tested"
+    assert wer([(" ".join(SENTENCES), heard)]) <= 0.15, heard
+
+
+def _counter(stack, name: str) -> float:
+    text = httpx.get(f"http://{stack.address('gateway')}/metrics").text
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
