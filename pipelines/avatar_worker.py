@@ -33,6 +33,7 @@ class WorkerSettings(BaseSettings):
     redis_url: str = Field(default="redis://127.0.0.1:6379/0",
                            validation_alias=AliasChoices("REDIS_URL", "WORKER_REDIS_URL"))
     avatars_dir: Path = Path("var/avatars")
+    host: str = "127.0.0.1"  # where its metrics listen (the image: 0.0.0.0)
     port: int = Field(default=9105, ge=1, le=65535)  # Prometheus metrics
     concurrency: int = Field(default=1, ge=1)  # jobs at once (each fine-tunes on every CPU core it is given)
     heartbeat_s: float = Field(default=5.0, gt=0)
@@ -135,7 +136,7 @@ async def _main(settings: WorkerSettings) -> None:
 def main() -> None:
     settings = WorkerSettings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    start_http_server(settings.port)
+    start_http_server(settings.port, addr=settings.host)
     asyncio.run(_main(settings))
 
 

@@ -1,5 +1,6 @@
 """The foundation's promises: five processes, honest health, reflection, metrics, clear errors."""
 
+import ipaddress
 import subprocess
 import sys
 import urllib.request
@@ -126,3 +127,26 @@ def test_bad_first_message_oversized_chunk_and_wrong_rate_are_refused(stack):
     responses = _asr_call(stack, asr_requests(np.concatenate([speak("Good morning to you."), np.zeros(16000, np.float32)])))
     finals = [r.hypothesis for r in responses if r.WhichOneof("result") == "hypothesis" and r.hypothesis.is_final]
     assert finals and "morning" in finals[0].transcript.lower()
+
+
+def _listening(port: int) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses a local TCP port listens on, from the kernel's socket tables (IPv4-mapped ones as IPv4)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in open(table).read().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state != "0A" or int(hex_port, 16) != port:  # 0A: LISTEN
+                continue
+            raw = b"".join(bytes.fromhex(address[i : i + 8])[::-1] for i in range(0, len(address), 8))
+            ip = ipaddress.ip_address(raw)
+            found.add(getattr(ip, "ipv4_mapped", None) or ip)
+    return found
+
+
+def test_make_run_listens_on_this_machine_only(stack):
+    """The stages speak unauthenticated gRPC: by default nothing beyond the loopback reaches any service's port."""
+    for name, spec in stack.specs.items():
+        for port in {spec.port, spec.metrics_port}:
+            addresses = _listening(port)
+            assert addresses and all(a.is_loopback for a in addresses), (name, port, addresses)

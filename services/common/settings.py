@@ -13,7 +13,9 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
-    host: str = "0.0.0.0"
+    # The stages speak unauthenticated gRPC: by default only this machine reaches them. The images set 0.0.0.0
+    # (their network is the compose project's or the pod's).
+    host: str = "127.0.0.1"
     port: int = Field(ge=1, le=65535)
     metrics_port: int = Field(ge=0, le=65535, description="Prometheus /metrics port; 0 disables it")
     log_level: str = "INFO"
