@@ -16,6 +16,9 @@ import time
 from dataclasses import dataclass
 
 import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError, TimeoutError
 
 QUEUE = "avatar:jobs:queue"
 JOB_TTL_S = 7 * 24 * 3600  # a finished job's status stays readable for a week
@@ -42,7 +45,9 @@ class AvatarJobs:
 
     @classmethod
     def from_url(cls, url: str) -> "AvatarJobs":
-        return cls(redis.from_url(url))
+        # a command that finds its connection gone (Redis restarted) is tried again on a new one, briefly
+        return cls(redis.from_url(url, retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+                                  retry_on_error=[ConnectionError, TimeoutError]))
 
     async def close(self) -> None:
         await self._redis.aclose()

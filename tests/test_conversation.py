@@ -12,6 +12,7 @@ from services.gateway.conversation import Conversation
 from services.gateway.protocol import Hello
 from services.gateway.session_store import SessionStore
 from services.gateway.stages import SpeechEvent, Transcript
+from services.runner.redis_server import EmbeddedRedis
 from tests.fake_stages import WORD_S, FakeAnimator, FakeTextEngine, fake_stages
 
 pytestmark = pytest.mark.unit
@@ -279,3 +280,34 @@ async def test_an_unknown_session_is_refused(store):
     talk = Talk(store)
     error = await talk.start(session_id="no-such-session")
     assert error["code"] == "unknown_session"
+
+
+async def test_a_redis_restart_mid_conversation_loses_nothing(tmp_path):
+    """While Redis is down the conversation goes on from memory and a new session is told why it cannot start;
+    once Redis is back what was said meanwhile is written back, and the session outlives another restart."""
+    redis = EmbeddedRedis(data_dir=tmp_path / "redis")
+    store = SessionStore(redis.url, ttl_s=600)
+    try:
+        talk = Talk(store)
+        await talk.start()
+        for i, question in enumerate(("One?", "Two?", "Three?")):
+            if question == "Two?":
+                redis.down()
+            talk.ask(question)
+            await talk.until("turn_end", i + 1)
+            talk.clock.now += 60
+            if question == "Two?":
+                error = await Talk(store).start()
+                assert error["code"] == "sessions_unavailable" and not error["fatal"]
+                redis.up()
+        assert [e["turn"] for e in talk.events("turn_end")] == [0, 1, 2] and not talk.events("error")
+        await talk.close()
+        redis.down()
+        redis.up()  # the append-only file brings it all back
+        session = talk.conversation.session_id
+        stored = await store.history(session)
+        assert [m["content"] for m in stored if m["role"] == "user"] == ["One?", "Two?", "Three?"]
+        assert len(stored) == 6 and (await store.get(session))["next_turn"] == 3
+    finally:
+        await store.close()
+        redis.stop()

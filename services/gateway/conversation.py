@@ -24,7 +24,7 @@ from services.gateway.listening import Listener
 from services.gateway.playback import Playback
 from services.gateway.protocol import PROTOCOL_VERSION, ErrorCode, Hello, SessionSettings, error_event
 from services.gateway.reply_pipeline import ReplyPipeline
-from services.gateway.session_store import SessionStore
+from services.gateway.session_store import SessionStore, StoreUnavailable
 from services.gateway.speculation import SpeculationGate
 from services.gateway.spoken_words import interrupts
 from services.gateway.stages import (
@@ -79,11 +79,20 @@ class Conversation:
         self._turn_ended_at: dict[int, float] = {}
         self._speculation = SpeculationGate(stages.llm, settings.speculation)
         self._writes: asyncio.Task | None = None  # store writes, chained in order
+        self._unsaved: list[Callable[[], Awaitable[None]]] = []  # writes not yet taken by the store
 
     # --- the session ---
 
     async def start(self, hello: Hello) -> bool:
-        """A new session, or a stored one resumed; the `ready` event. False when there is no such session."""
+        """A new session, or a stored one resumed; the `ready` event. False when there is no such session, or
+        the session store is down (the client may send its hello again)."""
+        try:
+            return await self._open(hello)
+        except StoreUnavailable as err:
+            self._emit(error_event(ErrorCode.SESSIONS_UNAVAILABLE, f"{err}; send the hello again shortly"))
+            return False
+
+    async def _open(self, hello: Hello) -> bool:
         wanted = hello.settings.model_dump(exclude_unset=True)
         if hello.session_id:
             stored = await self._store.get(hello.session_id)
@@ -124,8 +133,8 @@ class Conversation:
         if self._reply is not None and self._reply.task is not None and not self._reply.task.done():
             self._barge_in(tell_client=False)  # the connection is gone: remember what was heard
             await asyncio.gather(self._reply.task, return_exceptions=True)
-        if self._writes is not None:
-            await asyncio.gather(self._writes, return_exceptions=True)
+        self._persist()  # a last try for what waits
+        await asyncio.gather(self._writes, return_exceptions=True)
 
     # --- audio in ---
 
@@ -185,7 +194,14 @@ class Conversation:
                 self._speculation.on_partial(transcript.text, transcript.speech_paused,
                                              lambda text: self._request(text, turn))
             return
-        self._turn = await self._store.next_turn(self.session_id)
+        try:
+            taken = await self._store.next_turn(self.session_id)
+        except StoreUnavailable:
+            taken = 0
+        self._turn = max(self._turn + 1, taken)
+        if taken < self._turn:  # numbered here while the store was down: it learns the count when it is back
+            count = self._turn
+            self._persist(lambda: self._store.turns_at_least(self.session_id, count))
         if transcript.text and not self._reply_audible():
             self._answer(turn, transcript.text)
         else:
@@ -245,16 +261,23 @@ class Conversation:
         del self._history[: history.blocks_to_drop(len(self._history), self._settings.history_stored)]
         self._persist(lambda: self._store.append_history(self.session_id, item))
 
-    def _persist(self, write: Callable[[], Awaitable[None]]) -> None:
-        """Store writes run one after another, in the order the conversation made them."""
+    def _persist(self, write: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Store writes run one after another, in the order the conversation made them. While the store is down
+        they wait (the conversation goes on from memory) and are written back with the next write after it is up."""
+        if write is not None:
+            self._unsaved.append(write)
         previous = self._writes
 
-        async def chained() -> None:
+        async def flush() -> None:
             if previous is not None:
                 await asyncio.gather(previous, return_exceptions=True)
-            try:
-                await write()
-            except Exception:  # noqa: BLE001 - a store hiccup loses one history entry, not the session
-                log.exception("could not store history of session %s", self.session_id)
+            while self._unsaved:
+                try:
+                    await self._unsaved[0]()
+                except StoreUnavailable as err:
+                    log.warning("session %s: %d write(s) wait for the store: %s", self.session_id,
+                                len(self._unsaved), err)
+                    return
+                self._unsaved.pop(0)
 
-        self._writes = asyncio.create_task(chained())
+        self._writes = asyncio.create_task(flush())

@@ -17,6 +17,7 @@ class ErrorCode(StrEnum):
     AUDIO_TOO_LARGE = "audio_too_large"
     STAGE_UNAVAILABLE = "stage_unavailable"  # a stage is down or not loaded: the turn degrades or ends
     STAGE_ERROR = "stage_error"  # a stage refused or failed the request
+    SESSIONS_UNAVAILABLE = "sessions_unavailable"  # the session store (Redis) is down: retry the hello shortly
 
 
 class AudioSpec(BaseModel):

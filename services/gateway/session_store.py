@@ -1,18 +1,38 @@
 """Per-session state in Redis, so any gateway replica can serve a reconnecting client: the avatar and settings
 the session was opened with, the next turn's number (unique across reconnects), and the capped history."""
 
+import functools
 import json
 import secrets
 import time
 
 import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
 from services.gateway.history import blocks_to_drop
 
 
+class StoreUnavailable(Exception):
+    """Redis did not answer (down, restarting, unreachable)."""
+
+
+def _answers(method):
+    @functools.wraps(method)
+    async def call(*args, **kwargs):
+        try:
+            return await method(*args, **kwargs)
+        except (RedisError, OSError) as err:
+            raise StoreUnavailable(f"the session store is unavailable: {err}") from err
+    return call
+
+
 class SessionStore:
     def __init__(self, url: str, ttl_s: int, max_history: int = 400):
-        self._redis = redis.from_url(url, decode_responses=True)
+        # A command that finds its connection gone (Redis restarted) is tried again on a new one, briefly.
+        self._redis = redis.from_url(url, decode_responses=True, retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+                                     retry_on_error=[ConnectionError, TimeoutError])
         self._ttl = ttl_s
         self._max_history = max_history
 
@@ -26,6 +46,7 @@ class SessionStore:
     def _key(session_id: str) -> str:
         return f"avatar:session:{session_id}"
 
+    @_answers
     async def create(self, avatar_id: str, settings: dict) -> str:
         session_id = secrets.token_urlsafe(16)
         key = self._key(session_id)
@@ -34,6 +55,7 @@ class SessionStore:
         await self._redis.expire(key, self._ttl)
         return session_id
 
+    @_answers
     async def get(self, session_id: str) -> dict | None:
         """avatar_id, settings and next_turn of a session; None when it does not exist (or expired)."""
         data = await self._redis.hgetall(self._key(session_id))
@@ -44,13 +66,23 @@ class SessionStore:
         return {"avatar_id": data["avatar_id"], "settings": json.loads(data["settings"]),
                 "next_turn": int(data.get("next_turn", 0))}
 
+    @_answers
     async def update(self, session_id: str, avatar_id: str, settings: dict) -> None:
         await self._redis.hset(self._key(session_id), mapping={"avatar_id": avatar_id, "settings": json.dumps(settings)})
 
+    @_answers
     async def next_turn(self, session_id: str) -> int:
         """Takes the next turn number of the session (each number once, whichever connection asks)."""
         return int(await self._redis.hincrby(self._key(session_id), "next_turn", 1))
 
+    @_answers
+    async def turns_at_least(self, session_id: str, count: int) -> None:
+        """The session's next turn number is at least `count` (turns were numbered while the store was down)."""
+        key = self._key(session_id)
+        if int(await self._redis.hget(key, "next_turn") or 0) < count:
+            await self._redis.hset(key, "next_turn", count)
+
+    @_answers
     async def append_history(self, session_id: str, entry: dict) -> None:
         key = self._key(session_id) + ":history"
         length = await self._redis.rpush(key, json.dumps(entry))
@@ -59,8 +91,10 @@ class SessionStore:
             await self._redis.ltrim(key, drop, -1)
         await self._redis.expire(key, self._ttl)
 
+    @_answers
     async def replace_last_history(self, session_id: str, entry: dict) -> None:
         await self._redis.lset(self._key(session_id) + ":history", -1, json.dumps(entry))
 
+    @_answers
     async def history(self, session_id: str) -> list[dict]:
         return [json.loads(item) for item in await self._redis.lrange(self._key(session_id) + ":history", 0, -1)]

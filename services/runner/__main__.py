@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from rich.console import Console
 
@@ -19,9 +20,9 @@ def main() -> int:
     env = dict(os.environ)
     redis = None
     if not env.get("REDIS_URL"):
-        redis = EmbeddedRedis()
+        redis = EmbeddedRedis(data_dir=Path("var/redis"))  # sessions outlive a restart of make run
         env["REDIS_URL"] = redis.url
-        console.print(f"started redis-server at {redis.url}")
+        console.print(f"started redis-server at {redis.url} (data in var/redis)")
     processes = {spec.name: subprocess.Popen(command(spec), env=env) for spec in SERVICES}
     stopping = False
 

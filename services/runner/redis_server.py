@@ -5,6 +5,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -23,17 +24,25 @@ def redis_answers(host: str, port: int) -> bool:
 
 
 class EmbeddedRedis:
-    """A redis-server process on loopback with its data in a temporary folder; stopped with `stop()`."""
+    """A redis-server process on loopback; stopped with `stop()`. With `data_dir` its data persist there
+    (append-only file, written every second), so sessions outlive a restart; else they live in a temporary folder."""
 
-    def __init__(self, port: int | None = None):
-        binary = shutil.which("redis-server")
-        if binary is None:
+    def __init__(self, port: int | None = None, data_dir: Path | None = None):
+        self._binary = shutil.which("redis-server")
+        if self._binary is None:
             raise RuntimeError("redis-server is not installed; run `make setup` (it installs Debian's redis-server)")
         self.port = port or free_port()
-        self._dir = tempfile.TemporaryDirectory(prefix="avatar-redis-")
+        self._temporary = None if data_dir else tempfile.TemporaryDirectory(prefix="avatar-redis-")
+        self._data_dir = Path(data_dir) if data_dir else Path(self._temporary.name)
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        self._persist = data_dir is not None
+        self._start()
+
+    def _start(self) -> None:
+        persistence = ["--appendonly", "yes", "--appendfsync", "everysec"] if self._persist else ["--appendonly", "no"]
         self._process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self._dir.name,
-             "--save", "", "--appendonly", "no"],
+            [self._binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self._data_dir),
+             "--save", "", *persistence],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
         )
@@ -47,7 +56,15 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def stop(self) -> None:
+    def down(self) -> None:
+        """Stops the server, keeping its port and data for `up()` (a restart, in two steps)."""
         self._process.terminate()
         self._process.wait(timeout=10)
-        self._dir.cleanup()
+
+    def up(self) -> None:
+        self._start()
+
+    def stop(self) -> None:
+        self.down()
+        if self._temporary is not None:
+            self._temporary.cleanup()
