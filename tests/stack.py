@@ -9,7 +9,7 @@ from pathlib import Path
 
 from services.runner.health import SERVING, status
 from services.runner.redis_server import free_port
-from services.runner.topology import SERVICES, ServiceSpec, command
+from services.runner.topology import GATEWAY, SERVICES, ServiceSpec, command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,3 +83,28 @@ class Stack:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+class ExtraGateway:
+    """Another gateway process on the shared stack's stages and Redis (a second replica, or a restarted one)."""
+
+    def __init__(self, stack: "Stack", port: int | None = None, env: dict | None = None):
+        self.port = port or free_port()
+        spec = replace(GATEWAY, port=self.port, metrics_port=self.port)
+        self.spec = spec
+        log = open(stack.logs / f"gateway-{self.port}.log", "ab")
+        self.process = subprocess.Popen(command(spec, sys.executable), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                        env={**stack.env(), "GATEWAY_PORT": str(self.port), **(env or {})})
+        deadline = time.monotonic() + 60
+        while status(spec) != SERVING:
+            assert self.process.poll() is None and time.monotonic() < deadline, "the gateway did not start"
+            time.sleep(0.2)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()

@@ -1,6 +1,7 @@
 """A real browser completes a turn in the app: Debian's Chromium, a fake microphone fed from a WAV."""
 
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 import soundfile
 
 from tests.speech import speak
-from tests.stack import ROOT
+from tests.stack import ROOT, ExtraGateway
 
 pytestmark = pytest.mark.e2e
 
@@ -54,3 +55,41 @@ def test_a_turn_completes_in_the_browser(stack, question_wav):
         page.screenshot(path=str(SCREENSHOTS / "conversation.png"), full_page=True)
         assert not page.get_by_test_id("error").count()
         browser.close()
+
+
+def test_the_app_reconnects_to_a_restarted_gateway_and_the_conversation_goes_on(stack, tmp_path):
+    """The gateway is restarted (SIGTERM: it drains and tells the app to reconnect) after a first turn: the app
+    shows it is reconnecting, resumes its session on the new process, and the next turn works."""
+    from playwright.sync_api import sync_playwright
+
+    audio = np.concatenate([np.zeros(8000, np.float32), speak("Hello! What is your name?"), np.zeros(96000, np.float32)])
+    looping = tmp_path / "looping.wav"  # the fake microphone says it again every ~8 s
+    soundfile.write(looping, audio, 16000, subtype="PCM_16")
+    gateway = ExtraGateway(stack)
+    args = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={looping}", "--autoplay-policy=no-user-gesture-required",
+            "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--no-first-run", "--disable-quic"]
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=args, headless=True, chromium_sandbox=False)
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{gateway.port}/")
+            page.get_by_test_id("start").click()
+            page.get_by_test_id("reply-text").first.wait_for(timeout=60_000)
+            before = page.evaluate("window.__avatar.session()")
+            first_turns = {t["turn"] for t in page.evaluate("window.__avatar.turns()") if t["user"]}
+            gateway.process.send_signal(signal.SIGTERM)
+            page.wait_for_function("document.querySelector('[data-testid=status]').textContent === 'reconnecting'",
+                                   timeout=60_000)
+            gateway.process.wait(timeout=60)
+            gateway = ExtraGateway(stack, port=gateway.port)  # the same address, a new process
+            page.wait_for_function("window.__avatar.session().reconnects >= 1", timeout=60_000)
+            after = page.evaluate("window.__avatar.session()")
+            assert after["sessionId"] == before["sessionId"], "the session was not resumed"
+            page.wait_for_function(
+                f"window.__avatar.turns().some(t => t.user && t.reply && t.turn > {max(first_turns)})", timeout=90_000)
+            page.screenshot(path=str(SCREENSHOTS / "reconnected.png"), full_page=True)
+            browser.close()
+    finally:
+        gateway.stop()

@@ -1,15 +1,16 @@
-"""A conversation outlives its stage connections: the recogniser's connections age out every few seconds here
-(GOAWAY, a grace, then the cut), and every utterance still comes back whole."""
+"""A conversation outlives what it runs on: stage connections that age out every few seconds (GOAWAY, a grace,
+then the cut), and a gateway that stops mid-reply (a deploy) while another replica takes the session over."""
 
 import asyncio
 import json
+import signal
 
 import httpx
 import pytest
 import websockets
 
 from tests.speech import wer
-from tests.stack import Stack
+from tests.stack import ExtraGateway, Stack
 from tests.test_gateway_ws import send_speech
 
 pytestmark = pytest.mark.e2e
@@ -73,3 +74,46 @@ async def test_a_conversation_outlives_several_connection_ageings(ageing_stack):
 def _counter(stack, name: str) -> float:
     text = httpx.get(f"http://{stack.address('gateway')}/metrics").text
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
+
+
+async def _until(ws, kind: str, seen: list[dict], timeout: float = 120) -> dict:
+    while True:
+        raw = await asyncio.wait_for(ws.recv(), timeout)
+        if isinstance(raw, str):
+            seen.append(json.loads(raw))
+            if seen[-1]["type"] == kind:
+                return seen[-1]
+
+
+async def test_a_stopping_gateway_finishes_the_reply_and_the_session_resumes_on_another(stack):
+    first, second = ExtraGateway(stack), ExtraGateway(stack)
+    try:
+        seen: list[dict] = []
+        async with websockets.connect(first.url, max_size=None) as ws:
+            await ws.send(json.dumps({"type": "hello", "version": 1}))
+            session = (await _until(ws, "ready", seen))["session_id"]
+            await send_speech(ws, "Please tell me a short story about a cat.")
+            await _until(ws, "reply_delta", seen)
+            first.process.send_signal(signal.SIGTERM)  # a deploy: mid-reply
+            await asyncio.sleep(0.5)
+            readiness = httpx.get(f"http://127.0.0.1:{first.port}/readyz")
+            assert readiness.status_code == 503 and readiness.json()["draining"]
+            async with websockets.connect(first.url) as late:  # a newcomer is sent elsewhere at once
+                assert json.loads(await late.recv())["type"] == "reconnect"
+            end = await _until(ws, "turn_end", seen)  # the reply in flight finishes...
+            assert end["reply"].strip() and not any(e["type"] == "error" for e in seen)
+            await _until(ws, "reconnect", seen)  # ...then the client is told to reconnect
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 10)
+            assert closed.value.rcvd.code == 1012
+        assert first.process.wait(timeout=30) in (0, -signal.SIGTERM)  # it stopped once drained
+        seen = []
+        async with websockets.connect(second.url, max_size=None) as ws:  # the other replica takes over
+            await ws.send(json.dumps({"type": "hello", "version": 1, "session_id": session}))
+            ready = await _until(ws, "ready", seen)
+            assert ready["resumed"] and ready["history_messages"] == 2 and ready["next_turn"] == 1
+            await send_speech(ws, "What was the story about?")
+            assert (await _until(ws, "turn_end", seen))["turn"] == 1
+    finally:
+        first.stop()
+        second.stop()

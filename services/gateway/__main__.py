@@ -5,8 +5,11 @@ import uvicorn
 from services.common.logs import setup_logging
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
+from services.gateway.draining import DrainingServer
 
 if __name__ == "__main__":
     settings = GatewaySettings()
     setup_logging("gateway", settings.log_level)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    DrainingServer(config, app.state.drain, settings.drain_grace_s).run()

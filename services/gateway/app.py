@@ -14,6 +14,7 @@ from core.avatar_jobs import AvatarJobs
 from services.common.tracing import setup_tracing, shutdown_tracing
 from services.gateway import avatar_api, openai_api, rest_errors
 from services.gateway.config import GatewaySettings
+from services.gateway.draining import Drain
 from services.gateway.grpc_stages import grpc_stages
 from services.gateway.rest_auth import require_token
 from services.gateway.session_store import SessionStore
@@ -42,6 +43,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         shutdown_tracing()
 
     app = FastAPI(title="Avatar gateway", version="1", lifespan=lifespan)
+    app.state.drain = Drain()
     rest_errors.install(app)
     app.include_router(avatar_api.router, dependencies=[Depends(require_token)])
     app.include_router(openai_api.router, dependencies=[Depends(require_token)])
@@ -53,14 +55,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz():
-        """Readiness: Redis answers; lists each stage's health (a stage down degrades turns, not the gateway)."""
+        """Readiness: Redis answers and the gateway is not draining; lists each stage's health (a stage down
+        degrades turns, not the gateway)."""
         try:
             redis = "ok" if await app.state.store.ping() else "unreachable"
         except (OSError, RedisError) as err:  # down, refusing (protected mode, a wrong password), or not Redis
             redis = f"unreachable: {err}"[:200]
-        redis_ok = redis == "ok"
-        body = {"redis": redis, "stages": await app.state.clients.statuses()}
-        return JSONResponse(body, status_code=200 if redis_ok else 503)
+        body = {"redis": redis, "stages": await app.state.clients.statuses(), "draining": app.state.drain.draining}
+        return JSONResponse(body, status_code=200 if redis == "ok" and not app.state.drain.draining else 503)
 
     @app.get("/metrics")
     async def metrics():
@@ -71,7 +73,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def websocket(ws: WebSocket):
         SESSIONS.inc()
         with OPEN_SESSIONS.track_inprogress():
-            await WebSocketTransport(ws, app.state.stages, app.state.clients, app.state.store, settings).run()
+            await WebSocketTransport(ws, app.state.stages, app.state.clients, app.state.store, settings,
+                                     app.state.drain).run()
 
     if WEB_APP.is_dir():
         app.mount("/", StaticFiles(directory=WEB_APP, html=True), name="web")

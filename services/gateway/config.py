@@ -32,6 +32,9 @@ class GatewaySettings(BaseSettings):
     # far sent again, up to `asr_reopen_attempts` times in a row.
     asr_stream_renew_s: float = Field(default=120.0, gt=0)
     asr_reopen_attempts: int = Field(default=3, ge=0)
+    # On SIGTERM, open sessions get this long to finish the reply in flight before they are told to reconnect
+    # (compose's stop_grace_period and the pod's terminationGracePeriodSeconds leave room for it).
+    drain_grace_s: float = Field(default=20.0, ge=0)
     max_audio_frame_bytes: int = Field(default=64 * 1024, ge=1024)
     # Published avatars (read: which have a voice, which exist); the worker writes them.
     avatars_dir: str = "var/avatars"

@@ -209,6 +209,10 @@ class Conversation:
 
     # --- replies ---
 
+    def replying(self) -> bool:
+        """A reply is being made (its stages are still at work)."""
+        return self._reply is not None and self._reply.task is not None and not self._reply.task.done()
+
     def _reply_audible(self) -> bool:
         return self._reply is not None and self._reply.audible()
 

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from services.gateway.config import GatewaySettings
 from services.gateway.conversation import Conversation
+from services.gateway.draining import RESTART_CLOSE_CODE, Drain, reconnect_event
 from services.gateway.protocol import PROTOCOL_VERSION, EndOfAudio, ErrorCode, Hello, error_event
 from services.gateway.session_store import SessionStore
 from services.gateway.stage_clients import StageClients
@@ -24,8 +25,9 @@ _SAMPLE_WIDTH = {"linear16": 2, "float32": 4}
 
 class WebSocketTransport:
     def __init__(self, ws: WebSocket, stages: Stages, clients: StageClients, store: SessionStore,
-                 settings: GatewaySettings):
+                 settings: GatewaySettings, drain: Drain):
         self._ws = ws
+        self._drain = drain
         self._settings = settings
         self._outbox: asyncio.Queue[dict | bytes | None] = asyncio.Queue()
         self._conversation = Conversation(stages, store, settings, self._outbox.put_nowait, clients.statuses)
@@ -33,15 +35,29 @@ class WebSocketTransport:
 
     async def run(self) -> None:
         await self._ws.accept()
+        if self._drain.draining:  # this replica is stopping: the client goes to another (or to this one, later)
+            await self._ws.send_text(json.dumps(reconnect_event("the gateway is restarting")))
+            await self._ws.close(code=RESTART_CLOSE_CODE)
+            return
         sender = asyncio.create_task(self._send_loop())
+        self._drain.track(self.finish)
         try:
             await self._receive_loop()
         except WebSocketDisconnect:
             pass
         finally:
+            self._drain.forget(self.finish)
             await self._conversation.close()
             self._outbox.put_nowait(None)
             await asyncio.gather(sender, return_exceptions=True)
+
+    async def finish(self, grace_s: float) -> None:
+        """The gateway drains: the reply in flight may finish (up to `grace_s`), then the client is told to
+        reconnect and the socket closes with 1012."""
+        deadline = asyncio.get_running_loop().time() + grace_s
+        while self._conversation.replying() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+        self._outbox.put_nowait(reconnect_event("the gateway is restarting"))
 
     def _error(self, code: ErrorCode, message: str, fatal: bool = False) -> None:
         self._outbox.put_nowait(error_event(code, message, fatal))
@@ -54,6 +70,9 @@ class WebSocketTransport:
             await self._ws.send_text(json.dumps(event))
             if event.get("fatal"):
                 await self._ws.close(code=1008)
+                return
+            if event["type"] == "reconnect":
+                await self._ws.close(code=RESTART_CLOSE_CODE)
                 return
 
     async def _receive_loop(self) -> None:

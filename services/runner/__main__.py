@@ -61,7 +61,7 @@ def main() -> int:
             process.send_signal(signal.SIGTERM)
         for process in processes.values():
             try:
-                process.wait(timeout=15)
+                process.wait(timeout=30)  # the gateway drains for up to 20 s
             except subprocess.TimeoutExpired:
                 process.kill()
         if redis:
