@@ -311,3 +311,28 @@ async def test_a_redis_restart_mid_conversation_loses_nothing(tmp_path):
     finally:
         await store.close()
         redis.stop()
+
+
+class HangingSynthesizer:
+    """Takes the text and never answers: a stage stuck, or a connection gone silent."""
+
+    async def synthesize(self, text, voice, meta, metadata=()):
+        async for _ in text:
+            pass
+        await asyncio.Event().wait()
+        yield  # pragma: no cover
+
+
+async def test_a_stage_that_hangs_ends_the_turn_with_a_typed_error_and_the_next_turn_works(store):
+    settings = GatewaySettings(avatars_dir="", reply_stall_s=0.2)
+    talk = Talk(store, settings, tts=HangingSynthesizer())
+    await talk.start()
+    talk.ask("Tell me about the sea.")
+    end = await talk.until("turn_end")
+    error = talk.events("error")[0]
+    assert error["code"] == "stage_unavailable" and "last from llm" in error["message"] and end["reply"]
+    talk.stages.tts = fake_stages().tts
+    talk.clock.now += 60
+    talk.ask("And now?")
+    assert (await talk.until("turn_end", 2))["reply"] and len(talk.events("error")) == 1
+    await talk.close()

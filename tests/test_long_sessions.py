@@ -9,6 +9,7 @@ import httpx
 import pytest
 import websockets
 
+from tests.fault_proxy import FaultProxy
 from tests.speech import wer
 from tests.stack import ExtraGateway, Stack
 from tests.test_gateway_ws import send_speech
@@ -117,3 +118,48 @@ async def test_a_stopping_gateway_finishes_the_reply_and_the_session_resumes_on_
     finally:
         first.stop()
         second.stop()
+
+
+async def _turn(ws, question: str, timeout: float = 90) -> tuple[list[dict], float]:
+    """Asks `question`; the events up to its turn_end and the seconds from the end of the user's turn to it."""
+    await send_speech(ws, question)
+    seen: list[dict] = []
+    await _until(ws, "end_of_turn", seen, timeout)
+    started = asyncio.get_running_loop().time()
+    await _until(ws, "turn_end", seen, timeout)
+    return seen, asyncio.get_running_loop().time() - started
+
+
+async def test_network_faults_to_a_stage_end_turns_with_typed_errors_and_never_hang(stack):
+    """Between the gateway and the speech synthesis stage: a slow link, a black hole (open, silent), cut
+    connections, then a healthy link again."""
+    proxy = await FaultProxy(stack.specs["tts"].port).start()
+    env = {"GATEWAY_TTS_ADDRESS": f"127.0.0.1:{proxy.port}", "GATEWAY_REPLY_STALL_S": "4"}
+    gateway = await asyncio.to_thread(ExtraGateway, stack, None, env)
+    try:
+        async with websockets.connect(gateway.url, max_size=None) as ws:
+            await ws.send(json.dumps({"type": "hello", "version": 1}))
+            await _until(ws, "ready", [])
+            outcome = {}
+            for mode in ("delay", "blackhole", "cut", "pass"):
+                proxy.set(mode)
+                if mode == "pass":  # the link is back: the gateway's channel reconnects within its back-off
+                    await _ready(gateway, "tts")
+                seen, seconds = await _turn(ws, "What is the capital of France?")
+                outcome[mode] = ([e["code"] for e in seen if e["type"] == "error"], round(seconds, 1))
+        print(outcome)
+        assert outcome["delay"][0] == [] and outcome["pass"][0] == []
+        for mode in ("blackhole", "cut"):
+            codes, seconds = outcome[mode]
+            assert codes == ["stage_unavailable"] and seconds < 4 + 10, (mode, outcome[mode])
+    finally:
+        gateway.stop()
+        await proxy.stop()
+
+
+async def _ready(gateway: ExtraGateway, stage: str, timeout: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with httpx.AsyncClient() as client:
+        while (await client.get(f"http://127.0.0.1:{gateway.port}/readyz")).json()["stages"][stage] != "SERVING":
+            assert asyncio.get_running_loop().time() < deadline, f"{stage} did not come back"
+            await asyncio.sleep(0.5)

@@ -33,7 +33,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.settings = settings
         app.state.store = SessionStore(settings.redis_url, settings.session_ttl_s, settings.history_stored)
         app.state.clients = StageClients(settings)
-        app.state.stages = grpc_stages(app.state.clients)
+        app.state.stages = grpc_stages(app.state.clients, settings)
         app.state.jobs = AvatarJobs.from_url(settings.redis_url)
         setup_tracing("avatar.gateway")
         yield

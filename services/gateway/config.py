@@ -35,6 +35,13 @@ class GatewaySettings(BaseSettings):
     # On SIGTERM, open sessions get this long to finish the reply in flight before they are told to reconnect
     # (compose's stop_grace_period and the pod's terminationGracePeriodSeconds leave room for it).
     drain_grace_s: float = Field(default=20.0, ge=0)
+    # Every stage call has explicit limits, so a stage that hangs (a lost connection, a stuck model) ends the turn
+    # with stage_unavailable instead of leaving it open: a reply that makes no progress (no text, audio or frame)
+    # for `reply_stall_s` ends; each call also has a deadline.
+    reply_stall_s: float = Field(default=15.0, gt=0)
+    llm_timeout_s: float = Field(default=120.0, gt=0)
+    tts_timeout_s: float = Field(default=180.0, gt=0)
+    sda_timeout_s: float = Field(default=300.0, gt=0)
     max_audio_frame_bytes: int = Field(default=64 * 1024, ge=1024)
     # Published avatars (read: which have a voice, which exist); the worker writes them.
     avatars_dir: str = "var/avatars"

@@ -227,7 +227,7 @@ class Conversation:
         self._remember(history.entry("user", text))
         voice = avatar_voice(self._settings.avatars_dir, self._avatar_id)
         pipeline = ReplyPipeline(self._stages, request, voice, self._emit, ended_at, speculation,
-                                 Playback(self._clock))
+                                 Playback(self._clock), self._settings.reply_stall_s)
         reply = _Reply(turn, pipeline)
         reply.task = asyncio.create_task(self._run_reply(reply))
         self._reply = reply

@@ -11,6 +11,7 @@ from avatar.llm.v1 import llm_pb2
 from avatar.sda.v1 import sda_pb2
 from avatar.tts.v1 import tts_pb2
 from core.avatar_bundle import wire_id
+from services.gateway.config import GatewaySettings
 from services.gateway.grpc_streams import bidi, responses
 from services.gateway.protocol import ErrorCode
 from services.gateway.stage_clients import StageClients
@@ -70,8 +71,9 @@ class GrpcRecognizer:
 
 
 class GrpcTextEngine:
-    def __init__(self, clients: StageClients):
+    def __init__(self, clients: StageClients, timeout_s: float):
         self._clients = clients
+        self._timeout_s = timeout_s
 
     async def generate(self, request: ReplyRequest, metadata: Metadata = ()) -> AsyncIterator[str]:
         message = llm_pb2.GenerateRequest(
@@ -81,7 +83,8 @@ class GrpcTextEngine:
             meta=_meta(request.meta),
         )
         try:
-            async for response in responses(self._clients.llm.Generate(message, metadata=metadata), "Generate"):
+            call = self._clients.llm.Generate(message, metadata=metadata, timeout=self._timeout_s)
+            async for response in responses(call, "Generate"):
                 if response.delta:
                     yield response.delta
         except grpc.aio.AioRpcError as err:
@@ -89,8 +92,9 @@ class GrpcTextEngine:
 
 
 class GrpcSynthesizer:
-    def __init__(self, clients: StageClients):
+    def __init__(self, clients: StageClients, timeout_s: float):
         self._clients = clients
+        self._timeout_s = timeout_s
 
     async def synthesize(self, text: AsyncIterator[str], voice: str, meta: TurnMeta,
                          metadata: Metadata = ()) -> AsyncIterator[SpeechChunk]:
@@ -103,7 +107,8 @@ class GrpcSynthesizer:
                 yield tts_pb2.SynthesizeRequest(text=delta, meta=request_meta)
 
         try:
-            async for response in bidi(self._clients.tts.StreamingSynthesize, requests(), metadata=metadata):
+            async for response in bidi(self._clients.tts.StreamingSynthesize, requests(), metadata=metadata,
+                                       timeout=self._timeout_s):
                 if response.WhichOneof("result") == "audio":
                     yield SpeechChunk(response.audio.pcm, response.audio.text)
         except grpc.aio.AioRpcError as err:
@@ -111,8 +116,9 @@ class GrpcSynthesizer:
 
 
 class GrpcAnimator:
-    def __init__(self, clients: StageClients):
+    def __init__(self, clients: StageClients, timeout_s: float):
         self._clients = clients
+        self._timeout_s = timeout_s
 
     async def animate(self, audio: AsyncIterator[bytes], avatar_id: str, meta: TurnMeta,
                       metadata: Metadata = ()) -> AsyncIterator[Frame]:
@@ -130,7 +136,8 @@ class GrpcAnimator:
             await segment_over.wait()  # the request side stays open until the segment's last frame is back
 
         try:
-            async for response in bidi(self._clients.sda.StreamingAnimate, requests(), metadata=metadata):
+            async for response in bidi(self._clients.sda.StreamingAnimate, requests(), metadata=metadata,
+                                       timeout=self._timeout_s):
                 kind = response.WhichOneof("result")
                 if kind == "frame":
                     yield Frame(response.frame.pts_s, response.frame.audio, response.frame.image)
@@ -141,5 +148,6 @@ class GrpcAnimator:
             raise stage_failed("animation", err) from None
 
 
-def grpc_stages(clients: StageClients) -> Stages:
-    return Stages(GrpcRecognizer(clients), GrpcTextEngine(clients), GrpcSynthesizer(clients), GrpcAnimator(clients))
+def grpc_stages(clients: StageClients, settings: GatewaySettings) -> Stages:
+    return Stages(GrpcRecognizer(clients), GrpcTextEngine(clients, settings.llm_timeout_s),
+                  GrpcSynthesizer(clients, settings.tts_timeout_s), GrpcAnimator(clients, settings.sda_timeout_s))

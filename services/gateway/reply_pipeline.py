@@ -18,7 +18,7 @@ from opentelemetry import trace
 from services.common.tracing import outgoing_metadata, start_child_span, start_turn_span
 from services.gateway import media
 from services.gateway.playback import Playback
-from services.gateway.protocol import error_event
+from services.gateway.protocol import ErrorCode, error_event
 from services.gateway.speculation import Speculation
 from services.gateway.stages import BYTES_PER_S, ReplyRequest, StageFailed, Stages
 
@@ -32,7 +32,8 @@ async def _drain(queue: asyncio.Queue) -> AsyncIterator:
 
 class ReplyPipeline:
     def __init__(self, stages: Stages, request: ReplyRequest, voice: str, emit: Callable[[dict | bytes], None],
-                 ended_at: float, speculation: Speculation | None = None, playback: Playback | None = None):
+                 ended_at: float, speculation: Speculation | None = None, playback: Playback | None = None,
+                 stall_s: float = 15.0):
         """`voice`: the TTS voice ("" = the service's default). `ended_at`: time.perf_counter() at the end of
         the user's turn. `speculation`: a reply already under way, kept; otherwise the text engine is asked."""
         self._stages = stages
@@ -44,6 +45,8 @@ class ReplyPipeline:
         self.playback = playback or Playback()
         self.text = ""
         self._marks: dict[str, int] = {}
+        self._stall_s = stall_s  # no text, audio or frame for this long: the reply has stalled
+        self._progress = (time.monotonic(), "start")  # when the reply last moved, and which stage moved it
         # The turn's span (opened by the speculation when one is kept, else at the end of the user's turn); its
         # events are the latency marks below.
         self._ended_ns = time.time_ns() - int((time.perf_counter() - ended_at) * 1e9)
@@ -51,8 +54,9 @@ class ReplyPipeline:
         self._span.set_attribute("avatar.avatar_id", request.avatar_id)
         self._span.add_event("end_of_turn", timestamp=self._ended_ns)
 
-    def _mark(self, name: str) -> None:
-        """The first time something happened in this reply (an event on the turn's span, too)."""
+    def _mark(self, name: str, stage: str) -> None:
+        """`stage` moved the reply on; the first time of `name` is a latency mark (an event on the turn's span)."""
+        self._progress = (time.monotonic(), stage)
         if name not in self._marks:
             self._marks[name] = time.time_ns()
             self._span.add_event(name, timestamp=self._marks[name])
@@ -79,8 +83,10 @@ class ReplyPipeline:
         audio_q: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=_QUEUE)
         stages = [asyncio.create_task(self._write(text_q)), asyncio.create_task(self._speak(text_q, audio_q)),
                   asyncio.create_task(self._animate(audio_q))]
+        work, watchdog = asyncio.gather(*stages), asyncio.create_task(self._watch())
         try:
-            await asyncio.gather(*stages)
+            await asyncio.wait([work, watchdog], return_when=asyncio.FIRST_COMPLETED)
+            (watchdog if watchdog.done() else work).result()
         except StageFailed as err:
             self._span.set_status(trace.StatusCode.ERROR, str(err))
             self._emit(error_event(err.code, str(err)))
@@ -88,14 +94,24 @@ class ReplyPipeline:
             self._span.add_event("cancelled")  # barge-in
             raise
         finally:
-            for task in stages:
+            for task in (*stages, watchdog):
                 task.cancel()
             if self._speculation is not None:
                 self._speculation.stop()
-            await asyncio.gather(*stages, return_exceptions=True)
+            await asyncio.gather(work, watchdog, return_exceptions=True)
             self._span.end()
         self._emit({"type": "turn_end", "turn": self._turn, "reply": self.text, "latency_ms": self.marks,
                     "speculated": self._speculation is not None})
+
+    async def _watch(self) -> None:
+        """Ends the reply with stage_unavailable when no stage has moved it on for `stall_s` (a stage that hangs,
+        a connection that went silent): a turn never stays open."""
+        while True:
+            await asyncio.sleep(self._stall_s / 5)
+            at, stage = self._progress
+            if time.monotonic() - at > self._stall_s:
+                raise StageFailed("reply", f"no text, audio or frame for {self._stall_s:.0f} s (last from {stage})",
+                                  ErrorCode.STAGE_UNAVAILABLE)
 
     async def _deltas(self) -> AsyncIterator[str]:
         if self._speculation is not None:  # its own `llm` span covers the call
@@ -109,7 +125,7 @@ class ReplyPipeline:
     async def _write(self, text_q: asyncio.Queue) -> None:
         try:
             async for delta in self._deltas():
-                self._mark("llm_first_token")
+                self._mark("llm_first_token", "llm")
                 self.text += delta
                 self._emit({"type": "reply_delta", "turn": self._turn, "text": delta})
                 await text_q.put(delta)
@@ -121,7 +137,7 @@ class ReplyPipeline:
             with self._stage("tts") as metadata:
                 async for chunk in self._stages.tts.synthesize(_drain(text_q), self._voice, self._request.meta,
                                                                metadata):
-                    self._mark("tts_first_audio")
+                    self._mark("tts_first_audio", "tts")
                     self.playback.spoken(len(chunk.pcm) / BYTES_PER_S, chunk.text)
                     await audio_q.put(chunk.pcm)
         finally:
@@ -141,7 +157,7 @@ class ReplyPipeline:
             with self._stage("sda") as metadata:
                 async for frame in self._stages.sda.animate(audio(), self._request.avatar_id, self._request.meta,
                                                             metadata):
-                    self._mark("first_frame")
+                    self._mark("first_frame", "sda")
                     shown += len(frame.pcm)
                     self._emit(media.video_message(self._turn, frame.pts_s, frame.pcm, frame.jpeg))
                     self.playback.sent(shown / BYTES_PER_S)
@@ -160,6 +176,6 @@ class ReplyPipeline:
             position += len(pcm)
 
     def _send_audio(self, position: int, pcm: bytes) -> None:
-        self._mark("first_audio_only")
+        self._mark("first_audio_only", "tts")
         self._emit(media.audio_message(self._turn, position / BYTES_PER_S, pcm))
         self.playback.sent((position + len(pcm)) / BYTES_PER_S)

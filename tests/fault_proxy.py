@@ -1,0 +1,63 @@
+"""A TCP proxy for injected network faults between the gateway and a stage: it passes bytes on, delays them,
+swallows them (a black hole: the connection stays open, nothing arrives), or cuts every connection."""
+
+import asyncio
+import contextlib
+from typing import Literal
+
+from services.runner.redis_server import free_port
+
+Mode = Literal["pass", "delay", "blackhole", "cut"]
+
+
+class FaultProxy:
+    def __init__(self, target_port: int, delay_s: float = 0.2):
+        self.port = free_port()
+        self.mode: Mode = "pass"
+        self._target = target_port
+        self._delay_s = delay_s
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> "FaultProxy":
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        return self
+
+    def set(self, mode: Mode) -> None:
+        """From now on; "cut" also closes the connections open now."""
+        self.mode = mode
+        if mode == "cut":
+            for writer in list(self._open):
+                writer.transport.abort()
+
+    async def stop(self) -> None:
+        self.set("cut")
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.mode == "cut":
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._open |= {writer, up_writer}
+        try:
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        finally:
+            for w in (writer, up_writer):
+                self._open.discard(w)
+                w.transport.abort()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while data := await reader.read(65536):
+                if self.mode == "blackhole":
+                    continue
+                if self.mode == "delay":
+                    await asyncio.sleep(self._delay_s)
+                writer.write(data)
+                await writer.drain()
+        writer.transport.abort()
