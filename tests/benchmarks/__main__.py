@@ -11,6 +11,7 @@ from tests.benchmarks import (
     bench_llm,
     bench_memory,
     bench_sda,
+    bench_soak,
     bench_tts,
 )
 from tests.benchmarks.report import machine
@@ -18,7 +19,7 @@ from tests.stack import ROOT, Stack
 
 # memory comes last: it reads the peak memory of the processes the others exercised
 BENCHES = {"asr": bench_asr, "llm": bench_llm, "tts": bench_tts, "sda": bench_sda, "e2e": bench_e2e,
-           "concurrency": bench_concurrency, "memory": bench_memory}
+           "concurrency": bench_concurrency, "soak": bench_soak, "memory": bench_memory}
 
 
 OUT = ROOT / "docs" / "benchmarks.md"
@@ -40,7 +41,7 @@ def main(names: list[str]) -> None:
     redis = EmbeddedRedis()
     stack = Stack(redis.url).start()
     try:
-        for name in ("asr", "llm", "tts", "sda", "gateway"):
+        for name in stack.specs:
             stack.wait(name)
         for name, bench in BENCHES.items():
             if names and name not in names:

@@ -1,0 +1,109 @@
+"""The soak: one conversation through /ws for BENCH_SOAK_MINUTES (30) in real time — a question every ~20 s in
+the unfamiliar voices (tests/voices.py), every fourth one cut short by the user speaking over the reply — then
+errors, memory slope per process, the first frame in the first and the last five minutes, and whether audio and
+video still share one clock at the end. Not part of CI: `python -m tests.benchmarks soak`."""
+
+import asyncio
+import json
+import os
+import time
+
+import numpy as np
+
+from services.gateway import media
+from tests.benchmarks.bench_e2e import QUESTIONS
+from tests.benchmarks.report import Section, ms, p50, p95
+from tests.benchmarks.spoken_client import open_session, talk
+from tests.voices import UNFAMILIAR, say
+
+TURN_EVERY_S = 20.0
+WINDOW_S = 300.0  # first and last five minutes
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+def _slope_mb_per_h(samples: list[tuple[float, float]]) -> float:
+    t, rss = np.array(samples).T
+    return float(np.polyfit(t / 3600, rss, 1)[0]) if len(samples) > 2 else 0.0
+
+
+async def _soak(stack, seconds: float) -> dict:
+    url = f"ws://{stack.address('gateway')}/ws"
+    ws = await open_session(url)
+    started = time.monotonic()
+    errors: list[dict] = []
+    first_frames: list[tuple[float, float]] = []  # (time into the soak, seconds from the voiced end)
+    rss: dict[str, list[tuple[float, float]]] = {name: [] for name in stack.processes}
+    last_turn_media: dict[int, list[dict]] = {}
+    turns = barge_ins = 0
+    while time.monotonic() - started < seconds:
+        turn_started = time.monotonic()
+        voice = UNFAMILIAR[turns % len(UNFAMILIAR)]
+        marks: dict = {}
+        await talk(ws, say(QUESTIONS[turns % len(QUESTIONS)], voice), marks, trailing_s=1.0)
+        barge = turns % 4 == 3
+        first = None
+        deadline = time.monotonic() + TURN_EVERY_S
+        while time.monotonic() < deadline:
+            try:
+                raw = await asyncio.wait_for(ws.recv(), max(0.05, deadline - time.monotonic()))
+            except TimeoutError:
+                break
+            if isinstance(raw, bytes):
+                item = media.parse(raw)
+                last_turn_media.setdefault(item["turn"], []).append(item)
+                if first is None and item["kind"] == "video":
+                    first = time.perf_counter() - marks["voiced_end"]
+                    first_frames.append((time.monotonic() - started, first))
+                    if barge:  # the user speaks over the reply as soon as it shows
+                        await talk(ws, say("Wait, stop, tell me something else.", voice), {}, trailing_s=1.0)
+                        barge_ins += 1
+                continue
+            event = json.loads(raw)
+            if event["type"] == "error":
+                errors.append(event)
+        for name, process in stack.processes.items():
+            rss[name].append((time.monotonic() - started, _rss_mb(process.pid)))
+        turns += 1
+        await asyncio.sleep(max(0.0, TURN_EVERY_S - (time.monotonic() - turn_started)))
+    await ws.close()
+    return {"seconds": time.monotonic() - started, "turns": turns, "barge_ins": barge_ins, "errors": errors,
+            "first_frames": first_frames, "rss": rss, "media": last_turn_media}
+
+
+def _offset_ms(media_of_turn: list[dict]) -> float:
+    """How far the audio carried by a turn's frames ends from where its video ends (0: one clock)."""
+    frames = [m for m in media_of_turn if m["kind"] == "video"]
+    if not frames:
+        return float("nan")
+    audio_s = sum(len(f["pcm"]) for f in frames) / 32000
+    video_s = frames[-1]["pts"] + 0.04 - frames[0]["pts"]
+    return (audio_s - video_s) * 1000
+
+
+def run(stack) -> Section:
+    minutes = float(os.environ.get("BENCH_SOAK_MINUTES", "30"))
+    result = asyncio.run(_soak(stack, minutes * 60))
+    section = Section(f"Soak: one {result['seconds'] / 60:.0f}-minute conversation in real time, a question every "
+                      f"{TURN_EVERY_S:.0f} s, {len(UNFAMILIAR)} unfamiliar voices, every fourth reply barged in on")
+    section.add("turns / barge-ins", f"{result['turns']} / {result['barge_ins']}")
+    section.add("error events", str(len(result["errors"])), "0")
+    early = [f for t, f in result["first_frames"] if t < WINDOW_S]
+    late = [f for t, f in result["first_frames"] if t > result["seconds"] - WINDOW_S]
+    for label, values in (("first five minutes", early), ("last five minutes", late)):
+        if values:
+            section.add(f"voiced end → first frame, {label}", f"{ms(p50(values))} P50 / {ms(p95(values))} P95 "
+                        f"({len(values)} turns)", "no drift")
+    for name, samples in result["rss"].items():
+        if samples:
+            section.add(f"{name} resident memory", f"{samples[0][1]:.0f} → {samples[-1][1]:.0f} MB, "
+                        f"slope {_slope_mb_per_h(samples):+.0f} MB/h", "flat")
+    last = max(result["media"]) if result["media"] else None
+    if last is not None:
+        section.add("audio vs video at the end (last turn)", f"{_offset_ms(result['media'][last]):.1f} ms", "0 ms")
+    if result["errors"]:
+        section.notes.append("errors: " + "; ".join(f"{e['code']}: {e['message']}" for e in result["errors"][:5]))
+    return section
