@@ -1,5 +1,6 @@
-"""A TCP proxy for injected network faults between the gateway and a stage: it passes bytes on, delays them,
-swallows them (a black hole: the connection stays open, nothing arrives), or cuts every connection."""
+"""A TCP proxy for injected network faults between two processes: it passes bytes on, delays them, swallows them
+(a black hole: the connection stays open, nothing arrives), or cuts every connection; it can also send new
+connections elsewhere (a load balancer in front of two gateways)."""
 
 import asyncio
 import contextlib
@@ -22,6 +23,10 @@ class FaultProxy:
     async def start(self) -> "FaultProxy":
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
         return self
+
+    def retarget(self, port: int) -> None:
+        """New connections go to `port` from now on (a load balancer moving to another replica)."""
+        self._target = port
 
     def set(self, mode: Mode) -> None:
         """From now on; "cut" also closes the connections open now."""

@@ -1,7 +1,9 @@
 """A real browser completes a turn in the app: Debian's Chromium, a fake microphone fed from a WAV."""
 
+import asyncio
 import shutil
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from tests.fault_proxy import FaultProxy
 from tests.speech import speak
 from tests.stack import ROOT, ExtraGateway
 
@@ -93,3 +96,44 @@ def test_the_app_reconnects_to_a_restarted_gateway_and_the_conversation_goes_on(
             browser.close()
     finally:
         gateway.stop()
+
+
+def test_with_two_gateways_the_second_takes_the_conversation_over(stack, tmp_path):
+    """Two gateway processes behind one address (a proxy standing in for a load balancer): the first is stopped
+    after a turn, new connections go to the second, and the app's session goes on there."""
+    from playwright.sync_api import sync_playwright
+
+    audio = np.concatenate([np.zeros(8000, np.float32), speak("Hello! What is your name?"), np.zeros(96000, np.float32)])
+    looping = tmp_path / "looping.wav"
+    soundfile.write(looping, audio, 16000, subtype="PCM_16")
+    first, second = ExtraGateway(stack), ExtraGateway(stack)
+    balancer = FaultProxy(first.port)
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    asyncio.run_coroutine_threadsafe(balancer.start(), loop).result(10)
+    args = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={looping}", "--autoplay-policy=no-user-gesture-required",
+            "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--no-first-run", "--disable-quic"]
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=args, headless=True, chromium_sandbox=False)
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{balancer.port}/")
+            page.get_by_test_id("start").click()
+            page.get_by_test_id("reply-text").first.wait_for(timeout=60_000)
+            session = page.evaluate("window.__avatar.session()")["sessionId"]
+            first_turns = {t["turn"] for t in page.evaluate("window.__avatar.turns()") if t["user"]}
+            loop.call_soon_threadsafe(balancer.retarget, second.port)  # the first replica leaves the rotation
+            first.process.send_signal(signal.SIGTERM)
+            page.wait_for_function("window.__avatar.session().reconnects >= 1", timeout=60_000)
+            assert page.evaluate("window.__avatar.session()")["sessionId"] == session
+            page.wait_for_function(
+                f"window.__avatar.turns().some(t => t.user && t.reply && t.turn > {max(first_turns)})", timeout=90_000)
+            assert first.process.wait(timeout=60) in (0, -signal.SIGTERM)
+            browser.close()
+    finally:
+        asyncio.run_coroutine_threadsafe(balancer.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        first.stop()
+        second.stop()

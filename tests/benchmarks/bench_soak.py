@@ -43,9 +43,10 @@ async def _soak(stack, seconds: float) -> dict:
         turn_started = time.monotonic()
         voice = UNFAMILIAR[turns % len(UNFAMILIAR)]
         marks: dict = {}
-        await talk(ws, say(QUESTIONS[turns % len(QUESTIONS)], voice), marks, trailing_s=1.0)
+        # the question is spoken while the socket is read: each message is timed when it arrives
+        speaking = [asyncio.create_task(talk(ws, say(QUESTIONS[turns % len(QUESTIONS)], voice), marks, 1.0))]
         barge = turns % 4 == 3
-        first = None
+        first, answered = None, None  # the first frame, of the turn the question's end of turn opened
         deadline = time.monotonic() + TURN_EVERY_S
         while time.monotonic() < deadline:
             try:
@@ -55,16 +56,20 @@ async def _soak(stack, seconds: float) -> dict:
             if isinstance(raw, bytes):
                 item = media.parse(raw)
                 last_turn_media.setdefault(item["turn"], []).append(item)
-                if first is None and item["kind"] == "video":
+                if first is None and item["kind"] == "video" and item["turn"] == answered:
                     first = time.perf_counter() - marks["voiced_end"]
                     first_frames.append((time.monotonic() - started, first))
                     if barge:  # the user speaks over the reply as soon as it shows
-                        await talk(ws, say("Wait, stop, tell me something else.", voice), {}, trailing_s=1.0)
+                        speaking.append(asyncio.create_task(
+                            talk(ws, say("Wait, stop, tell me something else.", voice), {}, trailing_s=1.0)))
                         barge_ins += 1
                 continue
             event = json.loads(raw)
             if event["type"] == "error":
                 errors.append(event)
+            elif event["type"] == "transcript" and event["final"] and event["text"] and "voiced_end" in marks:
+                answered = answered if answered is not None else event["turn"]
+        await asyncio.gather(*speaking)
         for name, process in stack.processes.items():
             rss[name].append((time.monotonic() - started, _rss_mb(process.pid)))
         turns += 1
