@@ -29,14 +29,28 @@ def question_wav(tmp_path) -> Path:
     return path
 
 
+@pytest.fixture
+def looping_question(tmp_path) -> Path:
+    """The fake microphone says the question again every ~8 s (Chromium loops the file)."""
+    audio = np.concatenate([np.zeros(8000, np.float32), speak("Hello! What is your name?"), np.zeros(96000, np.float32)])
+    path = tmp_path / "looping.wav"
+    soundfile.write(path, audio, 16000, subtype="PCM_16")
+    return path
+
+
+def chromium_args(fake_audio: str) -> list[str]:
+    """Headless Chromium with a fake microphone reading `fake_audio` (append %noloop to play it once)."""
+    return ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={fake_audio}", "--autoplay-policy=no-user-gesture-required",
+            "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--no-first-run", "--disable-quic"]
+
+
 def test_a_turn_completes_in_the_browser(stack, question_wav):
     from playwright.sync_api import sync_playwright
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    args = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={question_wav}%noloop", "--autoplay-policy=no-user-gesture-required",
-            "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--no-first-run", "--disable-quic"]
+    args = chromium_args(f"{question_wav}%noloop")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=args, headless=True, chromium_sandbox=False)
         page = browser.new_page()
@@ -60,19 +74,13 @@ def test_a_turn_completes_in_the_browser(stack, question_wav):
         browser.close()
 
 
-def test_the_app_reconnects_to_a_restarted_gateway_and_the_conversation_goes_on(stack, tmp_path):
+def test_the_app_reconnects_to_a_restarted_gateway_and_the_conversation_goes_on(stack, looping_question):
     """The gateway is restarted (SIGTERM: it drains and tells the app to reconnect) after a first turn: the app
     shows it is reconnecting, resumes its session on the new process, and the next turn works."""
     from playwright.sync_api import sync_playwright
 
-    audio = np.concatenate([np.zeros(8000, np.float32), speak("Hello! What is your name?"), np.zeros(96000, np.float32)])
-    looping = tmp_path / "looping.wav"  # the fake microphone says it again every ~8 s
-    soundfile.write(looping, audio, 16000, subtype="PCM_16")
     gateway = ExtraGateway(stack)
-    args = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={looping}", "--autoplay-policy=no-user-gesture-required",
-            "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--no-first-run", "--disable-quic"]
+    args = chromium_args(str(looping_question))
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=args, headless=True, chromium_sandbox=False)
@@ -98,23 +106,17 @@ def test_the_app_reconnects_to_a_restarted_gateway_and_the_conversation_goes_on(
         gateway.stop()
 
 
-def test_with_two_gateways_the_second_takes_the_conversation_over(stack, tmp_path):
+def test_with_two_gateways_the_second_takes_the_conversation_over(stack, looping_question):
     """Two gateway processes behind one address (a proxy standing in for a load balancer): the first is stopped
     after a turn, new connections go to the second, and the app's session goes on there."""
     from playwright.sync_api import sync_playwright
 
-    audio = np.concatenate([np.zeros(8000, np.float32), speak("Hello! What is your name?"), np.zeros(96000, np.float32)])
-    looping = tmp_path / "looping.wav"
-    soundfile.write(looping, audio, 16000, subtype="PCM_16")
     first, second = ExtraGateway(stack), ExtraGateway(stack)
     balancer = FaultProxy(first.port)
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, daemon=True).start()
     asyncio.run_coroutine_threadsafe(balancer.start(), loop).result(10)
-    args = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={looping}", "--autoplay-policy=no-user-gesture-required",
-            "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--no-first-run", "--disable-quic"]
+    args = chromium_args(str(looping_question))
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=args, headless=True, chromium_sandbox=False)

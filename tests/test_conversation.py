@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from services.gateway import media
+from services.gateway import history, media
 from services.gateway.config import GatewaySettings
 from services.gateway.conversation import Conversation
 from services.gateway.protocol import Hello
@@ -233,7 +233,7 @@ async def test_history_is_trimmed_by_tokens_and_stored_history_is_capped(store):
         await talk.until("turn_end", i + 1)
         talk.clock.now += 60
     requests = talk.stages.llm.requests
-    costs = [sum(len(m["content"]) // 3 + 8 for m in r.history) for r in requests]
+    costs = [sum(history.estimated_tokens(m["content"]) for m in r.history) for r in requests]
     assert max(costs) <= 400 and len(requests[-1].history) > 0
     await talk.close()
     stored = await store.history(talk.conversation.session_id)
