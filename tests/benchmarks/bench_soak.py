@@ -12,12 +12,14 @@ import numpy as np
 
 from services.gateway import media
 from tests.benchmarks.bench_e2e import QUESTIONS
-from tests.benchmarks.report import Section, ms, p50, p95
+from tests.benchmarks.report import Section, met, ms, p50, p95
 from tests.benchmarks.spoken_client import open_session, talk
 from tests.voices import UNFAMILIAR, say
 
 TURN_EVERY_S = 20.0
 WINDOW_S = 300.0  # first and last five minutes
+FLAT_MB_PER_H = 50.0  # "flat" memory: a slope within this
+DRIFT = 0.10  # "no drift": the last five minutes' P50 first frame within 10% of the first five minutes'
 
 
 def _rss_mb(pid: int) -> float:
@@ -95,20 +97,28 @@ def run(stack) -> Section:
     section = Section(f"Soak: one {result['seconds'] / 60:.0f}-minute conversation in real time, a question every "
                       f"{TURN_EVERY_S:.0f} s, {len(UNFAMILIAR)} unfamiliar voices, every fourth reply barged in on")
     section.add("turns / barge-ins", f"{result['turns']} / {result['barge_ins']}")
-    section.add("error events", str(len(result["errors"])), "0")
+    section.add("error events", f"{len(result['errors'])} ({met(len(result['errors']), 0, str)})", "0")
     early = [f for t, f in result["first_frames"] if t < WINDOW_S]
     late = [f for t, f in result["first_frames"] if t > result["seconds"] - WINDOW_S]
-    for label, values in (("first five minutes", early), ("last five minutes", late)):
-        if values:
-            section.add(f"voiced end → first frame, {label}", f"{ms(p50(values))} P50 / {ms(p95(values))} P95 "
-                        f"({len(values)} turns)", "no drift")
+    if early:
+        section.add("voiced end → first frame, first five minutes",
+                    f"{ms(p50(early))} P50 / {ms(p95(early))} P95 ({len(early)} turns)")
+    if early and late:
+        drift = met(p50(late), p50(early) * (1 + DRIFT))
+        section.add("voiced end → first frame, last five minutes",
+                    f"{ms(p50(late))} P50 / {ms(p95(late))} P95 ({len(late)} turns; {drift})",
+                    f"no drift: P50 within {DRIFT:.0%} of the first five minutes'")
     for name, samples in result["rss"].items():
         if samples:
+            slope = _slope_mb_per_h(samples)
+            flat = met(abs(slope), FLAT_MB_PER_H, lambda v: f"{v:.0f} MB/h")
             section.add(f"{name} resident memory", f"{samples[0][1]:.0f} → {samples[-1][1]:.0f} MB, "
-                        f"slope {_slope_mb_per_h(samples):+.0f} MB/h", "flat")
+                        f"slope {slope:+.0f} MB/h ({flat})", f"flat: within ±{FLAT_MB_PER_H:.0f} MB/h")
     last = max(result["media"]) if result["media"] else None
     if last is not None:
-        section.add("audio vs video at the end (last turn)", f"{_offset_ms(result['media'][last]):.1f} ms", "0 ms")
+        offset = _offset_ms(result["media"][last])
+        section.add("audio vs video at the end (last turn)",
+                    f"{offset:.1f} ms ({met(abs(offset), 0, lambda v: f'{v:.1f} ms')})", "0 ms")
     if result["errors"]:
         section.notes.append("errors: " + "; ".join(f"{e['code']}: {e['message']}" for e in result["errors"][:5]))
     return section
