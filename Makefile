@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROTOS := $(shell find proto -name '*.proto')
 WEB := services/gateway/web
-REQUIREMENTS := requirements-dev.txt $(wildcard pipelines/requirements*.txt) $(wildcard services/*/requirements*.txt) services/tts/install_coqui.sh
+REQUIREMENTS := requirements-dev.txt $(wildcard core/requirements*.txt) $(wildcard pipelines/requirements*.txt) $(wildcard services/*/requirements*.txt) services/tts/install_coqui.sh
 # llama.cpp is built from source; its native build uses AMX, which faults on some CPUs, so AMX stays off.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
