@@ -8,6 +8,7 @@ import time
 
 import grpc
 import pytest
+from avatar.common.v1 import common_pb2
 from avatar.llm.v1 import llm_pb2, llm_pb2_grpc
 
 from core.llm.backends.llama_cpp_backend import packaged_model
@@ -161,7 +162,7 @@ def test_custom_text_is_retrieved_into_the_answer(llm, stack):
 
 def test_each_sessions_next_turn_reuses_its_evaluated_prefix_while_sessions_interleave(stack):
     """Two sessions take turns on one llama.cpp instance: each turn's usage says most of its prompt (its own
-    earlier turns) was not evaluated again."""
+    earlier turns, kept under its session id) was not evaluated again."""
     questions = {"a": ["Hello, who are you?", "What do you like to eat?", "Tell me about the sea."],
                  "b": ["Good morning! How are you?", "What is your favourite colour?", "Can you tell me a joke?"]}
     history = {"a": [], "b": []}
@@ -169,10 +170,49 @@ def test_each_sessions_next_turn_reuses_its_evaluated_prefix_while_sessions_inte
         llm = llm_pb2_grpc.LlmServiceStub(channel)
         for turn in range(3):
             for session in ("a", "b"):
-                responses = list(llm.Generate(ask(questions[session][turn], history=history[session]), timeout=60))
+                request = ask(questions[session][turn], history=history[session],
+                              meta=common_pb2.RequestMeta(session_id=session))
+                responses = list(llm.Generate(request, timeout=60))
                 usage = responses[-1].usage
                 reply = "".join(r.delta for r in responses)
                 if turn:
                     assert usage.cached_prompt_tokens >= 0.7 * usage.prompt_tokens, (session, turn, usage)
                 history[session] += [llm_pb2.ChatMessage(role=llm_pb2.ROLE_USER, content=questions[session][turn]),
                                      llm_pb2.ChatMessage(role=llm_pb2.ROLE_ASSISTANT, content=reply)]
+
+
+def test_a_conversation_past_its_history_budget_keeps_reusing_what_it_kept(stack):
+    """A conversation grows until the text engine drops its oldest messages: the turn that drops them still
+    reuses most of its prompt (the dropped span is cut out of the evaluated context rather than the whole
+    history evaluated again), and what the kept history says is still understood after the cut."""
+    def user(i):
+        fact = " By the way, my dog is called Biscuit." if i == 6 else ""  # kept: past the first dropped block
+        return f"Note {i}: on day {i} of my trip I walked along the river past {i * 3} old boats and a mill.{fact}"
+
+    def said(i):
+        return f"That sounds lovely. Day {i} with {i * 3} boats by the mill must have been a calm walk."
+
+    history, usages = [], []
+
+    def turn(llm, text, max_tokens):
+        request = ask(text, history=history, params=llm_pb2.GenerationParams(temperature=0.0, max_tokens=max_tokens),
+                      meta=common_pb2.RequestMeta(session_id="long"))
+        responses = list(llm.Generate(request, timeout=60))
+        usages.append(responses[-1].usage)
+        return "".join(r.delta for r in responses)
+
+    with grpc.insecure_channel(stack.address("llm")) as channel:
+        llm = llm_pb2_grpc.LlmServiceStub(channel)
+        for i in range(40):
+            turn(llm, user(i), 4)
+            history += [llm_pb2.ChatMessage(role=llm_pb2.ROLE_USER, content=user(i)),
+                        llm_pb2.ChatMessage(role=llm_pb2.ROLE_ASSISTANT, content=said(i))]
+            if len(usages) > 1 and usages[-1].prompt_tokens < usages[-2].prompt_tokens:
+                break
+        else:
+            pytest.fail(f"the history was never dropped: {[u.prompt_tokens for u in usages]}")
+        dropping = usages[-1]
+        reply = turn(llm, "What is the name of my dog?", 16)
+    assert dropping.cached_prompt_tokens >= 0.7 * dropping.prompt_tokens, f"history evaluated again: {dropping}"
+    assert usages[-1].cached_prompt_tokens >= 0.7 * usages[-1].prompt_tokens, usages[-1]
+    assert "biscuit" in reply.lower(), reply

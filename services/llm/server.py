@@ -97,7 +97,8 @@ class LlmService(llm_pb2_grpc.LlmServiceServicer):
         def produce() -> None:
             try:
                 with self._engine_lock:
-                    for delta in self._backend.stream(messages, sampling, completion, adapter):
+                    session = request.meta.session_id
+                    for delta in self._backend.stream(messages, sampling, completion, adapter, session):
                         loop.call_soon_threadsafe(deltas.put_nowait, delta)
             except BaseException as err:  # handed to the RPC, which maps it to a status
                 loop.call_soon_threadsafe(deltas.put_nowait, err)

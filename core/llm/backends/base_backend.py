@@ -36,6 +36,8 @@ class LlmBackend(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
-    def stream(self, messages: list[dict], sampling: Sampling, completion: Completion, adapter: str = "") -> Iterator[str]:
+    def stream(self, messages: list[dict], sampling: Sampling, completion: Completion, adapter: str = "",
+               session: str = "") -> Iterator[str]:
         """Yield text deltas of the assistant's reply; stop early once `completion.cancel` is set. `adapter`: an
-        avatar's LoRA adapter file to apply, where the backend can (others answer with the base model)."""
+        avatar's LoRA adapter file to apply, where the backend can (others answer with the base model).
+        `session`: whose conversation this is, where the backend keeps state between a session's turns."""

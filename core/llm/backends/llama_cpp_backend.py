@@ -4,10 +4,15 @@ import importlib.util
 import logging
 from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+from llama_cpp import Llama
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+from core.llm.backends import context_reuse
 from core.llm.backends.base_backend import Completion, Sampling
-from core.llm.backends.prefix_cache import SessionPrefixCache
+from core.llm.backends.session_states import SessionStates
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +26,39 @@ def packaged_model() -> Path:
     return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+@dataclass
+class _Engine:
+    """One model instance: its context, its chat template, and the states its sessions left."""
+
+    llama: Llama
+    chat: Jinja2ChatFormatter
+    states: SessionStates
+    can_cut: bool
+
+    def prompt(self, messages: list[dict]) -> tuple[list[int], list[str]]:
+        """The prompt's tokens as the model's own chat template lays the messages out, and its stop strings."""
+        formatted = self.chat(messages=messages)
+        tokens = self.llama.tokenize(formatted.prompt.encode(), add_bos=not formatted.added_special, special=True)
+        stop = formatted.stop or []
+        return tokens, [stop] if isinstance(stop, str) else list(stop)
+
+    def start_from_best(self, prompt: list[int]) -> int:
+        """Bring the context to the most of `prompt` that it, or a session's kept state, already holds (after
+        cutting out history the prompt dropped); the number of prompt tokens not to evaluate again."""
+        llama = self.llama
+        best = context_reuse.reuse(llama.input_ids[: llama.n_tokens], prompt, self.can_cut)
+        source = None
+        for state in self.states.states():
+            candidate = context_reuse.reuse(state.input_ids[: state.n_tokens], prompt, self.can_cut)
+            if candidate.tokens > best.tokens:
+                best, source = candidate, state
+        if source is not None:
+            llama.load_state(source)
+        if best.cuts:
+            context_reuse.cut(llama, best)
+        return best.tokens
+
+
 class LlamaCppBackend:
     def __init__(self, model_path: str = "", lora_path: str = "", context_tokens: int = 2048, threads: int = 2,
                  prefix_cache_mb: int = 256):
@@ -30,15 +68,13 @@ class LlamaCppBackend:
         self._cache_bytes = prefix_cache_mb * 1024 * 1024
         self.context_tokens = context_tokens
         self.name = self._path.name.removesuffix(".gguf")
-        self._llama = None
+        self._base: _Engine | None = None
         # Avatars' own LoRA adapters: one more model instance each (the base weights are small), least recently
         # used dropped first.
-        self._adapted: OrderedDict[str, object] = OrderedDict()
+        self._adapted: OrderedDict[str, _Engine] = OrderedDict()
         self.max_adapters = 3
 
-    def _open(self, lora_path: str):
-        from llama_cpp import Llama
-
+    def _open(self, lora_path: str) -> _Engine:
         llama = Llama(
             model_path=str(self._path),
             lora_path=lora_path or None,
@@ -47,13 +83,21 @@ class LlamaCppBackend:
             n_threads_batch=self._threads,
             verbose=False,
         )
-        if self._cache_bytes:
-            llama.set_cache(SessionPrefixCache(self._cache_bytes))
-        return llama
+        template = llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ValueError(f"{self._path} carries no chat template (tokenizer.chat_template): use a chat model's GGUF")
+        eos, bos = llama.token_eos(), llama.token_bos()
+        chat = Jinja2ChatFormatter(
+            template=template,
+            eos_token=llama._model.token_get_text(eos) if eos != -1 else "",
+            bos_token=llama._model.token_get_text(bos) if bos != -1 else "",
+            stop_token_ids=[eos],
+        )
+        return _Engine(llama, chat, SessionStates(self._cache_bytes), context_reuse.can_cut(llama))
 
-    def _model_for(self, adapter: str):
+    def _engine_for(self, adapter: str) -> _Engine:
         if not adapter:
-            return self._llama
+            return self._base
         if adapter not in self._adapted:
             self._adapted[adapter] = self._open(adapter)
             log.info("loaded LoRA adapter %s", adapter)
@@ -63,52 +107,43 @@ class LlamaCppBackend:
         return self._adapted[adapter]
 
     def load(self) -> None:
-        self._llama = self._open(self._lora)
+        self._base = self._open(self._lora)
         warm = Completion()
         for _ in self.stream([{"role": "user", "content": "Hi"}], Sampling(4, 0.0, 1.0, 1.0), warm):
             pass
         log.info("loaded %s (context %d tokens)", self.name, self.context_tokens)
 
     def count_tokens(self, text: str) -> int:
-        return len(self._llama.tokenize(text.encode(), add_bos=False, special=True))
+        return len(self._base.llama.tokenize(text.encode(), add_bos=False, special=True))
 
-    def stream(self, messages: list[dict], sampling: Sampling, completion: Completion, adapter: str = "") -> Iterator[str]:
-        llama = self._model_for(adapter)
-        evaluated = llama._input_ids.tolist()  # what the context holds from the request before this one
-        chunks = llama.create_chat_completion(
-            messages=messages,
+    def stream(self, messages: list[dict], sampling: Sampling, completion: Completion, adapter: str = "",
+               session: str = "") -> Iterator[str]:
+        engine = self._engine_for(adapter)
+        prompt, stop = engine.prompt(messages)
+        completion.prompt_tokens = len(prompt)
+        completion.cached_prompt_tokens = min(engine.start_from_best(prompt), len(prompt))
+        chunks = engine.llama.create_completion(
+            prompt=prompt,
             stream=True,
             max_tokens=sampling.max_tokens,
             temperature=sampling.temperature,
             top_p=sampling.top_p,
             repeat_penalty=sampling.repetition_penalty,
-            stop=list(sampling.stop) or None,
+            stop=stop + list(sampling.stop),
             seed=sampling.seed or None,
         )
         try:
             for chunk in chunks:
-                if not completion.prompt_tokens:
-                    self._count_prompt(llama, evaluated, completion)
                 if completion.cancel.is_set():
                     completion.finish_reason = "cancelled"
                     return
                 choice = chunk["choices"][0]
-                delta = choice["delta"].get("content")
-                if delta:
+                if choice["text"]:
                     completion.completion_tokens += 1
-                    yield delta
+                    yield choice["text"]
                 if choice.get("finish_reason"):
                     completion.finish_reason = choice["finish_reason"]
         finally:
             chunks.close()
-
-    @staticmethod
-    def _count_prompt(llama, evaluated: list[int], completion: Completion) -> None:
-        """How long the prompt was, and how much of it was not evaluated again (from the cache, or still in the
-        context from the request before)."""
-        cache = llama.cache
-        if not isinstance(cache, SessionPrefixCache) or not cache.last_prompt:
-            return
-        prompt = cache.last_prompt
-        completion.prompt_tokens = len(prompt)
-        completion.cached_prompt_tokens = max(cache.last_cached_tokens, llama.longest_token_prefix(evaluated, prompt))
+            if self._cache_bytes:
+                engine.states.put(session, engine.llama.save_state())

@@ -47,7 +47,8 @@ class OpenAICompatibleBackend:
     def count_tokens(self, text: str) -> int:
         return len(text) // 4 + 1  # the server tokenizes; a conservative estimate is enough for trimming
 
-    def stream(self, messages: list[dict], sampling: Sampling, completion: Completion, adapter: str = "") -> Iterator[str]:
+    def stream(self, messages: list[dict], sampling: Sampling, completion: Completion, adapter: str = "",
+               session: str = "") -> Iterator[str]:
         # Adapters live on the serving side here (e.g. vLLM's --lora-modules, selected by model name).
         body = {
             "model": self._model,
