@@ -12,6 +12,7 @@ from avatar.common.v1 import common_pb2
 from avatar.llm.v1 import llm_pb2, llm_pb2_grpc
 
 from core.llm.backends.llama_cpp_backend import packaged_model
+from services.llm.prompt import echoes
 from services.runner.health import status
 from services.runner.redis_server import free_port
 from services.runner.topology import ServiceSpec
@@ -117,6 +118,18 @@ def test_cancel_stops_generation(llm):
         unloaded.append(time.perf_counter() - start)
     # The cancelled generation would have held the engine for seconds more (400 tokens at ~80 tokens/s).
     assert first is not None and first < 0.2 + max(unloaded), (first, unloaded)
+
+
+def test_after_a_greeting_the_questions_are_answered_not_given_back(llm):
+    """A conversation that opens with a greeting: no later reply is the user's question given back (a small
+    model's habit once one echo is in its history)."""
+    history = []
+    for turn, text in enumerate(["Hello! How are you today?", "What is your name?", "Can you recommend a good book?",
+                                 "What should I cook for dinner?", "Why do leaves change color in autumn?"]):
+        reply = "".join(r.delta for r in llm.Generate(ask(text, history=history), timeout=60)).strip()
+        assert not (turn and echoes(text, reply)), (text, reply)
+        history += [llm_pb2.ChatMessage(role=llm_pb2.ROLE_USER, content=text),
+                    llm_pb2.ChatMessage(role=llm_pb2.ROLE_ASSISTANT, content=reply)]
 
 
 def test_bad_requests_are_refused(llm):

@@ -16,7 +16,7 @@ def count_words(text: str) -> int:
 
 def exchange(i: int) -> list[llm_pb2.ChatMessage]:
     return [llm_pb2.ChatMessage(role=llm_pb2.ROLE_USER, content=f"question number {i} " + "word " * 20),
-            llm_pb2.ChatMessage(role=llm_pb2.ROLE_ASSISTANT, content=f"answer number {i} " + "word " * 40)]
+            llm_pb2.ChatMessage(role=llm_pb2.ROLE_ASSISTANT, content=f"answer number {i} " + "reply " * 40)]
 
 
 def prompt(history, text="What now?", facts=(), history_budget=None):
@@ -54,3 +54,12 @@ def test_history_over_the_context_is_trimmed_from_the_oldest_end():
     messages = prompt(history)
     assert messages[-2]["content"].startswith("answer number 99")
     assert sum(len(m["content"].split()) for m in messages) <= 2000
+
+
+def test_an_exchange_whose_reply_gave_the_question_back_is_left_out():
+    said = [llm_pb2.ChatMessage(role=llm_pb2.ROLE_USER, content="Hello! How are you today?"),
+            llm_pb2.ChatMessage(role=llm_pb2.ROLE_ASSISTANT, content="Hello! How are you today?"),
+            llm_pb2.ChatMessage(role=llm_pb2.ROLE_USER, content="What is your name?"),
+            llm_pb2.ChatMessage(role=llm_pb2.ROLE_ASSISTANT, content="I'm Ava, nice to meet you.")]
+    messages = prompt(said)
+    assert [m["content"] for m in messages[1:-1]] == ["What is your name?", "I'm Ava, nice to meet you."]

@@ -1,13 +1,16 @@
 """The soak: one conversation through /ws for BENCH_SOAK_MINUTES (30) in real time — a question every ~20 s in
 the unfamiliar voices (tests/voices.py), every fourth one cut short by the user speaking over the reply — then
-errors, memory slope per process, the first frame in the first and the last five minutes, and whether audio and
-video still share one clock at the end. Not part of CI: `python -m tests.benchmarks soak`."""
+errors, memory slope per process, the first frame in the first and the last five minutes (with the gateway's
+own marks for each stage and the replies' length, to say where any drift comes from), the share of prompt tokens
+the text engine reused, and whether audio and video still share one clock at the end. Not part of CI:
+`python -m tests.benchmarks soak`."""
 
 import asyncio
 import json
 import os
 import time
 
+import httpx
 import numpy as np
 
 from services.gateway import media
@@ -20,6 +23,7 @@ TURN_EVERY_S = 20.0
 WINDOW_S = 300.0  # first and last five minutes
 FLAT_MB_PER_H = 50.0  # "flat" memory: a slope within this
 DRIFT = 0.10  # "no drift": the last five minutes' P50 first frame within 10% of the first five minutes'
+MARKS = ("llm_first_token", "tts_first_audio", "first_frame")  # the gateway's, from its end of turn
 
 
 def _rss_mb(pid: int) -> float:
@@ -32,6 +36,17 @@ def _slope_mb_per_h(samples: list[tuple[float, float]]) -> float:
     return float(np.polyfit(t / 3600, rss, 1)[0]) if len(samples) > 2 else 0.0
 
 
+def _prompt_tokens(stack) -> dict[str, float]:
+    """The text engine's prompt tokens so far, reused and evaluated (its Prometheus counter)."""
+    text = httpx.get(f"http://127.0.0.1:{stack.specs['llm'].metrics_port}/metrics", timeout=10).text
+    counts = {"reused": 0.0, "evaluated": 0.0}
+    for line in text.splitlines():
+        if line.startswith("avatar_llm_prompt_tokens_total{"):
+            kind = line.split('kind="', 1)[1].split('"', 1)[0]
+            counts[kind] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
 async def _soak(stack, seconds: float) -> dict:
     url = f"ws://{stack.address('gateway')}/ws"
     ws = await open_session(url)
@@ -40,6 +55,8 @@ async def _soak(stack, seconds: float) -> dict:
     first_frames: list[tuple[float, float]] = []  # (time into the soak, seconds from the voiced end)
     rss: dict[str, list[tuple[float, float]]] = {name: [] for name in stack.processes}
     last_turn_media: dict[int, list[dict]] = {}
+    turn_ends: list[tuple[float, dict]] = []  # (time into the soak, the turn_end event)
+    tokens_before = _prompt_tokens(stack)
     turns = barge_ins = 0
     while time.monotonic() - started < seconds:
         turn_started = time.monotonic()
@@ -69,6 +86,8 @@ async def _soak(stack, seconds: float) -> dict:
             event = json.loads(raw)
             if event["type"] == "error":
                 errors.append(event)
+            elif event["type"] == "turn_end":
+                turn_ends.append((time.monotonic() - started, event))
             elif event["type"] == "transcript" and event["final"] and event["text"] and "voiced_end" in marks:
                 answered = answered if answered is not None else event["turn"]
         await asyncio.gather(*speaking)
@@ -77,8 +96,25 @@ async def _soak(stack, seconds: float) -> dict:
         turns += 1
         await asyncio.sleep(max(0.0, TURN_EVERY_S - (time.monotonic() - turn_started)))
     await ws.close()
+    tokens = {kind: count - tokens_before[kind] for kind, count in _prompt_tokens(stack).items()}
     return {"seconds": time.monotonic() - started, "turns": turns, "barge_ins": barge_ins, "errors": errors,
-            "first_frames": first_frames, "rss": rss, "media": last_turn_media}
+            "first_frames": first_frames, "turn_ends": turn_ends, "prompt_tokens": tokens, "rss": rss,
+            "media": last_turn_media}
+
+
+def _window_rows(section: Section, result: dict) -> None:
+    """Per stage, and the replies' length, in the first and the last five minutes."""
+    windows = {"first": [e for t, e in result["turn_ends"] if t < WINDOW_S],
+               "last": [e for t, e in result["turn_ends"] if t > result["seconds"] - WINDOW_S]}
+    for mark in MARKS:
+        cells = []
+        for name, events in windows.items():
+            values = [e["latency_ms"][mark] / 1000 for e in events if mark in e.get("latency_ms", {})]
+            cells.append(f"{name} {ms(p50(values))} P50 / {ms(p95(values))} P95" if values else f"{name}: none")
+        section.add(f"end of turn → {mark.replace('_', ' ')}", "; ".join(cells))
+    words = {name: [len(e["reply"].split()) for e in events] for name, events in windows.items()}
+    if all(words.values()):
+        section.add("reply length", "; ".join(f"{name} {p50(w):.0f} words P50" for name, w in words.items()))
 
 
 def _offset_ms(media_of_turn: list[dict]) -> float:
@@ -108,6 +144,10 @@ def run(stack) -> Section:
         section.add("voiced end → first frame, last five minutes",
                     f"{ms(p50(late))} P50 / {ms(p95(late))} P95 ({len(late)} turns; {drift})",
                     f"no drift: P50 within {DRIFT:.0%} of the first five minutes'")
+    _window_rows(section, result)
+    tokens = result["prompt_tokens"]
+    if total := tokens["reused"] + tokens["evaluated"]:
+        section.add("text engine prompt tokens reused", f"{tokens['reused'] / total:.0%} of {total:.0f}")
     for name, samples in result["rss"].items():
         if samples:
             slope = _slope_mb_per_h(samples)
