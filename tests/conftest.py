@@ -21,7 +21,10 @@ def stack(redis_url):
     # A quick avatar fine-tunes for a few steps only in tests.
     quick = {"WORKER_STEPS": "3", "WORKER_SENTENCES": "3", "WORKER_HEARTBEAT_S": "0.5", "WORKER_LEASE_S": "4",
              # every process prints its spans, one JSON line each, into its log (test_tracing reads them)
-             "OTEL_TRACES_EXPORTER": "console"}
+             "OTEL_TRACES_EXPORTER": "console",
+             # tests open sessions back to back, the next maybe before the gateway has seen the last one leave;
+             # admission itself is tested on a gateway of its own (test_gateway_ws.py)
+             "GATEWAY_MAX_SESSIONS": "8"}
     started = Stack(redis_url, extra_env=quick).start()
     for name in started.specs:
         started.wait(name)

@@ -4,6 +4,7 @@ import asyncio
 import json
 import time
 
+import httpx
 import numpy as np
 import pytest
 import websockets
@@ -13,6 +14,7 @@ from services.gateway.session_store import SessionStore
 from tests import noises
 from tests.grpc_helpers import with_silence
 from tests.speech import speak, to_linear16, wer
+from tests.stack import ExtraGateway
 
 pytestmark = pytest.mark.e2e
 
@@ -92,9 +94,10 @@ async def test_barge_in_cancels_the_reply_and_a_new_turn_starts(stack):
 
 
 async def _noises_over_a_reply(stack, barge_in_min_words: int) -> tuple[list[dict], int]:
-    """A long reply with a hummed "hmm", a cough and a click sent over it: the events until the reply is
-    interrupted or settled, and how many sounds the recogniser heard start while the reply was being made or
-    still playing (from its first media message on, in real time, as a client plays it)."""
+    """A long reply with a hummed "hmm", a cough, a click and a spoken "uh-huh" sent over it, three times
+    (whether the recogniser's voice detector hears a sound that is not speech depends on what it heard just
+    before; the spoken backchannel it hears): the events until the reply is interrupted or settled, and how many sounds the recogniser heard start while the reply was being
+    made or still playing (from its first media message on, in real time, as a client plays it)."""
     async with websockets.connect(f"ws://{stack.address('gateway')}/ws", max_size=None) as ws:
         await ws.send(json.dumps({"type": "hello", "version": 1, "audio": {"sample_rate": 16000},
                                   "settings": {"barge_in_min_words": barge_in_min_words}}))
@@ -110,7 +113,8 @@ async def _noises_over_a_reply(stack, barge_in_min_words: int) -> tuple[list[dic
             else:
                 events.append(json.loads(raw))
         gap = np.zeros(8000, np.float32)
-        pcm = to_linear16(np.concatenate([noises.hum(), gap, noises.cough(), gap, noises.click(), gap, gap]))
+        sounds = [noises.hum(), gap, noises.cough(), gap, noises.click(), gap, speak("Uh-huh."), gap, gap]
+        pcm = to_linear16(np.concatenate(sounds * 3))
         for start in range(0, len(pcm), 3200):
             await ws.send(pcm[start : start + 3200])
             await asyncio.sleep(0.02)
@@ -128,26 +132,34 @@ async def _keep_sending_silence(ws) -> None:
 
 
 async def _until_settled(ws, events: list[dict], playing_from: float | None, audio_s: float) -> tuple[list[dict], int]:
-    """Reads on until the reply is interrupted, or it has ended and every sound heard has its final; counts the
-    sounds whose speech start came while the reply was being made or still playing."""
+    """Reads on until the reply is interrupted, or it has ended and every sound heard has its final (or, where
+    none was heard, it has played out); counts the sounds whose speech start came while the reply was being made
+    or still playing."""
     heard_while_playing = 0
     starts = finals = 0
+    deadline = time.monotonic() + 180
     while True:
-        raw = await asyncio.wait_for(ws.recv(), 120)
+        assert time.monotonic() < deadline, [(e["type"], e.get("turn")) for e in events if e["type"] != "reply_delta"]
+        try:
+            raw = await asyncio.wait_for(ws.recv(), 1)
+        except TimeoutError:
+            raw = None
         if isinstance(raw, bytes):
             playing_from = playing_from or time.monotonic()
             audio_s += len(media.parse(raw)["pcm"]) / 32000
             continue
-        event = json.loads(raw)
-        events.append(event)
-        if event["type"] == "speech_start":
-            starts += 1
-            made = not any(e["type"] == "turn_end" for e in events)
-            heard_while_playing += made or time.monotonic() < playing_from + audio_s
-        finals += event["type"] == "transcript" and event["final"] and event["turn"] > 0
-        if event["type"] == "interrupted":
-            return events, heard_while_playing
-        if any(e["type"] == "turn_end" for e in events) and finals >= starts > 0:
+        if raw is not None:
+            event = json.loads(raw)
+            events.append(event)
+            if event["type"] == "speech_start":
+                starts += 1
+                made = not any(e["type"] == "turn_end" for e in events)
+                heard_while_playing += made or time.monotonic() < playing_from + audio_s
+            finals += event["type"] == "transcript" and event["final"] and event["turn"] > 0
+            if event["type"] == "interrupted":
+                return events, heard_while_playing
+        played_out = playing_from is not None and time.monotonic() > playing_from + audio_s + 2
+        if any(e["type"] == "turn_end" for e in events) and finals >= starts and (starts or played_out):
             return events, heard_while_playing
 
 
@@ -219,3 +231,31 @@ async def test_a_session_resumed_with_a_long_history_still_gets_answers(stack):
         await send_speech(ws, "What is the capital of France?")
         end = await next_event(ws, "turn_end", timeout=120)  # an error event on the way fails next_event
         assert end["reply"].strip()
+
+
+async def test_a_full_gateway_refuses_a_new_conversation_with_busy_and_takes_one_again_when_room_frees(stack):
+    gateway = ExtraGateway(stack, env={"GATEWAY_MAX_SESSIONS": "1"})
+    try:
+        async with websockets.connect(gateway.url, max_size=None) as first:
+            await hello(first)
+            ready = httpx.get(f"http://127.0.0.1:{gateway.port}/readyz", timeout=10)
+            assert ready.status_code == 503 and ready.json()["sessions"] == {"admitted": 1, "capacity": 1, "full": True}
+            async with websockets.connect(gateway.url, max_size=None) as second:
+                await second.send(json.dumps({"type": "hello", "version": 1, "audio": {"sample_rate": 16000}}))
+                refusal = await next_event(second, "error", timeout=10)
+                assert refusal["code"] == "busy" and refusal["fatal"], refusal
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await asyncio.wait_for(second.recv(), 10)
+                assert closed.value.rcvd.code == 1013  # try again later
+            await send_speech(first, "What is your name?")  # the admitted conversation goes on
+            assert (await next_event(first, "turn_end", timeout=120))["reply"]
+        deadline = time.monotonic() + 10
+        while httpx.get(f"http://127.0.0.1:{gateway.port}/readyz", timeout=10).status_code != 200:
+            assert time.monotonic() < deadline, "the gateway stayed full after the conversation left"
+            await asyncio.sleep(0.1)
+        async with websockets.connect(gateway.url, max_size=None) as third:
+            await hello(third)
+        metrics = httpx.get(f"http://127.0.0.1:{gateway.port}/metrics", timeout=10).text
+        assert "avatar_gateway_sessions_refused_total 1.0" in metrics
+    finally:
+        gateway.stop()

@@ -3,6 +3,7 @@
 import contextlib
 import json
 import subprocess
+import threading
 import sys
 import time
 
@@ -229,3 +230,35 @@ def test_a_conversation_past_its_history_budget_keeps_reusing_what_it_kept(stack
     assert dropping.cached_prompt_tokens >= 0.7 * dropping.prompt_tokens, f"history evaluated again: {dropping}"
     assert usages[-1].cached_prompt_tokens >= 0.7 * usages[-1].prompt_tokens, usages[-1]
     assert "biscuit" in reply.lower(), reply
+
+
+def test_a_new_turn_is_answered_while_another_sessions_long_reply_is_still_being_written(stack):
+    """Two sessions on one engine: a short question asked while a long story streams gets its first words
+    before the story ends (the story's tail gives way), and the story then goes on to its end."""
+    story_times, short_times, short = [], [], ""
+    with grpc.insecure_channel(stack.address("llm")) as channel:
+        llm = llm_pb2_grpc.LlmServiceStub(channel)
+        story_started = threading.Event()
+
+        def tell_story():
+            request = ask("Tell me a long story about a brave little boat on the sea.",
+                          params=llm_pb2.GenerationParams(temperature=0.0, max_tokens=160),
+                          meta=common_pb2.RequestMeta(session_id="story"))
+            for response in llm.Generate(request, timeout=120):
+                if response.delta:
+                    story_times.append(time.monotonic())
+                    if len(story_times) == 10:
+                        story_started.set()
+
+        story = threading.Thread(target=tell_story)
+        story.start()
+        assert story_started.wait(60), "the story did not start"
+        request = ask("What is your name?", meta=common_pb2.RequestMeta(session_id="short"))
+        for response in llm.Generate(request, timeout=60):
+            if response.delta:
+                short_times.append(time.monotonic())
+                short += response.delta
+        story.join(120)
+    assert len(story_times) > 40, "the story was not long enough to tell"
+    assert short.strip() and short_times[0] < story_times[-1], "the short answer waited for the whole story"
+    assert sum(t > short_times[0] for t in story_times) >= 10, "the story did not go on after the new turn"

@@ -8,12 +8,14 @@ from services.gateway.spoken_words import interrupts, meaningful_words
 pytestmark = pytest.mark.unit
 
 
-@pytest.mark.parametrize("heard", ["", "Hmm.", "Mm-hmm.", "uh-huh", "Um, uh...", "Oh!", "mhm mhm"])
+@pytest.mark.parametrize("heard", ["", "Hmm.", "Mm-hmm.", "uh-huh", "Um, uh...", "Oh!", "mhm mhm",
+                                   "Hmmmmmmmmmmmmmmmmmmmmmmmm", "Ummmm...", "Mmmm-hmmm", "Ahhh."])
 def test_backchannels_and_fillers_do_not_interrupt(heard):
     assert meaningful_words(heard) == [] and not interrupts(heard, 1)
 
 
-@pytest.mark.parametrize("heard, words", [("Stop.", 1), ("Hmm, wait a second", 3), ("No, no!", 2)])
+@pytest.mark.parametrize("heard, words", [("Stop.", 1), ("Hmm, wait a second", 3), ("No, no!", 2),
+                                          ("Too good!", 2), ("Hmmm, all right", 2)])
 def test_other_words_do(heard, words):
     assert len(meaningful_words(heard)) == words and interrupts(heard, 1)
 

@@ -8,9 +8,10 @@ _ABBREVIATIONS = {
     "mr.": "mister", "mrs.": "missus", "ms.": "miss", "dr.": "doctor", "prof.": "professor", "st.": "saint",
     "jr.": "junior", "sr.": "senior", "vs.": "versus", "etc.": "et cetera", "e.g.": "for example",
     "i.e.": "that is", "approx.": "approximately", "no.": "number", "dept.": "department", "min.": "minutes",
-    "km": "kilometers", "kg": "kilograms", "cm": "centimeters", "mm": "millimeters", "km/h": "kilometers per hour",
-    "mph": "miles per hour",
 }
+# Units are read as units only after a number: "5 mm" is five millimeters, "Mm-hmm" is a backchannel.
+_UNITS = {"km": "kilometers", "kg": "kilograms", "cm": "centimeters", "mm": "millimeters",
+          "km/h": "kilometers per hour", "mph": "miles per hour"}
 _SYMBOLS = {
     "&": " and ", "%": " percent", "+": " plus ", "=": " equals ", "@": " at ", "#": " number ",
     "°c": " degrees Celsius", "°f": " degrees Fahrenheit", "°": " degrees", "×": " times ", "÷": " divided by ",
@@ -25,6 +26,10 @@ _NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?")
 _TIME = re.compile(r"\b(\d{1,2}):(\d{2})\b")
 _ABBREV = re.compile(
     r"(?<!\w)(" + "|".join(re.escape(a) for a in sorted(_ABBREVIATIONS, key=len, reverse=True)) + r")(?!\w)",
+    re.IGNORECASE,
+)
+_UNIT = re.compile(
+    r"(?<=\d)\s?(" + "|".join(re.escape(u) for u in sorted(_UNITS, key=len, reverse=True)) + r")(?!\w)",
     re.IGNORECASE,
 )
 _MARKDOWN = re.compile(r"[*_`#>|\[\]{}]+")
@@ -75,6 +80,7 @@ def normalize(text: str) -> str:
     """Expand `text` into speakable words. Unknown characters are left for the voice's phonemizer to skip."""
     text = _MARKDOWN.sub(" ", text)
     text = _ABBREV.sub(lambda m: _ABBREVIATIONS[m.group(1).lower()], text)
+    text = _UNIT.sub(lambda m: " " + _UNITS[m.group(1).lower()], text)
     text = _MONEY.sub(_money, text)
     text = _TIME.sub(_time, text)
     text = _ORDINAL.sub(lambda m: num2words(int(m.group(1)), to="ordinal"), text)

@@ -24,3 +24,8 @@ PROMPT_TOKENS = Counter(
     "Prompt tokens of finished generations: evaluated, or reused from a cached prefix",
     ["kind"],
 )
+LLM_QUEUE_WAIT = Histogram(
+    "avatar_llm_queue_wait_seconds",
+    "Time a generation waited for a slot and its first turn on the engine, before its prompt was evaluated",
+    buckets=LATENCY_BUCKETS,
+)

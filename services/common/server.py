@@ -1,6 +1,7 @@
 """The lifecycle every service shares: health, reflection, metrics, load-then-serve, drain on SIGTERM."""
 
 import asyncio
+import faulthandler
 import logging
 import signal
 import sys
@@ -73,6 +74,7 @@ async def serve(stage: Stage, settings: ServiceSettings) -> bool:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: every thread's stack into the log
 
     loaded = True
 

@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 from core.avatar_jobs import AvatarJobs
 from services.common.tracing import setup_tracing, shutdown_tracing
 from services.gateway import avatar_api, openai_api, rest_errors
+from services.gateway.admission import Admission
 from services.gateway.config import GatewaySettings
 from services.gateway.draining import Drain
 from services.gateway.grpc_stages import grpc_stages
@@ -44,6 +45,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     app = FastAPI(title="Avatar gateway", version="1", lifespan=lifespan)
     app.state.drain = Drain()
+    app.state.admission = Admission(settings.max_sessions)
     rest_errors.install(app)
     app.include_router(avatar_api.router, dependencies=[Depends(require_token)])
     app.include_router(openai_api.router, dependencies=[Depends(require_token)])
@@ -55,14 +57,17 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz():
-        """Readiness: Redis answers and the gateway is not draining; lists each stage's health (a stage down
-        degrades turns, not the gateway)."""
+        """Readiness: Redis answers, the gateway is not draining and has room for another conversation; lists
+        each stage's health (a stage down degrades turns, not the gateway)."""
         try:
             redis = "ok" if await app.state.store.ping() else "unreachable"
         except (OSError, RedisError) as err:  # down, refusing (protected mode, a wrong password), or not Redis
             redis = f"unreachable: {err}"[:200]
-        body = {"redis": redis, "stages": await app.state.clients.statuses(), "draining": app.state.drain.draining}
-        return JSONResponse(body, status_code=200 if redis == "ok" and not app.state.drain.draining else 503)
+        admission = app.state.admission
+        body = {"redis": redis, "stages": await app.state.clients.statuses(), "draining": app.state.drain.draining,
+                "sessions": {"admitted": admission.admitted, "capacity": admission.max_sessions, "full": admission.full}}
+        ready = redis == "ok" and not app.state.drain.draining and not admission.full
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics")
     async def metrics():
@@ -74,7 +79,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         SESSIONS.inc()
         with OPEN_SESSIONS.track_inprogress():
             await WebSocketTransport(ws, app.state.stages, app.state.clients, app.state.store, settings,
-                                     app.state.drain).run()
+                                     app.state.drain, app.state.admission).run()
 
     if WEB_APP.is_dir():
         app.mount("/", StaticFiles(directory=WEB_APP, html=True), name="web")

@@ -19,6 +19,9 @@ class GatewaySettings(BaseSettings):
     # Shared secret a client must send in its hello; empty disables auth (the `make run` default).
     auth_token: str = ""
     session_ttl_s: int = Field(default=24 * 3600, ge=60)
+    # Conversations admitted at once; past it a hello gets `busy` (0: no limit). The default is what the
+    # concurrency bench measured a 2-core box to hold without slowing every session down.
+    max_sessions: int = Field(default=3, ge=0)
     # Start the LLM on the transcript decoded when the user pauses, before the end of turn (kept if the final
     # transcript is the same).
     speculation: bool = True

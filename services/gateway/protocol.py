@@ -18,6 +18,7 @@ class ErrorCode(StrEnum):
     STAGE_UNAVAILABLE = "stage_unavailable"  # a stage is down or not loaded: the turn degrades or ends
     STAGE_ERROR = "stage_error"  # a stage refused or failed the request
     SESSIONS_UNAVAILABLE = "sessions_unavailable"  # the session store (Redis) is down: retry the hello shortly
+    BUSY = "busy"  # the gateway holds as many conversations as it can: the socket closes (1013); retry later
 
 
 class AudioSpec(BaseModel):

@@ -9,14 +9,19 @@ Two rules of the conversation read transcripts this way:
 
 import re
 
-BACKCHANNELS = frozenset(
-    "ah aha eh er erm hm hmm hmmm huh mhm mm mmm mm-hmm oh ooh uh uh-huh uhm um umm".split()
-)
+
+def _drawn_out(word: str) -> str:
+    """The word with every run of one letter made one letter: "hmmmm" and "hmm" read the same, as do "ummm" and
+    "um" (a recogniser writes a long hum with as many letters as it likes)."""
+    return re.sub(r"(\w)\1+", r"\1", word)
+
+
+BACKCHANNELS = frozenset(_drawn_out(w) for w in "ah aha eh er erm hm huh mhm mm mm-hmm oh ooh uh uh-huh uhm um".split())
 
 
 def meaningful_words(transcript: str) -> list[str]:
     words = re.sub(r"[^\w'\- ]+", " ", transcript.lower()).split()
-    return [w for w in (word.strip("-'") for word in words) if w and w not in BACKCHANNELS]
+    return [w for w in (word.strip("-'") for word in words) if w and _drawn_out(w) not in BACKCHANNELS]
 
 
 def interrupts(transcript: str, min_words: int) -> bool:

@@ -12,6 +12,7 @@ import secrets
 from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
+from services.gateway.admission import BUSY_CLOSE_CODE, Admission
 from services.gateway.config import GatewaySettings
 from services.gateway.conversation import Conversation
 from services.gateway.draining import RESTART_CLOSE_CODE, Drain, reconnect_event
@@ -25,9 +26,11 @@ _SAMPLE_WIDTH = {"linear16": 2, "float32": 4}
 
 class WebSocketTransport:
     def __init__(self, ws: WebSocket, stages: Stages, clients: StageClients, store: SessionStore,
-                 settings: GatewaySettings, drain: Drain):
+                 settings: GatewaySettings, drain: Drain, admission: Admission):
         self._ws = ws
         self._drain = drain
+        self._admission = admission
+        self._admitted = False
         self._settings = settings
         self._outbox: asyncio.Queue[dict | bytes | None] = asyncio.Queue()
         self._conversation = Conversation(stages, store, settings, self._outbox.put_nowait, clients.statuses)
@@ -47,6 +50,8 @@ class WebSocketTransport:
             pass
         finally:
             self._drain.forget(self.finish)
+            if self._admitted:
+                self._admission.release()
             await self._conversation.close()
             self._outbox.put_nowait(None)
             await asyncio.gather(sender, return_exceptions=True)
@@ -69,7 +74,7 @@ class WebSocketTransport:
                 continue
             await self._ws.send_text(json.dumps(event))
             if event.get("fatal"):
-                await self._ws.close(code=1008)
+                await self._ws.close(code=BUSY_CLOSE_CODE if event["code"] == ErrorCode.BUSY else 1008)
                 return
             if event["type"] == "reconnect":
                 await self._ws.close(code=RESTART_CLOSE_CODE)
@@ -120,6 +125,11 @@ class WebSocketTransport:
         if self._settings.auth_token and not secrets.compare_digest(hello.token, self._settings.auth_token):
             self._error(ErrorCode.UNAUTHORIZED, "missing or wrong token", fatal=True)
             return True
+        if not self._admitted and not self._admission.admit():
+            self._error(ErrorCode.BUSY, f"this avatar server holds {self._admission.max_sessions} conversations "
+                                        "already; try again in a moment", fatal=True)
+            return True
+        self._admitted = True
         if await self._conversation.start(hello):
             self._hello = hello
         return False

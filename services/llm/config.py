@@ -25,6 +25,11 @@ class LlmSettings(ServiceSettings):
     lora_path: str = ""
     context_tokens: int = Field(default=2048, ge=256)
     threads: int = Field(default=2, ge=1)
+    # Generations served at once (llama.cpp: one context each, taking turns token by token); more wait for a slot.
+    slots: int = Field(default=4, ge=1)
+    # The first tokens of a reply (about its first clause, what the voice needs to start) go ahead of the tails
+    # of other sessions' longer replies.
+    leading_tokens: int = Field(default=24, ge=1)
     # Evaluated prompt states kept across requests (llama.cpp), so each session's next turn reuses its prefix.
     prefix_cache_mb: int = Field(default=256, ge=0)
     # History tokens a prompt may carry (a latency bound: uncached history is evaluated before the first token).

@@ -1,7 +1,6 @@
 """The text-engine gRPC servicer: validation, prompt assembly, and token streaming with real cancellation."""
 
 import asyncio
-import threading
 
 import grpc
 from avatar.llm.v1 import llm_pb2, llm_pb2_grpc
@@ -27,7 +26,7 @@ def make_backend(settings: LlmSettings) -> LlmBackend:
             settings.openai_base_url, settings.openai_model, settings.openai_api_key, settings.context_tokens
         )
     return LlamaCppBackend(settings.model_path, settings.lora_path, settings.context_tokens, settings.threads,
-                           settings.prefix_cache_mb)
+                           settings.prefix_cache_mb, settings.slots, settings.leading_tokens)
 
 
 class LlmService(llm_pb2_grpc.LlmServiceServicer):
@@ -38,8 +37,6 @@ class LlmService(llm_pb2_grpc.LlmServiceServicer):
         self._backend = make_backend(settings)
         self._knowledge = Knowledge(Embedder(), top_k=settings.knowledge_passages)
         self._personas = PersonaBook(settings.avatars_dir, Persona(settings.persona_name, settings.persona_style))
-        # llama.cpp runs one generation at a time per model; requests queue here.
-        self._engine_lock = threading.Lock()
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         llm_pb2_grpc.add_LlmServiceServicer_to_server(self, server)
@@ -96,10 +93,9 @@ class LlmService(llm_pb2_grpc.LlmServiceServicer):
 
         def produce() -> None:
             try:
-                with self._engine_lock:
-                    session = request.meta.session_id
-                    for delta in self._backend.stream(messages, sampling, completion, adapter, session):
-                        loop.call_soon_threadsafe(deltas.put_nowait, delta)
+                session = request.meta.session_id
+                for delta in self._backend.stream(messages, sampling, completion, adapter, session):
+                    loop.call_soon_threadsafe(deltas.put_nowait, delta)
             except BaseException as err:  # handed to the RPC, which maps it to a status
                 loop.call_soon_threadsafe(deltas.put_nowait, err)
             finally:
@@ -112,6 +108,7 @@ class LlmService(llm_pb2_grpc.LlmServiceServicer):
                     raise item
                 if clean := speakable(item):
                     yield llm_pb2.GenerateResponse(delta=clean, meta=request.meta)
+            metrics.LLM_QUEUE_WAIT.observe(completion.queued_s)
             metrics.PROMPT_TOKENS.labels("reused").inc(completion.cached_prompt_tokens)
             metrics.PROMPT_TOKENS.labels("evaluated").inc(completion.prompt_tokens - completion.cached_prompt_tokens)
             yield llm_pb2.GenerateResponse(

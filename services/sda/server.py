@@ -15,6 +15,7 @@ from core import audio as pcm
 from core.avatar_bundle import DEFAULT
 from core.errors import BadRequest
 from services.common import metrics
+from services.common.priority_turns import PriorityTurns
 from services.common.streams import check_chunk_size, read_config
 from services.sda.avatars import Avatar, AvatarBook, choose_device
 from services.sda.config import SdaSettings
@@ -31,6 +32,7 @@ class SdaService(sda_pb2_grpc.SdaServiceServicer):
     def __init__(self, settings: SdaSettings):
         self._settings = settings
         self._avatars: AvatarBook | None = None
+        self._turns = PriorityTurns()  # streams of several sessions share the model: first frames go first
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         sda_pb2_grpc.add_SdaServiceServicer_to_server(self, server)
@@ -72,7 +74,7 @@ class SdaService(sda_pb2_grpc.SdaServiceServicer):
         avatar = await asyncio.to_thread(self._avatar, config)
         animator = Animator(avatar, fmt.sample_rate_hz, fmt.encoding, config.fps)
         codec = FrameCodec(avatar.rig, config.width, config.height, config.image_encoding, config.jpeg_quality or s.jpeg_quality)
-        stream = _Stream(animator, codec, first.meta, config.idle_frames, s.max_chunk_bytes)
+        stream = _Stream(animator, codec, first.meta, config.idle_frames, s.max_chunk_bytes, self._turns)
         async for response in stream.run(request_iterator):
             yield response
 
@@ -81,8 +83,11 @@ class _Stream:
     """One StreamingAnimate call: a reader that queues work (and handles clear at once), a generator that works
     through the queue, and the caller's loop that sends what is ready."""
 
-    def __init__(self, animator: Animator, codec: FrameCodec, meta: common_pb2.RequestMeta, idle: bool, max_chunk: int):
+    def __init__(self, animator: Animator, codec: FrameCodec, meta: common_pb2.RequestMeta, idle: bool, max_chunk: int,
+                 turns: PriorityTurns):
         self._animator = animator
+        self._turns = turns
+        self._segment_frames = 0  # frames made of the current segment: until the first, its work goes first
         self._codec = codec
         self._meta = meta
         self._idle = idle
@@ -155,7 +160,7 @@ class _Stream:
                     try:
                         await asyncio.wait_for(self._wake.wait(), timeout)
                     except TimeoutError:
-                        await self._emit([await asyncio.to_thread(self._animator.idle)], self._epoch)
+                        await self._emit([await self._work_on(self._animator.idle, first=False)], self._epoch)
                     self._wake.clear()
                     continue
                 item = self._work.popleft()
@@ -163,15 +168,18 @@ class _Stream:
                 started = time.perf_counter()
                 if item is _CLEAR:
                     self._animator.clear()
+                    self._segment_frames = 0
                     continue
                 if item is _END:
-                    frames, total = await asyncio.to_thread(self._animator.end_segment)
+                    frames, total = await self._work_on(self._animator.end_segment)
                     await self._emit(frames, epoch)
+                    self._segment_frames = 0
                     self._out.put_nowait((epoch, sda_pb2.AnimateResponse(
                         segment_end=sda_pb2.SegmentEnd(segment=self._animator.segment - 1, frames=total), meta=self._meta)))
                 else:
-                    frames = await asyncio.to_thread(self._animator.push, item)
+                    frames = await self._work_on(self._animator.push, item)
                     await self._emit(frames, epoch)
+                    self._segment_frames += len(frames)
                 if frames:
                     metrics.REAL_TIME_FACTOR.observe((time.perf_counter() - started) * self._animator.fps / len(frames))
         except BaseException as err:
@@ -180,6 +188,12 @@ class _Stream:
         finally:
             self._out.put_nowait(_END)
 
+    async def _work_on(self, step, *args, first: bool | None = None):
+        """`step` on a worker thread, in its turn on the model (a segment's first frames ahead of others' later
+        ones)."""
+        async with self._turns.turn(self._segment_frames == 0 if first is None else first):
+            return await asyncio.to_thread(step, *args)
+
     def _idle_due(self) -> float:
         """Seconds until the next frame is due on the wall clock (idle frames keep real time)."""
         return max(0.0, self._animator.next_pts - (time.monotonic() - self._started))
@@ -187,7 +201,7 @@ class _Stream:
     async def _emit(self, frames: list[AnimatedFrame], epoch: int) -> None:
         if not frames:
             return
-        images = await asyncio.to_thread(lambda: [self._codec.encode(f.crop) for f in frames])
+        images = await self._work_on(lambda: [self._codec.encode(f.crop) for f in frames])
         if epoch != self._epoch:
             return
         self._unsent += len(frames)

@@ -9,6 +9,7 @@ import numpy as np
 from core.audio import resample
 from core.tts.backends.base_backend import Phoneme, TtsBackend
 from core.tts.text_normalizer import normalize
+from services.common.priority_turns import PriorityTurns
 from services.tts.clause_splitter import ClauseSplitter
 
 FLUSH = object()  # an input item: speak what is pending now
@@ -33,13 +34,13 @@ class StreamingSynthesizer:
         backend: TtsBackend,
         sample_rate: int,
         speaking_rate: float,
-        synth_lock: asyncio.Lock,
+        turns: PriorityTurns,
         chunk_s: float = 0.2,
     ):
         self._backend = backend
         self._rate = sample_rate
         self._speaking_rate = speaking_rate
-        self._lock = synth_lock
+        self._turns = turns
         self._chunk = max(1, int(chunk_s * sample_rate))
         self._clauses: asyncio.Queue[str | None] = asyncio.Queue()
         self._position = 0  # samples sent
@@ -74,7 +75,7 @@ class StreamingSynthesizer:
         text = normalize(clause)
         if not text:
             return []
-        async with self._lock:
+        async with self._turns.turn(first=self._position == 0):
             utterance = await asyncio.to_thread(self._backend.synthesize, text, self._speaking_rate)
         audio = resample(utterance.audio, self._backend.voice.sample_rate, self._rate)
         start = self._position / self._rate

@@ -19,6 +19,7 @@ from services.common import metrics
 from services.common.streams import read_config
 from services.tts.config import TtsSettings
 from services.tts.engine import FLUSH, Chunk, StreamingSynthesizer
+from services.common.priority_turns import PriorityTurns
 
 
 def make_voices(settings: TtsSettings) -> dict[str, TtsBackend]:
@@ -47,7 +48,7 @@ class TtsService(tts_pb2_grpc.TtsServiceServicer):
         self._settings = settings
         self._voices = make_voices(settings)
         self._default = next(iter(self._voices))
-        self._lock: asyncio.Lock | None = None
+        self._turns = PriorityTurns()
         self._loading = asyncio.Lock()
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
@@ -108,8 +109,6 @@ class TtsService(tts_pb2_grpc.TtsServiceServicer):
         speaking_rate = config.speaking_rate or 1.0
         if not 0.5 <= speaking_rate <= 2.0:
             raise BadRequest(f"speaking_rate must be 0.5-2.0, got {speaking_rate}")
-        if self._lock is None:
-            self._lock = asyncio.Lock()
         s = self._settings
 
         async def items():
@@ -129,7 +128,7 @@ class TtsService(tts_pb2_grpc.TtsServiceServicer):
                 yield request.text
 
         fmt = common_pb2.AudioFormat(sample_rate_hz=rate, encoding=common_pb2.LINEAR16, channels=1)
-        synthesizer = StreamingSynthesizer(backend, rate, speaking_rate, self._lock, s.chunk_ms / 1000)
+        synthesizer = StreamingSynthesizer(backend, rate, speaking_rate, self._turns, s.chunk_ms / 1000)
         meta = first.meta
         started = time.perf_counter()
         async for item in synthesizer.run(items()):

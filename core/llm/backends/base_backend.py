@@ -24,6 +24,7 @@ class Completion:
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0  # of prompt_tokens, how many were not evaluated again
     completion_tokens: int = 0
+    queued_s: float = 0.0  # waiting for the engine before the prompt was evaluated
     cancel: threading.Event = field(default_factory=threading.Event)
 
 

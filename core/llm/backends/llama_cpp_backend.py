@@ -2,17 +2,23 @@
 
 import importlib.util
 import logging
+import queue
+import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from llama_cpp import Llama
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from core.llm.backends import context_reuse
 from core.llm.backends.base_backend import Completion, Sampling
 from core.llm.backends.session_states import SessionStates
+from core.llm.backends.turns import Turnstile
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +34,14 @@ def packaged_model() -> Path:
 
 @dataclass
 class _Engine:
-    """One model instance: its context, its chat template, and the states its sessions left."""
+    """One model instance (a slot): its context, its chat template, and the states its sessions left (shared by
+    the slots of one model)."""
 
     llama: Llama
     chat: Jinja2ChatFormatter
     states: SessionStates
     can_cut: bool
+    busy: threading.Lock = field(default_factory=threading.Lock)
 
     def prompt(self, messages: list[dict]) -> tuple[list[int], list[str]]:
         """The prompt's tokens as the model's own chat template lays the messages out, and its stop strings."""
@@ -60,21 +68,28 @@ class _Engine:
 
 
 class LlamaCppBackend:
+    """`slots` generations at once, each in its own context, taking turns on the CPU token by token
+    (core/llm/backends/turns.py): the first `leading_tokens` of a reply go ahead of other replies' tails."""
+
     def __init__(self, model_path: str = "", lora_path: str = "", context_tokens: int = 2048, threads: int = 2,
-                 prefix_cache_mb: int = 256):
+                 prefix_cache_mb: int = 256, slots: int = 4, leading_tokens: int = 24):
         self._path = Path(model_path) if model_path else packaged_model()
         self._lora = lora_path
         self._threads = threads
         self._cache_bytes = prefix_cache_mb * 1024 * 1024
+        self._slots = slots
+        self.leading_tokens = leading_tokens
         self.context_tokens = context_tokens
         self.name = self._path.name.removesuffix(".gguf")
+        self._turns = Turnstile()
+        self._free: queue.Queue[_Engine] = queue.Queue()
         self._base: _Engine | None = None
-        # Avatars' own LoRA adapters: one more model instance each (the base weights are small), least recently
-        # used dropped first.
+        # Avatars' own LoRA adapters: one more model instance (one slot) each, least recently used dropped first.
         self._adapted: OrderedDict[str, _Engine] = OrderedDict()
+        self._adapting = threading.Lock()
         self.max_adapters = 3
 
-    def _open(self, lora_path: str) -> _Engine:
+    def _open(self, lora_path: str, states: SessionStates) -> _Engine:
         llama = Llama(
             model_path=str(self._path),
             lora_path=lora_path or None,
@@ -83,6 +98,9 @@ class LlamaCppBackend:
             n_threads_batch=self._threads,
             verbose=False,
         )
+        # Sampling happens inside llama.cpp (logits_all off, no log-probabilities): the Python-side score rows
+        # are never read, but restoring a state would fill one per token (up to 100 MB a slot). One row does.
+        llama.scores = np.zeros((1, llama.n_vocab()), dtype=np.single)
         template = llama.metadata.get("tokenizer.chat_template")
         if not template:
             raise ValueError(f"{self._path} carries no chat template (tokenizer.chat_template): use a chat model's GGUF")
@@ -91,59 +109,78 @@ class LlamaCppBackend:
             template=template,
             eos_token=llama._model.token_get_text(eos) if eos != -1 else "",
             bos_token=llama._model.token_get_text(bos) if bos != -1 else "",
-            stop_token_ids=[eos],
         )
-        return _Engine(llama, chat, SessionStates(self._cache_bytes), context_reuse.can_cut(llama))
+        return _Engine(llama, chat, states, context_reuse.can_cut(llama))
 
-    def _engine_for(self, adapter: str) -> _Engine:
+    @contextmanager
+    def _engine(self, adapter: str) -> Iterator[_Engine]:
+        """A free slot of the base model (waiting for one), or the adapter's own instance (waiting its turn)."""
         if not adapter:
-            return self._base
-        if adapter not in self._adapted:
-            self._adapted[adapter] = self._open(adapter)
-            log.info("loaded LoRA adapter %s", adapter)
-            while len(self._adapted) > self.max_adapters:
-                self._adapted.popitem(last=False)
-        self._adapted.move_to_end(adapter)
-        return self._adapted[adapter]
+            engine = self._free.get()
+            try:
+                yield engine
+            finally:
+                self._free.put(engine)
+            return
+        with self._adapting:
+            if adapter not in self._adapted:
+                self._adapted[adapter] = self._open(adapter, SessionStates(self._cache_bytes))
+                log.info("loaded LoRA adapter %s", adapter)
+                while len(self._adapted) > self.max_adapters:
+                    self._adapted.popitem(last=False)
+            self._adapted.move_to_end(adapter)
+            engine = self._adapted[adapter]
+        with engine.busy:
+            yield engine
 
     def load(self) -> None:
-        self._base = self._open(self._lora)
+        states = SessionStates(self._cache_bytes)
+        engines = [self._open(self._lora, states) for _ in range(self._slots)]
+        for engine in engines:
+            self._free.put(engine)
+        self._base = engines[0]
         warm = Completion()
         for _ in self.stream([{"role": "user", "content": "Hi"}], Sampling(4, 0.0, 1.0, 1.0), warm):
             pass
-        log.info("loaded %s (context %d tokens)", self.name, self.context_tokens)
+        log.info("loaded %s (context %d tokens, %d slots)", self.name, self.context_tokens, self._slots)
 
     def count_tokens(self, text: str) -> int:
         return len(self._base.llama.tokenize(text.encode(), add_bos=False, special=True))
 
     def stream(self, messages: list[dict], sampling: Sampling, completion: Completion, adapter: str = "",
                session: str = "") -> Iterator[str]:
-        engine = self._engine_for(adapter)
-        prompt, stop = engine.prompt(messages)
-        completion.prompt_tokens = len(prompt)
-        completion.cached_prompt_tokens = min(engine.start_from_best(prompt), len(prompt))
-        chunks = engine.llama.create_completion(
-            prompt=prompt,
-            stream=True,
-            max_tokens=sampling.max_tokens,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            repeat_penalty=sampling.repetition_penalty,
-            stop=stop + list(sampling.stop),
-            seed=sampling.seed or None,
-        )
-        try:
-            for chunk in chunks:
+        asked = time.monotonic()
+        with self._engine(adapter) as engine:
+            with self._turns.turn(leading=True):
+                completion.queued_s = time.monotonic() - asked
+                prompt, stop = engine.prompt(messages)
+                completion.prompt_tokens = len(prompt)
+                completion.cached_prompt_tokens = min(engine.start_from_best(prompt), len(prompt))
+                chunks = engine.llama.create_completion(
+                    prompt=prompt,
+                    stream=True,
+                    max_tokens=sampling.max_tokens,
+                    temperature=sampling.temperature,
+                    top_p=sampling.top_p,
+                    repeat_penalty=sampling.repetition_penalty,
+                    stop=stop + list(sampling.stop),
+                    seed=sampling.seed or None,
+                )
+                chunk = next(chunks, None)
+            try:
+                while chunk is not None and not completion.cancel.is_set():
+                    choice = chunk["choices"][0]
+                    if choice["text"]:
+                        completion.completion_tokens += 1
+                        yield choice["text"]
+                    if choice.get("finish_reason"):
+                        completion.finish_reason = choice["finish_reason"]
+                    with self._turns.turn(leading=completion.completion_tokens < self.leading_tokens):
+                        chunk = next(chunks, None)
                 if completion.cancel.is_set():
                     completion.finish_reason = "cancelled"
-                    return
-                choice = chunk["choices"][0]
-                if choice["text"]:
-                    completion.completion_tokens += 1
-                    yield choice["text"]
-                if choice.get("finish_reason"):
-                    completion.finish_reason = choice["finish_reason"]
-        finally:
-            chunks.close()
-            if self._cache_bytes:
-                engine.states.put(session, engine.llama.save_state())
+            finally:
+                with self._turns.turn(leading=False):
+                    chunks.close()
+                    if self._cache_bytes:
+                        engine.states.put(session, engine.llama.save_state())

@@ -1,7 +1,7 @@
 """The evaluated context each session's last request left, kept so that its next turn starts from there.
 
-One llama.cpp context serves every session; on its own it holds only what the request before left, so two
-sessions taking turns would each evaluate their whole history again. After each request the context's state is
+A few llama.cpp contexts (slots) serve every session; on its own a context holds only what its request before
+left, so sessions taking turns would each evaluate their whole history again. After each request the context's state is
 kept under its session (the newest replaces that session's older one: it serves everything the older did), least
 recently used dropped first beyond a byte budget. The backend starts a prompt from whichever state, or the live
 context, serves most of it (core/llm/backends/context_reuse.py).
@@ -9,7 +9,6 @@ context, serves most of it (core/llm/backends/context_reuse.py).
 
 from collections import OrderedDict
 
-import numpy as np
 from llama_cpp import LlamaState
 
 
@@ -29,9 +28,6 @@ class SessionStates:
         return list(self._states.values())
 
     def put(self, session: str, state: LlamaState) -> None:
-        # Sampling happens inside llama.cpp (logits_all is off): the saved score rows are never read, and they
-        # would cost ~100 MB a state (512 rows of the vocabulary) outside the byte budget. One row broadcasts back.
-        state.scores = np.zeros((1, state.scores.shape[1]), dtype=np.single)
         self._states.pop(session, None)
         self._states[session] = state
         while self._states and self.size_bytes > self.capacity_bytes:
