@@ -8,6 +8,10 @@ from avatar.llm.v1 import llm_pb2, llm_pb2_grpc
 from core.llm.backends.base_backend import Completion, Sampling
 from core.llm.backends.llama_cpp_backend import LlamaCppBackend, packaged_model
 from core.llm.persona import Persona
+from services.gateway import history
+from services.llm.config import LlmSettings
+from services.llm.prompt import build_messages
+from tests.benchmarks.bench_e2e import QUESTIONS
 from tests.benchmarks.report import Section, ms, p50, p95
 
 PROMPTS = [
@@ -55,6 +59,37 @@ def _transformers_gguf(prompts: list[str]) -> tuple[float, float, float]:
     return load, p50(ttft), p50(rate)
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+def _long_conversation(backend: LlamaCppBackend, turns: int = 90) -> dict:
+    """One session far past its history budget, as the gateway sends it (every fourth reply cut short by a
+    barge-in): first token per turn, the share of each prompt not evaluated again, and memory."""
+    settings, persona, said = LlmSettings(), Persona(), []
+    sampling = Sampling(settings.max_tokens, settings.temperature, settings.top_p, settings.repetition_penalty)
+    roles = {"user": llm_pb2.ROLE_USER, "assistant": llm_pb2.ROLE_ASSISTANT}
+    firsts, reused, rss = [], [], []
+    for turn in range(turns):
+        question = QUESTIONS[turn % len(QUESTIONS)]
+        sent = [llm_pb2.ChatMessage(role=roles[m["role"]], content=m["content"])
+                for m in history.for_reply(said, 3000, 128)]
+        messages = build_messages(persona, sent, question, backend.count_tokens,
+                                  backend.context_tokens - sampling.max_tokens, [], settings.history_tokens)
+        completion, start, first, reply = Completion(), time.perf_counter(), None, ""
+        for delta in backend.stream(messages, sampling, completion, session="long"):
+            first = first or time.perf_counter()
+            reply += delta
+        firsts.append((first or time.perf_counter()) - start)
+        reused.append(completion.cached_prompt_tokens / completion.prompt_tokens)
+        rss.append(_rss_mb())
+        barged = turn % 4 == 3
+        said += [history.entry("user", question),
+                 history.entry("assistant", reply[: len(reply) * 2 // 5] if barged else reply, barged)]
+    return {"firsts": firsts, "reused": reused, "rss": rss}
+
+
 def run(stack) -> Section:
     section = Section("Text engine (SmolLM2-135M-Instruct Q4_1, llama.cpp, 2 threads)")
     backend = LlamaCppBackend()
@@ -91,6 +126,14 @@ def run(stack) -> Section:
     section.add("tokens/s after the first, service", f"{p50(service_rate):.0f} P50", "≥ 40")
     section.add("tokens/s after the first, library", f"{p50(direct_rate):.0f} P50")
     section.add("service ÷ library, time to first token", f"{p50(service_ttft) / p50(direct_ttft):.2f}")
+    long = _long_conversation(backend)
+    section.add(f"a {len(long['firsts'])}-turn conversation past its history budget: first token",
+                f"{ms(p50(long['firsts']))} P50, {ms(max(long['firsts']))} worst",
+                "no turn re-evaluates the history")
+    section.add("… the lowest share of a prompt reused", f"{min(long['reused'][1:]):.0%}")
+    third = len(long["rss"]) // 3
+    section.add("… resident memory after a third of it → at the end",
+                f"{long['rss'][third]:.0f} → {long['rss'][-1]:.0f} MB", "flat once the history is at its budget")
     load, ttft, rate = _transformers_gguf(PROMPTS)
     section.add("the same GGUF through transformers (fp32): load, TTFT, tokens/s",
                 f"{load:.1f} s, {ms(ttft)}, {rate:.0f} tokens/s")
