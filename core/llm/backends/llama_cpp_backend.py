@@ -82,7 +82,9 @@ class LlamaCppBackend:
         self.context_tokens = context_tokens
         self.name = self._path.name.removesuffix(".gguf")
         self._turns = Turnstile()
-        self._free: queue.Queue[_Engine] = queue.Queue()
+        # The slot freed last is taken first: its live context is most likely the next turn's history (no state to
+        # load), and a lone conversation keeps touching one context's memory instead of filling every slot's.
+        self._free: queue.LifoQueue[_Engine] = queue.LifoQueue()
         self._base: _Engine | None = None
         # Avatars' own LoRA adapters: one more model instance (one slot) each, least recently used dropped first.
         self._adapted: OrderedDict[str, _Engine] = OrderedDict()
