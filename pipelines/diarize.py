@@ -7,9 +7,16 @@ exact VAD bounds; where the speaker changes inside a region, each 0.3 s slot tak
 covering it. Windows close to no speaker, or about as close to the target as to another one (overlapped speech,
 music), are dropped. Output: `diarization.json` with every source's labelled segments, and `vad/<source>.npy`
 (the speech probability of every 32 ms window, which `clip` cuts at).
+
+Long recordings: the audio is read a minute (VAD) or a chunk of windows (embeddings) at a time, and clustering
+works on a sample of the windows, so memory stays bounded for an hour of video. The VAD of each source and every
+chunk of embeddings are saved under runs/diarize as they are made: a killed run picks up where it stopped.
 """
 
 import json
+import logging
+import shutil
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -24,6 +31,8 @@ from pipelines.speech_regions import (
     speech_segments,
 )
 from pipelines.workspace import PipelineError, Workspace
+
+log = logging.getLogger(__name__)
 
 NEEDS = ["create_dataset"]
 VAD_DIR = "vad"
@@ -68,33 +77,78 @@ def _windows(segment: Segment) -> list[tuple[float, float]]:
 
 
 def _cluster(embeddings: np.ndarray) -> np.ndarray:
+    """Speaker labels: agglomerative clustering of up to MAX_CLUSTERED windows spread over the recording; with
+    more, every window then takes the label of the nearest cluster's centre."""
     from sklearn.cluster import AgglomerativeClustering
 
     if len(embeddings) < 2:
         return np.zeros(len(embeddings), dtype=int)
+    step = -(-len(embeddings) // MAX_CLUSTERED)
     model = AgglomerativeClustering(
         n_clusters=None, metric="cosine", linkage="average", distance_threshold=1 - SAME_SPEAKER
     )
-    return model.fit_predict(embeddings)
+    sampled = model.fit_predict(embeddings[::step])
+    if step == 1:
+        return sampled
+    centres = np.stack([embeddings[::step][sampled == label].mean(axis=0) for label in range(sampled.max() + 1)])
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    return np.argmax(embeddings @ centres.T, axis=1)
+
+
+EMBED_CHUNK = 500  # windows embedded between two saves of the work done (a killed run resumes from there)
+MAX_CLUSTERED = 2000  # windows clustered; the others join the nearest cluster (memory grows with the square)
+
+
+def _embed_source(encoder: "SpeakerEncoder", wav: Path, windows: list[tuple[float, float]], run_dir: Path,
+                  source_id: str) -> np.ndarray:
+    """Speaker embeddings of one source's windows, reading only the audio of the chunk at hand; chunks a killed
+    run finished are loaded, not embedded again."""
+    out = []
+    chunks = range(0, len(windows), EMBED_CHUNK)
+    for k in tqdm(chunks, desc=f"embedding speakers of source {source_id}", unit="chunk"):
+        saved = run_dir / f"embeddings-{source_id}-{k // EMBED_CHUNK:05d}.npy"
+        if not saved.is_file():
+            part = windows[k : k + EMBED_CHUNK]
+            start, stop = int(part[0][0] * RATE), int(part[-1][1] * RATE)
+            audio, _ = sf.read(wav, start=start, stop=stop, dtype="float32")
+            embedded = np.stack([encoder.embed(audio[int(a * RATE) - start : int(b * RATE) - start]) for a, b in part])
+            np.save(saved.with_suffix(".tmp.npy"), embedded)
+            saved.with_suffix(".tmp.npy").replace(saved)
+        out.append(np.load(saved))
+    return np.concatenate(out) if out else np.zeros((0, 256), np.float32)
+
+
+def _probabilities(wav: Path, run_dir: Path, source_id: str) -> np.ndarray:
+    """A source's VAD probabilities, measured once (a killed run reuses them)."""
+    saved = run_dir / f"vad-{source_id}.npy"
+    if not saved.is_file():
+        np.save(saved.with_suffix(".tmp.npy"), speech_probabilities(wav))
+        saved.with_suffix(".tmp.npy").replace(saved)
+    return np.load(saved)
 
 
 def run(ws: Workspace, opts: Options) -> dict:
     sources = ws.require("create_dataset")["sources"]
+    run_dir, resumed = ws.run_dir("diarize", ws.inputs(NEEDS, key(ws, opts)), opts.force)
+    if resumed:
+        log.info("diarize: resuming an interrupted run (%d saved pieces)", len(list(run_dir.glob("*.npy"))))
     encoder = SpeakerEncoder()
     windows = []  # (source index, segment index, start, end)
     regions: list[list[Segment]] = []
+    per_source = []
     with atomic_dir(ws.root / VAD_DIR) as vad_dir:
-        for s, source in enumerate(tqdm(sources, desc="finding speech", unit="source")):
-            audio, _ = sf.read(ws.root / source["audio"], dtype="float32")
-            probs = speech_probabilities(audio)
+        for s, source in enumerate(sources):
+            wav = ws.root / source["audio"]
+            probs = _probabilities(wav, run_dir, source["id"])
             np.save(vad_dir / f"{source['id']}.npy", probs)
             segments = speech_segments(probs)
             regions.append(segments)
-            for g, segment in enumerate(segments):
-                windows += [(s, g, a, b, audio[int(a * RATE) : int(b * RATE)]) for a, b in _windows(segment)]
+            mine = [(s, g, a, b) for g, segment in enumerate(segments) for a, b in _windows(segment)]
+            per_source.append(_embed_source(encoder, wav, [(a, b) for *_, a, b in mine], run_dir, source["id"]))
+            windows += mine
     if not windows:
         raise PipelineError("no speech found in the dataset's audio")
-    embeddings = np.stack([encoder.embed(w[4]) for w in tqdm(windows, desc="embedding speakers", unit="window")])
+    embeddings = np.concatenate(per_source)
     labels = _cluster(embeddings)
     centroids = {}
     for label in np.unique(labels):
@@ -139,6 +193,7 @@ def run(ws: Workspace, opts: Options) -> dict:
                 other_s += item["end_s"] - item["start_s"]
         result.append({"source": source["id"], "segments": labelled})
     write_json(ws.root / "diarization.json", result)
+    shutil.rmtree(run_dir)  # the saved pieces were for resuming this run
     return {
         "speakers": len(centroids),
         "target_speech_s": round(target_s, 2),
@@ -170,10 +225,11 @@ def source_speech_probabilities(ws: Workspace, source_id: str) -> np.ndarray:
     return np.load(ws.root / VAD_DIR / f"{source_id}.npy")
 
 
-def target_segments(ws: Workspace) -> dict[str, list[Segment]]:
-    """The target's speech per source id, from a finished diarization."""
+def speaker_segments(ws: Workspace) -> dict[str, tuple[list[Segment], list[Segment]]]:
+    """Per source id, the target's speech and everyone else's, from a finished diarization."""
     data = json.loads((ws.root / "diarization.json").read_text())
     return {
-        entry["source"]: [Segment(s["start_s"], s["end_s"]) for s in entry["segments"] if s["target"]]
+        entry["source"]: tuple([Segment(s["start_s"], s["end_s"]) for s in entry["segments"] if s["target"] == target]
+                               for target in (True, False))
         for entry in data
     }

@@ -1,8 +1,11 @@
 """Where there is speech in a recording: Silero VAD probabilities per 32 ms, turned into segments."""
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import soundfile as sf
+from tqdm import tqdm
 
 from core.asr.vad import WINDOW, SileroVad
 
@@ -20,11 +23,17 @@ class Segment:
         return self.end_s - self.start_s
 
 
-def speech_probabilities(audio: np.ndarray) -> np.ndarray:
-    """One probability per 32 ms window of 16 kHz audio."""
+def speech_probabilities(wav: Path) -> np.ndarray:
+    """One probability per 32 ms window of a 16 kHz mono WAV, read a minute at a time (an hour-long recording
+    is never in memory whole)."""
     vad = SileroVad(SileroVad.load_session())
-    count = audio.size // WINDOW
-    return np.array([vad.speech_probability(audio[i * WINDOW : (i + 1) * WINDOW]) for i in range(count)], np.float32)
+    probs = []
+    with tqdm(total=sf.info(wav).duration, desc=f"finding speech in {wav.name}", unit="s",
+              bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]") as bar:
+        for block in sf.blocks(wav, blocksize=WINDOW * 1875, dtype="float32"):  # 60 s
+            probs += [vad.speech_probability(block[i : i + WINDOW]) for i in range(0, block.size - WINDOW + 1, WINDOW)]
+            bar.update(block.size / RATE)
+    return np.array(probs, np.float32)
 
 
 def speech_segments(probs: np.ndarray, threshold: float = 0.5, min_speech_s: float = 0.25,

@@ -52,5 +52,6 @@ def run_stage(name: str, ws: Workspace, opts: Options) -> dict:
     started = time.monotonic()
     fields = STAGES[name].run(ws, opts)
     manifest = ws.finish(name, inputs, seconds=round(time.monotonic() - started, 1), **fields)
-    log.info("%s: done in %.1f s", name, manifest["seconds"])
+    summary = ", ".join(f"{k} {v}" for k, v in fields.items() if isinstance(v, int | float | str) and k != "seconds")
+    log.info("%s: done in %.1f s%s", name, manifest["seconds"], f" ({summary})" if summary else "")
     return manifest

@@ -1,12 +1,12 @@
 """Stage fakes for the conversation's unit tests: scripted recogniser events, a text engine that answers word by
-word, speech of a fixed length per word, and frames every 40 ms. Each can be made to fail."""
+word, speech of a fixed length per word, and frames every 40 ms (JPEG or encoded). Each can be made to fail."""
 
 import asyncio
 from collections.abc import AsyncIterator
 
 from services.gateway.protocol import ErrorCode
 from services.gateway.stages import (
-    BYTES_PER_S, Frame, ListenConfig, ReplyRequest, SpeechChunk, SpeechEvent, Stages, StageFailed, Transcript,
+    BYTES_PER_S, Frame, ListenConfig, ReplyRequest, SpeechChunk, SpeechEvent, Stages, StageFailed, Transcript, VideoOut,
 )
 
 WORD_S = 0.2  # seconds of speech per word
@@ -84,7 +84,10 @@ class FakeAnimator:
     def __init__(self, fail_after_frames: int | None = None):
         self.fail_after_frames = fail_after_frames
 
-    async def animate(self, audio: AsyncIterator[bytes], avatar_id: str, meta, metadata=()) -> AsyncIterator[Frame]:
+    async def animate(self, audio: AsyncIterator[bytes], avatar_id: str, meta, video: VideoOut,
+                      metadata=()) -> AsyncIterator[Frame]:
+        """Frames as the animation stage sends them: JPEGs, or encoded frames where the first and any after a
+        keyframe request decode on their own."""
         pending = b""
         frames = 0
         async for pcm in audio:
@@ -92,7 +95,10 @@ class FakeAnimator:
             while len(pending) >= FRAME_BYTES:
                 if self.fail_after_frames is not None and frames == self.fail_after_frames:
                     raise StageFailed("animation", "the animation stage went away", ErrorCode.STAGE_UNAVAILABLE)
-                yield Frame(frames * 0.04, pending[:FRAME_BYTES], b"\xff\xd8jpeg")
+                asked = video.keyframe_wanted.is_set()
+                video.keyframe_wanted.clear()
+                image = b"\xff\xd8jpeg" if video.codec == "jpeg" else f"{video.codec} frame {frames}".encode()
+                yield Frame(frames * 0.04, pending[:FRAME_BYTES], image, video.codec == "jpeg" or frames == 0 or asked)
                 pending = pending[FRAME_BYTES:]
                 frames += 1
 

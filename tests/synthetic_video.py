@@ -3,6 +3,8 @@
 The target speaks with the packaged Piper voice and the face's mouth opens with its loudness; the other speaker
 is espeak-ng (another synthesizer, another voice), off camera. One target turn is planted garbled (its audio
 reversed) for the review queue, and the last target turn is spoken over an empty frame (no face).
+
+`pausy_conversation` is speech as people make it: short phrases with pauses inside a turn, two voices.
 """
 
 import subprocess
@@ -125,3 +127,36 @@ def _write(path: Path, audio: np.ndarray, turns: list[Turn]) -> None:
             ffmpeg.stdin.write(frame.tobytes())
         ffmpeg.stdin.close()
         assert ffmpeg.wait() == 0, "ffmpeg could not write the test video"
+
+
+PHRASES = ["Well.", "I think so.", "Yes, that was it.", "Maybe later.", "Right, and then", "we went home.",
+           "It was cold.", "Not really.", "You know what I mean?", "Exactly.", "Sure.", "On Sunday, I guess."]
+REPLIES = ["Oh, I see what you mean.", "And what happened after that?", "That sounds like a long day.",
+           "Really? Tell me more about it.", "I would have done the same thing."]
+
+
+def pausy_conversation(wav: Path, turns: int, seed: int = 3) -> TalkingVideo:
+    """Two people as they talk: the target says 2-4 short phrases a turn with 0.4-1.2 s pauses between them (a
+    person thinking), the other answers between turns (espeak-ng voices the project's models were not built
+    around). Written as a 16 kHz WAV; the turns are each phrase with its speaker."""
+    from tests.voices import UNFAMILIAR, last_voiced_sample, say
+
+    rng = np.random.default_rng(seed)
+    me, you = UNFAMILIAR[1], UNFAMILIAR[2]  # us-female, gb-male-slow
+    pieces, t, conversation = [np.zeros(RATE // 2, np.float32)], 0.5, TalkingVideo(wav)
+
+    def add(text: str, voice, speaker: str, pause_s: float) -> None:
+        nonlocal t
+        samples = say(text, voice).samples
+        loud = np.flatnonzero(np.abs(samples) > 0.01)
+        audio = samples[loud[0] : last_voiced_sample(samples)]
+        conversation.turns.append(Turn(speaker, t, t + audio.size / RATE, text))
+        pieces.extend([audio, np.zeros(int(pause_s * RATE), np.float32)])
+        t += audio.size / RATE + int(pause_s * RATE) / RATE
+
+    for turn in range(turns):
+        for _ in range(int(rng.integers(2, 5))):
+            add(PHRASES[int(rng.integers(len(PHRASES)))], me, "target", rng.uniform(0.4, 1.2))
+        add(REPLIES[turn % len(REPLIES)], you, "other", rng.uniform(0.5, 1.0))
+    sf.write(wav, np.concatenate(pieces), RATE)
+    return conversation

@@ -46,7 +46,8 @@ def chromium_args(fake_audio: str) -> list[str]:
             "--no-first-run", "--disable-quic"]
 
 
-def test_a_turn_completes_in_the_browser(stack, question_wav):
+@pytest.mark.parametrize("webcodecs", [True, False], ids=["encoded video", "without WebCodecs: JPEG"])
+def test_a_turn_completes_in_the_browser(stack, question_wav, webcodecs):
     from playwright.sync_api import sync_playwright
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -54,6 +55,8 @@ def test_a_turn_completes_in_the_browser(stack, question_wav):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=args, headless=True, chromium_sandbox=False)
         page = browser.new_page()
+        if not webcodecs:
+            page.add_init_script("delete window.VideoDecoder")  # a browser without WebCodecs
         page.goto(f"http://{stack.address('gateway')}/")
         page.get_by_test_id("start").click()
         page.get_by_test_id("user-text").first.wait_for(timeout=60_000)
@@ -69,7 +72,8 @@ def test_a_turn_completes_in_the_browser(stack, question_wav):
         page.get_by_test_id("latency").first.wait_for(timeout=60_000)
         stats = page.evaluate("window.__avatar.stats")
         assert stats["audioScheduled"] > 10 and stats["framesDrawn"] > 10, stats
-        page.screenshot(path=str(SCREENSHOTS / "conversation.png"), full_page=True)
+        assert stats["videoCodec"] in (("h264", "vp8") if webcodecs else ("jpeg",)) and not stats["decodeErrors"], stats
+        page.screenshot(path=str(SCREENSHOTS / f"conversation-{stats['videoCodec']}.png"), full_page=True)
         assert not page.get_by_test_id("error").count()
         browser.close()
 

@@ -94,6 +94,63 @@ async def test_a_question_gets_a_reply_with_frames_and_both_sides_are_remembered
         ("user", "Tell me about the sea.", False), ("assistant", answer, False)]
 
 
+async def test_a_client_that_lists_video_codecs_gets_the_first_one_offered_and_frames_in_it(store):
+    talk = Talk(store, llm=FakeTextEngine(word_delay_s=0.002))
+    ready = await talk.start(media={"video": ["h264", "jpeg"]})
+    assert ready["output_video"] == {"codec": "h264", "codec_string": "avc1.42E01F"}
+    talk.ask("Tell me about the sea.")
+    await talk.until("reply_delta")
+    while len(talk.media(0)) < 3:
+        await asyncio.sleep(0.001)
+    talk.conversation.keyframe()  # the client's decoder lost its place
+    await talk.until("turn_end")
+    frames = talk.media(0)
+    assert all(f["encoded"] and f["image"].startswith(b"h264 frame") for f in frames)
+    keyframes = [i for i, f in enumerate(frames) if f["keyframe"]]
+    assert keyframes[0] == 0 and len(keyframes) == 2 and keyframes[1] >= 3  # the start, and the one asked for
+    await talk.close()
+
+
+async def test_without_a_codec_list_frames_are_jpeg_and_a_list_the_gateway_cannot_serve_is_refused(store):
+    plain = Talk(store)
+    assert (await plain.start())["output_video"]["codec"] == "jpeg"
+    plain.ask("Tell me about the sea.")
+    await plain.until("turn_end")
+    assert {(f["encoded"], f["image"][:2]) for f in plain.media(0)} == {(False, b"\xff\xd8")}
+    await plain.close()
+    jpeg_only = GatewaySettings(avatars_dir="", video_codecs=["jpeg"])
+    fallback = Talk(store, jpeg_only)
+    assert (await fallback.start(media={"video": ["vp8", "jpeg"]}))["output_video"]["codec"] == "jpeg"
+    await fallback.close()
+    refused = Talk(store, jpeg_only)
+    error = await refused.start(media={"video": ["h264"]})
+    assert error["code"] == "unsupported_media" and "h264" in error["message"] and not refused.events("ready")
+    await refused.close()
+
+
+def _opus_seconds(packets: list[bytes]) -> float:
+    import av
+
+    decoder = av.CodecContext.create("libopus", "r")
+    return sum(frame.samples / frame.sample_rate for p in packets for frame in decoder.decode(av.Packet(p)))
+
+
+async def test_opus_audio_rides_on_the_frames_and_goes_on_alone_when_animation_fails(store):
+    talk = Talk(store, sda=FakeAnimator(fail_after_frames=10))
+    ready = await talk.start(media={"video": ["vp8"], "audio": ["opus", "linear16"]})
+    assert ready["output_audio"]["encoding"] == "opus" and 0 < ready["output_audio"]["pre_skip_s"] < 0.04
+    talk.ask("Tell me about the sea.")
+    await talk.until("turn_end")
+    sent = talk.media(0)
+    assert [m["kind"] for m in sent[:10]] == ["video"] * 10 and {m["kind"] for m in sent[10:]} == {"audio"}
+    assert [m["pts"] for m in sent] == pytest.approx([i * 0.04 for i in range(len(sent))])  # one packet each
+    spoken_s = WORD_S * len(talk.stages.llm.answer.split())
+    packets = [m["audio"] for m in sent]
+    assert _opus_seconds(packets) == pytest.approx(spoken_s, abs=0.04)  # nothing lost
+    assert sum(map(len, packets)) < spoken_s * 32000 / 8  # a fraction of the PCM
+    await talk.close()
+
+
 async def test_words_over_a_reply_being_made_stop_it_and_history_keeps_what_was_heard(store):
     talk = Talk(store, llm=FakeTextEngine(word_delay_s=0.002))
     await talk.start()
@@ -180,7 +237,7 @@ async def test_when_animation_fails_the_rest_of_the_reply_comes_as_audio_only(st
     assert talk.events("warning")[0]["code"] == "video_unavailable" and end["reply"]
     sent = talk.media(0)
     assert [m["kind"] for m in sent[:10]] == ["video"] * 10 and {m["kind"] for m in sent[10:]} == {"audio"}
-    audio = b"".join(m["pcm"] for m in sent)
+    audio = b"".join(m["audio"] for m in sent)
     assert len(audio) == int(16000 * WORD_S) * 2 * len(talk.stages.llm.answer.split())  # nothing lost
     pts = [m["pts"] for m in sent]
     assert pts == sorted(pts)

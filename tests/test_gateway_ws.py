@@ -63,8 +63,8 @@ async def test_a_spoken_question_gets_a_spoken_animated_answer(stack):
         assert len(frames) >= 25, "less than a second of video"
         pts = [f["pts"] for f in frames]
         assert pts == sorted(pts) and max(abs(b - a - 0.04) for a, b in zip(pts, pts[1:])) < 1e-6
-        assert all(len(f["pcm"]) == 1280 for f in frames)  # 40 ms of 16 kHz audio with each frame
-        assert all(f["jpeg"][:2] == b"\xff\xd8" for f in frames)
+        assert all(len(f["audio"]) == 1280 for f in frames)  # 40 ms of 16 kHz audio with each frame
+        assert all(f["image"][:2] == b"\xff\xd8" for f in frames)
         # The reply audio carried by the frames is speech of plausible length for the reply text.
         seconds = len(frames) * 0.04
         assert 0.15 * len(end["reply"].split()) <= seconds <= 1.0 * len(end["reply"].split()) + 1.0
@@ -72,6 +72,35 @@ async def test_a_spoken_question_gets_a_spoken_animated_answer(stack):
         latency = end["latency_ms"]
         assert {"llm_first_token", "tts_first_audio", "first_frame"} <= set(latency)
         assert latency["llm_first_token"] <= latency["tts_first_audio"] <= latency["first_frame"]
+
+
+async def test_a_client_that_decodes_h264_and_opus_gets_a_moving_face_and_speech_in_a_fraction_of_the_bytes(stack):
+    import av
+
+    async with websockets.connect(f"ws://{stack.address('gateway')}/ws", max_size=None) as ws:
+        await ws.send(json.dumps({"type": "hello", "version": 1, "media": {"video": ["h264", "jpeg"],
+                                                                           "audio": ["opus", "linear16"]}}))
+        ready = await next_event(ws, "ready")
+        assert ready["output_video"]["codec"] == "h264" and ready["output_audio"]["encoding"] == "opus"
+        await send_speech(ws, "Hello! What is your name?")
+        received = []
+        await next_event(ws, "turn_end", timeout=120, media_out=received)
+    frames = [m for m in received if m["kind"] == "video"]
+    assert len(frames) >= 25 and all(m["encoded"] for m in frames) and frames[0]["keyframe"]
+    video = av.CodecContext.create("h264", "r")
+    images = [i.to_ndarray(format="rgb24") for f in frames for i in video.decode(av.Packet(f["image"]))]
+    assert len(images) == len(frames)
+    lower = np.stack([image[image.shape[0] // 2 :].astype(np.float32) for image in images])
+    assert np.abs(np.diff(lower, axis=0)).mean(axis=(1, 2, 3)).max() > 1.0, "the face does not move"
+    voice = av.CodecContext.create("libopus", "r")
+    decoded = [f for m in frames for f in voice.decode(av.Packet(m["audio"]))]
+    audio = np.concatenate([f.to_ndarray().ravel() for f in decoded]).astype(np.float32)
+    rate = decoded[0].sample_rate
+    assert audio.size / rate == pytest.approx(len(frames) * 0.04, abs=0.05)  # one 40 ms packet per frame
+    loud = np.sqrt(np.mean(audio.reshape(-1, rate // 50) ** 2, axis=1))  # 20 ms windows
+    assert (loud > 0.05 * loud.max()).mean() > 0.3, "the reply audio is not speech"
+    sent = sum(len(f["image"]) + len(f["audio"]) for f in frames)
+    assert sent * 8 / (len(frames) * 0.04) < 1.5e6  # bits per second of reply: what a phone's connection carries
 
 
 async def test_barge_in_cancels_the_reply_and_a_new_turn_starts(stack):
@@ -108,7 +137,7 @@ async def _noises_over_a_reply(stack, barge_in_min_words: int) -> tuple[list[dic
             raw = await asyncio.wait_for(ws.recv(), 60)
             if isinstance(raw, bytes):
                 playing_from = playing_from or time.monotonic()
-                audio_s += len(media.parse(raw)["pcm"]) / 32000
+                audio_s += len(media.parse(raw)["audio"]) / 32000
             else:
                 events.append(json.loads(raw))
         gap = np.zeros(8000, np.float32)
@@ -144,7 +173,7 @@ async def _until_settled(ws, events: list[dict], playing_from: float | None, aud
             raw = None
         if isinstance(raw, bytes):
             playing_from = playing_from or time.monotonic()
-            audio_s += len(media.parse(raw)["pcm"]) / 32000
+            audio_s += len(media.parse(raw)["audio"]) / 32000
             continue
         if raw is not None:
             event = json.loads(raw)

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -24,10 +25,11 @@ from avatar.sda.v1 import sda_pb2_grpc
 from tests.grpc_helpers import asr_requests, with_silence
 from tests.speech import SENTENCES, speak, wer
 from tests.stack import ROOT, Stack
-from tests.synthetic_video import make_talking_video
+from tests.synthetic_video import make_talking_video, pausy_conversation
 from tests.test_gateway_ws import next_event, send_speech
 from tests.test_sda import animate, frames_of
 from tests.test_tts import pcm, synthesize
+from tests.voices import UNFAMILIAR, say
 
 pytestmark = pytest.mark.slow
 
@@ -243,3 +245,52 @@ def test_a_video_with_no_face_keeps_its_clips_for_audio_only_use(tmp_path):
     manifest = json.loads((data / "noface" / "manifests" / "clip.json").read_text())
     assert manifest["clips"] and manifest["with_face"] == 0
     assert all(c["face"] is None and (data / "noface" / c["audio"]).is_file() for c in manifest["clips"])
+
+
+def test_pausy_speech_of_two_people_ends_up_in_clips_of_one_speaker(tmp_path):
+    conversation = pausy_conversation(tmp_path / "pausy.wav", turns=5)
+    target, other = conversation.speech("target"), conversation.speech("other")
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=gray:size=320x240:rate=25", "-i",
+                    str(tmp_path / "pausy.wav"), "-shortest", "-c:a", "aac", str(tmp_path / "pausy.mp4")], check=True)
+    reference = tmp_path / "reference.wav"
+    sf.write(reference, say("This is how I sound when I talk for a while.", UNFAMILIAR[1]).samples, 16000)
+    data = tmp_path / "data"
+    for stage in ("create_dataset", "diarize", "clip"):
+        result = pipeline(stage, "--dataset", "pausy", "--url", str(tmp_path / "pausy.mp4"), "--reference",
+                          str(reference), data_dir=data)
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert "yield" in result.stderr  # the CLI's summary
+    manifest = json.loads((data / "pausy" / "manifests" / "clip.json").read_text())
+    clips = [(c["start_s"], c["end_s"]) for c in manifest["clips"]]
+    assert all(1.0 <= b - a <= 8.0 for a, b in clips), clips
+    assert manifest["yield"] >= 0.8, manifest["yield"]
+    said = sum(b - a for a, b in target)
+    assert sum(_overlap(*c, *t) for c in clips for t in target) / said >= 0.8  # against what was really said
+    for clip in clips:  # one speaker: at most a sliver of the other's speech at a clip's edge
+        assert sum(_overlap(*clip, *o) for o in other) <= 0.15, clip
+
+
+def test_a_diarization_killed_midway_resumes_from_what_it_saved(tmp_path):
+    conversation = pausy_conversation(tmp_path / "long.wav", turns=50)  # 5-6 minutes: chunks of speaker windows
+    reference = tmp_path / "reference.wav"
+    sf.write(reference, say("This is how I sound when I talk for a while.", UNFAMILIAR[1]).samples, 16000)
+    data = tmp_path / "data"
+    assert pipeline("create_dataset", "--dataset", "long", "--url", str(tmp_path / "long.wav"), data_dir=data).returncode == 0
+    saved = data / "long" / "runs" / "diarize"
+    process = subprocess.Popen([sys.executable, "-m", "pipelines", "diarize", "--dataset", "long", "--reference",
+                                str(reference), "--data-dir", str(data)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        while not list(saved.glob("embeddings-*.npy")) and process.poll() is None:
+            time.sleep(0.05)
+        assert process.poll() is None, "the run ended before it could be killed"
+    finally:
+        process.kill()
+        process.wait()
+    assert not (data / "long" / "manifests" / "diarize.json").exists()
+    resumed = pipeline("diarize", "--dataset", "long", "--reference", str(reference), data_dir=data)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming an interrupted run" in resumed.stderr
+    manifest = json.loads((data / "long" / "manifests" / "diarize.json").read_text())
+    said = sum(b - a for a, b in conversation.speech("target"))
+    assert manifest["target_speech_s"] == pytest.approx(said, rel=0.25) and not saved.exists()

@@ -61,7 +61,7 @@ def test_frames_come_at_25_fps_with_their_audio(sda):
     assert joined[: len(sent)] == sent and all(len(f.audio) == RATE // FPS * 2 for f in frames)
     assert responses[-1].WhichOneof("result") == "segment_end" and responses[-1].segment_end.frames == len(frames)
     first = decode(frames[0])
-    assert first.shape == (512, 512, 3)  # the whole portrait, not just the face crop
+    assert first.shape == (512, 512, 3)  # the head and shoulders, not just the face crop
 
 
 def mouth_gap(image: np.ndarray, rig: FaceRig, box) -> float:
@@ -76,12 +76,105 @@ def test_silence_closes_the_mouth_and_speech_opens_it(sda):
 
     rig = FaceRig.from_photo(data.astronaut())
     box = (*rig.points.min(axis=0), *rig.points.max(axis=0))
-    silent = [mouth_gap(decode(f), rig, box) for f in frames_of(animate(sda, np.zeros(RATE, np.float32)))]
+    photo = {"framing": sda_pb2.PHOTO}  # frames in the photo's own coordinates
+    silent = [mouth_gap(decode(f), rig, box) for f in frames_of(animate(sda, np.zeros(RATE, np.float32), **photo))]
     speech = speak("Wow, how wonderful, all of our apples are ready!", RATE)
-    talking = [mouth_gap(decode(f), rig, box) for f in frames_of(animate(sda, speech))]
+    talking = [mouth_gap(decode(f), rig, box) for f in frames_of(animate(sda, speech, **photo))]
     assert np.median(silent) < 1.5, silent  # lips together
     assert np.percentile(talking, 90) > 4.0, talking  # clearly open at times
     assert np.std(talking) > 1.0  # and it moves
+
+
+def decode_video(frames, codec: str) -> list[np.ndarray]:
+    """Encoded frames through a fresh decoder, as a client that starts at the first of them."""
+    import av
+
+    decoder = av.CodecContext.create(codec, "r")
+    return [image.to_ndarray(format="rgb24") for f in frames for image in decoder.decode(av.Packet(f.image))]
+
+
+@pytest.mark.parametrize("encoding, codec", [(sda_pb2.H264, "h264"), (sda_pb2.VP8, "vp8")])
+def test_encoded_video_shows_the_mouth_moving_and_has_a_keyframe_wherever_a_decoder_starts(sda, encoding, codec):
+    from skimage import data
+
+    face = cv2.imencode(".png", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
+    speech = speak("Wow, how wonderful, all of our apples are ready!", RATE)
+    split = RATE  # the first second, then a keyframe request (a client's decoder lost its place), then the rest
+    received: list = []
+    asked_at: list[int] = []
+
+    def requests():
+        yield config(face_image=face, image_encoding=encoding, framing=sda_pb2.PHOTO)
+        yield from chunks(speech[:split])
+        time.sleep(2.0)  # every frame that second makes has arrived
+        asked_at.append(len(received))
+        yield sda_pb2.AnimateRequest(keyframe=sda_pb2.KeyframeRequest())
+        yield from chunks(speech[split:])
+        yield sda_pb2.AnimateRequest(end_of_segment=sda_pb2.EndOfSegment())
+
+    for response in sda.StreamingAnimate(requests(), timeout=120):
+        if response.WhichOneof("result") == "frame":
+            received.append(response.frame)
+    assert len(received) == -(-speech.size // (RATE // FPS)) and all(f.encoding == encoding for f in received)
+    assert received[0].keyframe and received[asked_at[0]].keyframe
+    assert not all(f.keyframe for f in received[1 : asked_at[0]])  # the others build on the frames before them
+    images = decode_video(received, codec)
+    assert len(images) == len(received) and images[0].shape == (received[0].height, received[0].width, 3)
+    assert len(decode_video(received[asked_at[0] :], codec)) == len(received) - asked_at[0]
+    rig = FaceRig.from_photo(data.astronaut())
+    box = (*rig.points.min(axis=0), *rig.points.max(axis=0))
+    talking = [mouth_gap(image, rig, box) for image in images]
+    assert np.percentile(talking, 90) > 4.0 and np.std(talking) > 1.0, talking
+    jpeg = frames_of(animate(sda, speech, face_image=face))
+    assert sum(len(f.image) for f in received) < sum(len(f.image) for f in jpeg) / 5
+
+
+def test_after_a_clear_encoded_video_starts_again_with_a_keyframe(sda):
+    first = speak("Please turn off the lights when you leave the room.", RATE)
+    second = speak("And lock the door behind you.", RATE)
+    requests = [config(image_encoding=sda_pb2.H264), *chunks(first), sda_pb2.AnimateRequest(clear=sda_pb2.ClearBuffer()),
+                *chunks(second), sda_pb2.AnimateRequest(end_of_segment=sda_pb2.EndOfSegment())]
+    responses = list(sda.StreamingAnimate(iter(requests), timeout=60))
+    kinds = [r.WhichOneof("result") for r in responses]
+    after = frames_of(responses[kinds.index("cleared") :])
+    assert after and after[0].keyframe
+    assert len(decode_video(after, "h264")) == len(after)
+
+
+def test_the_face_is_composited_eyes_hair_and_background_stay_the_photo_and_the_mouth_moves(sda):
+    from skimage import data
+
+    photo = data.astronaut()
+    face = cv2.imencode(".png", cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))[1].tobytes()
+    speech = speak("Wow, how wonderful, all of our apples are ready!", RATE)
+    frames = [np.frombuffer(f.image, np.uint8).reshape(f.height, f.width, 3)
+              for f in frames_of(animate(sda, speech, face_image=face, image_encoding=sda_pb2.RGB24,
+                                         framing=sda_pb2.PHOTO))]
+    rig = FaceRig.from_photo(photo)
+    left, top, right, bottom = rig.box
+    scale = (bottom - top) / rig.still.shape[0]
+    eyes_bottom = top + int(rig.points[36:48, 1].max() * scale) + 3  # below the lower eyelids
+    for frame in frames:
+        assert np.array_equal(frame[:eyes_bottom], photo[:eyes_bottom])  # brows, eyes, hair, background: sharp
+        assert np.array_equal(frame[:, :left], photo[:, :left]) and np.array_equal(frame[:, right:], photo[:, right:])
+    mouth_top = top + int(rig.points[48:68, 1].min() * scale)
+    mouth = np.stack([f[mouth_top : bottom, left:right].astype(np.float32) for f in frames])
+    assert mouth.std(axis=0).mean() > 3.0  # the lower face is what moves
+
+
+def test_frames_are_centred_on_the_head_or_show_the_whole_photo(sda):
+    from core.sda.face_rig import find_face
+    from skimage import data
+
+    photo = data.astronaut()
+    face = cv2.imencode(".png", cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))[1].tobytes()
+    silence = np.zeros(RATE // 2, np.float32)
+    head = decode(frames_of(animate(sda, silence, face_image=face))[0])
+    whole = decode(frames_of(animate(sda, silence, face_image=face, framing=sda_pb2.PHOTO))[0])
+    assert head.shape == (512, 512, 3) and whole.shape == photo.shape
+    (l0, t0, r0, b0), (l1, t1, r1, b1) = find_face(whole), find_face(head)
+    assert (r1 - l1) > 1.6 * (r0 - l0)  # the face is drawn much larger
+    assert abs((l1 + r1) / 2 - 256) < 40 and abs((t1 + b1) / 2 - 256) < 80  # near the middle
 
 
 def test_clear_buffer_stops_frames_at_once(sda):
@@ -111,6 +204,7 @@ def test_bad_config_is_refused(sda):
         (config(fps=30), grpc.StatusCode.INVALID_ARGUMENT),
         (config(face_image=b"not an image"), grpc.StatusCode.INVALID_ARGUMENT),
     ]
+    cases.append((config(image_encoding=99), grpc.StatusCode.INVALID_ARGUMENT))
     png = cv2.imencode(".png", np.full((300, 300, 3), 200, np.uint8))[1]
     cases.append((config(face_image=png.tobytes()), grpc.StatusCode.INVALID_ARGUMENT))
     for request, code in cases:

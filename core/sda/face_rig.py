@@ -1,7 +1,8 @@
 """Finds one face in a photo, measures its 68 landmarks, and cuts the model's aligned crop out of it.
 
-The crop is what the SDA model sees (128×96 by default); `paste` puts a generated crop back into the full photo
-with a feathered edge, so the user sees the whole portrait.
+The crop is what the SDA model sees (128×96 by default); `paste` puts the moving part of a generated crop, the
+lower face (cheeks, mouth, jaw), back into the full photo under a soft mask, so the user sees the whole portrait
+with eyes, hair and background exactly as photographed.
 """
 
 import importlib.util
@@ -78,6 +79,7 @@ class FaceRig:
     box: tuple[int, int, int, int]  # crop (left, top, right, bottom) in photo pixels; may reach past the edges
     still: np.ndarray  # RGB uint8 (height, width): the neutral crop the model animates
     points: np.ndarray  # 68 landmarks in crop pixels
+    mask: np.ndarray  # float32 (height, width): where a generated crop replaces the photo (1), softly to 0
 
     @classmethod
     def from_photo(cls, photo: np.ndarray, height: int = 128, width: int = 96) -> "FaceRig":
@@ -88,14 +90,14 @@ class FaceRig:
         still = crop(photo, box, width, height)
         scale = np.array([width / (box[2] - box[0]), height / (box[3] - box[1])], dtype=np.float32)
         crop_points = (points - np.array(box[:2], dtype=np.float32)) * scale
-        return cls(photo=photo, box=box, still=still, points=crop_points)
+        return cls(photo=photo, box=box, still=still, points=crop_points, mask=lower_face_mask(crop_points, height, width))
 
-    def paste(self, frame: np.ndarray, feather: float = 0.12) -> np.ndarray:
-        """The full photo with `frame` (a generated crop) blended in over the crop box, edges feathered."""
+    def paste(self, frame: np.ndarray) -> np.ndarray:
+        """The full photo with the lower face of `frame` (a generated crop) blended in over the crop box."""
         left, top, right, bottom = self.box
         w, h = right - left, bottom - top
         patch = cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-        mask = _feather_mask(h, w, feather)
+        mask = cv2.resize(self.mask, (w, h), interpolation=cv2.INTER_LINEAR)
         out = self.photo.copy()
         x0, y0, x1, y1 = max(left, 0), max(top, 0), min(right, out.shape[1]), min(bottom, out.shape[0])
         region = out[y0:y1, x0:x1].astype(np.float32)
@@ -103,6 +105,18 @@ class FaceRig:
         m = mask[y0 - top : y1 - top, x0 - left : x1 - left, None]
         out[y0:y1, x0:x1] = (m * p + (1 - m) * region).round().astype(np.uint8)
         return out
+
+
+def lower_face_mask(points: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The part of the crop speech moves: inside the jaw line, from the middle of the nose down, with edges
+    softened over about a tenth of the crop's width (1 there, 0 over the eyes, brows, hair and background)."""
+    jaw = points[1:16]
+    top = points[29, 1]  # halfway down the nose
+    polygon = np.concatenate([[[jaw[0, 0], top]], jaw, [[jaw[-1, 0], top]]]).round().astype(np.int32)
+    mask = np.zeros((height, width), np.float32)
+    cv2.fillPoly(mask, [polygon], 1.0)
+    soft = max(3, int(0.1 * width) | 1)
+    return cv2.GaussianBlur(mask, (soft, soft), 0) * _feather_mask(height, width, 0.06)
 
 
 @cache

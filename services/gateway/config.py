@@ -3,6 +3,8 @@
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.gateway.protocol import AudioCodec, VideoCodec
+
 
 class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore")
@@ -46,6 +48,12 @@ class GatewaySettings(BaseSettings):
     tts_timeout_s: float = Field(default=180.0, gt=0)
     sda_timeout_s: float = Field(default=300.0, gt=0)
     max_audio_frame_bytes: int = Field(default=64 * 1024, ge=1024)
+    # The codecs offered to clients (each hello lists what it decodes; JPEG and PCM are every client's fallback).
+    # Encoded video (H.264, VP8) is made by the animation stage, one encoder per reply stream; Opus here, one
+    # encoder per reply, at `opus_kbps`.
+    video_codecs: list[VideoCodec] = ["h264", "vp8", "jpeg"]
+    audio_codecs: list[AudioCodec] = ["opus", "linear16"]
+    opus_kbps: int = Field(default=24, ge=6, le=128)
     # Published avatars (read: which have a voice, which exist); the worker writes them.
     avatars_dir: str = "var/avatars"
     max_photo_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)

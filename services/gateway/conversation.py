@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from core.avatar_bundle import AVATAR_ID, AvatarBundle, is_default
-from services.gateway import history
+from services.gateway import history, media
 from services.gateway.config import GatewaySettings
 from services.gateway.listening import Listener
 from services.gateway.playback import Playback
@@ -28,7 +28,7 @@ from services.gateway.session_store import SessionStore, StoreUnavailable
 from services.gateway.speculation import SpeculationGate
 from services.gateway.spoken_words import interrupts
 from services.gateway.stages import (
-    OUTPUT_RATE, ListenConfig, ReplyRequest, SpeechEvent, Stages, StageFailed, Transcript, TurnMeta,
+    ListenConfig, ReplyRequest, SpeechEvent, Stages, StageFailed, Transcript, TurnMeta, VideoOut,
 )
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ class Conversation:
         self._avatar_id = "default"
         self._session_settings = SessionSettings()
         self._audio_format = ("linear16", 16000)
+        self._media = media.ClientMedia()  # the codecs of this connection's media (the hello chooses them)
         self._turn = 0  # the open turn: the number the next final transcript gets
         self._history: list[dict] = []
         self._audio: asyncio.Queue[bytes | None] | None = None
@@ -93,6 +94,14 @@ class Conversation:
             return False
 
     async def _open(self, hello: Hello) -> bool:
+        settings = self._settings
+        video = media.choose(hello.media.video, settings.video_codecs)
+        audio = media.choose(hello.media.audio, settings.audio_codecs)
+        if video is None or audio is None:
+            self._emit(error_event(ErrorCode.UNSUPPORTED_MEDIA, f"none of the codecs {hello.media.model_dump()} is "
+                                   f"offered here; offered: video {settings.video_codecs}, audio {settings.audio_codecs}"))
+            return False
+        self._media = media.ClientMedia(VideoOut(video), audio, settings.opus_kbps)
         wanted = hello.settings.model_dump(exclude_unset=True)
         if hello.session_id:
             stored = await self._store.get(hello.session_id)
@@ -120,7 +129,7 @@ class Conversation:
             "next_turn": self._turn,
             "history_messages": len(self._history),
             "stages": await self._statuses(),
-            "output_audio": {"sample_rate": OUTPUT_RATE, "encoding": "linear16"},
+            **self._media.describe(),
         })
         return True
 
@@ -143,6 +152,10 @@ class Conversation:
             self._audio = asyncio.Queue()
             self._listening = asyncio.create_task(self._listen(self._audio))
         self._audio.put_nowait(frame)
+
+    def keyframe(self) -> None:
+        """The client's video decoder lost its place: the reply's next frame decodes on its own."""
+        self._media.video.keyframe_wanted.set()
 
     def end_of_audio(self) -> None:
         """The client stopped sending audio for now: the recogniser finishes the pending turn."""
@@ -227,7 +240,7 @@ class Conversation:
         self._remember(history.entry("user", text))
         voice = avatar_voice(self._settings.avatars_dir, self._avatar_id)
         pipeline = ReplyPipeline(self._stages, request, voice, self._emit, ended_at, speculation,
-                                 Playback(self._clock), self._settings.reply_stall_s)
+                                 Playback(self._clock), self._settings.reply_stall_s, self._media)
         reply = _Reply(turn, pipeline)
         reply.task = asyncio.create_task(self._run_reply(reply))
         self._reply = reply

@@ -17,12 +17,13 @@ from services.gateway.protocol import ErrorCode
 from services.gateway.stage_clients import StageClients
 from services.gateway.stages import (
     OUTPUT_RATE, Frame, ListenConfig, Metadata, ReplyRequest, SpeechChunk, SpeechEvent, Stages, StageFailed,
-    Transcript, TurnMeta, Word,
+    Transcript, TurnMeta, VideoOut, Word,
 )
 
 _UNAVAILABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 _ENCODINGS = {"linear16": common_pb2.LINEAR16, "float32": common_pb2.FLOAT32}
 _ROLES = {"user": llm_pb2.ROLE_USER, "assistant": llm_pb2.ROLE_ASSISTANT}
+_IMAGE_ENCODINGS = {"jpeg": sda_pb2.JPEG, "h264": sda_pb2.H264, "vp8": sda_pb2.VP8}
 _OUTPUT_FORMAT = common_pb2.AudioFormat(sample_rate_hz=OUTPUT_RATE, encoding=common_pb2.LINEAR16, channels=1)
 
 
@@ -120,29 +121,47 @@ class GrpcAnimator:
         self._clients = clients
         self._timeout_s = timeout_s
 
-    async def animate(self, audio: AsyncIterator[bytes], avatar_id: str, meta: TurnMeta,
+    async def animate(self, audio: AsyncIterator[bytes], avatar_id: str, meta: TurnMeta, video: VideoOut,
                       metadata: Metadata = ()) -> AsyncIterator[Frame]:
         request_meta = _meta(meta)
-        segment_over = asyncio.Event()
+        outgoing: asyncio.Queue[sda_pb2.AnimateRequest | None] = asyncio.Queue()
+
+        async def audio_in() -> None:
+            async for pcm in audio:
+                outgoing.put_nowait(sda_pb2.AnimateRequest(audio=pcm, meta=request_meta))
+            outgoing.put_nowait(sda_pb2.AnimateRequest(end_of_segment=sda_pb2.EndOfSegment(), meta=request_meta))
+
+        async def keyframes_in() -> None:
+            while True:
+                await video.keyframe_wanted.wait()
+                video.keyframe_wanted.clear()
+                outgoing.put_nowait(sda_pb2.AnimateRequest(keyframe=sda_pb2.KeyframeRequest(), meta=request_meta))
 
         async def requests():
             yield sda_pb2.AnimateRequest(
                 config=sda_pb2.AnimateConfig(avatar_id=wire_id(avatar_id), audio_format=_OUTPUT_FORMAT,
-                                             image_encoding=sda_pb2.JPEG),
+                                             image_encoding=_IMAGE_ENCODINGS[video.codec]),
                 meta=request_meta)
-            async for pcm in audio:
-                yield sda_pb2.AnimateRequest(audio=pcm, meta=request_meta)
-            yield sda_pb2.AnimateRequest(end_of_segment=sda_pb2.EndOfSegment(), meta=request_meta)
-            await segment_over.wait()  # the request side stays open until the segment's last frame is back
+            video.keyframe_wanted.clear()  # a stream's first frame is a keyframe anyway
+            feeders = [asyncio.create_task(audio_in()), asyncio.create_task(keyframes_in())]
+            try:
+                # The request side stays open until the segment's last frame is back (None), keyframe requests
+                # included.
+                while (request := await outgoing.get()) is not None:
+                    yield request
+            finally:
+                for feeder in feeders:
+                    feeder.cancel()
 
         try:
             async for response in bidi(self._clients.sda.StreamingAnimate, requests(), metadata=metadata,
                                        timeout=self._timeout_s):
                 kind = response.WhichOneof("result")
                 if kind == "frame":
-                    yield Frame(response.frame.pts_s, response.frame.audio, response.frame.image)
+                    frame = response.frame
+                    yield Frame(frame.pts_s, frame.audio, frame.image, frame.keyframe)
                 elif kind == "segment_end":
-                    segment_over.set()
+                    outgoing.put_nowait(None)
                     return
         except grpc.aio.AioRpcError as err:
             raise stage_failed("animation", err) from None

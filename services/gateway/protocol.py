@@ -18,6 +18,7 @@ class ErrorCode(StrEnum):
     STAGE_UNAVAILABLE = "stage_unavailable"  # a stage is down or not loaded: the turn degrades or ends
     STAGE_ERROR = "stage_error"  # a stage refused or failed the request
     SESSIONS_UNAVAILABLE = "sessions_unavailable"  # the session store (Redis) is down: retry the hello shortly
+    UNSUPPORTED_MEDIA = "unsupported_media"  # none of the hello's video (or audio) codecs is offered here
     BUSY = "busy"  # the gateway holds as many conversations as it can: the socket closes (1013); retry later
 
 
@@ -34,6 +35,18 @@ class SessionSettings(BaseModel):
     barge_in_min_words: int = Field(default=1, ge=0, le=10)
 
 
+VideoCodec = Literal["h264", "vp8", "jpeg"]
+AudioCodec = Literal["opus", "linear16"]
+
+
+class MediaSpec(BaseModel):
+    # The codecs the client can decode, most preferred first; the gateway takes the first of each it offers (the
+    # `ready` event's `output_video` and `output_audio`). JPEG frames and PCM need no decoder; H.264, VP8 and Opus
+    # need one (WebCodecs).
+    video: list[VideoCodec] = Field(default=["jpeg"], min_length=1, max_length=3)
+    audio: list[AudioCodec] = Field(default=["linear16"], min_length=1, max_length=2)
+
+
 class Hello(BaseModel):
     type: Literal["hello"]
     version: int
@@ -43,6 +56,13 @@ class Hello(BaseModel):
     session_id: str | None = None
     audio: AudioSpec = AudioSpec()
     settings: SessionSettings = SessionSettings()
+    media: MediaSpec = MediaSpec()
+
+
+class KeyframeRequest(BaseModel):
+    """Encoded video: the client's decoder lost its place (a decode error); the next frame will decode alone."""
+
+    type: Literal["keyframe"]
 
 
 class EndOfAudio(BaseModel):

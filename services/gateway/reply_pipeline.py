@@ -33,13 +33,16 @@ async def _drain(queue: asyncio.Queue) -> AsyncIterator:
 class ReplyPipeline:
     def __init__(self, stages: Stages, request: ReplyRequest, voice: str, emit: Callable[[dict | bytes], None],
                  ended_at: float, speculation: Speculation | None = None, playback: Playback | None = None,
-                 stall_s: float = 15.0):
+                 stall_s: float = 15.0, client_media: media.ClientMedia | None = None):
         """`voice`: the TTS voice ("" = the service's default). `ended_at`: time.perf_counter() at the end of
-        the user's turn. `speculation`: a reply already under way, kept; otherwise the text engine is asked."""
+        the user's turn. `speculation`: a reply already under way, kept; otherwise the text engine is asked.
+        `client_media`: the codecs the client chose (JPEG and PCM unless it chose others)."""
         self._stages = stages
         self._request = request
         self._turn = request.meta.turn
         self._voice = voice
+        self._media = client_media or media.ClientMedia()
+        self._out = self._media.for_reply(self._turn)
         self._emit = emit
         self._speculation = speculation
         self.playback = playback or Playback()
@@ -156,10 +159,10 @@ class ReplyPipeline:
         try:
             with self._stage("sda") as metadata:
                 async for frame in self._stages.sda.animate(audio(), self._request.avatar_id, self._request.meta,
-                                                            metadata):
+                                                            self._media.video, metadata):
                     self._mark("first_frame", "sda")
                     shown += len(frame.pcm)
-                    self._emit(media.video_message(self._turn, frame.pts_s, frame.pcm, frame.jpeg))
+                    self._emit(self._out.frame(frame.pts_s, frame.pcm, frame.image, frame.keyframe))
                     self.playback.sent(shown / BYTES_PER_S)
         except StageFailed as err:
             self._emit({"type": "warning", "code": "video_unavailable",
@@ -174,8 +177,11 @@ class ReplyPipeline:
         async for pcm in audio:
             self._send_audio(position, pcm)
             position += len(pcm)
+        for message in self._out.end():
+            self._emit(message)
 
     def _send_audio(self, position: int, pcm: bytes) -> None:
         self._mark("first_audio_only", "tts")
-        self._emit(media.audio_message(self._turn, position / BYTES_PER_S, pcm))
+        for message in self._out.audio(position / BYTES_PER_S, pcm):
+            self._emit(message)
         self.playback.sent((position + len(pcm)) / BYTES_PER_S)

@@ -5,8 +5,9 @@ the conversation's rules (barge-in, speculation, audio-only fall-back, history, 
 A stage that fails raises `StageFailed`; cancelling the consumer of a stream cancels the stage's call.
 """
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from services.gateway.protocol import ErrorCode
@@ -92,7 +93,17 @@ class SpeechChunk:
 class Frame:
     pts_s: float
     pcm: bytes  # the audio this frame shows
-    jpeg: bytes
+    image: bytes  # a JPEG, or one encoded video frame
+    keyframe: bool = True  # decodes on its own (every JPEG does)
+
+
+@dataclass
+class VideoOut:
+    """How a client takes a reply's frames: the codec its hello chose (media.VIDEO_CODECS), and whether it asked
+    for a keyframe (its decoder lost its place; requests coalesce until the animation stage is told)."""
+
+    codec: str = "jpeg"
+    keyframe_wanted: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class TextEngine(Protocol):
@@ -105,7 +116,7 @@ class Synthesizer(Protocol):
 
 
 class Animator(Protocol):
-    def animate(self, audio: AsyncIterator[bytes], avatar_id: str, meta: TurnMeta,
+    def animate(self, audio: AsyncIterator[bytes], avatar_id: str, meta: TurnMeta, video: VideoOut,
                 metadata: Metadata = ()) -> AsyncIterator[Frame]: ...
 
 

@@ -16,7 +16,7 @@ from services.gateway.admission import BUSY_CLOSE_CODE, Admission
 from services.gateway.config import GatewaySettings
 from services.gateway.conversation import Conversation
 from services.gateway.draining import RESTART_CLOSE_CODE, Drain, reconnect_event
-from services.gateway.protocol import PROTOCOL_VERSION, EndOfAudio, ErrorCode, Hello, error_event
+from services.gateway.protocol import PROTOCOL_VERSION, EndOfAudio, ErrorCode, Hello, KeyframeRequest, error_event
 from services.gateway.session_store import SessionStore
 from services.gateway.stage_clients import StageClients
 from services.gateway.stages import Stages
@@ -105,6 +105,9 @@ class WebSocketTransport:
         elif kind == "end_of_audio":
             EndOfAudio.model_validate(data)
             self._conversation.end_of_audio()
+        elif kind == "keyframe":
+            KeyframeRequest.model_validate(data)
+            self._conversation.keyframe()
         else:
             self._error(ErrorCode.BAD_MESSAGE, f"unknown message type {kind!r}")
         return False

@@ -6,6 +6,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
+from services.sda.video_encoder import VideoQuality
 
 
 class SdaSettings(ServiceSettings):
@@ -21,7 +22,20 @@ class SdaSettings(ServiceSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(default=2, ge=1)
     jpeg_quality: int = Field(default=80, ge=1, le=100)
+    # What a frame shows: the head, centred, with `head_margin` (a share of the face's size) of the photo around it
+    # on every side, at `frame_size` px square; or the whole photo at its own size.
+    framing: Literal["head", "photo"] = "head"
+    head_margin: float = Field(default=0.3, ge=0, le=5)
+    frame_size: int = Field(default=512, ge=64, le=2048)
+    # Encoded video (H.264/VP8, when a client asks for it): H.264's constant quality (lower: better, larger),
+    # a bitrate ceiling per stream, and the longest run of frames between keyframes.
+    video_crf: int = Field(default=21, ge=0, le=51)
+    video_max_kbps: int = Field(default=1400, ge=100)
+    keyframe_interval_s: float = Field(default=2.0, gt=0)
     max_chunk_bytes: int = Field(default=512 * 1024, ge=1024)
     max_face_image_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     # Longest frame side a client may ask for.
     max_frame_side: int = Field(default=1024, ge=64)
+
+    def video_quality(self) -> VideoQuality:
+        return VideoQuality(self.video_crf, self.video_max_kbps, self.keyframe_interval_s)

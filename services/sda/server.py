@@ -47,6 +47,8 @@ class SdaService(sda_pb2_grpc.SdaServiceServicer):
     async def ListAvatars(self, request, context):
         default = self._avatars.get(DEFAULT)
         h, w = default.rig.photo.shape[:2]
+        if self._settings.framing == "head":
+            h = w = self._settings.frame_size
         return sda_pb2.ListAvatarsResponse(
             avatars=[sda_pb2.AvatarInfo(avatar_id=i, width=w if i == DEFAULT else 0, height=h if i == DEFAULT else 0)
                      for i in self._avatars.ids()],
@@ -73,7 +75,7 @@ class SdaService(sda_pb2_grpc.SdaServiceServicer):
             raise BadRequest(f"frame size must be within 0-{s.max_frame_side} px a side")
         avatar = await asyncio.to_thread(self._avatar, config)
         animator = Animator(avatar, fmt.sample_rate_hz, fmt.encoding, config.fps)
-        codec = FrameCodec(avatar.rig, config.width, config.height, config.image_encoding, config.jpeg_quality or s.jpeg_quality)
+        codec = await asyncio.to_thread(FrameCodec, avatar.rig, config, s, animator.fps)
         stream = _Stream(animator, codec, first.meta, config.idle_frames, s.max_chunk_bytes, self._turns)
         async for response in stream.run(request_iterator):
             yield response
@@ -128,8 +130,11 @@ class _Stream:
                     self._work.append(_END)
                 elif kind == "clear":
                     self._clear()
+                elif kind == "keyframe":
+                    self._codec.want_keyframe()
                 else:
-                    raise BadRequest(f"after the config only audio, end_of_segment and clear are allowed, got `{kind}`")
+                    raise BadRequest("after the config only audio, end_of_segment, clear and keyframe are allowed, "
+                                     f"got `{kind}`")
                 self._wake.set()
         except BaseException as err:
             self._out.put_nowait(err)
@@ -168,6 +173,7 @@ class _Stream:
                 started = time.perf_counter()
                 if item is _CLEAR:
                     self._animator.clear()
+                    self._codec.want_keyframe()  # the frames the next one would build on were dropped
                     self._segment_frames = 0
                     continue
                 if item is _END:
@@ -205,9 +211,10 @@ class _Stream:
         if epoch != self._epoch:
             return
         self._unsent += len(frames)
-        for frame, image in zip(frames, images):
+        for frame, (image, keyframe) in zip(frames, images):
             self._out.put_nowait((epoch, sda_pb2.AnimateResponse(
                 frame=sda_pb2.VideoFrame(
                     image=image, encoding=self._codec.encoding, width=self._codec.width, height=self._codec.height,
-                    pts_s=frame.pts_s, index=frame.index, audio=frame.audio, segment=frame.segment),
+                    pts_s=frame.pts_s, index=frame.index, audio=frame.audio, segment=frame.segment,
+                    keyframe=keyframe),
                 meta=self._meta)))

@@ -9,6 +9,8 @@ from tests.benchmarks import (
     bench_concurrency,
     bench_e2e,
     bench_llm,
+    bench_media,
+    bench_pipeline,
     bench_memory,
     bench_sda,
     bench_soak,
@@ -19,7 +21,8 @@ from tests.stack import ROOT, Stack
 
 # memory comes last: it reads the peak memory of the processes the others exercised
 BENCHES = {"asr": bench_asr, "llm": bench_llm, "tts": bench_tts, "sda": bench_sda, "e2e": bench_e2e,
-           "concurrency": bench_concurrency, "soak": bench_soak, "memory": bench_memory}
+           "concurrency": bench_concurrency, "media": bench_media, "pipeline": bench_pipeline,
+           "soak": bench_soak, "memory": bench_memory}
 
 
 OUT = ROOT / "docs" / "benchmarks.md"

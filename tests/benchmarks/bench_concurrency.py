@@ -35,10 +35,12 @@ def _question(index: int, turn: int) -> str:
     return STORY if (index, turn) == (1, 0) else QUESTIONS[(index + turn) % len(QUESTIONS)]
 
 
-async def _session(url: str, index: int, gap_s: float) -> dict:
+async def _session(url: str, index: int, gap_s: float, video: str = "jpeg", audio: str = "linear16") -> dict:
+    """One person's session in the given codecs: per turn, the first frame, late media messages, and the bytes of
+    video and audio that came with the reply over its seconds of audio."""
     await asyncio.sleep(gap_s * index)
     async with websockets.connect(url, max_size=None) as ws:
-        await ws.send(json.dumps({"type": "hello", "version": 1}))
+        await ws.send(json.dumps({"type": "hello", "version": 1, "media": {"video": [video], "audio": [audio]}}))
         while (event := json.loads(await ws.recv()))["type"] != "ready":
             if event["type"] == "error" and event["code"] == "busy":
                 return {"refused": True, "turns": []}
@@ -48,6 +50,7 @@ async def _session(url: str, index: int, gap_s: float) -> dict:
             marks = {}
             talker = asyncio.create_task(talk(ws, utterance, marks))
             playback_start, late_count, messages, late, first_frame, last_pts = None, 0, 0, 0.0, None, 0.0
+            video_bytes = audio_bytes = 0
             while True:
                 raw = await asyncio.wait_for(ws.recv(), 180)
                 now = time.perf_counter()
@@ -62,14 +65,18 @@ async def _session(url: str, index: int, gap_s: float) -> dict:
                         late = max(late, now - due)
                     if item["kind"] == "video" and first_frame is None:
                         first_frame = now - marks.get("voiced_end", now)
-                    last_pts = max(last_pts, item["pts"] + len(item["pcm"]) / 32000)
+                    pcm = audio == "linear16" and item["kind"] == "audio"  # else 40 ms: a frame's, or an Opus packet
+                    last_pts = max(last_pts, item["pts"] + (len(item["audio"]) / 32000 if pcm else 0.04))
+                    video_bytes += len(item.get("image", b""))
+                    audio_bytes += len(item["audio"])
                     continue
                 event = json.loads(raw)
                 if event["type"] == "turn_end":
                     break
             await talker
             turns.append({"first_frame": first_frame, "late": late_count, "messages": messages, "worst": late,
-                          "llm_first_token": event["latency_ms"].get("llm_first_token")})
+                          "llm_first_token": event["latency_ms"].get("llm_first_token"), "seconds": last_pts,
+                          "video_bytes": video_bytes, "audio_bytes": audio_bytes})
             if playback_start is not None:  # listen to the end of the reply before speaking again
                 await asyncio.sleep(max(0.0, playback_start + last_pts - time.perf_counter()))
     return {"refused": False, "turns": turns}

@@ -123,7 +123,7 @@ def _offset_ms(media_of_turn: list[dict]) -> float:
     frames = [m for m in media_of_turn if m["kind"] == "video"]
     if not frames:
         return float("nan")
-    audio_s = sum(len(f["pcm"]) for f in frames) / 32000
+    audio_s = sum(len(f["audio"]) for f in frames) / 32000
     video_s = frames[-1]["pts"] + 0.04 - frames[0]["pts"]
     return (audio_s - video_s) * 1000
 

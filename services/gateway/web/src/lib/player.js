@@ -1,5 +1,9 @@
 // Plays a reply: the audio clock drives everything. Each audio slice is scheduled at turnStart + pts, and each
-// video frame is drawn when the audio clock reaches its pts, so lips and sound stay together.
+// video frame is drawn when the audio clock reaches its pts, so lips and sound stay together. Frames come as
+// JPEGs or as H.264/VP8 chunks, audio as PCM or Opus packets, decoded with WebCodecs (the codecs the gateway
+// chose from the hello's lists).
+import { OPUS } from "./media.js";
+
 const JITTER_S = 0.12;
 
 export class AvatarPlayer {
@@ -12,8 +16,14 @@ export class AvatarPlayer {
     this.turnStart = 0;
     this.frames = [];
     this.sources = new Set();
-    this.stats = { audioScheduled: 0, framesDrawn: 0, lateFrames: 0 };
+    this.stats = { audioScheduled: 0, framesDrawn: 0, lateFrames: 0, videoCodec: "jpeg", audioCodec: "linear16",
+                   decodeErrors: 0 };
     this.onFirstAudio = () => {};
+    this.onKeyframeNeeded = () => {};
+    this.decoder = null;
+    this.codecString = "";
+    this.audioDecoder = null;
+    this.preSkipS = 0;
     const draw = () => {
       this.drawDue();
       requestAnimationFrame(draw);
@@ -25,8 +35,79 @@ export class AvatarPlayer {
     await this.audio.resume();
   }
 
-  showStill(blob) {
-    createImageBitmap(blob).then((image) => this.paint(image));
+  useMedia(video, audio) {
+    this.useVideo(video.codec, video.codec_string);
+    this.useAudio(audio);
+  }
+
+  // Opus: one decoder for the connection, reset with each reply (each has its own encoder). The decoded audio is
+  // played the encoder's look-ahead earlier, so that it stays on the frames' clock.
+  useAudio(audio) {
+    this.stats.audioCodec = audio.encoding;
+    if (this.audioDecoder && this.audioDecoder.state !== "closed") this.audioDecoder.close();
+    this.audioDecoder = null;
+    if (audio.encoding !== "opus") return;
+    this.preSkipS = audio.pre_skip_s;
+    this.audioDecoder = new AudioDecoder({
+      output: (data) => this.scheduleDecoded(data),
+      error: () => {
+        this.stats.decodeErrors++;
+        this.useAudio(audio);
+      },
+    });
+    this.audioDecoder.configure(OPUS);
+  }
+
+  scheduleDecoded(data) {
+    const buffer = this.audio.createBuffer(1, data.numberOfFrames, data.sampleRate);
+    data.copyTo(buffer.getChannelData(0), { planeIndex: 0, format: "f32-planar" });
+    const at = data.timestamp / 1e6 - this.preSkipS;
+    data.close();
+    this.play(buffer, at);
+  }
+
+  // Encoded video: one decoder for the connection; it starts (and starts again after a clear or an error) at a
+  // keyframe, and asks the gateway for one when a frame arrives that it cannot start from.
+  useVideo(codec, codecString) {
+    this.stats.videoCodec = codec;
+    if (this.decoder && this.decoder.state !== "closed") this.decoder.close();
+    this.decoder = null;
+    if (codec === "jpeg") return;
+    this.codecString = codecString;
+    this.decoder = new VideoDecoder({
+      output: (frame) => this.frames.push({ at: frame.timestamp / 1e6, image: frame }),
+      error: () => { // the decoder closed itself: a new one waits for the keyframe asked for
+        this.stats.decodeErrors++;
+        this.restartDecoder();
+        this.askKeyframe();
+      },
+    });
+    this.restartDecoder();
+  }
+
+  restartDecoder() {
+    if (!this.decoder) return;
+    if (this.decoder.state === "closed") return this.useVideo(this.stats.videoCodec, this.codecString);
+    if (this.decoder.state === "configured") this.decoder.reset();
+    this.decoder.configure({ codec: this.codecString, optimizeForLatency: true });
+    this.needKeyframe = true;
+    this.keyframeAsked = false;
+  }
+
+  askKeyframe() {
+    if (!this.keyframeAsked) this.onKeyframeNeeded();
+    this.keyframeAsked = true;
+  }
+
+  decode(message, at) {
+    if (this.needKeyframe && !message.keyframe) {
+      this.askKeyframe();
+      return;
+    }
+    this.needKeyframe = false;
+    this.decoder.decode(new EncodedVideoChunk({
+      type: message.keyframe ? "key" : "delta", timestamp: Math.round(at * 1e6), data: message.chunk,
+    }));
   }
 
   async push(message) {
@@ -34,9 +115,20 @@ export class AvatarPlayer {
       this.turn = message.turn;
       this.turnStart = this.audio.currentTime + JITTER_S;
       this.onFirstAudio(message.turn);
+      if (this.audioDecoder) { // a new reply: a new Opus stream
+        this.audioDecoder.reset();
+        this.audioDecoder.configure(OPUS);
+      }
     }
     const at = this.turnStart + message.pts;
-    if (message.pcm.length) this.schedule(message.pcm, at);
+    if (message.audio.byteLength) {
+      if (this.audioDecoder) {
+        this.audioDecoder.decode(new EncodedAudioChunk({ type: "key", timestamp: Math.round(at * 1e6), data: message.audio }));
+      } else {
+        this.schedule(new Int16Array(message.audio), at);
+      }
+    }
+    if (message.chunk && this.decoder) this.decode(message, at);
     if (message.jpeg) {
       const image = await createImageBitmap(message.jpeg);
       this.frames.push({ at, image });
@@ -47,6 +139,10 @@ export class AvatarPlayer {
     const buffer = this.audio.createBuffer(1, pcm.length, this.sampleRate);
     const channel = buffer.getChannelData(0);
     for (let i = 0; i < pcm.length; i++) channel[i] = pcm[i] / 32768;
+    this.play(buffer, at);
+  }
+
+  play(buffer, at) {
     const source = this.audio.createBufferSource();
     source.buffer = buffer;
     source.connect(this.audio.destination);
@@ -60,7 +156,10 @@ export class AvatarPlayer {
     const now = this.audio.currentTime;
     let due = null;
     while (this.frames.length && this.frames[0].at <= now) {
-      if (due) this.stats.lateFrames++;
+      if (due) {
+        this.stats.lateFrames++;
+        due.image.close?.();
+      }
       due = this.frames.shift();
     }
     if (due) {
@@ -70,18 +169,24 @@ export class AvatarPlayer {
   }
 
   paint(image) {
-    if (this.canvas.width !== image.width) {
-      this.canvas.width = image.width;
-      this.canvas.height = image.height;
+    const width = image.displayWidth ?? image.width; // a decoded VideoFrame, or an ImageBitmap
+    const height = image.displayHeight ?? image.height;
+    if (this.canvas.width !== width || this.canvas.height !== height) {
+      this.canvas.width = width;
+      this.canvas.height = height;
     }
     this.ctx2d.drawImage(image, 0, 0);
+    image.close?.(); // decoded frames hold decoder memory until closed
   }
 
   // Barge-in: drop everything queued for the reply.
   clear() {
     for (const source of this.sources) source.stop();
     this.sources.clear();
+    for (const frame of this.frames) frame.image.close?.();
     this.frames = [];
     this.turn = -1;
+    this.restartDecoder(); // the next reply starts with a keyframe
+    if (this.audioDecoder && this.audioDecoder.state === "configured") this.audioDecoder.reset();
   }
 }
