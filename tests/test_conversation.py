@@ -132,6 +132,7 @@ def _opus_seconds(packets: list[bytes]) -> float:
     import av
 
     decoder = av.CodecContext.create("libopus", "r")
+    decoder.layout = "mono"
     return sum(frame.samples / frame.sample_rate for p in packets for frame in decoder.decode(av.Packet(p)))
 
 

@@ -93,6 +93,7 @@ async def test_a_client_that_decodes_h264_and_opus_gets_a_moving_face_and_speech
     lower = np.stack([image[image.shape[0] // 2 :].astype(np.float32) for image in images])
     assert np.abs(np.diff(lower, axis=0)).mean(axis=(1, 2, 3)).max() > 1.0, "the face does not move"
     voice = av.CodecContext.create("libopus", "r")
+    voice.layout = "mono"
     decoded = [f for m in frames for f in voice.decode(av.Packet(m["audio"]))]
     audio = np.concatenate([f.to_ndarray().ravel() for f in decoded]).astype(np.float32)
     rate = decoded[0].sample_rate

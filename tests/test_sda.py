@@ -71,18 +71,50 @@ def mouth_gap(image: np.ndarray, rig: FaceRig, box) -> float:
     return lip_gap(mouth_points(crop, box))
 
 
-def test_silence_closes_the_mouth_and_speech_opens_it(sda):
+def test_at_rest_the_photo_shows_as_it_is_and_speech_moves_the_mouth(sda):
     from skimage import data
 
-    rig = FaceRig.from_photo(data.astronaut())
+    photo = data.astronaut()  # the default avatar's face, smiling with her teeth showing
+    rig = FaceRig.from_photo(photo)
     box = (*rig.points.min(axis=0), *rig.points.max(axis=0))
-    photo = {"framing": sda_pb2.PHOTO}  # frames in the photo's own coordinates
-    silent = [mouth_gap(decode(f), rig, box) for f in frames_of(animate(sda, np.zeros(RATE, np.float32), **photo))]
+    framed = {"framing": sda_pb2.PHOTO, "image_encoding": sda_pb2.RGB24}  # the photo's own pixels and coordinates
+    silent = [rgb(f) for f in frames_of(animate(sda, np.zeros(RATE, np.float32), **framed))]
+    assert all(np.array_equal(f, photo) for f in silent)  # her smile, not a generated neutral mouth
     speech = speak("Wow, how wonderful, all of our apples are ready!", RATE)
-    talking = [mouth_gap(decode(f), rig, box) for f in frames_of(animate(sda, speech, **photo))]
-    assert np.median(silent) < 1.5, silent  # lips together
-    assert np.percentile(talking, 90) > 4.0, talking  # clearly open at times
+    talking = [mouth_gap(rgb(f), rig, box) for f in frames_of(animate(sda, speech, **framed))]
+    assert np.percentile(talking, 90) > mouth_gap(photo, rig, box) + 2.0, talking  # opens wider than at rest
     assert np.std(talking) > 1.0  # and it moves
+
+
+def rgb(frame) -> np.ndarray:
+    return np.frombuffer(frame.image, np.uint8).reshape(frame.height, frame.width, 3)
+
+
+def test_a_face_it_never_trained_on_keeps_its_colour_and_contrast(sda):
+    from matplotlib import cbook
+
+    hopper = cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+    grey = cv2.cvtColor(cv2.cvtColor(hopper, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2RGB)
+    speech = speak("Wow, how wonderful, all of our apples are ready!", RATE)
+    for photo in (cv2.cvtColor(hopper, cv2.COLOR_BGR2RGB), grey):
+        face = cv2.imencode(".png", cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))[1].tobytes()
+        frames = [rgb(f) for f in frames_of(animate(sda, speech, face_image=face, framing=sda_pb2.PHOTO,
+                                                     image_encoding=sda_pb2.RGB24))]
+        rig = FaceRig.from_photo(photo)
+        left, top, right, bottom = rig.box
+        skin = cv2.resize(rig.mask, (right - left, bottom - top)) > 0.9  # where the generated face shows ...
+        scale = (bottom - top) / rig.still.shape[0]
+        (x0, y0), (x1, y1) = rig.points[48:60].min(axis=0) * scale, rig.points[48:60].max(axis=0) * scale
+        pad = 0.3 * (x1 - x0)
+        skin[int(y0 - pad) : int(y1 + pad), int(x0 - pad) : int(x1 + pad)] = False  # ... but the mouth
+        talking = max(frames, key=lambda f: np.abs(f.astype(int) - photo).sum())
+        made, real = talking[top:bottom, left:right][skin], photo[top:bottom, left:right][skin]
+        if photo is grey:
+            assert np.ptp(made.astype(int), axis=1).max() <= 1  # a greyscale photo stays grey
+        else:
+            balance = made.mean(axis=0) / made.mean() - real.mean(axis=0) / real.mean()
+            assert np.abs(balance).max() < 0.03 and np.abs(made.mean() - real.mean()) < 8  # no tint, same light
+        assert 0.7 < made.std() / real.std() < 1.4  # not washed out
 
 
 def decode_video(frames, codec: str) -> list[np.ndarray]:
@@ -172,7 +204,7 @@ def test_frames_are_centred_on_the_head_or_show_the_whole_photo(sda):
     head = decode(frames_of(animate(sda, silence, face_image=face))[0])
     whole = decode(frames_of(animate(sda, silence, face_image=face, framing=sda_pb2.PHOTO))[0])
     assert head.shape == (512, 512, 3) and whole.shape == photo.shape
-    (l0, t0, r0, b0), (l1, t1, r1, b1) = find_face(whole), find_face(head)
+    (l0, _, r0, _), (l1, t1, r1, b1) = find_face(whole), find_face(head)
     assert (r1 - l1) > 1.6 * (r0 - l0)  # the face is drawn much larger
     assert abs((l1 + r1) / 2 - 256) < 40 and abs((t1 + b1) / 2 - 256) < 80  # near the middle
 

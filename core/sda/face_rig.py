@@ -92,12 +92,13 @@ class FaceRig:
         crop_points = (points - np.array(box[:2], dtype=np.float32)) * scale
         return cls(photo=photo, box=box, still=still, points=crop_points, mask=lower_face_mask(crop_points, height, width))
 
-    def paste(self, frame: np.ndarray) -> np.ndarray:
-        """The full photo with the lower face of `frame` (a generated crop) blended in over the crop box."""
+    def paste(self, frame: np.ndarray, weight: float = 1.0) -> np.ndarray:
+        """The full photo with the lower face of `frame` (a generated crop) blended in over the crop box, `weight`
+        of it (0: the photo as it is)."""
         left, top, right, bottom = self.box
         w, h = right - left, bottom - top
         patch = cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-        mask = cv2.resize(self.mask, (w, h), interpolation=cv2.INTER_LINEAR)
+        mask = cv2.resize(self.mask, (w, h), interpolation=cv2.INTER_LINEAR) * weight
         out = self.photo.copy()
         x0, y0, x1, y1 = max(left, 0), max(top, 0), min(right, out.shape[1]), min(bottom, out.shape[0])
         region = out[y0:y1, x0:x1].astype(np.float32)

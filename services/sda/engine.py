@@ -3,7 +3,8 @@
 Frame i of a segment shows the audio [i/fps, (i+1)/fps) of that segment and is made from the 0.2 s window
 centred on it, so it can be generated once 0.1 s of audio past its centre has arrived (or the segment ended).
 The generator's GRU state is carried from chunk to chunk and segment to segment, so a reply streams without
-seams; idle frames (silence in, the noise GRU's small motion out) keep the face alive between replies.
+seams. Each frame also says how much it is speaking (its loudness, smoothed): the generated lower face shows
+over the photo in speech, and at rest the person's own expression does (a smile stays a smile).
 """
 
 from dataclasses import dataclass
@@ -19,13 +20,20 @@ from services.sda.avatars import Avatar
 _BATCH = 25  # frames generated in one call when several are ready
 
 
+# A frame's loudness (dBFS) where the generated lower face starts to show over the photo, and where it fully shows;
+# how fast it comes in at speech, and how slowly it gives the photo back after (not between syllables).
+_SILENT_DB, _SPEAKING_DB = -50.0, -35.0
+_RISE, _FALL = 0.7, 0.25
+
+
 @dataclass(frozen=True)
 class AnimatedFrame:
-    crop: np.ndarray  # RGB uint8 (height, width) of the model
+    crop: np.ndarray  # RGB uint8 (height, width) of the model, in the photo's colour and contrast
     pts_s: float
     index: int
     audio: bytes  # the input-format audio this frame shows; empty for idle frames
     segment: int
+    speaking: float  # 0 at rest (the photo shows as it is) to 1 in speech (the generated lower face shows)
 
 
 class Animator:
@@ -43,6 +51,7 @@ class Animator:
         self.bytes_per_frame = sample_rate // cfg.fps * (2 if encoding == pcm.LINEAR16 else 4)
         self._state = avatar.generator.initial_state(1, avatar.device)
         self._frames = 0  # frames of the stream so far: the clock
+        self._speaking = 0.0
         self.segment = 0
         self._reset_segment()
 
@@ -87,7 +96,7 @@ class Animator:
         """One frame with no speech: the face at rest, with the noise GRU's motion."""
         silence = np.zeros((1, 1, self._cfg.window_samples), dtype=np.float32)
         crop = self._run(silence)[0]
-        frame = AnimatedFrame(crop, self.next_pts, self._frames, b"", -1)
+        frame = AnimatedFrame(crop, self.next_pts, self._frames, b"", -1, self._speaking_at(None))
         self._frames += 1
         return frame
 
@@ -100,10 +109,22 @@ class Animator:
                 i = start + offset
                 piece = bytes(self._raw[i * self.bytes_per_frame : (i + 1) * self.bytes_per_frame])
                 piece += b"\0" * (self.bytes_per_frame - len(piece))
-                out.append(AnimatedFrame(crop, self.next_pts, self._frames, piece, self.segment))
+                spf = self._cfg.samples_per_frame
+                speaking = self._speaking_at(self._audio[i * spf : (i + 1) * spf])
+                out.append(AnimatedFrame(crop, self.next_pts, self._frames, piece, self.segment, speaking))
                 self._frames += 1
         self._done += count
         return out
+
+    def _speaking_at(self, samples: np.ndarray | None) -> float:
+        """How much of the generated face to show for a frame with these samples (None: silence): its loudness,
+        smoothed so that the face comes in quickly at speech and settles back onto the photo after it."""
+        loud = 20 * np.log10(np.sqrt(np.mean(samples**2)) + 1e-9) if samples is not None and samples.size else -120.0
+        target = float(np.clip((loud - _SILENT_DB) / (_SPEAKING_DB - _SILENT_DB), 0.0, 1.0))
+        self._speaking += (_RISE if target > self._speaking else _FALL) * (target - self._speaking)
+        if self._speaking < 0.02:
+            self._speaking = 0.0
+        return self._speaking
 
     @torch.no_grad()
     def _run(self, windows: np.ndarray) -> list[np.ndarray]:
@@ -112,4 +133,4 @@ class Animator:
         device = self._avatar.device
         noise = torch.randn(1, t, self._cfg.noise_dim, device=device) * generator.NOISE_STD
         frames, self._state = generator(self._avatar.identity, torch.from_numpy(windows).to(device), self._state, noise)
-        return [to_image(f) for f in frames[0]]
+        return [self._avatar.tone(to_image(f)) for f in frames[0]]

@@ -54,10 +54,11 @@ class FrameCodec:
         if self._video is not None:
             self._video.want_keyframe()
 
-    def encode(self, crop: np.ndarray) -> tuple[bytes, bool]:
-        """The frame's bytes and whether it decodes on its own."""
+    def encode(self, crop: np.ndarray, speaking: float) -> tuple[bytes, bool]:
+        """The frame's bytes and whether it decodes on its own. `speaking`: how much of the generated lower face
+        shows over the photo (0 at rest: the person's own expression)."""
         left, top, right, bottom = self._region
-        frame = self._rig.paste(crop)[top:bottom, left:right]
+        frame = self._rig.paste(crop, speaking)[top:bottom, left:right]
         if frame.shape[1] != self.width or frame.shape[0] != self.height:
             frame = cv2.resize(frame, (self.width, self.height), interpolation=cv2.INTER_AREA)
         if self._video is not None:

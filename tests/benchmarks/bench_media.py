@@ -75,7 +75,7 @@ def _frames_for(face: np.ndarray | None) -> list[np.ndarray]:
     speech = say(SENTENCE, UNFAMILIAR[3]).samples
     frames = animator.push((np.clip(speech, -1, 1) * 32767).astype(np.int16).tobytes()) + animator.end_segment()[0]
     codec = FrameCodec(avatar.rig, sda_pb2.AnimateConfig(image_encoding=sda_pb2.RGB24), SdaSettings(), animator.fps)
-    return [np.frombuffer(codec.encode(f.crop)[0], np.uint8).reshape(codec.height, codec.width, 3) for f in frames]
+    return [np.frombuffer(codec.encode(f.crop, f.speaking)[0], np.uint8).reshape(codec.height, codec.width, 3) for f in frames]
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -180,10 +180,11 @@ def run(stack) -> Section:
     section.add("where H.264 encoding runs: in the animation stage vs in the gateway (JPEG decoded, then encoded)",
                 f"{_quality(frames, 'h264')['ms_per_frame']:.1f} ms vs {_gateway_side_ms(frames):.1f} ms a frame")
     section.notes.append(
-        "Encoding runs in the animation stage: one encoder per reply stream, where the frames are made; it costs "
-        "less than the JPEG it replaces, scales with the animation replicas, and the link to the gateway carries "
-        "the encoded frames. In the gateway each frame would be a JPEG decoded and encoded again, on the process "
-        "every session shares.")
+        "Encoding runs in the animation stage: one encoder per reply stream, where the frames are made. It costs "
+        "the stage a little more than the JPEG it replaces, scales with the animation replicas, and the link to "
+        "the gateway carries the encoded frames; the gateway then has a tenth of the bytes to send. In the "
+        "gateway each frame would be a JPEG decoded and encoded again, on the process every session shares.")
     section.notes.append(f"{ROUNDS} sessions per codec of 2 spoken questions each; bits per second over the "
-                         "reply's seconds of audio (what a talking session streams); audio is 16 kHz PCM in every case.")
+                         "reply's seconds of audio (what a talking session streams); audio is 16 kHz PCM "
+                         "(linear16) or Opus at GATEWAY_OPUS_KBPS (24).")
     return section

@@ -7,7 +7,6 @@ not built around) in front of the default face, downloaded over HTTP by yt-dlp a
 """
 
 import functools
-import os
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,11 @@ STAGES = ("create_dataset", "diarize", "clip", "transcribe")
 LENGTHS = {"2-minute": 18, "10-minute": 90}  # turns of conversation (about 6.7 s each)
 
 
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # the bench's output is its table, not a line per request
+        pass
+
+
 def _video(folder: Path, name: str, turns: int) -> float:
     """A conversation in front of a still face as an MP4 in `folder`; its length in seconds."""
     wav, face = folder / f"{name}.wav", folder / "face.png"
@@ -40,16 +44,29 @@ def _video(folder: Path, name: str, turns: int) -> float:
     return sf.info(wav).duration
 
 
-def _stage(stage: str, args: list[str]) -> tuple[float, float]:
+def _peak_mb(pid: int) -> float | None:
+    """The process's resident high-water mark so far (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+    except (OSError, StopIteration):
+        return None
+
+
+def _stage(stage: str, args: list[str], log: Path) -> tuple[float, float]:
     """Seconds and peak resident memory (MB) of one stage's process."""
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "pipelines", stage, *args], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
+    with open(log, "w") as err:
+        process = subprocess.Popen([sys.executable, "-m", "pipelines", stage, *args], cwd=ROOT,
+                                   stdout=subprocess.DEVNULL, stderr=err)
+        peak = 0.0
+        while process.poll() is None:
+            peak = max(peak, _peak_mb(process.pid) or 0.0)
+            time.sleep(0.2)
     seconds = time.perf_counter() - started
-    if status:
-        raise RuntimeError(f"pipeline stage {stage} failed: {process.stderr.read().decode()[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024
+    if process.returncode:
+        raise RuntimeError(f"pipeline stage {stage} failed: {log.read_text()[-2000:]}")
+    return seconds, peak
 
 
 def run(stack) -> Section:
@@ -58,7 +75,7 @@ def run(stack) -> Section:
         folder = Path(tmp)
         sf.write(folder / "reference.wav", say("This is how I sound when I talk for a while.", UNFAMILIAR[1]).samples,
                  16000)
-        server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SimpleHTTPRequestHandler, directory=tmp))
+        server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=tmp))
         threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
             for label, turns in LENGTHS.items():
@@ -66,7 +83,7 @@ def run(stack) -> Section:
                 args = ["--dataset", label, "--url", f"http://127.0.0.1:{server.server_address[1]}/{label}.mp4",
                         "--reference", str(folder / "reference.wav"), "--data-dir", str(folder / "data")]
                 for stage in STAGES:
-                    spent, peak = _stage(stage, args)
+                    spent, peak = _stage(stage, args, folder / f"{label}-{stage}.log")
                     section.add(f"{label} video ({seconds / 60:.1f} min), {stage}",
                                 f"{seconds / spent:.1f} min of video per min; peak {peak:.0f} MB")
         finally:
