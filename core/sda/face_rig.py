@@ -108,6 +108,43 @@ class FaceRig:
         return out
 
 
+    def blink(self, image: np.ndarray, amount: float) -> np.ndarray:
+        """`image` (the full photo's frame) with both upper eyelids lowered by `amount` (0 open, 1 closed): the
+        skin between brow and lid stretches down over the eye, most in the middle of the lid, none at the
+        corners."""
+        if amount <= 0:
+            return image
+        left, top, right, bottom = self.box
+        scale = np.array([(right - left) / self.still.shape[1], (bottom - top) / self.still.shape[0]], np.float32)
+        points = self.points * scale + np.array([left, top], np.float32)
+        out = image.copy()
+        for eye, brow in ((points[36:42], points[17:22]), (points[42:48], points[22:27])):
+            _lower_lid(out, image, eye, brow, amount)
+        return out
+
+
+def _lower_lid(out: np.ndarray, image: np.ndarray, eye: np.ndarray, brow: np.ndarray, amount: float) -> None:
+    """One eye: columns between its corners are remapped so the upper lid sits `amount` of the way down to the
+    lower lid; the rows above it, up to halfway to the brow, stretch to fill (done in place on `out`)."""
+    x0, x1 = int(np.floor(eye[0, 0])), int(np.ceil(eye[3, 0]))
+    xs = np.arange(x0, x1 + 1, dtype=np.float32)
+    upper = np.interp(xs, eye[[0, 1, 2, 3], 0], eye[[0, 1, 2, 3], 1])
+    lower = np.interp(xs, eye[[0, 5, 4, 3], 0], eye[[0, 5, 4, 3], 1])
+    taper = np.clip(np.sin(np.pi * (xs - x0) / max(x1 - x0, 1)), 0, 1) ** 0.5  # least at the corners
+    lid = upper + amount * taper * (lower - upper)
+    ceiling = upper - 0.5 * (upper - brow[:, 1].mean())
+    y0, y1 = int(np.floor(ceiling.min())), int(np.ceil(lower.max())) + 1
+    if y0 < 0 or y1 > image.shape[0] or x0 < 0 or x1 >= image.shape[1]:
+        return
+    ys = np.arange(y0, y1, dtype=np.float32)[:, None]
+    above = ceiling + (ys - ceiling) * (upper - ceiling) / np.maximum(lid - ceiling, 1e-3)  # skin, stretched down
+    below = upper + (ys - lid) * (lower - upper) / np.maximum(lower - lid, 1e-3)  # what shows of the eye
+    source_y = np.where(ys < ceiling, ys, np.where(ys < lid, above, np.where(ys < lower, below, ys)))
+    source_x = np.broadcast_to(xs, source_y.shape)
+    out[y0:y1, x0 : x1 + 1] = cv2.remap(image, source_x.astype(np.float32), source_y.astype(np.float32),
+                                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
 def lower_face_mask(points: np.ndarray, height: int, width: int) -> np.ndarray:
     """The part of the crop speech moves: inside the jaw line, from the middle of the nose down, with edges
     softened over about a tenth of the crop's width (1 there, 0 over the eyes, brows, hair and background)."""

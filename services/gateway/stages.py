@@ -94,7 +94,7 @@ class Frame:
     pts_s: float
     pcm: bytes  # the audio this frame shows
     image: bytes  # a JPEG, or one encoded video frame
-    keyframe: bool = True  # decodes on its own (every JPEG does)
+    keyframe: bool  # decodes on its own (every JPEG does)
 
 
 @dataclass

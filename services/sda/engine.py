@@ -4,7 +4,8 @@ Frame i of a segment shows the audio [i/fps, (i+1)/fps) of that segment and is m
 centred on it, so it can be generated once 0.1 s of audio past its centre has arrived (or the segment ended).
 The generator's GRU state is carried from chunk to chunk and segment to segment, so a reply streams without
 seams. Each frame also says how much it is speaking (its loudness, smoothed): the generated lower face shows
-over the photo in speech, and at rest the person's own expression does (a smile stays a smile).
+over the photo in speech, and at rest the person's own expression does (a smile stays a smile); and how far
+its eyelids are down (a blink every few seconds, on the photo's own eyes).
 """
 
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ _BATCH = 25  # frames generated in one call when several are ready
 # how fast it comes in at speech, and how slowly it gives the photo back after (not between syllables).
 _SILENT_DB, _SPEAKING_DB = -50.0, -35.0
 _RISE, _FALL = 0.7, 0.25
+# Blinks on the photo's own eyes: one every 2-6 s (people blink about every 4 s), closing and opening over 5 frames.
+_BLINK_EVERY_S = (2.0, 6.0)
+_BLINK = (0.4, 0.9, 1.0, 0.7, 0.3)
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class AnimatedFrame:
     audio: bytes  # the input-format audio this frame shows; empty for idle frames
     segment: int
     speaking: float  # 0 at rest (the photo shows as it is) to 1 in speech (the generated lower face shows)
+    blink: float  # how far the eyelids are down: 0 open, 1 closed
 
 
 class Animator:
@@ -52,6 +57,8 @@ class Animator:
         self._state = avatar.generator.initial_state(1, avatar.device)
         self._frames = 0  # frames of the stream so far: the clock
         self._speaking = 0.0
+        self._rng = np.random.default_rng()
+        self._next_blink = self._blink_gap()  # the frame the next blink starts at
         self.segment = 0
         self._reset_segment()
 
@@ -96,7 +103,7 @@ class Animator:
         """One frame with no speech: the face at rest, with the noise GRU's motion."""
         silence = np.zeros((1, 1, self._cfg.window_samples), dtype=np.float32)
         crop = self._run(silence)[0]
-        frame = AnimatedFrame(crop, self.next_pts, self._frames, b"", -1, self._speaking_at(None))
+        frame = AnimatedFrame(crop, self.next_pts, self._frames, b"", -1, self._speaking_at(None), self._blink_at())
         self._frames += 1
         return frame
 
@@ -111,10 +118,22 @@ class Animator:
                 piece += b"\0" * (self.bytes_per_frame - len(piece))
                 spf = self._cfg.samples_per_frame
                 speaking = self._speaking_at(self._audio[i * spf : (i + 1) * spf])
-                out.append(AnimatedFrame(crop, self.next_pts, self._frames, piece, self.segment, speaking))
+                out.append(AnimatedFrame(crop, self.next_pts, self._frames, piece, self.segment, speaking,
+                                         self._blink_at()))
                 self._frames += 1
         self._done += count
         return out
+
+    def _blink_gap(self) -> int:
+        return self._frames + int(self._rng.uniform(*_BLINK_EVERY_S) * self._cfg.fps)
+
+    def _blink_at(self) -> float:
+        """The eyelids for the stream's current frame (frames are numbered on the stream's one clock)."""
+        step = self._frames - self._next_blink
+        if step >= len(_BLINK):
+            self._next_blink = self._blink_gap()
+            return 0.0
+        return _BLINK[step] if step >= 0 else 0.0
 
     def _speaking_at(self, samples: np.ndarray | None) -> float:
         """How much of the generated face to show for a frame with these samples (None: silence): its loudness,

@@ -8,6 +8,7 @@ from avatar.sda.v1 import sda_pb2
 from core.errors import BadRequest
 from core.sda.face_rig import FaceRig
 from services.sda.config import SdaSettings
+from services.sda.engine import AnimatedFrame
 from services.sda.video_encoder import VideoEncoder
 
 _VIDEO = {sda_pb2.H264: "h264", sda_pb2.VP8: "vp8"}
@@ -54,11 +55,11 @@ class FrameCodec:
         if self._video is not None:
             self._video.want_keyframe()
 
-    def encode(self, crop: np.ndarray, speaking: float) -> tuple[bytes, bool]:
-        """The frame's bytes and whether it decodes on its own. `speaking`: how much of the generated lower face
-        shows over the photo (0 at rest: the person's own expression)."""
+    def encode(self, made: AnimatedFrame) -> tuple[bytes, bool]:
+        """The frame's bytes and whether it decodes on its own: the generated lower face over the photo as far as
+        the frame is speaking (at rest, the person's own expression), the eyelids as far down as it blinks."""
         left, top, right, bottom = self._region
-        frame = self._rig.paste(crop, speaking)[top:bottom, left:right]
+        frame = self._rig.blink(self._rig.paste(made.crop, made.speaking), made.blink)[top:bottom, left:right]
         if frame.shape[1] != self.width or frame.shape[0] != self.height:
             frame = cv2.resize(frame, (self.width, self.height), interpolation=cv2.INTER_AREA)
         if self._video is not None:

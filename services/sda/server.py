@@ -207,7 +207,7 @@ class _Stream:
     async def _emit(self, frames: list[AnimatedFrame], epoch: int) -> None:
         if not frames:
             return
-        images = await self._work_on(lambda: [self._codec.encode(f.crop, f.speaking) for f in frames])
+        images = await self._work_on(lambda: [self._codec.encode(f) for f in frames])
         if epoch != self._epoch:
             return
         self._unsent += len(frames)

@@ -8,6 +8,7 @@ from tests.benchmarks import (
     bench_asr,
     bench_concurrency,
     bench_e2e,
+    bench_face,
     bench_llm,
     bench_media,
     bench_pipeline,
@@ -20,7 +21,7 @@ from tests.benchmarks.report import machine
 from tests.stack import ROOT, Stack
 
 # memory comes last: it reads the peak memory of the processes the others exercised
-BENCHES = {"asr": bench_asr, "llm": bench_llm, "tts": bench_tts, "sda": bench_sda, "e2e": bench_e2e,
+BENCHES = {"asr": bench_asr, "llm": bench_llm, "tts": bench_tts, "sda": bench_sda, "face": bench_face, "e2e": bench_e2e,
            "concurrency": bench_concurrency, "media": bench_media, "pipeline": bench_pipeline,
            "soak": bench_soak, "memory": bench_memory}
 

@@ -75,7 +75,7 @@ def _frames_for(face: np.ndarray | None) -> list[np.ndarray]:
     speech = say(SENTENCE, UNFAMILIAR[3]).samples
     frames = animator.push((np.clip(speech, -1, 1) * 32767).astype(np.int16).tobytes()) + animator.end_segment()[0]
     codec = FrameCodec(avatar.rig, sda_pb2.AnimateConfig(image_encoding=sda_pb2.RGB24), SdaSettings(), animator.fps)
-    return [np.frombuffer(codec.encode(f.crop, f.speaking)[0], np.uint8).reshape(codec.height, codec.width, 3) for f in frames]
+    return [np.frombuffer(codec.encode(f)[0], np.uint8).reshape(codec.height, codec.width, 3) for f in frames]
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
