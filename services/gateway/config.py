@@ -44,6 +44,8 @@ class GatewaySettings(BaseSettings):
     # with stage_unavailable instead of leaving it open: a reply that makes no progress (no text, audio or frame)
     # for `reply_stall_s` ends; each call also has a deadline.
     reply_stall_s: float = Field(default=15.0, gt=0)
+    # A stage found disconnected at the start of a call (restarting) is given this long to come back first.
+    stage_reconnect_s: float = Field(default=3.0, ge=0)
     llm_timeout_s: float = Field(default=120.0, gt=0)
     tts_timeout_s: float = Field(default=180.0, gt=0)
     sda_timeout_s: float = Field(default=300.0, gt=0)

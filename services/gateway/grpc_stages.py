@@ -83,6 +83,7 @@ class GrpcTextEngine:
             user_text=request.user_text,
             meta=_meta(request.meta),
         )
+        await self._clients.connected("llm")
         try:
             call = self._clients.llm.Generate(message, metadata=metadata, timeout=self._timeout_s)
             async for response in responses(call, "Generate"):
@@ -107,6 +108,7 @@ class GrpcSynthesizer:
             async for delta in text:
                 yield tts_pb2.SynthesizeRequest(text=delta, meta=request_meta)
 
+        await self._clients.connected("tts")
         try:
             async for response in bidi(self._clients.tts.StreamingSynthesize, requests(), metadata=metadata,
                                        timeout=self._timeout_s):
@@ -153,6 +155,7 @@ class GrpcAnimator:
                 for feeder in feeders:
                     feeder.cancel()
 
+        await self._clients.connected("sda")
         try:
             async for response in bidi(self._clients.sda.StreamingAnimate, requests(), metadata=metadata,
                                        timeout=self._timeout_s):

@@ -1,6 +1,7 @@
 """gRPC channels to the four stages, shared by every session of this gateway process."""
 
 import asyncio
+import contextlib
 import json
 
 import grpc
@@ -47,6 +48,7 @@ CHANNEL_OPTIONS = [
 
 class StageClients:
     def __init__(self, settings: GatewaySettings):
+        self._reconnect_s = settings.stage_reconnect_s
         self.addresses = {
             "asr": settings.asr_address,
             "llm": settings.llm_address,
@@ -60,6 +62,15 @@ class StageClients:
         self.llm = llm_pb2_grpc.LlmServiceStub(self._channels["llm"])
         self.tts = tts_pb2_grpc.TtsServiceStub(self._channels["tts"])
         self.sda = sda_pb2_grpc.SdaServiceStub(self._channels["sda"])
+
+    async def connected(self, stage: str) -> None:
+        """Before a call: a stage whose connection is down (a replica restarting, maybe at a new address) gets up
+        to GATEWAY_STAGE_RECONNECT_S to come back, instead of the call failing at once; one that stays down fails
+        the call as before."""
+        channel = self._channels[stage]
+        if channel.get_state(try_to_connect=True) != grpc.ChannelConnectivity.READY:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(channel.channel_ready(), self._reconnect_s)
 
     async def status(self, stage: str, timeout: float = 1.0) -> str:
         """SERVING, NOT_SERVING or UNREACHABLE, from the stage's grpc.health.v1."""

@@ -42,8 +42,8 @@ def _faces() -> dict[str, np.ndarray | None]:
             "default face, mirrored and turned 10°": turned}
 
 
-def _reply(book, face, voice) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """Frames (whole photo), the loudness of each frame's audio, and the photo."""
+def _reply(book, face, voice) -> tuple[list[np.ndarray], np.ndarray, object]:
+    """Frames (whole photo), the loudness of each frame's audio, and the avatar's face rig (its photo, its box)."""
     from avatar.sda.v1 import sda_pb2
 
     from core import audio as pcm
@@ -62,7 +62,7 @@ def _reply(book, face, voice) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]
     spf = 16000 // animator.fps
     loud = np.array([np.sqrt(np.mean(speech[i * spf : (i + 1) * spf] ** 2)) if i * spf < speech.size else 0.0
                      for i in range(len(frames))])
-    return frames, loud, avatar.rig.photo
+    return frames, loud, avatar.rig
 
 
 def _eye_aspect(points: np.ndarray) -> float:
@@ -109,6 +109,7 @@ def run(stack) -> Section:
 
     from services.sda.avatars import AvatarBook, choose_device
     from services.sda.config import SdaSettings
+    from services.sda.frame_codec import head_box
 
     torch.set_num_threads(2)
     book = AvatarBook(str(ROOT / SdaSettings().checkpoint_path), "", choose_device("cpu"))
@@ -118,8 +119,8 @@ def run(stack) -> Section:
     for name, face in _faces().items():
         rows = []
         for voice in VOICES:
-            frames, loud, photo = _reply(book, face, voice)
-            rows.append(_measure(frames, loud, photo))
+            frames, loud, rig = _reply(book, face, voice)
+            rows.append(_measure(frames, loud, rig.photo))
         sync = np.array([r["sync"] for r in rows])
         section.add(f"{name}: lip-sync (lip gap ~ speech envelope)",
                     f"r = {sync.mean():.2f} mean over {len(VOICES)} voices ({sync.min():.2f}–{sync.max():.2f}); "
@@ -132,14 +133,12 @@ def run(stack) -> Section:
                     f"{identity:.2f} worst ({met(identity, SAME_PERSON, lambda v: f'{v:.2f}')})", f"< {SAME_PERSON}")
         section.add(f"{name}: blinks per second", f"{np.mean([r['blinks_per_s'] for r in rows]):.2f}",
                     "people: about 0.2–0.5")
+        left, top, right, bottom = head_box(rig, 0.15)  # the head, as the service frames it (a little closer)
         picks = np.linspace(0, len(frames) - 1, 6).astype(int)
-        sheet.append(np.concatenate([cv2.resize(frames[i], (192, int(192 * frames[i].shape[0] / frames[i].shape[1])))
-                                     [:192] for i in picks], axis=1))
-    height = max(row.shape[0] for row in sheet)
-    sheet = [np.pad(row, ((0, height - row.shape[0]), (0, 0), (0, 0))) for row in sheet]
+        sheet.append(np.concatenate([cv2.resize(frames[i][top:bottom, left:right], (192, 192)) for i in picks], axis=1))
     cv2.imwrite(str(SHEET), cv2.cvtColor(np.concatenate(sheet, axis=0), cv2.COLOR_RGB2BGR))
     section.notes.append(f"![frames across a reply, one face per row]({SHEET.name}) — six frames spread over the "
-                         f"last voice's reply. Voices: {', '.join(v.name for v in VOICES)}.")
+                         f"last voice's reply, cut to the head. Voices: {', '.join(v.name for v in VOICES)}.")
     section.notes.append("Eyes and brows are the photo's own pixels; blinks lower the photo's upper eyelids (one "
                          "every 2-6 s, over 5 frames), so sharpness is measured on every frame, blinks included.")
     return section
