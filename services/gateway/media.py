@@ -12,6 +12,7 @@ codecs a client may choose in its hello.
 
 import struct
 from dataclasses import dataclass, field
+from functools import cache
 
 from services.gateway.audio_encoder import PACKET_MS, OpusEncoder
 from services.gateway.stages import OUTPUT_RATE, VideoOut
@@ -34,6 +35,12 @@ def choose(wanted: list[str], offered: list[str]) -> str | None:
     return next((codec for codec in wanted if codec in offered), None)
 
 
+@cache
+def _opus_pre_skip_s(kbps: int) -> float:
+    """The encoder's look-ahead, the same for every reply at these settings: measured once, not per hello."""
+    return OpusEncoder(OUTPUT_RATE, kbps).pre_skip_s
+
+
 @dataclass
 class ClientMedia:
     """The codecs one connection's hello chose, for every reply on it."""
@@ -49,7 +56,7 @@ class ClientMedia:
         """`ready`'s output_audio and output_video."""
         audio = {"sample_rate": OUTPUT_RATE, "encoding": self.audio}
         if self.audio == "opus":
-            audio |= {"packet_ms": PACKET_MS, "pre_skip_s": OpusEncoder(OUTPUT_RATE, self.opus_kbps).pre_skip_s}
+            audio |= {"packet_ms": PACKET_MS, "pre_skip_s": _opus_pre_skip_s(self.opus_kbps)}
         return {"output_audio": audio,
                 "output_video": {"codec": self.video.codec, "codec_string": VIDEO_CODECS[self.video.codec]}}
 
@@ -92,8 +99,7 @@ def audio_message(turn: int, pts_s: float, pcm: bytes) -> bytes:
     return _HEADER.pack(AUDIO, turn, pts_s) + pcm
 
 
-def video_message(turn: int, pts_s: float, pcm: bytes, image: bytes, codec: str = "jpeg",
-                  keyframe: bool = True) -> bytes:
+def video_message(turn: int, pts_s: float, pcm: bytes, image: bytes, codec: str, keyframe: bool) -> bytes:
     if codec == "jpeg":
         return _HEADER.pack(VIDEO, turn, pts_s) + _AUDIO_LEN.pack(len(pcm)) + pcm + image
     flags = _KEYFRAME if keyframe else 0
