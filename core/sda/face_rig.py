@@ -36,11 +36,16 @@ def read_photo(data: bytes) -> np.ndarray:
 def _dlib_models():
     import dlib
 
+    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(models_dir() / "shape_predictor_68_face_landmarks.dat"))
+
+
+def models_dir() -> Path:
+    """dlib's model files, from the face-recognition-models package (located, not imported: its import needs
+    pkg_resources)."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("the face-recognition-models package is not installed")
-    models = Path(spec.submodule_search_locations[0]) / "models"
-    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(models / "shape_predictor_68_face_landmarks.dat"))
+    return Path(spec.submodule_search_locations[0]) / "models"
 
 
 def landmarks(image: np.ndarray, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
