@@ -10,7 +10,7 @@ from services.gateway import history, media
 from services.gateway.config import GatewaySettings
 from services.gateway.conversation import Conversation
 from services.gateway.protocol import Hello
-from services.gateway.session_store import SessionStore
+from services.gateway.session_store import SessionStore, StoreUnavailable
 from services.gateway.stages import SpeechEvent, Transcript
 from services.runner.redis_server import EmbeddedRedis
 from tests.fake_stages import WORD_S, FakeAnimator, FakeTextEngine, fake_stages
@@ -264,8 +264,8 @@ async def test_a_long_resumed_session_sends_whole_blocks_of_history_within_the_l
     settings = GatewaySettings(avatars_dir="", history_messages=128, history_tokens=100_000)
     session = await store.create("default", {})
     for i in range(110):
-        await store.append_history(session, {"role": "user", "content": f"question {i}", "interrupted": False})
-        await store.append_history(session, {"role": "assistant", "content": f"answer {i}", "interrupted": False})
+        await store.append_history(session, {"role": "user", "content": f"question {i}", "interrupted": False}, 2 * i + 1)
+        await store.append_history(session, {"role": "assistant", "content": f"answer {i}", "interrupted": False}, 2 * i + 2)
     talk = Talk(store, settings)
     assert (await talk.start(session_id=session))["history_messages"] == 220
     talk.ask("And now?")
@@ -369,6 +369,44 @@ async def test_a_redis_restart_mid_conversation_loses_nothing(tmp_path):
     finally:
         await store.close()
         redis.stop()
+
+
+class StoreThatDropsAnswers(SessionStore):
+    """Redis goes down after taking a history write and before answering it: the write is there, the gateway is
+    told it failed."""
+
+    def __init__(self, url: str, failures: int):
+        super().__init__(url, ttl_s=600)
+        self.failures = failures
+
+    async def append_history(self, session_id: str, entry: dict, number: int) -> None:
+        await super().append_history(session_id, entry, number)
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailable("the session store is unavailable: connection lost before the answer")
+
+
+async def test_a_history_write_tried_again_after_redis_took_it_is_stored_once(redis_url):
+    store = StoreThatDropsAnswers(redis_url, failures=2)
+    try:
+        talk = Talk(store)
+        await talk.start()
+        for i, question in enumerate(("One?", "Two?")):
+            talk.ask(question)
+            await talk.until("turn_end", i + 1)
+            talk.clock.now += 60
+        await talk.close()
+        stored = await store.history(talk.conversation.session_id)
+        assert [m["role"] for m in stored] == ["user", "assistant"] * 2
+        assert [m["content"] for m in stored if m["role"] == "user"] == ["One?", "Two?"]
+        resumed = Talk(store)
+        assert (await resumed.start(session_id=talk.conversation.session_id))["history_messages"] == 4
+        resumed.ask("Three?")
+        await resumed.until("turn_end")
+        await resumed.close()
+        assert len(await store.history(talk.conversation.session_id)) == 6
+    finally:
+        await store.close()
 
 
 class HangingSynthesizer:

@@ -74,6 +74,7 @@ class Conversation:
         self._media = media.ClientMedia()  # the codecs of this connection's media (the hello chooses them)
         self._turn = 0  # the open turn: the number the next final transcript gets
         self._history: list[dict] = []
+        self._appended = 0  # history entries the session ever added (stored ones and those made here)
         self._audio: asyncio.Queue[bytes | None] | None = None
         self._listening: asyncio.Task | None = None
         self._reply: _Reply | None = None
@@ -113,6 +114,7 @@ class Conversation:
             self._session_settings = SessionSettings.model_validate({**stored["settings"], **wanted})
             self._turn = stored["next_turn"]
             self._history = await self._store.history(self.session_id)
+            self._appended = stored["appended"]
             await self._store.update(self.session_id, self._avatar_id, self._session_settings.model_dump())
         else:
             self._avatar_id = hello.avatar_id
@@ -276,7 +278,9 @@ class Conversation:
     def _remember(self, item: dict) -> None:
         self._history.append(item)
         del self._history[: history.blocks_to_drop(len(self._history), self._settings.history_stored)]
-        self._persist(lambda: self._store.append_history(self.session_id, item))
+        self._appended += 1
+        number = self._appended
+        self._persist(lambda: self._store.append_history(self.session_id, item, number))
 
     def _persist(self, write: Callable[[], Awaitable[None]] | None = None) -> None:
         """Store writes run one after another, in the order the conversation made them. While the store is down

@@ -11,7 +11,24 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
-from services.gateway.history import blocks_to_drop
+from services.gateway.history import BLOCK
+
+# Appends entry number ARGV[2] unless the session already holds it (a write tried again after Redis went down
+# part-way through it), drops whole blocks from the oldest end past ARGV[3] messages, and renews the expiry: all
+# at once, so a retried write can neither double an entry nor trim twice.
+_APPEND = """
+local number = tonumber(ARGV[2])
+if tonumber(redis.call('HGET', KEYS[1], 'appended') or '0') >= number then return 0 end
+local length = redis.call('RPUSH', KEYS[2], ARGV[1])
+local over = length - tonumber(ARGV[3])
+if over > 0 then
+  local block = tonumber(ARGV[4])
+  redis.call('LTRIM', KEYS[2], math.ceil(over / block) * block, -1)
+end
+redis.call('HSET', KEYS[1], 'appended', number)
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[5]))
+return 1
+"""
 
 
 class StoreUnavailable(Exception):
@@ -35,6 +52,7 @@ class SessionStore:
                                      retry_on_error=[ConnectionError, TimeoutError])
         self._ttl = ttl_s
         self._max_history = max_history
+        self._append = self._redis.register_script(_APPEND)
 
     async def ping(self) -> bool:
         return bool(await self._redis.ping())
@@ -57,14 +75,15 @@ class SessionStore:
 
     @_answers
     async def get(self, session_id: str) -> dict | None:
-        """avatar_id, settings and next_turn of a session; None when it does not exist (or expired)."""
+        """avatar_id, settings, next_turn and appended (history entries ever added) of a session; None when it
+        does not exist (or expired)."""
         data = await self._redis.hgetall(self._key(session_id))
         if not data:
             return None
         await self._redis.expire(self._key(session_id), self._ttl)
         await self._redis.expire(self._key(session_id) + ":history", self._ttl)
         return {"avatar_id": data["avatar_id"], "settings": json.loads(data["settings"]),
-                "next_turn": int(data.get("next_turn", 0))}
+                "next_turn": int(data.get("next_turn", 0)), "appended": int(data.get("appended", 0))}
 
     @_answers
     async def update(self, session_id: str, avatar_id: str, settings: dict) -> None:
@@ -83,13 +102,12 @@ class SessionStore:
             await self._redis.hset(key, "next_turn", count)
 
     @_answers
-    async def append_history(self, session_id: str, entry: dict) -> None:
-        key = self._key(session_id) + ":history"
-        length = await self._redis.rpush(key, json.dumps(entry))
-        drop = blocks_to_drop(length, self._max_history)
-        if drop:
-            await self._redis.ltrim(key, drop, -1)
-        await self._redis.expire(key, self._ttl)
+    async def append_history(self, session_id: str, entry: dict, number: int) -> None:
+        """Adds the session's `number`th history entry (counted from 1 since the session began); writing the same
+        number again changes nothing."""
+        key = self._key(session_id)
+        await self._append(keys=[key, key + ":history"],
+                           args=[json.dumps(entry), number, self._max_history, BLOCK, self._ttl])
 
     @_answers
     async def replace_last_history(self, session_id: str, entry: dict) -> None:
