@@ -6,6 +6,7 @@ import asyncio
 import pytest
 import websockets
 
+from tests.reliability_figures import record
 from tests.test_degradation import gateway_metrics
 from tests.test_gateway_ws import hello, next_event, send_speech
 
@@ -47,5 +48,6 @@ async def test_fifty_sessions_come_and_go_without_leaving_anything(stack):
     assert after["avatar_gateway_sessions_open"] == 0
     assert after["avatar_gateway_asyncio_tasks"] <= 12
     grown = rss_mb(pid) - before
-    print(f"gateway RSS {before:.1f} → {before + grown:.1f} MB, tasks {after['avatar_gateway_asyncio_tasks']:.0f}")
     assert grown < 25, f"the gateway grew by {grown:.1f} MB over {SESSIONS} sessions"
+    record("churn", f"gateway RSS {before:.0f} → {before + grown:.0f} MB over the {SESSIONS}; 0 stage streams, "
+           f"0 sessions and {after['avatar_gateway_asyncio_tasks']:.0f} asyncio tasks left once they closed")

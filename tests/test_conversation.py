@@ -14,6 +14,7 @@ from services.gateway.session_store import SessionStore, StoreUnavailable
 from services.gateway.stages import SpeechEvent, Transcript
 from services.runner.redis_server import EmbeddedRedis
 from tests.fake_stages import WORD_S, FakeAnimator, FakeTextEngine, fake_stages
+from tests.reliability_figures import record
 
 pytestmark = pytest.mark.unit
 
@@ -365,7 +366,9 @@ async def test_a_redis_restart_mid_conversation_loses_nothing(tmp_path):
         session = talk.conversation.session_id
         stored = await store.history(session)
         assert [m["content"] for m in stored if m["role"] == "user"] == ["One?", "Two?", "Three?"]
-        assert len(stored) == 6 and (await store.get(session))["next_turn"] == 3
+        next_turn = (await store.get(session))["next_turn"]
+        assert len(stored) == 6 and next_turn == 3
+        record("redis_restart", f"{len(stored)} messages stored in the order said, next turn {next_turn}")
     finally:
         await store.close()
         redis.stop()

@@ -13,6 +13,7 @@ import websockets
 
 from services.runner.redis_server import EmbeddedRedis
 from tests.grpc_helpers import with_silence
+from tests.reliability_figures import record
 from tests.speech import speak, to_linear16
 from tests.stack import Stack
 from tests.test_gateway_ws import hello, send_speech
@@ -90,7 +91,6 @@ async def test_a_stage_killed_mid_reply_ends_or_degrades_the_turn_within_2_s(own
         killed = time.perf_counter()
         typed = await _until(ws, lambda item: isinstance(item, dict) and expected(item))
         delay = time.perf_counter() - killed
-        print(f"{stage} killed: {typed['type']} {typed['code']} after {delay * 1000:.0f} ms")
         assert delay <= 2.0, f"{typed} came {delay:.1f} s after the kill"
         events, media = await collect_turn(ws)
         if stage == "sda":
@@ -102,6 +102,7 @@ async def test_a_stage_killed_mid_reply_ends_or_degrades_the_turn_within_2_s(own
         events, media = await collect_turn(ws)
         assert not any(e["type"] == "error" for e in events) and events[-1]["reply"].strip()
         assert 2 in media, "video did not come back once the stage returned"
+    record(f"kill_{stage}", f"`{typed['type']} {typed['code']}` {delay * 1000:.0f} ms after the kill")
 
 
 async def test_asr_killed_mid_utterance_gives_a_typed_error_and_the_session_lives(own_stack):
@@ -120,7 +121,6 @@ async def test_asr_killed_mid_utterance_gives_a_typed_error_and_the_session_live
         killed = time.perf_counter()
         error = await _until(ws, _is_event("error"))
         delay = time.perf_counter() - killed
-        print(f"asr killed: error {error['code']} after {delay * 1000:.0f} ms")
         assert error["code"] == "stage_unavailable" and not error["fatal"]
         assert delay <= 2.0
         sender.cancel()
@@ -129,6 +129,7 @@ async def test_asr_killed_mid_utterance_gives_a_typed_error_and_the_session_live
         await send_speech(ws, "Hello, can you hear me now?")
         event = await _until(ws, lambda item: isinstance(item, dict) and item["type"] == "turn_end", timeout=120)
         assert event["reply"].strip()
+    record("kill_asr", f"`error {error['code']}` {delay * 1000:.0f} ms after the kill")
 
 
 async def test_no_stream_or_task_is_left_behind(own_stack):
@@ -139,3 +140,5 @@ async def test_no_stream_or_task_is_left_behind(own_stack):
     assert after["avatar_gateway_sessions_open"] == 0
     # an idle gateway: the server's own tasks only (measured ~5; each open session holds ~4 more)
     assert after["avatar_gateway_asyncio_tasks"] <= 12, after["avatar_gateway_asyncio_tasks"]
+    record("leaks_after_kills", f"{sum(open_streams.values()):.0f} open stage streams, "
+           f"{after['avatar_gateway_sessions_open']:.0f} sessions, {after['avatar_gateway_asyncio_tasks']:.0f} asyncio tasks")

@@ -10,6 +10,7 @@ import pytest
 import websockets
 
 from tests.fault_proxy import FaultProxy
+from tests.reliability_figures import record
 from tests.speech import wer
 from tests.stack import ExtraGateway, Stack
 from tests.test_gateway_ws import send_speech
@@ -66,10 +67,12 @@ async def test_a_conversation_outlives_several_connection_ageings(ageing_stack):
         reader.cancel()
     heard = " ".join(finals[turn] for turn in sorted(finals))
     reopened = _counter(ageing_stack, 'avatar_gateway_asr_streams_total{cause="reopened"}')
-    print(f"{elapsed:.0f} s of conversation, streams re-opened after a cut: {reopened:.0f}; heard: {heard}")
     assert not errors, errors
     assert reopened >= 3, "the connections did not age out under the conversation: nothing was tested"
-    assert wer([(" ".join(SENTENCES), heard)]) <= 0.15, heard
+    error_rate = wer([(" ".join(SENTENCES), heard)])
+    assert error_rate <= 0.15, heard
+    record("ageing", f"{reopened:.0f} streams cut and re-opened over {elapsed:.0f} s with the utterance so far sent "
+           f"again; the {len(SENTENCES)} sentences heard at {error_rate:.0%} word error rate, no error event")
 
 
 def _counter(stack, name: str) -> float:
@@ -115,6 +118,8 @@ async def test_a_stopping_gateway_finishes_the_reply_and_the_session_resumes_on_
             assert ready["resumed"] and ready["history_messages"] == 2 and ready["next_turn"] == 1
             await send_speech(ws, "What was the story about?")
             assert (await _until(ws, "turn_end", seen))["turn"] == 1
+        record("gateway_restart", f"the session resumed on the other process with {ready['history_messages']} "
+               f"messages of history and next turn {ready['next_turn']}, and answered")
     finally:
         first.stop()
         second.stop()
@@ -147,11 +152,14 @@ async def test_network_faults_to_a_stage_end_turns_with_typed_errors_and_never_h
                     await _ready(gateway, "tts")
                 seen, seconds = await _turn(ws, "What is the capital of France?")
                 outcome[mode] = ([e["code"] for e in seen if e["type"] == "error"], round(seconds, 1))
-        print(outcome)
         assert outcome["delay"][0] == [] and outcome["pass"][0] == []
         for mode in ("blackhole", "cut"):
             codes, seconds = outcome[mode]
             assert codes == ["stage_unavailable"] and seconds < 4 + 10, (mode, outcome[mode])
+        record("network_faults", f"slow: answered ({outcome['delay'][1]} s to the turn's end); black hole: "
+               f"`stage_unavailable` after {outcome['blackhole'][1]} s (`GATEWAY_REPLY_STALL_S`=4 in the test, 15 s "
+               f"by default); cut: `stage_unavailable` in {outcome['cut'][1]} s; healthy again: answered "
+               f"({outcome['pass'][1]} s)")
     finally:
         gateway.stop()
         await proxy.stop()
