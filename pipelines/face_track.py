@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.sda.face_rig import _dlib_models, crop, crop_box, landmarks, models_dir
+from core.sda.face_rig import crop, crop_box, detect_faces, landmarks, models_dir
 from pipelines.media import read_frames
 
 DETECT_EVERY = 12  # frames between detections; landmarks follow the face in between
@@ -59,12 +59,8 @@ def describe(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def _detect(frame: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """Face boxes, widest first."""
-    detector, _ = _dlib_models()
-    found, scores, _ = detector.run(np.ascontiguousarray(frame), 1, 0.0)
-    boxes = [b for b, score in zip(found, scores) if b.width() >= MIN_FACE_PX and score > 0.3]
-    boxes.sort(key=lambda b: -b.width())
-    return [(b.left(), b.top(), b.right(), b.bottom()) for b in boxes]
+    """Boxes of the faces large enough to animate, widest first."""
+    return [box for box, _ in detect_faces(frame) if box[2] - box[0] >= MIN_FACE_PX]
 
 
 def _histogram(frame: np.ndarray) -> np.ndarray:

@@ -59,21 +59,28 @@ def landmarks(image: np.ndarray, box: tuple[int, int, int, int] | None = None) -
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
 
-def find_face(image: np.ndarray) -> tuple[int, int, int, int]:
-    """The box of the one clear face in an RGB photo; FaceError when there is none, several, or it is too small."""
+def detect_faces(image: np.ndarray) -> list[tuple[tuple[int, int, int, int], float]]:
+    """The faces dlib finds in an RGB image with a score over 0.3: (left, top, right, bottom) and the score,
+    widest first."""
     detector, _ = _dlib_models()
     boxes, scores, _ = detector.run(np.ascontiguousarray(image), 1, -0.2)
-    found = [(b, s) for b, s in zip(boxes, scores) if s > 0.3]
+    found = [((b.left(), b.top(), b.right(), b.bottom()), s) for b, s in zip(boxes, scores) if s > 0.3]
+    return sorted(found, key=lambda item: item[0][0] - item[0][2])
+
+
+def find_face(image: np.ndarray) -> tuple[int, int, int, int]:
+    """The box of the one clear face in an RGB photo; FaceError when there is none, several, or it is too small."""
+    found = detect_faces(image)
     if not found:
         raise FaceError("no face found in the photo; use a clear, front-facing portrait")
-    found.sort(key=lambda item: -item[0].width())
     widest = found[0][0]
-    others = [b for b, s in found[1:] if b.width() > 0.6 * widest.width() and s > 0.6]
+    width = widest[2] - widest[0]
+    others = [b for b, s in found[1:] if b[2] - b[0] > 0.6 * width and s > 0.6]
     if others:
         raise FaceError(f"{1 + len(others)} faces found in the photo; use a photo of one person")
-    if widest.width() < MIN_FACE_PX:
-        raise FaceError(f"the face is {widest.width()} px wide; it must be at least {MIN_FACE_PX} px")
-    return widest.left(), widest.top(), widest.right(), widest.bottom()
+    if width < MIN_FACE_PX:
+        raise FaceError(f"the face is {width} px wide; it must be at least {MIN_FACE_PX} px")
+    return widest
 
 
 @dataclass(frozen=True)
