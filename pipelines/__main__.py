@@ -29,6 +29,9 @@ def parse(argv: list[str]) -> tuple[str, Path, str, Options]:
     parser.add_argument("--tts-epochs", type=int, default=Options.tts_epochs)
     parser.add_argument("--llm-steps", type=int, default=Options.llm_steps)
     parser.add_argument("--sda-steps", type=int, default=Options.sda_steps)
+    parser.add_argument("--sda-size", default=Options.sda_size, choices=["cpu", "gpu"],
+                        help="train_sda: cpu fine-tunes the shipped generator (128×96 crop); gpu trains a 256×192 "
+                             "one from the start (give it a GPU and many more steps)")
     parser.add_argument("--avatars-dir", type=Path, default=Options.avatars_dir,
                         help="publish: the avatars folder the services read (GATEWAY/LLM/SDA/TTS_AVATARS_DIR)")
     parser.add_argument("--avatar-id", default="", help="publish: the avatar's id (default: the dataset name)")
@@ -39,7 +42,7 @@ def parse(argv: list[str]) -> tuple[str, Path, str, Options]:
     a = parser.parse_args(argv)
     opts = Options(
         url=a.url, reference=a.reference, asr_base=a.asr_base, asr_steps=a.asr_steps, tts_restore=a.tts_restore,
-        tts_size=a.tts_size, tts_epochs=a.tts_epochs, llm_steps=a.llm_steps, sda_steps=a.sda_steps,
+        tts_size=a.tts_size, tts_epochs=a.tts_epochs, llm_steps=a.llm_steps, sda_steps=a.sda_steps, sda_size=a.sda_size,
         avatars_dir=a.avatars_dir, avatar_id=a.avatar_id, persona_name=a.persona_name, accelerator=a.accelerator, devices=a.devices,
         force=a.force,
     )

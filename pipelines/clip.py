@@ -15,7 +15,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from core.atomic import atomic_dir
-from core.sda.model import SdaConfig
+from core.sda.model import SIZES
 from pipelines.diarize import source_speech_probabilities, speaker_segments
 from pipelines.face_track import track_face
 from pipelines.options import Options
@@ -31,7 +31,7 @@ SAME_PERSON = 0.6  # dlib face descriptors of one person are closer than this
 
 
 def key(ws: Workspace, opts: Options) -> dict:
-    return {"min_s": MIN_S, "max_s": MAX_S, "join_gap_s": JOIN_GAP_S}
+    return {"min_s": MIN_S, "max_s": MAX_S, "join_gap_s": JOIN_GAP_S, "sda_size": opts.sda_size}
 
 
 def _split_long(segment: Segment, probs: np.ndarray) -> list[Segment]:
@@ -136,7 +136,7 @@ def other_people(identities: dict[str, np.ndarray]) -> dict[str, str]:
 
 def run(ws: Workspace, opts: Options) -> dict:
     sources = {s["id"]: s for s in ws.require("create_dataset")["sources"]}
-    cfg = SdaConfig()
+    cfg = SIZES[opts.sda_size]  # the face crops are cut at the size the generator will be trained at
     clips = []
     target_s = kept_s = 0.0  # the target's diarized speech, and how much of it the clips hold
     identities: dict[str, np.ndarray] = {}  # clip id → the identity of the face it shows

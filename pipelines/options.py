@@ -15,6 +15,7 @@ class Options:
     tts_epochs: int = 1000
     llm_steps: int = 200
     sda_steps: int = 800
+    sda_size: str = "cpu"  # train_sda: cpu fine-tunes the shipped generator; gpu trains the larger size anew
     avatars_dir: Path = Path("var/avatars")  # publish: where the services look for avatars (make run's default)
     avatar_id: str = ""  # publish: defaults to the dataset name
     persona_name: str = ""

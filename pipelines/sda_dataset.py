@@ -16,7 +16,7 @@ from tqdm import tqdm
 from core.atomic import atomic_dir
 from core.audio import resample
 from core.sda.face_rig import FaceError, FaceRig
-from core.sda.model import SdaConfig
+from core.sda.model import SIZES, SdaConfig
 from core.tts.text_normalizer import normalize
 from pipelines.face_track import MAX_WIDTH
 from pipelines.media import read_frames
@@ -28,7 +28,7 @@ NEEDS = ["create_dataset", "clip", "review", "finetune_tts"]
 
 
 def key(ws: Workspace, opts: Options) -> dict:
-    return {}
+    return {"sda_size": opts.sda_size}
 
 
 def lip_gap(points: np.ndarray) -> np.ndarray:
@@ -72,7 +72,7 @@ def run(ws: Workspace, opts: Options) -> dict:
     from core.tts.backends.coqui_vits import CoquiVitsBackend
     from pipelines.finetune_tts import VOICE
 
-    cfg = SdaConfig()
+    cfg = SIZES[opts.sda_size]  # the crop size, frame rate and sample rate the generator is trained at
     final = json.loads((ws.root / "transcripts_final.json").read_text())
     chosen = [c for c in ws.require("clip")["clips"] if c["face"] and final.get(c["id"])]
     if not chosen:

@@ -37,6 +37,15 @@ class SdaConfig:
         return asdict(self)
 
 
+# The resolution ladder: "cpu" renders one session at well over 100 frames a second on two cores; "gpu" doubles
+# the crop's sides and triples the networks' width, for a GPU to train and serve. A generator file carries its
+# config, so a service runs whichever size the avatar was trained at.
+SIZES = {
+    "cpu": SdaConfig(),
+    "gpu": SdaConfig(height=256, width=192, channels=48),
+}
+
+
 def _down(cin: int, cout: int, norm: bool = True) -> nn.Sequential:
     layers = [nn.Conv2d(cin, cout, 4, 2, 1)]
     if norm:

@@ -13,18 +13,22 @@ from core.sda.face_rig import FaceRig
 from core.sda.features import audio_windows, to_tensor
 from core.sda.model import SdaConfig
 from pipelines.sda.mouth_render import MouthRenderer
+from pipelines.sda.synthetic import FORMAT_VERSION
 
 
 @dataclass
 class Clip:
     audio: np.ndarray
     openings: np.ndarray
+    roundings: np.ndarray
     text: str
 
 
 class SyntheticClips(Dataset):
     def __init__(self, folder: Path, cfg: SdaConfig, window: int = 16, samples: int = 10_000):
         meta = json.loads((folder / "meta.json").read_text())
+        if meta["format"] != FORMAT_VERSION:
+            raise ValueError(f"{folder} is a format {meta['format']} synthetic set; make it again with this version")
         if meta["fps"] != cfg.fps or meta["sample_rate"] != cfg.sample_rate:
             raise ValueError(f"{folder} was made for {meta['fps']} fps / {meta['sample_rate']} Hz")
         data = np.load(folder / "clips.npz")
@@ -32,7 +36,8 @@ class SyntheticClips(Dataset):
         self.clips: list[Clip] = []
         a = o = 0
         for frames, text in zip(data["frames"], data["texts"]):
-            self.clips.append(Clip(data["audio"][a : a + frames * spf], data["openings"][o : o + frames], str(text)))
+            self.clips.append(Clip(data["audio"][a : a + frames * spf], data["openings"][o : o + frames],
+                                   data["roundings"][o : o + frames], str(text)))
             a += frames * spf
             o += frames
         self.clips = [c for c in self.clips if c.openings.size >= window]
@@ -50,7 +55,8 @@ class SyntheticClips(Dataset):
     def render(self, clip: Clip, start: int, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """frames (T, 3, H, W), windows (T, S), openings (T,) for frames [start, start + count) of `clip`."""
         openings = clip.openings[start : start + count]
-        frames = torch.stack([to_tensor(self.renderer.render(o)) for o in openings])
+        roundings = clip.roundings[start : start + count]
+        frames = torch.stack([to_tensor(self.renderer.render(o, r)) for o, r in zip(openings, roundings)])
         windows = audio_windows(clip.audio, clip.openings.size, self.cfg)[start : start + count]
         return frames, torch.from_numpy(windows), torch.from_numpy(openings.copy())
 

@@ -70,8 +70,8 @@ def evaluate(path: Path, sentences: int = 12, seed: int = HELD_OUT_SEED) -> Scor
     for text in random_sentences(sentences, seed):
         clip = speak_clip(voice, text, cfg.sample_rate, cfg.fps)
         generated = animate(generator, rig.still, clip.audio, clip.openings.size)
-        for opening, fake in zip(clip.openings, generated):
-            real = renderer.render(opening)
+        for opening, rounding, fake in zip(clip.openings, clip.roundings, generated):
+            real = renderer.render(opening, rounding)
             fake_mouth, real_mouth = mouth_points(fake, box), mouth_points(real, box)
             gaps.append(lip_gap(fake_mouth))
             targets.append(opening)

@@ -1,8 +1,8 @@
 """`python -m pipelines.sda.synthetic`: writes a synthetic SDA dataset — a face, and sentences spoken to it.
 
-Output (format version 1), in one folder:
+Output (format version 2), in one folder:
   face.png       the full photo the avatar comes from
-  clips.npz      audio (concatenated float32), openings (concatenated), per-clip frame counts, texts
+  clips.npz      audio (concatenated float32), openings and roundings (concatenated), per-clip frame counts, texts
   meta.json      format version, sample rate, fps, crop size, sentence seed
 Frames are rendered from these on the fly while training (`dataset.py`), so a dataset stays a few MB.
 """
@@ -19,7 +19,7 @@ from core.atomic import atomic_dir
 from core.sda.model import SdaConfig
 from pipelines.sda.speech_script import random_sentences, speak_clip
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def default_photo() -> np.ndarray:
@@ -49,6 +49,7 @@ def _write(tmp: Path, photo: np.ndarray, clips: list, cfg: SdaConfig, seed: int)
         tmp / "clips.npz",
         audio=np.concatenate([c.audio for c in clips]),
         openings=np.concatenate([c.openings for c in clips]),
+        roundings=np.concatenate([c.roundings for c in clips]),
         frames=np.array([c.openings.size for c in clips]),
         texts=np.array([c.text for c in clips]),
     )

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from core.sda.checkpoint import load_generator, save_generator
 from core.sda.model import (
+    SIZES,
     FrameDiscriminator,
     Generator,
     SdaConfig,
@@ -109,12 +110,13 @@ def open_dataset(folder: Path, cfg: SdaConfig, window: int, samples: int) -> Syn
     return (VideoClips if kind == "video" else SyntheticClips)(folder, cfg, window=window, samples=samples)
 
 
-def train(data: Path, out: Path, steps: int, batch_size: int = 8, window: int = 16, channels: int = 16,
+def train(data: Path, out: Path, steps: int, batch_size: int = 8, window: int = 16, size: str = "cpu",
           accelerator: str = "cpu", devices: int = 1, resume: bool = True, seed: int = 0,
           init_from: Path | None = None, callbacks: list | None = None) -> Path:
-    """Train for `steps` iterations; `init_from` starts the generator from a generator file (fine-tuning)."""
+    """Train for `steps` iterations a generator of `size` (core.sda.model.SIZES); `init_from` starts the generator
+    from a generator file instead (fine-tuning: its size is kept)."""
     pl.seed_everything(seed, workers=True)
-    cfg = SdaConfig(channels=channels)
+    cfg = SIZES[size]
     if init_from is not None:
         start, _ = load_generator(init_from)
         cfg = start.cfg
@@ -147,12 +149,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--window", type=int, default=16, help="frames per training sample")
-    parser.add_argument("--channels", type=int, default=16, help="network width (16 for CPU, 64 for GPU)")
+    parser.add_argument("--size", default="cpu", choices=sorted(SIZES),
+                        help="cpu: 128×96 crop, width 16; gpu: 256×192 crop, width 48")
     parser.add_argument("--accelerator", default="cpu")
     parser.add_argument("--devices", type=int, default=1)
     parser.add_argument("--no-resume", action="store_true")
     args = parser.parse_args()
-    path = train(args.data, args.out, args.steps, args.batch_size, args.window, args.channels,
+    path = train(args.data, args.out, args.steps, args.batch_size, args.window, args.size,
                  args.accelerator, args.devices, not args.no_resume)
     print(path)
 

@@ -1,4 +1,5 @@
-"""SDA: streaming fps of one session, first frame after the first audio chunk, training step time."""
+"""SDA: streaming fps of one session, first frame after the first audio chunk, training step time, and the generator
+alone at each size of the ladder."""
 
 import tempfile
 import time
@@ -6,11 +7,16 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import torch
 from avatar.common.v1 import common_pb2
 from avatar.sda.v1 import sda_pb2, sda_pb2_grpc
 
+from core import audio as pcm
+from core.sda.model import SIZES, Generator
 from pipelines.sda.synthetic import default_photo, write_dataset
 from pipelines.sda.train import train
+from services.sda.avatars import Avatar
+from services.sda.engine import Animator
 from tests.benchmarks.report import Section, ms, p50, p95
 from tests.speech import SENTENCES, speak, to_linear16
 
@@ -31,6 +37,17 @@ def _training_step_s() -> float:
         start = time.perf_counter()
         train(data, Path(tmp) / "b", steps=6, batch_size=4, resume=False)
         return (time.perf_counter() - start - short) / 4
+
+
+def _animator_fps(size: str, audio: np.ndarray) -> float:
+    """Frames a second the animator makes in this process at a rung of the size ladder (an untrained generator of
+    that size: the speed does not depend on the weights)."""
+    torch.manual_seed(0)
+    generator = Generator(SIZES[size]).eval()
+    animator = Animator(Avatar.build(size, generator, default_photo()), RATE, pcm.FLOAT32, 25)
+    start = time.perf_counter()
+    frames = animator.push(audio.astype(np.float32).tobytes())
+    return len(frames) / (time.perf_counter() - start)
 
 
 def run(stack) -> Section:
@@ -56,6 +73,12 @@ def run(stack) -> Section:
     section.add("frames/s, one session (whole reply sent at once)", f"{p50(fps):.0f} P50", "≥ 100")
     section.add("first frame after the first 200 ms audio chunk", f"{ms(p50(first_frame))} P50, {ms(p95(first_frame))} P95", "≤ 50 ms")
     section.add("training step (batch 4 × 16 frames, G + 3 D)", f"{_training_step_s():.2f} s")
+    for size in SIZES:
+        cfg = SIZES[size]
+        section.add(f"generator alone, size {size} ({cfg.height}×{cfg.width} crop, width {cfg.channels}), this CPU",
+                    f"{_animator_fps(size, audio):.0f} frames/s")
+    section.notes.append("The gpu size is meant for a GPU; no GPU was lent to this run, so only its CPU speed is "
+                         "shown.")
     section.notes.append("A frame needs 100 ms of audio past its centre (the model's 0.2 s window), so the first "
                          "frame waits for the first chunk; the time above is compute after that chunk arrives.")
     return section
