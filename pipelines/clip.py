@@ -63,7 +63,8 @@ def _runs(segments: list[Segment], others: list[Segment]) -> list[list[Segment]]
 
 
 def _pack(run: list[Segment], before_s: float, after_s: float) -> list[Segment]:
-    """Clips of 1-8 s cut at a run's pauses, keeping the most speech (a dynamic programme over where to cut).
+    """Clips of 1-8 s cut at a run's pauses, keeping the most speech in the fewest clips (a dynamic programme over
+    where to cut).
     A clip too short on its own may take in silence around it, up to half of each pause next to it (the room
     `before_s` and `after_s` gives at the run's ends), to reach MIN_S."""
     n = len(run)
@@ -81,17 +82,25 @@ def _pack(run: list[Segment], before_s: float, after_s: float) -> list[Segment]:
             start, end = start - take_left, end + (short - take_left)
         return Segment(start, end)
 
+    def better(kept: float, clips: list, than: tuple[float, list]) -> bool:
+        """More speech kept (to the millisecond) or, as much, in fewer clips: a sentence is not cut at a pause
+        it has room for."""
+        return (round(kept, 3), -len(clips)) > (round(than[0], 3), -len(than[1]))
+
     speech = np.concatenate([[0.0], np.cumsum([seg.duration_s for seg in run])])  # speech[k]: in run[:k]
     best: list[tuple[float, list[Segment]]] = [(0.0, [])]  # best[k]: the most speech clips of run[:k] hold
     for j in range(n):
-        kept, clips = best[j]  # segment j left out
+        chosen = best[j]  # segment j left out
         for i in range(j, -1, -1):
             if run[j].end_s - run[i].start_s > MAX_S:
                 break
             made = clip(i, j)
-            if made is not None and best[i][0] + speech[j + 1] - speech[i] > kept:
-                kept, clips = best[i][0] + speech[j + 1] - speech[i], best[i][1] + [made]
-        best.append((kept, clips))
+            if made is None:
+                continue
+            option = (best[i][0] + speech[j + 1] - speech[i], best[i][1] + [made])
+            if better(*option, chosen):
+                chosen = option
+        best.append(chosen)
     return best[n][1]
 
 

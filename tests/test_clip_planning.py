@@ -73,3 +73,13 @@ def test_a_pause_with_the_other_speaker_in_it_ends_the_clip():
     clips = plan_clips(target, _probs(5.0, target + other), other, 5.0)
     _check(clips, other)
     assert len(clips) == 2
+
+
+def test_a_sentence_with_short_pauses_inside_stays_one_clip():
+    """"The weather is lovely today, | so we are going for a walk | in the park.": three phrases that fit in one
+    clip are not cut apart at their pauses (the transcript of a cut half loses its sentence)."""
+    target = [Segment(0.5, 2.0), Segment(2.25, 4.1), Segment(4.5, 5.6)]
+    other = [Segment(6.3, 9.0)]
+    clips = plan_clips(target, _probs(10.0, target + other), other, 10.0)
+    _check(clips, other)
+    assert len(clips) == 1 and clips[0].start_s <= 0.5 and clips[0].end_s >= 5.6
