@@ -1,14 +1,18 @@
 """SDA training runs for real on a tiny synthetic set it makes itself."""
 
 import math
+import tracemalloc
 
+import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from core import audio as pcm
 from core.sda.checkpoint import load_generator
+from core.sda.model import SdaConfig
 from pipelines.sda.synthetic import default_photo, write_dataset
 from pipelines.sda.train import train
+from pipelines.sda.video_dataset import VideoClips, write_video_dataset
 from services.sda.avatars import Avatar
 from services.sda.engine import Animator
 from tests.speech import speak
@@ -39,3 +43,19 @@ def test_the_gpu_size_trains_and_its_file_animates_a_face_at_its_size(tmp_path):
     animator = Animator(Avatar.build("large", generator, photo), 16000, pcm.FLOAT32, 25)
     frames = animator.push(speak("Larger faces need a larger model.", 16000).tobytes())
     assert frames and all(f.crop.shape == (256, 192, 3) for f in frames)
+
+
+def test_a_video_training_set_is_held_in_memory_once(tmp_path):
+    """Forty clips of face video: opening the set for training costs about the set's own size, not a copy of it
+    per clip (a long video's set is gigabytes)."""
+    cfg = SdaConfig()
+    rng = np.random.default_rng(3)
+    clips = [(rng.integers(0, 255, (30, cfg.height, cfg.width, 3), dtype=np.uint8),
+              rng.standard_normal(30 * cfg.samples_per_frame).astype(np.float32), f"clip {i}") for i in range(40)]
+    write_video_dataset(tmp_path / "video", default_photo(), clips, cfg)
+    size = sum(frames.nbytes + audio.nbytes for frames, audio, _ in clips)
+    tracemalloc.start()
+    dataset = VideoClips(tmp_path / "video", cfg, window=8)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(dataset.clips) == 40 and peak < 3 * size, f"{peak / 1e6:.0f} MB to hold {size / 1e6:.0f} MB"

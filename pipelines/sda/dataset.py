@@ -35,9 +35,11 @@ class SyntheticClips(Dataset):
         spf = cfg.samples_per_frame
         self.clips: list[Clip] = []
         a = o = 0
+        # each name read once: an archive decompresses an array at every read, and a slice keeps its whole array
+        audio, openings, roundings = data["audio"], data["openings"], data["roundings"]
         for frames, text in zip(data["frames"], data["texts"]):
-            self.clips.append(Clip(data["audio"][a : a + frames * spf], data["openings"][o : o + frames],
-                                   data["roundings"][o : o + frames], str(text)))
+            self.clips.append(Clip(audio[a : a + frames * spf], openings[o : o + frames], roundings[o : o + frames],
+                                   str(text)))
             a += frames * spf
             o += frames
         self.clips = [c for c in self.clips if c.openings.size >= window]

@@ -46,9 +46,10 @@ class VideoClips(Dataset):
         spf = cfg.samples_per_frame
         self.clips = []
         f = 0
+        frames, audio = data["frames"], data["audio"]  # read once (see pipelines.sda.dataset)
         for count in data["counts"]:
             if count >= window:
-                self.clips.append((data["frames"][f : f + count], data["audio"][f * spf : (f + count) * spf]))
+                self.clips.append((frames[f : f + count], audio[f * spf : (f + count) * spf]))
             f += count
         if not self.clips:
             raise ValueError(f"{folder} has no clip of at least {window} frames")
