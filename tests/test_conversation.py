@@ -265,8 +265,8 @@ async def test_a_long_resumed_session_sends_whole_blocks_of_history_within_the_l
     settings = GatewaySettings(avatars_dir="", history_messages=128, history_tokens=100_000)
     session = await store.create("default", {})
     for i in range(110):
-        await store.append_history(session, {"role": "user", "content": f"question {i}", "interrupted": False}, 2 * i + 1)
-        await store.append_history(session, {"role": "assistant", "content": f"answer {i}", "interrupted": False}, 2 * i + 2)
+        await store.append_history(session, history.entry("user", f"question {i}"), 2 * i + 1)
+        await store.append_history(session, history.entry("assistant", f"answer {i}"), 2 * i + 2)
     talk = Talk(store, settings)
     assert (await talk.start(session_id=session))["history_messages"] == 220
     talk.ask("And now?")

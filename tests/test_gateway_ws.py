@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import websockets
 
-from services.gateway import media
+from services.gateway import history, media
 from services.gateway.session_store import SessionStore
 from tests import noises
 from tests.grpc_helpers import with_silence
@@ -258,9 +258,8 @@ async def test_a_session_resumed_with_a_long_history_still_gets_answers(stack):
     store = SessionStore(stack.redis_url, ttl_s=600)
     session = await store.create("default", {})
     for i in range(110):
-        await store.append_history(session, {"role": "user", "content": f"Tell me fact number {i}.", "interrupted": False},
-                                   2 * i + 1)
-        await store.append_history(session, {"role": "assistant", "content": f"Fact {i} is true.", "interrupted": False}, 2 * i + 2)
+        await store.append_history(session, history.entry("user", f"Tell me fact number {i}."), 2 * i + 1)
+        await store.append_history(session, history.entry("assistant", f"Fact {i} is true."), 2 * i + 2)
     await store.close()
     async with websockets.connect(f"ws://{stack.address('gateway')}/ws", max_size=None) as ws:
         await ws.send(json.dumps({"type": "hello", "version": 1, "session_id": session}))

@@ -119,7 +119,6 @@ class FaceRig:
         out[y0:y1, x0:x1] = (m * p + (1 - m) * region).round().astype(np.uint8)
         return out
 
-
     def blink(self, image: np.ndarray, amount: float) -> np.ndarray:
         """`image` (the full photo's frame) with both upper eyelids lowered by `amount` (0 open, 1 closed): the
         skin between brow and lid stretches down over the eye, most in the middle of the lid, none at the

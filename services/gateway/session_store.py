@@ -14,8 +14,9 @@ from redis.exceptions import ConnectionError, RedisError, TimeoutError
 from services.gateway.history import BLOCK
 
 # Appends entry number ARGV[2] unless the session already holds it (a write tried again after Redis went down
-# part-way through it), drops whole blocks from the oldest end past ARGV[3] messages, and renews the expiry: all
-# at once, so a retried write can neither double an entry nor trim twice.
+# part-way through it), drops whole blocks of ARGV[4] from the oldest end past ARGV[3] messages (the rule of
+# services.gateway.history.blocks_to_drop, which needs the length only Redis knows here), and renews the expiry:
+# all at once, so a retried write can neither double an entry nor trim twice.
 _APPEND = """
 local number = tonumber(ARGV[2])
 if tonumber(redis.call('HGET', KEYS[1], 'appended') or '0') >= number then return 0 end

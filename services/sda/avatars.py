@@ -29,9 +29,9 @@ class Tone:
 
     @classmethod
     def fit(cls, generated: np.ndarray, rig: FaceRig) -> "Tone":
-        weight = rig.mask[..., None] > 0.5
-        photo = rig.still.astype(np.float32)[weight[..., 0]]
-        made = generated.astype(np.float32)[weight[..., 0]]
+        lower_face = rig.mask > 0.5
+        photo = rig.still.astype(np.float32)[lower_face]
+        made = generated.astype(np.float32)[lower_face]
         gain = np.clip(photo.std(axis=0) / np.maximum(made.std(axis=0), 1.0), 0.5, 2.0)
         offset = photo.mean(axis=0) - gain * made.mean(axis=0)
         spread = np.ptp(rig.photo.astype(np.int16), axis=2)

@@ -17,10 +17,12 @@ from pipelines.sda.synthetic import default_photo, write_dataset
 from pipelines.sda.train import train
 from services.sda.avatars import Avatar
 from services.sda.engine import Animator
-from tests.benchmarks.report import Section, ms, p50, p95
+from tests.benchmarks.report import Section, met, met_at_least, ms, p50, p95
 from tests.speech import SENTENCES, speak, to_linear16
 
 RATE = 16000
+MIN_FPS = 100  # one session on the CPU default
+MAX_FIRST_FRAME_S = 0.05
 
 
 def _config():
@@ -70,11 +72,14 @@ def run(stack) -> Section:
                     first = first or time.perf_counter()
             fps.append(frames / (time.perf_counter() - start))
             first_frame.append(first - start)
-    section.add("frames/s, one session (whole reply sent at once)", f"{p50(fps):.0f} P50", "≥ 100")
-    section.add("first frame after the first 200 ms audio chunk", f"{ms(p50(first_frame))} P50, {ms(p95(first_frame))} P95", "≤ 50 ms")
+    section.add("frames/s, one session (whole reply sent at once)",
+                f"{p50(fps):.0f} P50 ({met_at_least(p50(fps), MIN_FPS, lambda v: f'{v:.0f} frames/s')})",
+                f"≥ {MIN_FPS}")
+    section.add("first frame after the first 200 ms audio chunk",
+                f"{ms(p50(first_frame))} P50, {ms(p95(first_frame))} P95 ({met(p50(first_frame), MAX_FIRST_FRAME_S)})",
+                f"≤ {ms(MAX_FIRST_FRAME_S)}")
     section.add("training step (batch 4 × 16 frames, G + 3 D)", f"{_training_step_s():.2f} s")
-    for size in SIZES:
-        cfg = SIZES[size]
+    for size, cfg in SIZES.items():
         section.add(f"generator alone, size {size} ({cfg.height}×{cfg.width} crop, width {cfg.channels}), this CPU",
                     f"{_animator_fps(size, audio):.0f} frames/s")
     section.notes.append("The gpu size is meant for a GPU; no GPU was lent to this run, so only its CPU speed is "

@@ -26,6 +26,11 @@ def met(value: float, target: float, unit=ms) -> str:
     return "met" if value <= target else f"missed by {unit(value - target)}"
 
 
+def met_at_least(value: float, target: float, unit=ms) -> str:
+    """"met", or by how much a figure that must reach `target` fell short of it."""
+    return met(target, value, unit)
+
+
 @dataclass
 class Section:
     title: str
