@@ -7,6 +7,7 @@ from avatar.asr.v1 import asr_pb2, asr_pb2_grpc
 
 from tests.grpc_helpers import asr_requests, with_silence
 from tests.speech import SENTENCES, speak, wer
+from tests.voices import UNFAMILIAR, say
 
 pytestmark = pytest.mark.contract
 
@@ -79,3 +80,16 @@ def test_the_end_of_turn_silence_is_tunable_per_session(stack):
     joined = recognize(stack, asr_requests(audio, end_of_turn_ms=1500))
     assert len(hypotheses(split, final=True)) == 2
     assert len(hypotheses(joined, final=True)) == 1
+
+
+@pytest.mark.parametrize("voice", [UNFAMILIAR[0], UNFAMILIAR[3], UNFAMILIAR[4]], ids=lambda v: v.name)
+def test_a_short_question_is_transcribed_once_not_in_a_loop(stack, voice):
+    """Whisper on a short window tended to say a short question again and again ("What is your name? What is
+    your name? What is…"), and some loops reached the final; the user sees the question once."""
+    for question in ("Hello! How are you today?", "What is your name?", "What should I cook for dinner?",
+                     "Tell me something about the ocean.", "What is your favorite season?"):
+        responses = recognize(stack, asr_requests(with_silence(say(question, voice).samples), speed=3.0))
+        said = " ".join(h.transcript for h in hypotheses(responses, final=True))
+        words = [w.strip(",.?!").lower() for w in said.split()]
+        trigrams = list(zip(words, words[1:], words[2:]))
+        assert len(set(trigrams)) == len(trigrams), f"{question!r} came out as {said!r}"
