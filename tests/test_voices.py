@@ -17,6 +17,16 @@ def test_the_mark_is_where_the_voice_stops_not_where_the_buffer_ends():
     assert 1.2 <= end <= 1.26, end  # the tone ends at 1.25 s; the buffer at 2.75 s
 
 
+def test_a_recordings_room_and_breath_after_the_voice_are_not_voice():
+    t = np.arange(RATE) / RATE
+    voiced = (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32)  # 1 s
+    floor = np.random.default_rng(0).normal(0, 0.003, RATE * 3).astype(np.float32)  # -37 dB under the voice
+    floor[RATE // 4 + RATE : RATE // 4 + RATE + RATE // 2] *= 3  # a breath after it, 10 dB over the room
+    floor[RATE // 4 : RATE // 4 + RATE] += voiced
+    end = last_voiced_sample(floor) / RATE
+    assert 1.24 <= end <= 1.26, end  # the voice ends at 1.25 s
+
+
 def test_unfamiliar_voices_carry_their_voiced_end_and_noise_does_not_move_it():
     for voice in UNFAMILIAR:
         clean, noisy = say("What should I cook for dinner tonight?", voice), say(

@@ -65,8 +65,10 @@ def say(text: str, voice: Voice) -> Utterance:
 
 
 def last_voiced_sample(samples: np.ndarray, frame: int = RATE // 100) -> int:
-    """The end of the last 10 ms frame whose energy is within 35 dB of the loudest frame's (clean speech)."""
+    """The end of the last 10 ms frame whose energy is within 35 dB of the loudest frame's and 12 dB above the
+    recording's floor (its 10th-percentile frame: the room and the breath a real recording carries)."""
     frames = samples[: samples.size // frame * frame].reshape(-1, frame)
     rms = np.sqrt(np.mean(frames**2, axis=1))
-    voiced = np.flatnonzero(rms > rms.max() * 10 ** (-35 / 20))
+    gate = max(rms.max() * 10 ** (-35 / 20), np.percentile(rms, 10) * 10 ** (12 / 20))
+    voiced = np.flatnonzero(rms > gate)
     return int((voiced[-1] + 1) * frame) if voiced.size else 0

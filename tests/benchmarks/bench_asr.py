@@ -1,7 +1,8 @@
 """ASR: real-time factor, partial latency, end of speech → final, service ÷ library, word error rates.
 
 Every clip is spoken by an espeak-ng voice the models were not built around (tests/voices.py); the timed
-figures pool RUNS passes over the clips and give the range of the passes' own P50s as their spread."""
+figures pool RUNS passes over the clips and give the range of the passes' own P50s as their spread. Word error
+rates also cover two people reading (tests/human_speech.py)."""
 
 import time
 
@@ -12,6 +13,7 @@ from avatar.asr.v1 import asr_pb2, asr_pb2_grpc
 from core.asr.backends.whisper_ct2 import WhisperCt2Backend
 from tests.benchmarks.report import Section, met, ms, p50, p95
 from tests.grpc_helpers import CHUNK_S, asr_requests
+from tests.human_speech import RECORDINGS, hear
 from tests.speech import SENTENCES, wer
 from tests.voices import UNFAMILIAR, Utterance, say
 
@@ -93,11 +95,16 @@ def run(stack) -> Section:
             for spoken in (voice, voice.noisy()):
                 pairs = [(text, _final_text(stub, say(text, spoken).samples)) for text in SHORT]
                 section.add(f"word error rate, voice {spoken.name}", f"{wer(pairs):.1%}")
+        for recording in RECORDINGS:
+            for snr_db, noise in ((None, ""), (20.0, " + room/fan 20 dB")):
+                pairs = [(recording.text, _final_text(stub, hear(recording, snr_db).samples))]
+                section.add(f"word error rate, {recording.reader} reading ({recording.name}){noise}", f"{wer(pairs):.1%}")
     section.notes.append(f"Paced runs stream 100 ms chunks in real time; the final is usually decoded during the "
                          f"pause, before the end of turn is declared. Timed figures: {RUNS} passes over four clips "
                          f"of each length, each clip in another of the unfamiliar voices. Word error rates: the "
                          f"first four sentences spoken by espeak-ng voices the models were not built around "
-                         f"(tests/voices.py), clean and with a room and a fan under them at 20 dB SNR.")
+                         f"(tests/voices.py), clean and with a room and a fan under them at 20 dB SNR; and two "
+                         f"sentences of the CMU ARCTIC corpus read by a man and a woman (tests/human_speech.py).")
     return section
 
 

