@@ -5,11 +5,13 @@ arrives and cuts it into turns; a decoder re-transcribes the growing turn buffer
 - every `partial_interval_s` of new speech, a partial hypothesis; words on which two consecutive hypotheses
   agree are committed and never change (LocalAgreement-2, as in whisper_streaming);
 - as soon as the speaker pauses, a decode of the whole turn, so when the pause turns into an end of turn the
-  final is usually ready already and costs no decode at all.
+  final is usually ready already and costs no decode at all. Audio sent faster than it is spoken (a recording)
+  gets no such decode: the rest of the turn is already on its way, and the pause decode would only be done again.
 """
 
 import asyncio
 import re
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -33,6 +35,8 @@ class RecognizerConfig:
     min_speech_s: float = 0.064
     preroll_s: float = 0.3
     max_buffer_s: float = 15.0
+    # Audio this far ahead of the clock (since the first chunk) is being sent faster than it is spoken.
+    ahead_of_time_s: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,8 @@ class StreamingRecognizer:
         self._turn: _Turn | None = None
         self._turn_count = 0
         self._feeding = True
+        self._first_chunk_at: float | None = None
+        self._catch_up: asyncio.TimerHandle | None = None  # wakes the decoder when the clock reaches the audio
 
     async def run(self, chunks: AsyncIterator[np.ndarray]) -> AsyncIterator[Event]:
         """Consume 16 kHz float32 chunks; yield events until the input ends and every turn is final."""
@@ -134,11 +140,15 @@ class StreamingRecognizer:
         finally:
             feeder.cancel()
             decoder.cancel()
+            if self._catch_up is not None:
+                self._catch_up.cancel()
 
     # -- feeder: VAD and turn cutting ------------------------------------------------------------
     async def _feed(self, chunks: AsyncIterator[np.ndarray]) -> None:
         try:
             async for chunk in chunks:
+                if self._first_chunk_at is None:
+                    self._first_chunk_at = time.monotonic()
                 self._pending = np.concatenate([self._pending, chunk])
                 usable = self._pending.size - self._pending.size % WINDOW
                 for start in range(0, usable, WINDOW):
@@ -195,6 +205,23 @@ class StreamingRecognizer:
         self._events.put_nowait(TurnEnded(turn.index, self._position / SAMPLE_RATE))
         self._wake.set()
 
+    def _ahead_of_time_s(self) -> float:
+        """Seconds of audio received beyond the time since the first chunk: > 0 when sent faster than spoken."""
+        if self._first_chunk_at is None:
+            return 0.0
+        return self._position / SAMPLE_RATE - (time.monotonic() - self._first_chunk_at)
+
+    def _pause_decode_now(self) -> bool:
+        """Whether a pause is worth decoding now. Audio well ahead of the clock holds the decode (the rest of the
+        turn is on its way), and the decoder looks again once the clock has caught up, in case nothing more came."""
+        ahead = self._ahead_of_time_s()
+        if ahead <= self._cfg.ahead_of_time_s:
+            return True
+        if self._catch_up is not None:
+            self._catch_up.cancel()
+        self._catch_up = asyncio.get_running_loop().call_later(ahead, self._wake.set)
+        return False
+
     # -- decoder: partials and finals ------------------------------------------------------------
     async def _decode_loop(self) -> None:
         cfg = self._cfg
@@ -215,7 +242,7 @@ class StreamingRecognizer:
                 paused = turn.samples - turn.speech_end >= pause
                 # No new partials while the speaker is silent and the last decode already holds all speech.
                 due = cfg.partials and not (paused and covered) and turn.samples - turn.decoded_samples >= interval
-                decoded = due or (paused and not covered)
+                decoded = due or (paused and not covered and self._pause_decode_now())
                 if decoded:
                     await self._decode(turn, thorough=paused)
                     covered = turn.decoded_samples >= turn.speech_end
