@@ -6,6 +6,7 @@ import sys
 from services.runner.redis_server import EmbeddedRedis
 from tests.benchmarks import (
     bench_asr,
+    bench_barge_in,
     bench_concurrency,
     bench_e2e,
     bench_face,
@@ -22,7 +23,7 @@ from tests.stack import ROOT, Stack
 
 # memory comes last: it reads the peak memory of the processes the others exercised
 BENCHES = {"asr": bench_asr, "llm": bench_llm, "tts": bench_tts, "sda": bench_sda, "face": bench_face, "e2e": bench_e2e,
-           "concurrency": bench_concurrency, "media": bench_media, "pipeline": bench_pipeline,
+           "barge_in": bench_barge_in, "concurrency": bench_concurrency, "media": bench_media, "pipeline": bench_pipeline,
            "soak": bench_soak, "memory": bench_memory}
 
 
