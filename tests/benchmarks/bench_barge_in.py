@@ -16,7 +16,7 @@ from tests.speech import to_linear16
 from tests.voices import RATE, UNFAMILIAR, say
 
 STORY = "Please tell me a long story about a dragon who lived in the mountains."
-QUESTION = "Wait, stop. What time is it?"
+QUESTIONS = ("Wait, stop. What time is it?", "Sorry, can I ask you something else?")
 SEEDS = (0, 1)
 AFTER_S = 4.0  # listened to after the sound ends for the reply to stop
 
@@ -95,14 +95,15 @@ def run(stack) -> Section:
         section.add(f"{name}: replies stopped", f"{stops} of {len(SEEDS)}")
         false_total, trials = false_total + stops, trials + len(SEEDS)
     section.add("false barge-ins, all sounds", f"{false_total} of {trials} ({met(false_total, 0, str)})", "0")
-    reactions = [asyncio.run(_over_a_reply(url, say(QUESTION, voice).samples)) for voice in UNFAMILIAR]
+    reactions = [asyncio.run(_over_a_reply(url, say(question, voice).samples))
+                 for question in QUESTIONS for voice in UNFAMILIAR]
     caught = [r for r in reactions if r is not None]
     section.add("questions spoken over a reply that stopped it", f"{len(caught)} of {len(reactions)} "
                 f"({met(len(reactions) - len(caught), 0, str)})", "all")
     if caught:
         section.add("voice onset → reply stopped", f"{ms(p50(caught))} P50, {ms(p95(caught))} P95")
     section.notes.append(f"Each sound twice (two seeds), a second into the reply's playback, then {AFTER_S:.0f} s "
-                         f"of silence; the question \"{QUESTION}\" once in each of the {len(UNFAMILIAR)} unfamiliar "
-                         "voices (tests/voices.py). A reply stops once a word of the speech over it is recognised "
+                         f"of silence; the questions " + " and ".join(f'"{q}"' for q in QUESTIONS) + " once in each "
+                         f"of the {len(UNFAMILIAR)} unfamiliar voices (tests/voices.py). A reply stops once a word of the speech over it is recognised "
                          "(`barge_in_min_words` 1, the default), so the figure includes recognising that word.")
     return section

@@ -3,9 +3,9 @@
 Whisper's encoder is trained on 30 s windows, and running it on a full window costs ~0.5-0.8 s on 2 cores
 however short the audio. This backend encodes only the real audio plus a second of padding, which is several
 times faster. On so short a window Whisper often says the utterance again and again ("What is your name? What
-is your name? What is…"): a phrase repeated back to back up to the end of a decode is cut to its first saying. A
-hypothesis that still looks degenerate (implausibly long for the audio, compressible, a word said twice in a row,
-unlikely) is decoded again on a full 30 s window.
+is your name? What is…", or a partial's "Wait wait"): a phrase repeated back to back up to the end of a decode
+is cut to its first saying. A hypothesis that still looks degenerate (implausibly long for the audio,
+compressible, a word said twice in a row, unlikely) is decoded again on a full 30 s window.
 """
 
 import logging
@@ -26,7 +26,6 @@ _PADDING_S = 1.0
 _MAX_WORDS_PER_S = 6.0
 _MAX_COMPRESSION_RATIO = 2.4
 _MIN_AVG_LOGPROB = -0.8
-_MIN_LOOP_WORDS = 2  # a single word said twice ("no, no") is left to the stutter check
 # A decode is suspected of stopping early when, past its last word (+ grace), this much audio is voiced.
 _TAIL_GRACE_S = 0.4
 _TAIL_SPEECH_S = 0.3
@@ -49,15 +48,16 @@ def packaged_model_files() -> dict[str, bytes]:
     return files
 
 
-def cut_loop(words: list[Word]) -> list[Word]:
-    """The words up to the first saying of a phrase (two words or more) that repeats back to back to the end.
+def cut_loop(words: list[Word], shortest: int = 2) -> list[Word]:
+    """The words up to the first saying of a phrase (of `shortest` words or more) that repeats back to back to
+    the end.
 
     Whisper's loops run until the decode stops, so a repetition reaching the end — the last copy possibly
     unfinished — is taken for one; a phrase repeated mid-sentence is left alone."""
     keys = [re.sub(r"[^\w']", "", w.text.lower()) for w in words]
     count = len(keys)
     for start in range(count):
-        for period in range(_MIN_LOOP_WORDS, (count - start) // 2 + 1):
+        for period in range(shortest, (count - start) // 2 + 1):
             if all(keys[i] == keys[i - period] for i in range(start + period, count)):
                 return words[: start + period]
     return words
@@ -111,7 +111,9 @@ class WhisperCt2Backend:
             language = model.model.detect_language(encoder_output)[0][0][0][2:-2]
         tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
         tokens, avg_logprob = self._generate(encoder_output, tokenizer, prompt, duration)
-        words = cut_loop(self._words(tokenizer, tokens, encoder_output, features.shape[-1]))
+        # A quick partial ends mid-speech, where a word said twice ("Wait wait") is nearly always a loop; in a
+        # thorough decode it may be meant ("no, no") and goes to the stutter check.
+        words = cut_loop(self._words(tokenizer, tokens, encoder_output, features.shape[-1]), 2 if thorough else 1)
         text = " ".join(w.text for w in words)
         suspect = short_frames < _FULL_WINDOW_FRAMES and (
             avg_logprob < _MIN_AVG_LOGPROB or self._degenerate(text, duration) or self._stopped_early(words, audio)
