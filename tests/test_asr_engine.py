@@ -36,14 +36,16 @@ def two_phrases_with_a_short_pause() -> np.ndarray:
                            np.zeros(RATE, np.float32)])
 
 
-async def recognise(audio: np.ndarray, real_time: bool):
+async def recognise(audio: np.ndarray, real_time: bool, burst_s: float = 0.0):
+    """Events and decode times for `audio` sent in 100 ms chunks, in real time or at once; with `burst_s`, that
+    much of its start comes at once first (a renewed stream's audio sent again)."""
     backend = CountingBackend()
     recogniser = StreamingRecognizer(backend, SileroVad(SileroVad.load_session()), RecognizerConfig(partials=False),
                                      asyncio.Lock())
 
     async def chunks():
         for start in range(0, audio.size, CHUNK):
-            await asyncio.sleep(CHUNK / RATE if real_time else 0)
+            await asyncio.sleep(CHUNK / RATE if real_time and start >= burst_s * RATE else 0)
             yield audio[start : start + CHUNK]
 
     events = [(event, time.monotonic()) async for event in recogniser.run(chunks())]
@@ -59,5 +61,12 @@ async def test_a_recording_sent_at_once_is_decoded_once_per_turn():
 
 async def test_speech_in_real_time_is_decoded_in_the_pause_before_the_end_of_turn():
     decoded_at, events = await recognise(two_phrases_with_a_short_pause(), real_time=True)
+    (ended_at,) = [t for e, t in events if isinstance(e, TurnEnded)]
+    assert decoded_at and decoded_at[-1] < ended_at, "the final was not decoded ahead of the end of turn"
+
+
+async def test_a_burst_sent_again_at_the_start_does_not_hold_the_pause_decode_of_speech_that_follows():
+    audio = np.concatenate([np.zeros(int(1.5 * RATE), np.float32), two_phrases_with_a_short_pause()])
+    decoded_at, events = await recognise(audio, real_time=True, burst_s=2.0)
     (ended_at,) = [t for e, t in events if isinstance(e, TurnEnded)]
     assert decoded_at and decoded_at[-1] < ended_at, "the final was not decoded ahead of the end of turn"

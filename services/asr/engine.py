@@ -35,8 +35,9 @@ class RecognizerConfig:
     min_speech_s: float = 0.064
     preroll_s: float = 0.3
     max_buffer_s: float = 15.0
-    # Audio this far ahead of the clock (since the first chunk) is being sent faster than it is spoken.
+    # Audio that runs this far ahead of its arrival over the last `rate_window_s` is sent faster than spoken.
     ahead_of_time_s: float = 0.5
+    rate_window_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -126,8 +127,8 @@ class StreamingRecognizer:
         self._turn: _Turn | None = None
         self._turn_count = 0
         self._feeding = True
-        self._first_chunk_at: float | None = None
-        self._catch_up: asyncio.TimerHandle | None = None  # wakes the decoder when the clock reaches the audio
+        self._arrivals: deque[tuple[float, int]] = deque()  # (when, samples) of the chunks of the rate window
+        self._catch_up: asyncio.TimerHandle | None = None  # wakes the decoder once the rate window has passed
 
     async def run(self, chunks: AsyncIterator[np.ndarray]) -> AsyncIterator[Event]:
         """Consume 16 kHz float32 chunks; yield events until the input ends and every turn is final."""
@@ -147,8 +148,7 @@ class StreamingRecognizer:
     async def _feed(self, chunks: AsyncIterator[np.ndarray]) -> None:
         try:
             async for chunk in chunks:
-                if self._first_chunk_at is None:
-                    self._first_chunk_at = time.monotonic()
+                self._arrivals.append((time.monotonic(), chunk.size))
                 self._pending = np.concatenate([self._pending, chunk])
                 usable = self._pending.size - self._pending.size % WINDOW
                 for start in range(0, usable, WINDOW):
@@ -206,20 +206,26 @@ class StreamingRecognizer:
         self._wake.set()
 
     def _ahead_of_time_s(self) -> float:
-        """Seconds of audio received beyond the time since the first chunk: > 0 when sent faster than spoken."""
-        if self._first_chunk_at is None:
+        """How far the audio of the last rate window runs ahead of the time it took to arrive: about 0 when it
+        is sent as it is spoken, seconds when it is sent faster. A window, not the whole stream: audio sent again
+        in a burst when a stream is renewed no longer counts once it is a window old."""
+        now = time.monotonic()
+        while self._arrivals and self._arrivals[0][0] < now - self._cfg.rate_window_s:
+            self._arrivals.popleft()
+        if len(self._arrivals) < 2:
             return 0.0
-        return self._position / SAMPLE_RATE - (time.monotonic() - self._first_chunk_at)
+        # The oldest chunk's audio was spoken before it arrived; the others had the time since to be spoken.
+        later = sum(samples for _, samples in self._arrivals) - self._arrivals[0][1]
+        return later / SAMPLE_RATE - (now - self._arrivals[0][0])
 
     def _pause_decode_now(self) -> bool:
-        """Whether a pause is worth decoding now. Audio well ahead of the clock holds the decode (the rest of the
-        turn is on its way), and the decoder looks again once the clock has caught up, in case nothing more came."""
-        ahead = self._ahead_of_time_s()
-        if ahead <= self._cfg.ahead_of_time_s:
+        """Whether a pause is worth decoding now. Audio coming faster than it is spoken holds the decode (the rest
+        of the turn is on its way); the decoder looks again a window later, in case nothing more came."""
+        if self._ahead_of_time_s() <= self._cfg.ahead_of_time_s:
             return True
         if self._catch_up is not None:
             self._catch_up.cancel()
-        self._catch_up = asyncio.get_running_loop().call_later(ahead, self._wake.set)
+        self._catch_up = asyncio.get_running_loop().call_later(self._cfg.rate_window_s, self._wake.set)
         return False
 
     # -- decoder: partials and finals ------------------------------------------------------------
