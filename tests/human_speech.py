@@ -14,12 +14,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import soundfile
 
-from core.audio import resample
-from tests import noises
-from tests.voices import RATE, Utterance, last_voiced_sample
+from tests.voices import Utterance, utterance
 
 CACHE = Path(__file__).resolve().parent.parent / "var" / "human-speech"
 
@@ -68,12 +65,7 @@ def fetch(recording: Recording) -> Path:
 
 @functools.cache
 def hear(recording: Recording, snr_db: float | None = None) -> Utterance:
-    """The recording at the benches' rate, with a quarter second of quiet before it (and the room and fan under
-    it at `snr_db`), and the end of its last voiced sample."""
+    """The recording as the benches send it (tests/voices.py `utterance`), with the room and fan under it at
+    `snr_db` when given."""
     audio, rate = soundfile.read(fetch(recording), dtype="float32")
-    speech = resample(audio, rate, RATE)
-    speech = np.concatenate([np.zeros(RATE // 4, np.float32), speech])
-    end = last_voiced_sample(speech)
-    if snr_db is not None:
-        speech = noises.mix_at_snr(speech, noises.room_with_fan(speech.size / RATE, seed=len(recording.text)), snr_db)
-    return Utterance(speech, end / RATE)
+    return utterance(audio, rate, snr_db, seed=len(recording.text))

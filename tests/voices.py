@@ -56,11 +56,16 @@ def say(text: str, voice: Voice) -> Utterance:
     wav = subprocess.run(["espeak-ng", "-v", voice.espeak, "-p", str(voice.pitch), "-s", str(voice.words_per_minute),
                           "--stdout", text], capture_output=True, check=True).stdout
     audio, rate = soundfile.read(io.BytesIO(wav), dtype="float32")
-    speech = resample(audio, rate, RATE)
-    speech = np.concatenate([np.zeros(RATE // 4, np.float32), speech])
+    return utterance(audio, rate, voice.snr_db, seed=len(text))
+
+
+def utterance(speech: np.ndarray, rate: int, snr_db: float | None = None, seed: int = 0) -> Utterance:
+    """Speech at RATE with a quarter second of quiet before it, the end of its last voiced sample (marked on the
+    clean speech), and the room and fan under it at `snr_db` when given."""
+    speech = np.concatenate([np.zeros(RATE // 4, np.float32), resample(speech, rate, RATE)])
     end = last_voiced_sample(speech)
-    if voice.snr_db is not None:
-        speech = noises.mix_at_snr(speech, noises.room_with_fan(speech.size / RATE, seed=len(text)), voice.snr_db)
+    if snr_db is not None:
+        speech = noises.mix_at_snr(speech, noises.room_with_fan(speech.size / RATE, seed=seed), snr_db)
     return Utterance(speech, end / RATE)
 
 

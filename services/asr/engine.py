@@ -10,7 +10,6 @@ arrives and cuts it into turns; a decoder re-transcribes the growing turn buffer
 """
 
 import asyncio
-import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -67,10 +66,6 @@ class Transcript:
 
 
 Event = SpeechStarted | TurnEnded | Transcript
-
-
-def _norm(word: str) -> str:
-    return re.sub(r"[^\w']", "", word.lower())
 
 
 @dataclass
@@ -149,6 +144,7 @@ class StreamingRecognizer:
         try:
             async for chunk in chunks:
                 self._arrivals.append((time.monotonic(), chunk.size))
+                self._forget_old_arrivals()
                 self._pending = np.concatenate([self._pending, chunk])
                 usable = self._pending.size - self._pending.size % WINDOW
                 for start in range(0, usable, WINDOW):
@@ -205,13 +201,19 @@ class StreamingRecognizer:
         self._events.put_nowait(TurnEnded(turn.index, self._position / SAMPLE_RATE))
         self._wake.set()
 
+    def _forget_old_arrivals(self) -> float:
+        """Drop the arrivals older than the rate window (on every chunk, so a long stream keeps only a window's
+        worth); returns the time it judged by."""
+        now = time.monotonic()
+        while self._arrivals and self._arrivals[0][0] < now - self._cfg.rate_window_s:
+            self._arrivals.popleft()
+        return now
+
     def _ahead_of_time_s(self) -> float:
         """How far the audio of the last rate window runs ahead of the time it took to arrive: about 0 when it
         is sent as it is spoken, seconds when it is sent faster. A window, not the whole stream: audio sent again
         in a burst when a stream is renewed no longer counts once it is a window old."""
-        now = time.monotonic()
-        while self._arrivals and self._arrivals[0][0] < now - self._cfg.rate_window_s:
-            self._arrivals.popleft()
+        now = self._forget_old_arrivals()
         if len(self._arrivals) < 2:
             return 0.0
         # The oldest chunk's audio was spoken before it arrived; the others had the time since to be spoken.
@@ -280,7 +282,7 @@ class StreamingRecognizer:
         fresh = [w for w in words if w.start_s >= boundary]
         agreed = 0
         for old, new in zip(turn.previous, fresh):
-            if _norm(old.text) != _norm(new.text):
+            if old.key != new.key:
                 break
             agreed += 1
         turn.committed.extend(fresh[:agreed])

@@ -1,5 +1,6 @@
 """The one small interface every ASR backend implements."""
 
+import re
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -12,6 +13,11 @@ class Word:
     start_s: float  # relative to the start of the audio passed in
     end_s: float
     confidence: float
+
+    @property
+    def key(self) -> str:
+        """The word as two hypotheses are compared: lower case, without punctuation ("Wait," is "wait")."""
+        return re.sub(r"[^\w']", "", self.text.lower())
 
 
 class AsrBackend(Protocol):

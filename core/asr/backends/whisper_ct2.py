@@ -10,7 +10,6 @@ compressible, a word said twice in a row, unlikely) is decoded again on a full 3
 
 import logging
 import math
-import re
 import zlib
 from pathlib import Path
 
@@ -54,7 +53,7 @@ def cut_loop(words: list[Word], shortest: int = 2) -> list[Word]:
 
     Whisper's loops run until the decode stops, so a repetition reaching the end — the last copy possibly
     unfinished — is taken for one; a phrase repeated mid-sentence is left alone."""
-    keys = [re.sub(r"[^\w']", "", w.text.lower()) for w in words]
+    keys = [w.key for w in words]
     count = len(keys)
     for start in range(count):
         for period in range(shortest, (count - start) // 2 + 1):
