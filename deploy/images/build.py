@@ -61,10 +61,43 @@ def choose_engine() -> str:
         return wanted
     if docker_answers():
         return "docker"
-    if shutil.which("podman") is None or not Path("/etc/containers/containers.conf").exists():
-        log("no Docker daemon answers: setting up Podman")
-        subprocess.run([str(HERE / "setup_podman.sh")], check=True)
+    log("no Docker daemon answers: Podman (set up where anything is missing)")
+    subprocess.run([str(HERE / "setup_podman.sh")], check=True, stdout=subprocess.DEVNULL)
     return "podman"
+
+
+DNS_CHECK = "avatar-dns-check"
+NO_NAMES = """containers on one {engine} network cannot find each other by name ({detail}).
+The compose services reach each other as redis, asr, llm, tts and sda, so the stack would come up and fail.
+With Podman on its CNI backend (Debian's Podman 4.x) names come from the dnsname plugin:
+  apt-get install golang-github-containernetworking-plugin-dnsname   (deploy/images/setup_podman.sh does it)
+With the netavark backend they come from aardvark-dns: apt-get install aardvark-dns."""
+
+
+def check_name_resolution(engine: str, image: str) -> None:
+    """Two throwaway containers on one network must resolve each other, or the build stops and says what is
+    missing: the compose stack depends on it, and a health check alone would not show it."""
+    def cleanup() -> None:
+        run(engine, "rm", "-f", f"{DNS_CHECK}-peer")
+        run(engine, "network", "rm", "-f", DNS_CHECK)
+
+    cleanup()
+    try:
+        created = run(engine, "network", "create", DNS_CHECK)
+        if created.returncode != 0:
+            raise SystemExit(NO_NAMES.format(engine=engine, detail=f"network create: {created.stderr.strip()}"))
+        peer = run(engine, "run", "-d", "--network", DNS_CHECK, "--name", f"{DNS_CHECK}-peer", image,
+                   "python3", "-c", "import time; time.sleep(120)")
+        if peer.returncode != 0:
+            raise SystemExit(f"could not start a container from {image}: {peer.stderr.strip()}")
+        probe = run(engine, "run", "--rm", "--network", DNS_CHECK, image, "python3", "-c",
+                    f"import socket; print(socket.gethostbyname('{DNS_CHECK}-peer'))", timeout=120)
+        if probe.returncode != 0:
+            detail = (probe.stderr.strip().splitlines() or ["no answer"])[-1]
+            raise SystemExit(NO_NAMES.format(engine=engine, detail=detail))
+        log(f"name resolution between containers: ok ({DNS_CHECK}-peer -> {probe.stdout.strip()})")
+    finally:
+        cleanup()
 
 
 def qualified(engine: str, image: str) -> str:
@@ -171,6 +204,7 @@ def main() -> int:
     engine = choose_engine()
     log(f"engine: {engine}")
     bases = resolve_bases(engine)
+    check_name_resolution(engine, qualified(engine, bases["PYTHON_IMAGE"]))
     fetch_torch_wheel()
     extra = [a for value in options.build_arg for a in ("--build-arg", value)] + ["--no-cache"] * options.no_cache
     reports = {name: OUT / f"{name}.json" for name in ("report", "cold")}

@@ -57,16 +57,19 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz():
-        """Readiness: Redis answers, the gateway is not draining and has room for another conversation; lists
-        each stage's health (a stage down degrades turns, not the gateway)."""
+        """Readiness: Redis answers, every stage's name resolves, the gateway is not draining and has room for
+        another conversation; lists each stage's health (a stage down degrades turns, not the gateway, but a name
+        that resolves nowhere is a broken network: no turn could ever reach it)."""
         try:
             redis = "ok" if await app.state.store.ping() else "unreachable"
         except (OSError, RedisError) as err:  # down, refusing (protected mode, a wrong password), or not Redis
             redis = f"unreachable: {err}"[:200]
         admission = app.state.admission
-        body = {"redis": redis, "stages": await app.state.clients.statuses(), "draining": app.state.drain.draining,
+        unresolved = await app.state.clients.unresolved()
+        body = {"redis": redis, "stages": await app.state.clients.statuses(), "unresolved": unresolved,
+                "draining": app.state.drain.draining,
                 "sessions": {"admitted": admission.admitted, "capacity": admission.max_sessions, "full": admission.full}}
-        ready = redis == "ok" and not app.state.drain.draining and not admission.full
+        ready = redis == "ok" and not unresolved and not app.state.drain.draining and not admission.full
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics")

@@ -46,6 +46,14 @@ CHANNEL_OPTIONS = [
 ]
 
 
+def target_host_port(address: str) -> tuple[str, int]:
+    """The host and port of a gRPC target: `host:port`, `dns:///host:port` or `ipv4:host:port`."""
+    for scheme in ("dns:///", "dns:", "ipv4:", "ipv6:"):
+        address = address.removeprefix(scheme)
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 class StageClients:
     def __init__(self, settings: GatewaySettings):
         self._reconnect_s = settings.stage_reconnect_s
@@ -85,6 +93,19 @@ class StageClients:
         """Every stage's status, asked at once: a slow stage costs readiness at most `timeout`."""
         states = await asyncio.gather(*(self.status(stage, timeout) for stage in self.addresses))
         return dict(zip(self.addresses, states))
+
+    async def unresolved(self) -> list[str]:
+        """The stages whose host name resolves to no address (a broken container network or a wrong name)."""
+        async def resolves(address: str) -> bool:
+            host, port = target_host_port(address)
+            try:
+                await asyncio.get_running_loop().getaddrinfo(host, port)
+            except OSError:
+                return False
+            return True
+
+        found = await asyncio.gather(*(resolves(address) for address in self.addresses.values()))
+        return [stage for stage, ok in zip(self.addresses, found) if not ok]
 
     async def close(self) -> None:
         for channel in self._channels.values():
