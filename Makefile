@@ -44,7 +44,7 @@ $(VENV)/.stamp: $(REQUIREMENTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
-	$(PY) -m pip install --quiet --no-deps -r services/llm/requirements-nodeps.txt -r pipelines/requirements-nodeps.txt
+	$(PY) -m pip install --quiet --no-deps -r services/asr/requirements-nodeps.txt -r services/llm/requirements-nodeps.txt -r pipelines/requirements-nodeps.txt
 	services/tts/install_coqui.sh $(PY)
 	touch $@
 

@@ -81,7 +81,7 @@ def run(ws: Workspace, opts: Options) -> dict:
     from torch.utils.tensorboard import SummaryWriter
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from core.llm.backends.llama_cpp_backend import packaged_model
+    from core.llm.packaged_model import packaged_model
     from core.llm.persona import Persona
 
     pairs = conversation_pairs(ws)

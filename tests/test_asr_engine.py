@@ -36,12 +36,24 @@ def two_phrases_with_a_short_pause() -> np.ndarray:
                            np.zeros(RATE, np.float32)])
 
 
-async def recognise(audio: np.ndarray, real_time: bool, burst_s: float = 0.0):
+class ScriptedBackend(CountingBackend):
+    """Says each of `script`'s hypotheses in turn (the last one again once they run out)."""
+
+    def __init__(self, script: list[list[Word]]):
+        super().__init__()
+        self.script = script
+
+    def transcribe(self, audio, prompt, language, thorough=True):
+        super().transcribe(audio, prompt, language, thorough)
+        return self.script[min(len(self.decoded_at), len(self.script)) - 1]
+
+
+async def recognise(audio: np.ndarray, real_time: bool, burst_s: float = 0.0, backend=None, **config):
     """Events and decode times for `audio` sent in 100 ms chunks, in real time or at once; with `burst_s`, that
     much of its start comes at once first (a renewed stream's audio sent again)."""
-    backend = CountingBackend()
-    recogniser = StreamingRecognizer(backend, SileroVad(SileroVad.load_session()), RecognizerConfig(partials=False),
-                                     asyncio.Lock())
+    backend = backend or CountingBackend()
+    recogniser = StreamingRecognizer(backend, SileroVad(SileroVad.load_session()),
+                                     RecognizerConfig(**{"partials": False, **config}), asyncio.Lock())
 
     async def chunks():
         for start in range(0, audio.size, CHUNK):
@@ -70,3 +82,98 @@ async def test_a_burst_sent_again_at_the_start_does_not_hold_the_pause_decode_of
     decoded_at, events = await recognise(audio, real_time=True, burst_s=2.0)
     (ended_at,) = [t for e, t in events if isinstance(e, TurnEnded)]
     assert decoded_at and decoded_at[-1] < ended_at, "the final was not decoded ahead of the end of turn"
+
+
+def words(text: str, start_s: float, step_s: float) -> list[Word]:
+    return [Word(w, start_s + i * step_s, start_s + (i + 1) * step_s, 0.9) for i, w in enumerate(text.split())]
+
+
+async def test_committed_words_a_later_decode_times_after_them_are_not_said_twice():
+    """Whisper's word timings on a short window sometimes put the whole question over its last second: the words
+    already committed then came back after the commit boundary, and the final read "what is your name what is
+    your name" (seen on one machine's timing, caribbean-male-fast at 3x)."""
+    question = say("What is your name?", UNFAMILIAR[4])
+    audio = np.concatenate([question.samples, np.zeros(RATE, np.float32)])
+    late = question.voiced_end_s + 0.1  # every word of the last decode timed after the committed ones
+    backend = ScriptedBackend([words("what is your", 0.3, 0.2), words("what is your name", 0.3, 0.2),
+                               words("what is your name", late, 0.05)])
+    _, events = await recognise(audio, real_time=True, backend=backend, partials=True, partial_interval_s=0.2)
+    finals = [e for e, _ in events if isinstance(e, Transcript) and e.is_final]
+    assert len(backend.decoded_at) >= 3, "the scripted decodes did not all run"
+    assert [f.text for f in finals] == ["what is your name"]
+
+
+class FixedJudge:
+    """An end-of-turn model that reads every text as `probability` complete, and keeps what it read."""
+
+    def __init__(self, probability: float):
+        self.probability = probability
+        self.read: list[str] = []
+
+    def complete_probability(self, text):
+        self.read.append(text)
+        return self.probability
+
+
+class OpenEndJudge(FixedJudge):
+    """Reads words that end on "to" as unfinished."""
+
+    def complete_probability(self, text):
+        super().complete_probability(text)
+        return 0.0 if text.rstrip(".").endswith("to") else 0.9
+
+
+async def turn_ends(audio: np.ndarray, judge: FixedJudge | None, backend=None, **config) -> list[TurnEnded]:
+    recogniser = StreamingRecognizer(backend or CountingBackend(), SileroVad(SileroVad.load_session()),
+                                     RecognizerConfig(**{"partials": False, "end_of_turn": "semantic", **config}),
+                                     asyncio.Lock(), judge)
+
+    async def chunks():
+        for start in range(0, audio.size, CHUNK):
+            yield audio[start : start + CHUNK]
+
+    return [e async for e in recogniser.run(chunks()) if isinstance(e, TurnEnded)]
+
+
+def phrase_pause_phrase(pause_s: float) -> tuple[np.ndarray, float]:
+    """Two phrases with a pause between them, and where the first one's voice ends."""
+    first, second = say("I would like to", UNFAMILIAR[1]), say("book a table.", UNFAMILIAR[1])
+    head = first.samples[: int(first.voiced_end_s * RATE)]
+    return np.concatenate([head, np.zeros(int(pause_s * RATE), np.float32), second.samples,
+                           np.zeros(3 * RATE, np.float32)]), first.voiced_end_s
+
+
+async def test_words_that_read_complete_end_the_turn_after_a_short_pause():
+    audio, voiced_end_s = phrase_pause_phrase(0.9)
+    judge = FixedJudge(0.9)
+    ends = await turn_ends(audio, judge)
+    assert [e.reason for e in ends] == ["model", "model"]
+    # The first phrase's turn ends some 200 ms (+ a VAD window or two) after its voice, not 500 ms.
+    assert ends[0].offset_s - voiced_end_s < 0.4
+    assert ends[0].complete_probability == 0.9 and judge.read == ["words", "words"]
+
+
+async def test_words_left_open_wait_through_a_thinking_pause_up_to_the_cap():
+    audio, _ = phrase_pause_phrase(1.2)
+    backend = ScriptedBackend([words("I would like to", 0.3, 0.2), words("I would like to book a table.", 0.3, 0.2)])
+    judge = OpenEndJudge(0.0)
+    ends = await turn_ends(audio, judge, backend, max_end_of_turn_s=2.0)
+    assert [e.reason for e in ends] == ["model"], "a 1.2 s pause after 'I would like to' split the turn"
+    assert judge.read == ["I would like to", "I would like to book a table."]
+    ends = await turn_ends(audio, FixedJudge(0.0), max_end_of_turn_s=2.0)
+    assert [e.reason for e in ends] == ["cap"]
+
+
+async def test_without_the_model_the_silence_rule_ends_the_turn():
+    audio, voiced_end_s = phrase_pause_phrase(0.9)
+    ends = await turn_ends(audio, None, end_of_turn_s=0.5)
+    assert [e.reason for e in ends] == ["silence", "silence"]
+    assert ends[0].offset_s - voiced_end_s >= 0.5
+
+
+async def test_the_silence_rule_needs_no_judgement():
+    audio, voiced_end_s = phrase_pause_phrase(0.9)
+    judge = FixedJudge(0.9)
+    ends = await turn_ends(audio, judge, end_of_turn="silence", end_of_turn_s=0.5)
+    assert [e.reason for e in ends] == ["silence", "silence"] and not judge.read
+    assert ends[0].offset_s - voiced_end_s >= 0.5

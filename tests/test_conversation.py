@@ -4,17 +4,21 @@ resume. Each runs in milliseconds."""
 
 import asyncio
 
+import numpy as np
 import pytest
+
+from core.audio import encode_linear16
 
 from services.gateway import history, media
 from services.gateway.config import GatewaySettings
 from services.gateway.conversation import Conversation
 from services.gateway.protocol import Hello
 from services.gateway.session_store import SessionStore, StoreUnavailable
-from services.gateway.stages import SpeechEvent, Transcript
+from services.gateway.stages import SpeechChunk, SpeechEvent, Transcript
 from services.runner.redis_server import EmbeddedRedis
 from tests.fake_stages import WORD_S, FakeAnimator, FakeTextEngine, fake_stages
 from tests.reliability_figures import record
+from tests.voices import UNFAMILIAR, say
 
 pytestmark = pytest.mark.unit
 
@@ -205,6 +209,91 @@ async def test_a_backchannel_over_a_reply_neither_stops_it_nor_opens_a_turn(stor
     talk.speak_over("mm-hmm", final=True)
     await talk.until("turn_end")
     assert not talk.events("interrupted") and len(talk.stages.llm.requests) == 1
+    await talk.close()
+
+
+async def test_speech_over_a_reply_pauses_it_and_a_cough_without_words_resumes_it(store):
+    talk = Talk(store)
+    await talk.start()
+    talk.ask("Tell me about the sea.")
+    await talk.until("turn_end")  # all made; it plays at the client for another 2.8 s
+    talk.clock.now += 0.5
+    talk.speak_over("", final=True)  # the recogniser heard a voice, and no words in it
+    assert (await talk.until("pause"))["turn"] == 0
+    assert (await talk.until("resume"))["turn"] == 0
+    assert not talk.events("interrupted")
+    await talk.close()
+
+
+async def test_words_over_a_paused_reply_stop_it_where_it_paused(store):
+    talk = Talk(store)
+    await talk.start()
+    talk.ask("Tell me about the sea.")
+    await talk.until("turn_end")
+    talk.clock.now += 2 * WORD_S + 0.01
+    talk.stages.asr.say(SpeechEvent("speech_start", 5.0))
+    await talk.until("pause")
+    talk.clock.now += 1.0  # the client stopped playing at the pause: the user heard no more of it
+    talk.stages.asr.say(Transcript("Wait a moment", False))
+    assert (await talk.until("interrupted"))["heard"] == "Sure. The"
+    assert not talk.events("resume")
+    await talk.close()
+
+
+async def test_a_paused_reply_resumes_by_itself_when_no_words_come(store):
+    talk = Talk(store, GatewaySettings(avatars_dir="", pause_resume_s=0.05))
+    await talk.start()
+    talk.ask("Tell me about the sea.")
+    await talk.until("turn_end")
+    talk.stages.asr.say(SpeechEvent("speech_start", 5.0))
+    await talk.until("pause")
+    await talk.until("resume")
+    await talk.close()
+
+
+class SpeakingSynthesizer:
+    """Speech-like sound (noise shaped by a syllable rhythm) instead of silence: WORD_S a word."""
+
+    async def synthesize(self, text, voice, meta, metadata=()):
+        rng = np.random.default_rng(7)
+        async for delta in text:
+            n = int(16000 * WORD_S * len(delta.split()))
+            envelope = 0.5 + 0.5 * np.sin(np.arange(n) * 2 * np.pi * 4 / 16000) ** 2
+            yield SpeechChunk(encode_linear16(0.3 * rng.standard_normal(n) * envelope), delta.strip())
+
+
+def reply_audio(talk: Talk, turn: int = 0) -> np.ndarray:
+    return np.concatenate([np.frombuffer(m["audio"], np.int16) for m in talk.media(turn)]).astype(np.float32) / 32768
+
+
+async def test_the_reply_heard_back_through_the_speakers_neither_pauses_nor_stops_it(store):
+    talk = Talk(store, tts=SpeakingSynthesizer())
+    await talk.start()
+    talk.ask("Tell me about the sea.")
+    await talk.until("turn_end")
+    talk.clock.now += 1.2  # the user hears the reply 1.2 s in; it comes back 150 ms later and 24 dB quieter
+    echo = reply_audio(talk)[int(0.35 * 16000) : int(1.05 * 16000)] * 10 ** (-24 / 20)
+    talk.conversation.audio(encode_linear16(echo))
+    talk.stages.asr.say(SpeechEvent("speech_start", 5.0), Transcript("The sea", False), Transcript("The sea", True))
+    await asyncio.sleep(0.05)
+    assert not talk.events("pause") and not talk.events("interrupted")
+    assert len(talk.stages.llm.requests) == 1  # nor is the echo a question to answer
+    await talk.close()
+
+
+async def test_a_person_speaking_over_the_echo_still_stops_the_reply(store):
+    talk = Talk(store, tts=SpeakingSynthesizer())
+    await talk.start()
+    talk.ask("Tell me about the sea.")
+    await talk.until("turn_end")
+    talk.clock.now += 1.2
+    echo = reply_audio(talk)[int(0.35 * 16000) : int(1.05 * 16000)] * 10 ** (-24 / 20)
+    voice = say("Wait, what about rivers?", UNFAMILIAR[2]).samples[: echo.size]
+    talk.conversation.audio(encode_linear16(echo + voice))
+    talk.stages.asr.say(SpeechEvent("speech_start", 5.0))
+    await talk.until("pause")
+    talk.stages.asr.say(Transcript("Wait, what about", False))
+    await talk.until("interrupted")
     await talk.close()
 
 

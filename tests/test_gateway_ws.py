@@ -3,6 +3,7 @@
 import asyncio
 import json
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -296,3 +297,93 @@ async def test_a_full_gateway_refuses_a_new_conversation_with_busy_and_takes_one
         assert "avatar_gateway_sessions_refused_total 1.0" in metrics
     finally:
         gateway.stop()
+
+
+class EchoingClient:
+    """A client whose speakers reach its microphone: it plays the reply in real time (pausing at `pause`, going on
+    at `resume`) and its microphone hears what plays `delay_s` later, `attenuation_db` quieter (what a laptop's
+    speakers leave past a browser's echo canceller); `over` is spoken over it once it has played 2 s. Speakers and
+    microphone run on one device clock: each 100 ms of microphone holds the next 100 ms of what played."""
+
+    def __init__(self, ws, delay_s=0.15, attenuation_db=24.0, over: np.ndarray | None = None):
+        self.ws, self.delay, self.gain = ws, int(delay_s * 16000), 10 ** (-attenuation_db / 20)
+        self.over = over
+        self.reply = bytearray()  # the reply's audio, as received
+        self.events: list[dict] = []
+        self.playing = False
+        self.played = 0  # samples of the reply played so far
+
+    def mic_frame(self, over_at: int) -> bytes:
+        """The next 100 ms of microphone: the echo of what played `delay_s` ago, and the speech over it if due."""
+        frame = np.zeros(1600, np.float32)
+        if self.playing:  # paused, the speakers are quiet
+            start, end = max(0, self.played - self.delay), max(0, self.played + 1600 - self.delay)
+            echo = np.frombuffer(bytes(self.reply[2 * start : 2 * end]), np.int16).astype(np.float32) / 32768
+            frame[1600 - echo.size :] = echo * self.gain
+            self.played = min(self.played + 1600, len(self.reply) // 2)
+        if self.over is not None and over_at < self.over.size:
+            piece = self.over[over_at : over_at + 1600]
+            frame[: piece.size] += piece
+        return to_linear16(frame)
+
+    async def speak(self) -> None:
+        over_at = 0  # samples of `over` spoken so far
+        next_at = time.monotonic()
+        while True:
+            due = self.over is not None and self.played >= 32000
+            await self.ws.send(self.mic_frame(over_at if due else self.over.size if self.over is not None else 0))
+            over_at += 1600 if due else 0
+            next_at += 0.1
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+    async def run(self) -> list[dict]:
+        """The events until the reply is interrupted or has played out."""
+        microphone = asyncio.create_task(self.speak())
+        deadline = time.monotonic() + 240
+        started = False
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    raw = await asyncio.wait_for(self.ws.recv(), 0.5)
+                except TimeoutError:
+                    raw = None
+                if isinstance(raw, bytes):
+                    self.reply += media.parse(raw)["audio"]
+                    self.playing, started = self.playing or not started, True
+                elif raw is not None:
+                    event = json.loads(raw)
+                    self.events.append(event)
+                    if event["type"] in ("pause", "resume"):
+                        self.playing = event["type"] == "resume"
+                    elif event["type"] == "interrupted":
+                        return self.events
+                ended = any(e["type"] == "turn_end" for e in self.events)
+                if ended and self.playing and self.played >= len(self.reply) // 2:
+                    return self.events
+            raise AssertionError(f"no end: {[e['type'] for e in self.events if e['type'] != 'reply_delta']}")
+        finally:
+            microphone.cancel()
+
+
+async def _echoed_reply(stack, over: np.ndarray | None = None) -> list[dict]:
+    async with websockets.connect(f"ws://{stack.address('gateway')}/ws", max_size=None) as ws:
+        await hello(ws)
+        await send_speech(ws, "Please tell me a story about a dragon who lived in the mountains.")
+        await next_event(ws, "transcript")  # the question is heard; the echo starts with the reply
+        return await EchoingClient(ws, over=over).run()
+
+
+async def test_the_replys_own_voice_through_the_speakers_never_interrupts_it_and_a_question_over_it_does(stack):
+    """The reply's audio comes back into the microphone 150 ms later and 24 dB quieter, as a laptop's speakers
+    leave it past the browser's echo canceller: the reply plays to its end. The same echo with a person asking a
+    question over it: the reply is paused, then interrupted."""
+    events = await _echoed_reply(stack)
+    Path("/tmp/work/echo_events.json").write_text(json.dumps([e for e in events if e["type"] != "reply_delta"], indent=0))
+    kinds = [e["type"] for e in events if e["type"] != "reply_delta"]
+    assert "interrupted" not in kinds and "turn_end" in kinds, [(e["type"], e.get("text", e.get("heard")))
+                                                                for e in events if e["type"] != "reply_delta"]
+    print(f"echo only: {kinds.count('speech_start')} speech starts heard, {kinds.count('pause')} pauses, 0 interruptions")
+    question = speak("Wait, what about the ocean?") * 0.8
+    events = await _echoed_reply(stack, over=question)
+    kinds = [e["type"] for e in events if e["type"] != "reply_delta"]
+    assert "interrupted" in kinds and "pause" in kinds[: kinds.index("interrupted")], kinds

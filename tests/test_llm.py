@@ -12,7 +12,7 @@ import pytest
 from avatar.common.v1 import common_pb2
 from avatar.llm.v1 import llm_pb2, llm_pb2_grpc
 
-from core.llm.backends.llama_cpp_backend import packaged_model
+from core.llm.packaged_model import packaged_model
 from services.llm.prompt import echoes
 from services.runner.health import status
 from services.runner.redis_server import free_port

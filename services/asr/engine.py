@@ -7,6 +7,14 @@ arrives and cuts it into turns; a decoder re-transcribes the growing turn buffer
 - as soon as the speaker pauses, a decode of the whole turn, so when the pause turns into an end of turn the
   final is usually ready already and costs no decode at all. Audio sent faster than it is spoken (a recording)
   gets no such decode: the rest of the turn is already on its way, and the pause decode would only be done again.
+
+When a turn ends: by the silence rule, after `end_of_turn_s` of silence; or, semantic, the turn is judged once
+the speaker has been silent `judge_after_s`: the whole turn is decoded (that decode is the final's, should the
+turn end) and the end-of-turn model reads its words (`core/asr/turn_end.py`). Words that read as a whole message
+end the turn at once ("model"); words left open ("I'd like to", "can you tell me about", "um") wait for more
+speech up to `max_end_of_turn_s` of silence ("cap"); a turn without words, or a server without the model, keeps
+the silence rule ("silence"). The feeder waits for the judgement before it reads on, so the decision falls at
+the same place in the audio however fast the audio comes. Each end of turn says which rule ended it.
 """
 
 import asyncio
@@ -14,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -25,7 +34,11 @@ SAMPLE_RATE = 16000
 
 @dataclass(frozen=True)
 class RecognizerConfig:
-    end_of_turn_s: float = 0.5
+    end_of_turn_s: float = 0.5  # the silence rule
+    end_of_turn: Literal["silence", "semantic"] = "silence"
+    judge_after_s: float = 0.2  # semantic: silence after which the model judges the turn
+    max_end_of_turn_s: float = 2.5  # semantic: the longest silence a turn that sounds unfinished waits
+    complete_above: float = 0.01  # semantic: the model's probability from which the words are a whole message
     partials: bool = True
     language: str | None = "en"
     partial_interval_s: float = 0.5
@@ -49,6 +62,13 @@ class SpeechStarted:
 class TurnEnded:
     turn_index: int
     offset_s: float
+    reason: Literal["silence", "model", "cap", "stream_end"] = "silence"
+    complete_probability: float | None = None  # how complete the model read the turn's words, where it judged
+
+
+class TurnEndJudge(Protocol):
+    def complete_probability(self, text: str) -> float:
+        """How complete the words of a turn read, in [0, 1]."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +101,9 @@ class _Turn:
     tentative: list[Word] = field(default_factory=list)
     decoded_samples: int = 0  # buffer length covered by the latest decode
     pause_announced: bool = False  # a speech_paused partial went out for the current pause
+    judged: bool = False  # the current pause was judged (semantic end of turn)
+    wait: tuple[float, str] | None = None  # the judgement: the silence that ends the turn, and the rule's name
+    complete_probability: float | None = None
 
     def append(self, audio: np.ndarray) -> None:
         self.buffer.append(audio)
@@ -106,11 +129,23 @@ class _Turn:
         self.decoded_samples = max(self.decoded_samples - cut, 0)
 
 
+def said_again(committed: list[Word], fresh: list[Word], longest: int = 6) -> int:
+    """How many of the fresh words' first ones repeat the committed words' last ones (the longest such run)."""
+    for count in range(min(longest, len(committed), len(fresh)), 0, -1):
+        if [w.key for w in committed[-count:]] == [w.key for w in fresh[:count]]:
+            return count
+    return 0
+
+
 class StreamingRecognizer:
-    def __init__(self, backend: AsrBackend, vad: SileroVad, config: RecognizerConfig, decode_lock: asyncio.Lock):
+    def __init__(self, backend: AsrBackend, vad: SileroVad, config: RecognizerConfig, decode_lock: asyncio.Lock,
+                 judge: TurnEndJudge | None = None):
         self._backend = backend
         self._vad = vad
         self._cfg = config
+        self._semantic = config.end_of_turn == "semantic"
+        self._judge = judge
+        self._to_judge: _Turn | None = None  # a pause to judge before the feeder reads on
         self._lock = decode_lock
         self._events: asyncio.Queue[Event | None] = asyncio.Queue()
         self._turns: deque[_Turn] = deque()
@@ -149,10 +184,12 @@ class StreamingRecognizer:
                 usable = self._pending.size - self._pending.size % WINDOW
                 for start in range(0, usable, WINDOW):
                     self._on_window(self._pending[start : start + WINDOW])
+                    if self._to_judge is not None:
+                        await self._judge_pause(self._to_judge)
                 self._pending = self._pending[usable:]
                 self._wake.set()
             if self._turn is not None:
-                self._end_turn()
+                self._end_turn("stream_end")
             elif self._turn_count == 0:
                 # The stream held no speech at all: answer with an empty final rather than nothing.
                 self._events.put_nowait(Transcript(0, (), 0, True, self._position / SAMPLE_RATE))
@@ -175,11 +212,38 @@ class StreamingRecognizer:
                 self._start_turn()
             return
         turn.append(window)
+        silence_s = (turn.samples - turn.speech_end) / SAMPLE_RATE
         if is_speech:
             turn.speech_end = turn.samples
             turn.pause_announced = False
-        elif turn.samples - turn.speech_end >= cfg.end_of_turn_s * SAMPLE_RATE:
-            self._end_turn()
+            turn.judged, turn.wait = False, None
+        elif not self._semantic:
+            if silence_s >= cfg.end_of_turn_s:
+                self._end_turn("silence")
+        elif not turn.judged and silence_s >= cfg.judge_after_s:
+            turn.judged = True
+            self._to_judge = turn
+        elif turn.wait is not None and silence_s >= turn.wait[0]:
+            self._end_turn(turn.wait[1])
+        elif silence_s >= cfg.max_end_of_turn_s:
+            self._end_turn("cap")
+
+    async def _judge_pause(self, turn: _Turn) -> None:
+        """Semantic end of turn: the whole turn decoded now, and how complete its words read."""
+        self._to_judge = None
+        if turn.decoded_samples < turn.speech_end:
+            await self._decode(turn)
+        self._wake.set()  # the decode covers the pause: a speech_paused partial is due
+        cfg = self._cfg
+        text = " ".join(w.text for w in turn.committed + turn.tentative)
+        if not text or self._judge is None:
+            turn.wait = (cfg.end_of_turn_s, "silence")
+            return
+        turn.complete_probability = await asyncio.to_thread(self._judge.complete_probability, text)
+        if turn.complete_probability >= cfg.complete_above:
+            self._end_turn("model")
+        else:
+            turn.wait = (cfg.max_end_of_turn_s, "cap")
 
     def _start_turn(self) -> None:
         audio = np.concatenate(list(self._preroll))
@@ -193,12 +257,12 @@ class StreamingRecognizer:
         self._events.put_nowait(SpeechStarted(turn.index, speech_at))
         self._preroll.clear()
 
-    def _end_turn(self) -> None:
+    def _end_turn(self, reason: Literal["silence", "model", "cap", "stream_end"]) -> None:
         turn = self._turn
         turn.ended = True
         self._turn = None
         self._speech_run = 0
-        self._events.put_nowait(TurnEnded(turn.index, self._position / SAMPLE_RATE))
+        self._events.put_nowait(TurnEnded(turn.index, self._position / SAMPLE_RATE, reason, turn.complete_probability))
         self._wake.set()
 
     def _forget_old_arrivals(self) -> float:
@@ -250,7 +314,8 @@ class StreamingRecognizer:
                 paused = turn.samples - turn.speech_end >= pause
                 # No new partials while the speaker is silent and the last decode already holds all speech.
                 due = cfg.partials and not (paused and covered) and turn.samples - turn.decoded_samples >= interval
-                decoded = due or (paused and not covered and self._pause_decode_now())
+                # Semantic end of turn: the judgement decodes the pause.
+                decoded = due or (paused and not covered and not self._semantic and self._pause_decode_now())
                 if decoded:
                     await self._decode(turn, thorough=paused)
                     covered = turn.decoded_samples >= turn.speech_end
@@ -277,9 +342,12 @@ class StreamingRecognizer:
         offset = turn.start_sample / SAMPLE_RATE
         words = [Word(w.text, w.start_s + offset, w.end_s + offset, w.confidence) for w in words]
         turn.decoded_samples = audio.size
-        # Only words after the committed ones are open to revision.
+        # Only words after the committed ones are open to revision. Whisper's word timings on a short window can
+        # put words already committed after the boundary (the whole question aligned over its last second): a
+        # head of the fresh words that says the committed tail again is that, not new speech.
         boundary = turn.committed[-1].end_s - 0.05 if turn.committed else -1.0
         fresh = [w for w in words if w.start_s >= boundary]
+        fresh = fresh[said_again(turn.committed, fresh):]
         agreed = 0
         for old, new in zip(turn.previous, fresh):
             if old.key != new.key:

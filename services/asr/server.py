@@ -1,6 +1,7 @@
 """The ASR gRPC servicer: validates the stream, runs a StreamingRecognizer, maps its events to messages."""
 
 import asyncio
+import logging
 import time
 
 import grpc
@@ -10,6 +11,7 @@ from avatar.common.v1 import common_pb2
 from core import audio
 from core.asr.backends.base_backend import AsrBackend
 from core.asr.backends.whisper_ct2 import WhisperCt2Backend
+from core.asr.turn_end import TurnTextModel
 from core.asr.vad import SileroVad
 from core.errors import BadRequest, NotFound
 from services.asr.config import AsrSettings
@@ -23,6 +25,12 @@ from services.asr.engine import (
 )
 from services.common import metrics
 from services.common.streams import check_chunk_size, read_config
+
+log = logging.getLogger(__name__)
+
+
+_END_OF_TURN = {asr_pb2.RecognitionConfig.END_OF_TURN_SEMANTIC: "semantic",
+                asr_pb2.RecognitionConfig.END_OF_TURN_SILENCE: "silence"}
 
 
 def make_backend(settings: AsrSettings) -> AsrBackend:
@@ -42,6 +50,7 @@ class AsrService(asr_pb2_grpc.AsrServiceServicer):
         self._settings = settings
         self._backend = make_backend(settings)
         self._vad_session = None
+        self._turn_end: TurnTextModel | None = None
         self._decode_lock: asyncio.Lock | None = None
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
@@ -50,6 +59,10 @@ class AsrService(asr_pb2_grpc.AsrServiceServicer):
     def load(self) -> None:
         self._vad_session = SileroVad.load_session()
         self._backend.load()
+        if self._settings.end_of_turn_model:
+            self._turn_end = TurnTextModel(threads=self._settings.end_of_turn_model_threads)
+            self._turn_end.complete_probability("What is your name")
+            log.info("end-of-turn model %s: %.0f ms a judgement", self._turn_end.path.name, self._turn_end.last_ms)
 
     def _recognizer_config(self, config: asr_pb2.RecognitionConfig) -> RecognizerConfig:
         s = self._settings
@@ -58,9 +71,17 @@ class AsrService(asr_pb2_grpc.AsrServiceServicer):
         silence_ms = config.end_of_turn_silence_ms or s.end_of_turn_silence_ms
         if not 100 <= silence_ms <= 5000:
             raise BadRequest(f"end_of_turn_silence_ms must be 100-5000, got {silence_ms}")
+        max_silence_ms = config.max_end_of_turn_silence_ms or s.max_end_of_turn_silence_ms
+        if not s.judge_after_ms <= max_silence_ms <= 5000:
+            raise BadRequest(f"max_end_of_turn_silence_ms must be {s.judge_after_ms}-5000, got {max_silence_ms}")
+        mode = _END_OF_TURN.get(config.end_of_turn, s.end_of_turn)
         language = config.language or s.language
         return RecognizerConfig(
             end_of_turn_s=silence_ms / 1000,
+            end_of_turn=mode,
+            judge_after_s=s.judge_after_ms / 1000,
+            max_end_of_turn_s=max_silence_ms / 1000,
+            complete_above=s.end_of_turn_complete_above,
             partials=config.partial_results,
             language=None if language == "auto" else language.split("-")[0].lower(),
             partial_interval_s=s.partial_interval_ms / 1000,
@@ -89,7 +110,7 @@ class AsrService(asr_pb2_grpc.AsrServiceServicer):
                 yield audio.resample(samples, fmt.sample_rate_hz, SAMPLE_RATE)
 
         recognizer = StreamingRecognizer(
-            self._backend, SileroVad(self._vad_session), recognizer_config, self._decode_lock
+            self._backend, SileroVad(self._vad_session), recognizer_config, self._decode_lock, self._turn_end
         )
         started = time.perf_counter()
         async for event in recognizer.run(chunks()):
@@ -109,7 +130,8 @@ def _to_response(event, meta: common_pb2.RequestMeta) -> asr_pb2.StreamingRecogn
     if isinstance(event, TurnEnded):
         return asr_pb2.StreamingRecognizeResponse(
             event=asr_pb2.SpeechEvent(
-                type=asr_pb2.SpeechEvent.END_OF_TURN, audio_offset_s=event.offset_s, turn_index=event.turn_index
+                type=asr_pb2.SpeechEvent.END_OF_TURN, audio_offset_s=event.offset_s, turn_index=event.turn_index,
+                end_of_turn_reason=event.reason, complete_probability=event.complete_probability,
             ),
             meta=meta,
         )

@@ -27,6 +27,12 @@ class GatewaySettings(BaseSettings):
     # Start the LLM on the transcript decoded when the user pauses, before the end of turn (kept if the final
     # transcript is the same).
     speculation: bool = True
+    # Speech that begins over a reply pauses it at the client at once; the reply resumes where it paused when the
+    # speech turns out to be no words (a cough, a "mm-hmm", the reply's own echo), at the latest after
+    # `pause_resume_s`, and is interrupted when it holds words. The reply's echo through the user's speakers is
+    # looked for up to `echo_max_delay_s` behind what the user is hearing.
+    pause_resume_s: float = Field(default=2.5, gt=0)
+    echo_max_delay_s: float = Field(default=1.0, ge=0, le=3.0)
     # History: what goes to the text engine with a turn (an estimate of tokens, and messages: the text engine
     # refuses more than LLM_MAX_HISTORY_MESSAGES), and how much of it a session keeps in Redis.
     history_tokens: int = Field(default=3000, ge=0)

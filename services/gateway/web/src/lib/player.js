@@ -17,7 +17,7 @@ export class AvatarPlayer {
     this.frames = [];
     this.sources = new Set();
     this.stats = { audioScheduled: 0, framesDrawn: 0, lateFrames: 0, videoCodec: "jpeg", audioCodec: "linear16",
-                   decodeErrors: 0 };
+                   decodeErrors: 0, paused: false, pauses: 0 };
     this.onFirstAudio = () => {};
     this.onKeyframeNeeded = () => {};
     this.decoder = null;
@@ -179,6 +179,19 @@ export class AvatarPlayer {
     image.close?.(); // decoded frames hold decoder memory until closed
   }
 
+  // Speech began over the reply: everything stops where it is (the audio clock draws the frames too), and goes
+  // on from there on `unpause`, or is dropped by `clear`.
+  async pause() {
+    this.stats.paused = true;
+    this.stats.pauses++;
+    await this.audio.suspend();
+  }
+
+  async unpause() {
+    this.stats.paused = false;
+    await this.audio.resume();
+  }
+
   // Barge-in: drop everything queued for the reply.
   clear() {
     for (const source of this.sources) source.stop();
@@ -186,6 +199,7 @@ export class AvatarPlayer {
     for (const frame of this.frames) frame.image.close?.();
     this.frames = [];
     this.turn = -1;
+    if (this.stats.paused) this.unpause();
     this.restartDecoder(); // the next reply starts with a keyframe
     if (this.audioDecoder && this.audioDecoder.state === "configured") this.audioDecoder.reset();
   }
