@@ -297,6 +297,23 @@ async def test_a_person_speaking_over_the_echo_still_stops_the_reply(store):
     await talk.close()
 
 
+async def test_words_that_go_on_before_any_of_the_reply_played_are_answered_with_the_words_before(store):
+    """The recogniser ended a turn at "Hello!" and the user went on: the reply, cut before it was heard, is not
+    lost words: the next reply answers the whole question, and the history holds it once."""
+    talk = Talk(store, llm=FakeTextEngine(word_delay_s=0.2))
+    await talk.start()
+    talk.ask("Hello!")
+    await talk.until("transcript", 2)  # the final: the reply is being made, nothing of it sent yet
+    talk.speak_over("How are you")
+    await talk.until("interrupted")
+    talk.stages.asr.say(SpeechEvent("end_of_turn", 2.0), Transcript("How are you today?", True))
+    await talk.until("turn_end", within_s=10)
+    assert talk.stages.llm.requests[-1].user_text == "Hello! How are you today?"
+    await talk.close()
+    stored = await store.history(talk.conversation.session_id)
+    assert [m["content"] for m in stored if m["role"] == "user"] == ["Hello! How are you today?"]
+
+
 async def test_with_the_word_threshold_off_speech_start_alone_stops_the_reply(store):
     talk = Talk(store, llm=FakeTextEngine(word_delay_s=0.002))
     await talk.start(settings={"barge_in_min_words": 0})

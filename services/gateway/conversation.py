@@ -48,10 +48,12 @@ def avatar_voice(avatars_dir: str, avatar_id: str) -> str:
 
 
 class _Reply:
-    """A reply of this conversation: its pipeline, the task running it, and what became of it."""
+    """A reply of this conversation: the user's words it answers, its pipeline, the task running it, and what
+    became of it."""
 
-    def __init__(self, turn: int, pipeline: ReplyPipeline):
+    def __init__(self, turn: int, user_text: str, pipeline: ReplyPipeline):
         self.turn = turn
+        self.user_text = user_text
         self.pipeline = pipeline
         self.task: asyncio.Task | None = None
         self.interrupted = False
@@ -87,6 +89,9 @@ class Conversation:
         self._listening: asyncio.Task | None = None
         self._reply: _Reply | None = None
         self._turn_ended_at: dict[int, float] = {}
+        # Words whose reply was cut before any of it played: the user had only paused, and their next words go on
+        # from these (a turn ended on "Hello!" and continued "How are you today?" is one question).
+        self._unanswered = ""
         self._speculation = SpeculationGate(stages.llm, settings.speculation)
         self._writes: asyncio.Task | None = None  # store writes, chained in order
         self._unsaved: list[Callable[[], Awaitable[None]]] = []  # writes not yet taken by the store
@@ -237,7 +242,8 @@ class Conversation:
             count = self._turn
             self._persist(lambda: self._store.turns_at_least(self.session_id, count))
         if transcript.text and not self._reply_audible():
-            self._answer(turn, transcript.text)
+            self._answer(turn, transcript.text, self._unanswered)
+            self._unanswered = ""
         else:
             self._speculation.drop()  # nothing said, or a backchannel heard over the reply: no turn to answer
 
@@ -254,15 +260,26 @@ class Conversation:
         trimmed = history.for_reply(self._history, self._settings.history_tokens, self._settings.history_messages)
         return ReplyRequest(text, trimmed, self._avatar_id, TurnMeta(self.session_id, turn))
 
-    def _answer(self, turn: int, text: str) -> None:
+    def _answer(self, turn: int, text: str, continues: str = "") -> None:
+        """A reply to `text`; `continues`: the words it goes on from (their reply was cut unheard), which the
+        reply answers with it and the history keeps as one message."""
         ended_at = self._turn_ended_at.pop(turn, time.perf_counter())
+        merging = bool(continues) and bool(self._history) and self._history[-1] == history.entry("user", continues)
+        if merging:
+            self._history.pop()  # stored again below, as the whole message
+            text = f"{continues} {text}"
         speculation = self._speculation.take(text)
         request = self._request(text, turn)
-        self._remember(history.entry("user", text))
+        entry = history.entry("user", text)
+        if merging:
+            self._history.append(entry)
+            self._persist(lambda: self._store.replace_last_history(self.session_id, entry))
+        else:
+            self._remember(entry)
         voice = avatar_voice(self._settings.avatars_dir, self._avatar_id)
         pipeline = ReplyPipeline(self._stages, request, voice, self._emit, ended_at, speculation,
                                  Playback(self._clock), self._settings.reply_stall_s, self._media)
-        reply = _Reply(turn, pipeline)
+        reply = _Reply(turn, text, pipeline)
         reply.task = asyncio.create_task(self._run_reply(reply))
         self._reply = reply
 
@@ -315,6 +332,8 @@ class Conversation:
         if made:
             if heard:
                 self._remember(history.entry("assistant", heard, interrupted=True))
+            elif reply.pipeline.playback.heard_s() == 0:
+                self._unanswered = reply.user_text
         elif self._history and self._history[-1]["role"] == "assistant":
             self._history[-1] = history.entry("assistant", heard, interrupted=True)
             last = self._history[-1]
