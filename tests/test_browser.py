@@ -143,3 +143,28 @@ def test_with_two_gateways_the_second_takes_the_conversation_over(stack, looping
         loop.call_soon_threadsafe(loop.stop)
         first.stop()
         second.stop()
+
+
+def test_a_backchannel_over_the_reply_pauses_it_in_the_browser_and_it_plays_on(stack, tmp_path):
+    """The user says "mm-hmm" while the avatar answers: the app pauses the reply at once (the audio clock that
+    draws the frames stops), and when the recogniser finds no words in it the reply goes on where it paused."""
+    from playwright.sync_api import sync_playwright
+
+    question, backchannel = speak("Please tell me about the sea."), speak("Mm-hmm.")
+    audio = np.concatenate([np.zeros(8000, np.float32), question, np.zeros(56000, np.float32), backchannel,
+                            np.zeros(160000, np.float32)])
+    wav = tmp_path / "backchannel.wav"
+    soundfile.write(wav, audio, 16000, subtype="PCM_16")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args(f"{wav}%noloop"), headless=True,
+                                    chromium_sandbox=False)
+        page = browser.new_page()
+        page.goto(f"http://{stack.address('gateway')}/")
+        page.get_by_test_id("start").click()
+        page.wait_for_function("window.__avatar.stats.pauses >= 1", timeout=90_000)
+        page.wait_for_function("!window.__avatar.stats.paused", timeout=30_000)
+        drawn = page.evaluate("window.__avatar.stats.framesDrawn")
+        page.wait_for_function(f"window.__avatar.stats.framesDrawn > {drawn + 10}", timeout=30_000)
+        turns = page.evaluate("window.__avatar.turns()")
+        assert turns[0]["reply"].strip() and not page.get_by_test_id("error").count(), turns
+        browser.close()

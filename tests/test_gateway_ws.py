@@ -3,7 +3,6 @@
 import asyncio
 import json
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -378,7 +377,6 @@ async def test_the_replys_own_voice_through_the_speakers_never_interrupts_it_and
     leave it past the browser's echo canceller: the reply plays to its end. The same echo with a person asking a
     question over it: the reply is paused, then interrupted."""
     events = await _echoed_reply(stack)
-    Path("/tmp/work/echo_events.json").write_text(json.dumps([e for e in events if e["type"] != "reply_delta"], indent=0))
     kinds = [e["type"] for e in events if e["type"] != "reply_delta"]
     assert "interrupted" not in kinds and "turn_end" in kinds, [(e["type"], e.get("text", e.get("heard")))
                                                                 for e in events if e["type"] != "reply_delta"]

@@ -28,6 +28,7 @@ import numpy as np
 
 from core.asr.backends.base_backend import AsrBackend, Word
 from core.asr.vad import WINDOW, SileroVad
+from services.common import metrics
 
 SAMPLE_RATE = 16000
 
@@ -239,7 +240,9 @@ class StreamingRecognizer:
         if not text or self._judge is None:
             turn.wait = (cfg.end_of_turn_s, "silence")
             return
+        started = time.perf_counter()
         turn.complete_probability = await asyncio.to_thread(self._judge.complete_probability, text)
+        metrics.END_OF_TURN_JUDGEMENT.observe(time.perf_counter() - started)
         if turn.complete_probability >= cfg.complete_above:
             self._end_turn("model")
         else:

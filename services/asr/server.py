@@ -128,6 +128,7 @@ def _to_response(event, meta: common_pb2.RequestMeta) -> asr_pb2.StreamingRecogn
             meta=meta,
         )
     if isinstance(event, TurnEnded):
+        metrics.END_OF_TURN.labels(event.reason).inc()
         return asr_pb2.StreamingRecognizeResponse(
             event=asr_pb2.SpeechEvent(
                 type=asr_pb2.SpeechEvent.END_OF_TURN, audio_offset_s=event.offset_s, turn_index=event.turn_index,

@@ -29,3 +29,9 @@ LLM_QUEUE_WAIT = Histogram(
     "Time a generation waited for a slot and its first turn on the engine, before its prompt was evaluated",
     buckets=LATENCY_BUCKETS,
 )
+END_OF_TURN = Counter("avatar_asr_end_of_turn_total", "Turns ended, by the rule that ended them", ["reason"])
+END_OF_TURN_JUDGEMENT = Histogram(
+    "avatar_asr_end_of_turn_judgement_seconds",
+    "Time the end-of-turn model took to read a turn's words",
+    buckets=LATENCY_BUCKETS,
+)
