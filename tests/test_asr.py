@@ -13,7 +13,7 @@ from avatar.asr.v1 import asr_pb2, asr_pb2_grpc
 
 from tests.grpc_helpers import asr_requests, with_silence
 from tests.speech import SENTENCES, speak, wer
-from tests.voices import RATE, UNFAMILIAR, say
+from tests.voices import HESITATIONS, UNFAMILIAR, hesitation, say
 
 pytestmark = pytest.mark.contract
 
@@ -129,11 +129,6 @@ def test_a_short_question_is_transcribed_once_not_in_a_loop(stack, speed, neighb
     assert not loops, loops
 
 
-HESITATIONS = (("I would like to", "book a table for two."), ("Can you tell me about", "the history of Rome?"),
-               ("I was thinking that", "we could go to the park."), ("My favourite colour is, um", "blue."),
-               ("So, and then I", "went home."), ("Could you remind me of the", "name of that song?"))
-
-
 @pytest.mark.parametrize("voice", UNFAMILIAR, ids=lambda v: v.name)
 def test_a_thinking_pause_inside_a_sentence_does_not_end_the_turn(stack, voice):
     """A person pausing 0.7-1.1 s to think, mid-sentence, is one turn: the words so far read as left open, so the
@@ -142,9 +137,7 @@ def test_a_thinking_pause_inside_a_sentence_does_not_end_the_turn(stack, voice):
     end-of-turn bench counts them)."""
     split = []
     for i, (head, tail) in enumerate(HESITATIONS):
-        first = say(head, voice)
-        pause = np.zeros(int((0.7 + 0.08 * i) * RATE), np.float32)
-        audio = np.concatenate([first.samples[: int(first.voiced_end_s * RATE)], pause, say(tail, voice).samples])
+        audio = hesitation(head, tail, voice, pause_s=0.7 + 0.08 * i)
         responses = recognize(stack, asr_requests(with_silence(audio, gap_s=3.0), speed=3.0))
         finals = [h.transcript for h in hypotheses(responses, final=True)]
         ends = [e.end_of_turn_reason for e in events(responses, asr_pb2.SpeechEvent.END_OF_TURN)]

@@ -77,3 +77,16 @@ def last_voiced_sample(samples: np.ndarray, frame: int = RATE // 100) -> int:
     gate = max(rms.max() * 10 ** (-35 / 20), np.percentile(rms, 10) * 10 ** (12 / 20))
     voiced = np.flatnonzero(rms > gate)
     return int((voiced[-1] + 1) * frame) if voiced.size else 0
+
+
+# Sentences a person stops in to think, as (the words before the pause, the rest).
+HESITATIONS = (("I would like to", "book a table for two."), ("Can you tell me about", "the history of Rome?"),
+               ("I was thinking that", "we could go to the park."), ("My favourite colour is, um", "blue."),
+               ("So, and then I", "went home."), ("Could you remind me of the", "name of that song?"))
+
+
+def hesitation(head: str, tail: str, voice: Voice, pause_s: float) -> np.ndarray:
+    """`head`, `pause_s` of silence from its last voiced sample, then `tail`, in `voice`."""
+    first = say(head, voice)
+    pause = np.zeros(int(pause_s * RATE), np.float32)
+    return np.concatenate([first.samples[: int(first.voiced_end_s * RATE)], pause, say(tail, voice).samples])

@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import llama_cpp
 import numpy as np
 
 from core.llm.packaged_model import packaged_model
@@ -26,10 +27,8 @@ class TurnTextModel:
     """P(the words are a whole message) for the words of a turn so far."""
 
     def __init__(self, path: Path | None = None, threads: int = 1):
-        from llama_cpp import Llama
-
         self.path = path or packaged_model()
-        self._llm = Llama(model_path=str(self.path), n_ctx=512, n_threads=threads, n_batch=512, logits_all=True,
+        self._llm = llama_cpp.Llama(model_path=str(self.path), n_ctx=512, n_threads=threads, n_threads_batch=threads, n_batch=512,
                           verbose=False)
         enders = [self._llm.tokenize(mark.encode(), add_bos=False)[0] for mark in (".", "?", "!")]
         self._enders = sorted({*enders, *self._tokens("<|im_end|>")})
@@ -49,7 +48,8 @@ class TurnTextModel:
             started = time.perf_counter()
             self._llm.reset()
             self._llm.eval(tokens)
-            logits = np.asarray(self._llm.scores[len(tokens) - 1], dtype=np.float64)
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._llm.ctx, -1),
+                                           shape=(self._llm.n_vocab(),)).astype(np.float64)
             self.last_ms = (time.perf_counter() - started) * 1000
         probabilities = np.exp(logits - logits.max())
         return float(probabilities[self._enders].sum() / probabilities.sum())

@@ -17,12 +17,13 @@ from tests.benchmarks import (
     bench_sda,
     bench_soak,
     bench_tts,
+    bench_turns,
 )
 from tests.benchmarks.report import machine
 from tests.stack import ROOT, Stack
 
 # memory comes last: it reads the peak memory of the processes the others exercised
-BENCHES = {"asr": bench_asr, "llm": bench_llm, "tts": bench_tts, "sda": bench_sda, "face": bench_face, "e2e": bench_e2e,
+BENCHES = {"asr": bench_asr, "turns": bench_turns, "llm": bench_llm, "tts": bench_tts, "sda": bench_sda, "face": bench_face, "e2e": bench_e2e,
            "barge_in": bench_barge_in, "concurrency": bench_concurrency, "media": bench_media, "pipeline": bench_pipeline,
            "soak": bench_soak, "memory": bench_memory}
 
