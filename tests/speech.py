@@ -67,3 +67,10 @@ def wer(pairs: list[tuple[str, str]]) -> float:
         errors += e
         total += n
     return errors / max(total, 1)
+
+
+def says_twice(transcript: str) -> bool:
+    """Some three words in a row come twice: the recogniser looped ("what is your name what is your name")."""
+    words = [w.strip(",.?!").lower() for w in transcript.split()]
+    trigrams = list(zip(words, words[1:], words[2:]))
+    return len(set(trigrams)) != len(trigrams)

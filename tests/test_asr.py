@@ -2,8 +2,6 @@
 
 import contextlib
 import re
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -12,8 +10,9 @@ import pytest
 from avatar.asr.v1 import asr_pb2, asr_pb2_grpc
 
 from tests.grpc_helpers import asr_requests, with_silence
-from tests.speech import SENTENCES, speak, wer
-from tests.voices import HESITATIONS, UNFAMILIAR, hesitation, say
+from tests.noisy_neighbour import busy_core
+from tests.speech import SENTENCES, says_twice, speak, wer
+from tests.voices import HESITATIONS, QUESTIONS, UNFAMILIAR, hesitation, say
 
 pytestmark = pytest.mark.contract
 
@@ -21,17 +20,6 @@ pytestmark = pytest.mark.contract
 def recognize(stack, requests):
     with grpc.insecure_channel(stack.address("asr")) as channel:
         return list(asr_pb2_grpc.AsrServiceStub(channel).StreamingRecognize(requests, timeout=120))
-
-
-@contextlib.contextmanager
-def busy_core():
-    """A noisy neighbour: another process spinning on one core for as long as the block runs."""
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        yield
-    finally:
-        spinner.kill()
-        spinner.wait()
 
 
 def hypotheses(responses, final=None):
@@ -100,10 +88,6 @@ def test_the_end_of_turn_silence_is_tunable_per_session(stack):
     assert len(hypotheses(joined, final=True)) == 1
 
 
-QUESTIONS = ("Hello! How are you today?", "What is your name?", "What should I cook for dinner?",
-             "Tell me something about the ocean.", "What is your favorite season?")
-
-
 @pytest.mark.parametrize("speed, neighbour", [(1.0, False), (2.0, False), (3.0, False), (3.0, True)],
                          ids=["1x", "2x", "3x", "3x-busy-core"])
 def test_a_short_question_is_transcribed_once_not_in_a_loop(stack, speed, neighbour):
@@ -120,12 +104,7 @@ def test_a_short_question_is_transcribed_once_not_in_a_loop(stack, speed, neighb
 
     with busy_core() if neighbour else contextlib.nullcontext(), ThreadPoolExecutor(len(UNFAMILIAR)) as pool:
         heard = [item for items in pool.map(ask, UNFAMILIAR) for item in items]
-    loops = []
-    for question, voice, said in heard:
-        words = [w.strip(",.?!").lower() for w in said.split()]
-        trigrams = list(zip(words, words[1:], words[2:]))
-        if len(set(trigrams)) != len(trigrams):
-            loops.append(f"{voice}: {question!r} came out as {said!r}")
+    loops = [f"{voice}: {question!r} came out as {said!r}" for question, voice, said in heard if says_twice(said)]
     assert not loops, loops
 
 

@@ -79,6 +79,10 @@ def last_voiced_sample(samples: np.ndarray, frame: int = RATE // 100) -> int:
     return int((voiced[-1] + 1) * frame) if voiced.size else 0
 
 
+# Short questions: Whisper on a short window tended to say them again and again.
+QUESTIONS = ("Hello! How are you today?", "What is your name?", "What should I cook for dinner?",
+             "Tell me something about the ocean.", "What is your favorite season?")
+
 # Sentences a person stops in to think, as (the words before the pause, the rest).
 HESITATIONS = (("I would like to", "book a table for two."), ("Can you tell me about", "the history of Rome?"),
                ("I was thinking that", "we could go to the park."), ("My favourite colour is, um", "blue."),

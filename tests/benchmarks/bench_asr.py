@@ -4,6 +4,7 @@ Every clip is spoken by an espeak-ng voice the models were not built around (tes
 figures pool RUNS passes over the clips and give the range of the passes' own P50s as their spread. Word error
 rates also cover two people reading (tests/human_speech.py)."""
 
+import contextlib
 import time
 
 import grpc
@@ -14,8 +15,9 @@ from core.asr.backends.whisper_ct2 import WhisperCt2Backend
 from tests.benchmarks.report import Section, met, ms, p50, p95
 from tests.grpc_helpers import CHUNK_S, asr_requests
 from tests.human_speech import RECORDINGS, hear
-from tests.speech import SENTENCES, wer
-from tests.voices import UNFAMILIAR, Utterance, say
+from tests.noisy_neighbour import busy_core
+from tests.speech import SENTENCES, says_twice, wer
+from tests.voices import QUESTIONS, UNFAMILIAR, Utterance, say
 
 SHORT = SENTENCES[:4]  # ~3 s each
 LONG = [SENTENCES[i] + " " + SENTENCES[i + 4] for i in range(4)]  # ~8 s each
@@ -29,7 +31,8 @@ def _stream(stub, utterance: Utterance, paced: bool, partials: bool):
     speech_chunks = int(utterance.voiced_end_s / CHUNK_S) + 1  # requests up to the chunk of the last voiced sample
 
     def requests():
-        for i, request in enumerate(asr_requests(audio, speed=1.0 if paced else 0.0, partials=partials)):
+        for i, request in enumerate(asr_requests(audio, speed=1.0 if paced else 0.0, partials=partials,
+                                                 end_of_turn=asr_pb2.RecognitionConfig.END_OF_TURN_SILENCE)):
             yield request
             if i == speech_chunks:  # the chunk holding the last voiced sample was just sent (request 0: the config)
                 marks["speech_end"] = time.perf_counter()
@@ -82,7 +85,7 @@ def run(stack) -> Section:
             section.add(f"{label}: end of turn → final",
                         f"{ms(p50(after_eot))} P50, {ms(p95(after_eot))} P95 ({met(p50(after_eot), 0.3)}; the "
                         f"passes' P50s {eot_spread})", "≤ 300 ms P50")
-            section.add(f"{label}: last voiced sample → final (incl. 500 ms end-of-turn silence)",
+            section.add(f"{label}: last voiced sample → final (silence rule: incl. 500 ms end-of-turn silence)",
                         f"{ms(p50(after_speech))} P50, {ms(p95(after_speech))} P95")
             if partial:
                 section.add(f"{label}: stream start → first partial", f"{ms(p50(partial))} P50")
@@ -95,6 +98,14 @@ def run(stack) -> Section:
             for spoken in (voice, voice.noisy()):
                 pairs = [(text, _final_text(stub, say(text, spoken).samples)) for text in SHORT]
                 section.add(f"word error rate, voice {spoken.name}", f"{wer(pairs):.1%}")
+        for name, speed, neighbour in (("1x", 1.0, False), ("2x", 2.0, False), ("3x", 3.0, False),
+                                       ("3x, one core busy", 3.0, True)):
+            with busy_core() if neighbour else contextlib.nullcontext():
+                said = [_final_text(stub, say(question, voice).samples, speed)
+                        for voice in UNFAMILIAR for question in QUESTIONS]
+            loops = sum(map(says_twice, said))
+            section.add(f"short questions said twice in their final (a loop), streamed at {name}",
+                        f"{loops} of {len(said)} ({met(loops, 0, str)})", "0")
         for recording in RECORDINGS:
             for snr_db, noise in ((None, ""), (20.0, " + room/fan 20 dB")):
                 pairs = [(recording.text, _final_text(stub, hear(recording, snr_db).samples))]
@@ -108,8 +119,8 @@ def run(stack) -> Section:
     return section
 
 
-def _final_text(stub, speech: np.ndarray) -> str:
+def _final_text(stub, speech: np.ndarray, speed: float = 0.0) -> str:
     audio = np.concatenate([speech, np.zeros(16000, np.float32)])
-    finals = [r.hypothesis.transcript for r in stub.StreamingRecognize(asr_requests(audio), timeout=120)
+    finals = [r.hypothesis.transcript for r in stub.StreamingRecognize(asr_requests(audio, speed=speed), timeout=120)
               if r.WhichOneof("result") == "hypothesis" and r.hypothesis.is_final]
     return " ".join(finals)
