@@ -221,10 +221,7 @@ class Conversation:
             "words": [{"w": w.w, "start": round(w.start, 3), "end": round(w.end, 3), "p": round(w.p, 3)}
                       for w in transcript.words],
         })
-        playback = self._reply.pipeline.playback if self._reply_audible() else None
-        echo = playback is not None and (self._echo.says_like(transcript.text, playback)
-                                         or self._echo.sounds_like(playback))
-        if not echo and interrupts(transcript.text, self._session_settings.barge_in_min_words):
+        if interrupts(transcript.text, self._session_settings.barge_in_min_words) and not self._echoed(transcript.text):
             self._barge_in()  # words, not a cough, a "mm-hmm" or the reply's own: the user speaks over the reply
         elif transcript.final:
             self._resume_reply()
@@ -290,6 +287,14 @@ class Conversation:
             return  # barge-in: `_barge_in` remembered what was heard
         if reply.pipeline.text and not reply.interrupted:
             self._remember(history.entry("assistant", reply.pipeline.text))
+
+    def _echoed(self, text: str) -> bool:
+        """Words heard over the reply are its own, come back through the speakers: they say what it just said,
+        or the microphone still sounds like it."""
+        if not self._reply_audible():
+            return False
+        playback = self._reply.pipeline.playback
+        return self._echo.says_like(text, playback) or self._echo.sounds_like(playback)
 
     def _pause_reply(self) -> None:
         """Speech began over the reply: the client pauses it until the speech is known to be words or not; the
