@@ -76,7 +76,9 @@ def test_the_nemo_checkpoint_is_served_through_the_same_rpc(nemo_model):
             time.sleep(0.5)
         audio = with_silence(speak(SENTENCES[0]))
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            responses = list(asr_pb2_grpc.AsrServiceStub(channel).StreamingRecognize(asr_requests(audio), timeout=120))
+            # the silence rule: one turn for the sentence, whatever words a 20-step model makes of it
+            requests = asr_requests(audio, end_of_turn=asr_pb2.RecognitionConfig.END_OF_TURN_SILENCE)
+            responses = list(asr_pb2_grpc.AsrServiceStub(channel).StreamingRecognize(requests, timeout=120))
     finally:
         process.terminate()
         process.wait(timeout=15)
