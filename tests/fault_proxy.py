@@ -1,6 +1,7 @@
-"""A TCP proxy for injected network faults between two processes: it passes bytes on, delays them, swallows them
-(a black hole: the connection stays open, nothing arrives), or cuts every connection; it can also send new
-connections elsewhere (a load balancer in front of two gateways)."""
+"""A TCP proxy for injected network faults between two processes: it passes bytes on, delays them, holds them
+(a stall: nothing arrives until it passes again, then all of it), swallows them (a black hole: the connection
+stays open, nothing arrives), or cuts every connection; it can also send new connections elsewhere (a load
+balancer in front of two gateways)."""
 
 import asyncio
 import contextlib
@@ -8,7 +9,7 @@ from typing import Literal
 
 from services.runner.redis_server import free_port
 
-Mode = Literal["pass", "delay", "blackhole", "cut"]
+Mode = Literal["pass", "delay", "hold", "blackhole", "cut"]
 
 
 class FaultProxy:
@@ -63,6 +64,8 @@ class FaultProxy:
                     continue
                 if self.mode == "delay":
                     await asyncio.sleep(self._delay_s)
+                while self.mode == "hold":
+                    await asyncio.sleep(0.02)
                 writer.write(data)
                 await writer.drain()
         writer.transport.abort()

@@ -71,7 +71,7 @@ def test_a_turn_completes_in_the_browser(stack, question_wav, webcodecs):
         assert len(shots) >= 3, "the avatar canvas did not change"
         page.get_by_test_id("latency").first.wait_for(timeout=60_000)
         stats = page.evaluate("window.__avatar.stats")
-        assert stats["audioScheduled"] > 10 and stats["framesDrawn"] > 10, stats
+        assert stats["audioScheduled"] > 10 and stats["framesDrawn"] > 10 and stats["overlaps"] == 0, stats
         assert stats["videoCodec"] in (("h264", "vp8") if webcodecs else ("jpeg",)) and not stats["decodeErrors"], stats
         page.screenshot(path=str(SCREENSHOTS / f"conversation-{stats['videoCodec']}.png"), full_page=True)
         assert not page.get_by_test_id("error").count()
@@ -168,3 +168,40 @@ def test_a_backchannel_over_the_reply_pauses_it_in_the_browser_and_it_plays_on(s
         turns = page.evaluate("window.__avatar.turns()")
         assert turns[0]["reply"].strip() and not page.get_by_test_id("error").count(), turns
         browser.close()
+
+
+def test_after_a_network_stall_the_reply_goes_on_from_where_it_stopped(stack, tmp_path):
+    """The connection holds everything for 3 s mid-reply (a train's tunnel, a congested link): the app runs out
+    of reply, then plays what comes next from where it stopped, its slices one after another (played at their
+    late times they would all sound at once), and the frames go on with it."""
+    from playwright.sync_api import sync_playwright
+
+    audio = np.concatenate([np.zeros(8000, np.float32), speak("Please tell me a long story about a dragon."),
+                            np.zeros(48000, np.float32)])
+    wav = tmp_path / "story.wav"
+    soundfile.write(wav, audio, 16000, subtype="PCM_16")
+    link = FaultProxy(stack.specs["gateway"].port)
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    asyncio.run_coroutine_threadsafe(link.start(), loop).result(10)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args(f"{wav}%noloop"),
+                                        headless=True, chromium_sandbox=False)
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{link.port}/")
+            page.get_by_test_id("start").click()
+            page.wait_for_function("window.__avatar.stats.audioScheduled > 5", timeout=90_000)
+            loop.call_soon_threadsafe(link.set, "hold")
+            time.sleep(3)
+            loop.call_soon_threadsafe(link.set, "pass")
+            page.wait_for_function("window.__avatar.stats.underruns >= 1", timeout=60_000)
+            drawn = page.evaluate("window.__avatar.stats.framesDrawn")
+            page.wait_for_function(f"window.__avatar.stats.framesDrawn > {drawn + 25}", timeout=30_000)
+            stats = page.evaluate("window.__avatar.stats")
+            assert stats["overlaps"] == 0 and not stats["decodeErrors"], stats
+            assert not page.get_by_test_id("error").count()
+            browser.close()
+    finally:
+        asyncio.run_coroutine_threadsafe(link.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)

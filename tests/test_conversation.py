@@ -14,7 +14,7 @@ from services.gateway.config import GatewaySettings
 from services.gateway.conversation import Conversation
 from services.gateway.protocol import Hello
 from services.gateway.session_store import SessionStore, StoreUnavailable
-from services.gateway.stages import SpeechChunk, SpeechEvent, Transcript
+from services.gateway.stages import SpeechChunk, SpeechEvent, Transcript, Word
 from services.runner.redis_server import EmbeddedRedis
 from tests.fake_stages import WORD_S, FakeAnimator, FakeTextEngine, fake_stages
 from tests.reliability_figures import record
@@ -240,6 +240,20 @@ async def test_words_over_a_paused_reply_stop_it_where_it_paused(store):
     await talk.close()
 
 
+async def test_a_cough_the_recogniser_reads_as_a_word_it_is_unsure_of_does_not_stop_the_reply(store):
+    talk = Talk(store, GatewaySettings(avatars_dir="", pause_resume_s=0.05))
+    await talk.start()
+    talk.ask("Tell me about the sea.")
+    await talk.until("turn_end")
+    talk.stages.asr.say(SpeechEvent("speech_start", 5.0))
+    await talk.until("pause")
+    talk.stages.asr.say(Transcript("you", False, words=(Word("you", 5.0, 5.3, 0.03),)),
+                        Transcript("you", True, words=(Word("you", 5.0, 5.3, 0.04),)))
+    await talk.until("resume")
+    assert not talk.events("interrupted")
+    await talk.close()
+
+
 async def test_a_paused_reply_resumes_by_itself_when_no_words_come(store):
     talk = Talk(store, GatewaySettings(avatars_dir="", pause_resume_s=0.05))
     await talk.start()
@@ -289,11 +303,45 @@ async def test_a_person_speaking_over_the_echo_still_stops_the_reply(store):
     talk.clock.now += 1.2
     echo = reply_audio(talk)[int(0.35 * 16000) : int(1.05 * 16000)] * 10 ** (-24 / 20)
     voice = say("Wait, what about rivers?", UNFAMILIAR[2]).samples[: echo.size]
+    talk.conversation.audio(bytes(16000))  # the live microphone before: a quiet room
     talk.conversation.audio(encode_linear16(echo + voice))
     talk.stages.asr.say(SpeechEvent("speech_start", 5.0))
     await talk.until("pause")
-    talk.stages.asr.say(Transcript("Wait, what about", False))
+    # The recogniser hears echo and person as one utterance: the reply's words, then the person's (timed in the
+    # microphone's audio: the quiet room's half second, then the 0.7 s of echo and voice).
+    echoed = "".join(e["text"] for e in talk.events("reply_delta")).split()[:6]  # what it heard so far
+    words = [Word(w, 0.5 + 0.05 * i, 0.55 + 0.05 * i, 0.9) for i, w in enumerate(echoed)]
+    words += [Word("wait,", 0.85, 1.0, 0.9), Word("rivers", 1.0, 1.2, 0.9)]
+    talk.stages.asr.say(Transcript(" ".join(w.w for w in words), False, words=tuple(words)))
     await talk.until("interrupted")
+    await talk.close()
+
+
+async def test_a_person_who_starts_speaking_inside_the_echo_pauses_the_reply(store):
+    """The recogniser's speech began with the echo (no pause: it is the reply's own); a person then speaks over
+    it, in the same utterance: the reply pauses then, without a new onset."""
+    talk = Talk(store, tts=SpeakingSynthesizer())
+    await talk.start()
+    talk.ask("Tell me about the sea.")
+    await talk.until("turn_end")
+    talk.conversation.audio(bytes(32000))  # the live microphone before: a quiet room
+    reply, voice = reply_audio(talk), say("Wait, what about rivers?", UNFAMILIAR[2]).samples
+
+    def microphone(frame: int, with_voice: bool) -> bytes:
+        """The 100 ms the client plays from 0.5 s into the reply on: its echo (150 ms late, 24 dB down)."""
+        talk.clock.now += 0.1
+        echo = reply[int((0.35 + 0.1 * frame) * 16000) : int((0.45 + 0.1 * frame) * 16000)] * 10 ** (-24 / 20)
+        return encode_linear16(echo + (voice[1600 * frame : 1600 * (frame + 1)] if with_voice else 0))
+
+    talk.clock.now += 0.5
+    for frame in range(5):
+        talk.conversation.audio(microphone(frame, False))
+    talk.stages.asr.say(SpeechEvent("speech_start", 5.0))
+    await asyncio.sleep(0.05)
+    assert not talk.events("pause")
+    for frame in range(5, 15):
+        talk.conversation.audio(microphone(frame, True))
+    await talk.until("pause")
     await talk.close()
 
 

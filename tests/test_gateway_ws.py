@@ -302,7 +302,9 @@ class EchoingClient:
     """A client whose speakers reach its microphone: it plays the reply in real time (pausing at `pause`, going on
     at `resume`) and its microphone hears what plays `delay_s` later, `attenuation_db` quieter (what a laptop's
     speakers leave past a browser's echo canceller); `over` is spoken over it once it has played 2 s. Speakers and
-    microphone run on one device clock: each 100 ms of microphone holds the next 100 ms of what played."""
+    microphone run on one device clock: each 100 ms of microphone holds the next 100 ms of what played; a reply
+    that runs out (its stages behind real time) goes on from where it stopped when more comes, the speakers quiet
+    until then."""
 
     def __init__(self, ws, delay_s=0.15, attenuation_db=24.0, over: np.ndarray | None = None):
         self.ws, self.delay, self.gain = ws, int(delay_s * 16000), 10 ** (-attenuation_db / 20)
@@ -311,15 +313,17 @@ class EchoingClient:
         self.events: list[dict] = []
         self.playing = False
         self.played = 0  # samples of the reply played so far
+        self.speakers = np.zeros(self.delay, np.float32)  # what the speakers gave out, frame by frame
 
     def mic_frame(self, over_at: int) -> bytes:
         """The next 100 ms of microphone: the echo of what played `delay_s` ago, and the speech over it if due."""
-        frame = np.zeros(1600, np.float32)
-        if self.playing:  # paused, the speakers are quiet
-            start, end = max(0, self.played - self.delay), max(0, self.played + 1600 - self.delay)
-            echo = np.frombuffer(bytes(self.reply[2 * start : 2 * end]), np.int16).astype(np.float32) / 32768
-            frame[1600 - echo.size :] = echo * self.gain
-            self.played = min(self.played + 1600, len(self.reply) // 2)
+        out = np.zeros(1600, np.float32)  # paused, or run out of reply (its stages behind), the speakers are quiet
+        if self.playing:
+            end = min(self.played + 1600, len(self.reply) // 2)
+            out[: end - self.played] = np.frombuffer(bytes(self.reply[2 * self.played : 2 * end]), np.int16) / 32768
+            self.played = end
+        self.speakers = np.concatenate([self.speakers, out])[-1600 - self.delay :]
+        frame = self.speakers[:1600] * self.gain
         if self.over is not None and over_at < self.over.size:
             piece = self.over[over_at : over_at + 1600]
             frame[: piece.size] += piece

@@ -32,6 +32,9 @@ class GatewaySettings(BaseSettings):
     # `pause_resume_s`, and is interrupted when it holds words. The reply's echo through the user's speakers is
     # looked for up to `echo_max_delay_s` behind what the user is hearing.
     pause_resume_s: float = Field(default=2.5, gt=0)
+    # Words the recogniser gave less than this probability interrupt nothing (Whisper reads a cough or a fan as
+    # "you" at 0.02-0.04; a word said over the reply, even cut short, measured 0.07-0.9).
+    barge_in_min_probability: float = Field(default=0.05, ge=0, le=1)
     echo_max_delay_s: float = Field(default=1.0, ge=0, le=3.0)
     # History: what goes to the text engine with a turn (an estimate of tokens, and messages: the text engine
     # refuses more than LLM_MAX_HISTORY_MESSAGES), and how much of it a session keeps in Redis.

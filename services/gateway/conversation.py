@@ -31,9 +31,9 @@ from services.gateway.protocol import PROTOCOL_VERSION, ErrorCode, Hello, Sessio
 from services.gateway.reply_pipeline import ReplyPipeline
 from services.gateway.session_store import SessionStore, StoreUnavailable
 from services.gateway.speculation import SpeculationGate
-from services.gateway.spoken_words import interrupts
+from services.gateway.spoken_words import interrupts, meaningful_words
 from services.gateway.stages import (
-    ListenConfig, ReplyRequest, SpeechEvent, Stages, StageFailed, Transcript, TurnMeta, VideoOut,
+    ListenConfig, ReplyRequest, SpeechEvent, Stages, StageFailed, Transcript, TurnMeta, VideoOut, Word,
 )
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,8 @@ class Conversation:
         self._audio: asyncio.Queue[bytes | None] | None = None
         self._listening: asyncio.Task | None = None
         self._reply: _Reply | None = None
+        self._in_speech = False  # the recogniser hears speech (between a speech_start and its end_of_turn)
+        self._listened_from_s = 0.0  # where the recogniser's audio began, in seconds of the session's microphone
         self._turn_ended_at: dict[int, float] = {}
         # Words whose reply was cut before any of it played: the user had only paused, and their next words go on
         # from these (a turn ended on "Hello!" and continued "How are you today?" is one question).
@@ -165,10 +167,13 @@ class Conversation:
 
     def audio(self, frame: bytes) -> None:
         if self._audio is None:
+            self._listened_from_s = self._echo.heard_s
             self._audio = asyncio.Queue()
             self._listening = asyncio.create_task(self._listen(self._audio))
         self._audio.put_nowait(frame)
-        self._echo.heard(frame)
+        someone = self._echo.heard(frame, self._reply.pipeline.playback if self._reply_audible() else None)
+        if someone and self._in_speech:
+            self._pause_reply(over_echo=True)  # someone speaks over the reply's echo: the speech's onset was the echo's
 
     def keyframe(self) -> None:
         """The client's video decoder lost its place: the reply's next frame decodes on its own."""
@@ -200,6 +205,7 @@ class Conversation:
                 self._audio = None
 
     def _on_speech_event(self, event: SpeechEvent) -> None:
+        self._in_speech = event.kind == "speech_start"
         if event.kind == "speech_start":
             self._emit({"type": event.kind, "turn": self._turn, "t": round(event.t, 3)})
             if self._session_settings.barge_in_min_words == 0:
@@ -221,7 +227,10 @@ class Conversation:
             "words": [{"w": w.w, "start": round(w.start, 3), "end": round(w.end, 3), "p": round(w.p, 3)}
                       for w in transcript.words],
         })
-        if interrupts(transcript.text, self._session_settings.barge_in_min_words) and not self._echoed(transcript.text):
+        # Words the recogniser was nearly sure were not there (a cough read as "you") are not heard.
+        words = [w for w in transcript.words if w.p >= self._settings.barge_in_min_probability]
+        heard = " ".join(w.w for w in words) if transcript.words else transcript.text
+        if interrupts(heard, self._session_settings.barge_in_min_words) and not self._echoed(heard, words):
             self._barge_in()  # words, not a cough, a "mm-hmm" or the reply's own: the user speaks over the reply
         elif transcript.final:
             self._resume_reply()
@@ -288,21 +297,28 @@ class Conversation:
         if reply.pipeline.text and not reply.interrupted:
             self._remember(history.entry("assistant", reply.pipeline.text))
 
-    def _echoed(self, text: str) -> bool:
-        """Words heard over the reply are its own, come back through the speakers: they say what it just said,
-        or the microphone still sounds like it."""
+    def _echoed(self, text: str, words: list[Word]) -> bool:
+        """Words heard over the reply are its own, come back through the speakers: no one else spoke into the
+        microphone while they were said, and they say what it just said, or the microphone still sounds like it."""
         if not self._reply_audible():
             return False
+        start = self._listened_from_s  # the words are timed from there
+        if any(self._echo.someone_else_during(start + w.start, start + w.end) for w in words if meaningful_words(w.w)):
+            return False
         playback = self._reply.pipeline.playback
-        return self._echo.says_like(text, playback) or self._echo.sounds_like(playback)
+        echoed = self._echo.says_like(text, playback) or self._echo.sounds_like(playback)
+        log.debug("words over the reply at %.1f s of it: %r, %s", playback.heard_s(), text[-80:],
+                  "its echo" if echoed else "the user's")
+        return echoed
 
-    def _pause_reply(self) -> None:
-        """Speech began over the reply: the client pauses it until the speech is known to be words or not; the
-        reply's own sound coming back through the speakers pauses nothing."""
+    def _pause_reply(self, over_echo: bool = False) -> None:
+        """Speech began over the reply (`over_echo`: someone began to speak over its echo): the client pauses it
+        until the speech is known to be words or not; the reply's own sound coming back through the speakers
+        pauses nothing."""
         reply = self._reply
         if reply is None or not reply.audible() or reply.pipeline.playback.paused:
             return
-        if self._echo.sounds_like(reply.pipeline.playback):
+        if not over_echo and self._echo.sounds_like(reply.pipeline.playback):
             ECHOES.inc()
             return
         reply.pipeline.playback.pause()

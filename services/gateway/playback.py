@@ -2,8 +2,9 @@
 
 The gateway sends a reply's media as fast as the stages make it; the client plays it in real time from the
 first message on, except while it is paused (speech began over it, and the conversation waits to hear whether
-it is words). So at any moment the user has heard the time since the first media was sent, less the pauses, at
-most as much as was sent. The reply's clauses, with the audio position where each starts, turn that into
+it is words), and when it runs out (the stages fell behind real time) it goes on from where it stopped once more
+comes. So the user has heard the time played since the last such start (the first media, a resume, media after
+running out) on top of where it started, at most as much as was sent. The reply's clauses, with the audio position where each starts, turn that into
 words: a reply cut by barge-in is remembered as what was heard of it. The last seconds of the reply's audio are
 kept, so what comes back through the user's microphone can be compared with what was playing (`echo.py`).
 """
@@ -21,12 +22,13 @@ _KEEP_S = 6.0  # of the reply's audio, for the echo check
 class Playback:
     def __init__(self, clock: Callable[[], float] = time.monotonic):
         self._clock = clock
-        self._started_at: float | None = None
+        # Each time playing (re)started: when, and from where in the reply's audio. A run plays on until the next
+        # one's start position (where the client ran out or paused), the last one up to what was sent.
+        self._runs: list[tuple[float, float]] = []
         self._sent_s = 0.0  # media end, in seconds of the reply's audio
         self._clauses: list[tuple[float, str]] = []  # (start in seconds of the reply's audio, text)
         self._spoken_s = 0.0  # audio made by speech synthesis so far
         self._paused_at: float | None = None
-        self._paused_s = 0.0  # time spent paused, before the pause under way
         self._audio = np.zeros(0, np.int16)  # the last _KEEP_S of the reply's audio sent
         self._audio_end_s = 0.0  # where it ends, in seconds of the reply's audio
 
@@ -38,8 +40,8 @@ class Playback:
 
     def sent(self, end_s: float, pcm: bytes = b"") -> None:
         """Media up to `end_s` of the reply's audio went to the client; `pcm`: the audio that ends there."""
-        if self._started_at is None:
-            self._started_at = self._clock()
+        if not self._runs or (self._paused_at is None and self.heard_s() >= self._sent_s):
+            self._start(self._sent_s)  # first media, or after running out
         self._sent_s = max(self._sent_s, end_s)
         if pcm:
             audio = np.concatenate([self._audio, np.frombuffer(pcm, np.int16)])
@@ -52,24 +54,45 @@ class Playback:
 
     def resume(self) -> None:
         if self._paused_at is not None:
-            self._paused_s += self._clock() - self._paused_at
+            self._start(self.heard_s())
             self._paused_at = None
+
+    def _start(self, position_s: float) -> None:
+        now = self._clock()
+        self._runs.append((now, position_s))
+        while len(self._runs) > 1 and self._runs[1][0] < now - _KEEP_S:
+            del self._runs[0]
 
     @property
     def paused(self) -> bool:
         return self._paused_at is not None
 
     def heard_s(self) -> float:
-        if self._started_at is None:
+        if not self._runs:
             return 0.0
+        at, position = self._runs[-1]
         now = self._clock() if self._paused_at is None else self._paused_at
-        return max(0.0, min(now - self._started_at - self._paused_s, self._sent_s))
+        return max(0.0, min(position + now - at, self._sent_s))
 
     def audio_heard(self, seconds: float) -> np.ndarray:
-        """The reply's audio the user heard over the last `seconds` (float32 at OUTPUT_RATE; less near its start)."""
-        end = len(self._audio) - round((self._audio_end_s - self.heard_s()) * OUTPUT_RATE)
-        end = max(0, min(end, len(self._audio)))
-        return self._audio[max(0, end - round(seconds * OUTPUT_RATE)) : end].astype(np.float32) / 32768
+        """What the user's speakers gave out over the last `seconds` (float32 at OUTPUT_RATE): the reply's audio
+        where it played, silence before it began, while it was paused and where it had run out."""
+        now = self._clock()
+        out = np.zeros(round(seconds * OUTPUT_RATE), np.float32)
+        for k, (at, position) in enumerate(self._runs):
+            last = k + 1 == len(self._runs)
+            stop = self.heard_s() if last else self._runs[k + 1][1]  # where it ran out, paused, or is now
+            begin_t = max(at, now - seconds)
+            end_t = min(at + stop - position, now)
+            if end_t <= begin_t:
+                continue
+            into = round((begin_t - now + seconds) * OUTPUT_RATE)
+            source = len(self._audio) - round((self._audio_end_s - (position + begin_t - at)) * OUTPUT_RATE)
+            count = min(round((end_t - begin_t) * OUTPUT_RATE), out.size - into)
+            skip = max(0, -source)  # older than the audio kept
+            piece = self._audio[source + skip : source + count]
+            out[into + skip : into + skip + piece.size] = piece.astype(np.float32) / 32768
+        return out
 
     def recent_words(self, seconds: float) -> list[str]:
         """The words of the clauses the user heard over the last `seconds`."""
@@ -83,7 +106,7 @@ class Playback:
 
     def playing(self) -> bool:
         """The client is still playing (or about to play) this reply."""
-        return self._started_at is None or self.heard_s() < self._sent_s
+        return not self._runs or self.heard_s() < self._sent_s
 
     def heard_text(self) -> str:
         """The words heard so far: whole clauses, and the share of the clause being spoken that has elapsed."""

@@ -1,8 +1,9 @@
 """The words of a transcript that say something: fillers and backchannels ("um", "hmm", "uh-huh") do not.
 
 Two rules of the conversation read transcripts this way:
-- barge-in: speech over a reply stops it only with words (a cough, a click or a door rarely passes the ASR's voice
-  detector; a hum or a "mm-hmm" does, and is the listener saying "go on", not "stop");
+- barge-in: speech over a reply stops it only with words the recogniser is not wholly unsure of (a cough, a click or
+  a door rarely passes the ASR's voice detector, and when one does Whisper may read it as a word — "you", "F" —
+  it gives a probability of a few hundredths; a hum or a "mm-hmm" is the listener saying "go on", not "stop");
 - speculation: the reply started on the transcript decoded at a pause is kept when the final says the same words,
   whatever fillers, case or punctuation differ.
 """
@@ -27,3 +28,4 @@ def meaningful_words(transcript: str) -> list[str]:
 def interrupts(transcript: str, min_words: int) -> bool:
     """Whether speech heard over a reply stops it: at least `min_words` (and at least one) meaningful words."""
     return len(meaningful_words(transcript)) >= max(1, min_words)
+

@@ -25,6 +25,10 @@ _PADDING_S = 1.0
 _MAX_WORDS_PER_S = 6.0
 _MAX_COMPRESSION_RATIO = 2.4
 _MIN_AVG_LOGPROB = -0.8
+# Whisper's own silence rule: a decode it thought likely to be no speech and was unsure of is no words (a cough,
+# a fan or a hum read as "you" or "Thank you.").
+_NO_SPEECH_ABOVE = 0.6
+_NO_SPEECH_LOGPROB_BELOW = -1.0
 # A decode is suspected of stopping early when, past its last word (+ grace), this much audio is voiced.
 _TAIL_GRACE_S = 0.4
 _TAIL_SPEECH_S = 0.3
@@ -109,7 +113,7 @@ class WhisperCt2Backend:
         if language is None:
             language = model.model.detect_language(encoder_output)[0][0][0][2:-2]
         tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
-        tokens, avg_logprob = self._generate(encoder_output, tokenizer, prompt, duration)
+        tokens, avg_logprob, no_speech = self._generate(encoder_output, tokenizer, prompt, duration)
         # A quick partial ends mid-speech, where a word said twice ("Wait wait") is nearly always a loop; in a
         # thorough decode it may be meant ("no, no") and goes to the stutter check.
         words = cut_loop(self._words(tokenizer, tokens, encoder_output, features.shape[-1]), 2 if thorough else 1)
@@ -122,8 +126,11 @@ class WhisperCt2Backend:
         if suspect:
             log.debug("short-window decode looked wrong (%r); retrying on a full window", text[:80])
             encoder_output = model.encode(self._fit(features, _FULL_WINDOW_FRAMES))
-            tokens, _ = self._generate(encoder_output, tokenizer, prompt, duration)
+            tokens, avg_logprob, no_speech = self._generate(encoder_output, tokenizer, prompt, duration)
             words = cut_loop(self._words(tokenizer, tokens, encoder_output, features.shape[-1]))
+        if no_speech > _NO_SPEECH_ABOVE and avg_logprob < _NO_SPEECH_LOGPROB_BELOW:
+            log.debug("no speech (%.2f) in %r", no_speech, " ".join(w.text for w in words)[:80])
+            return []
         return words
 
     @staticmethod
@@ -152,8 +159,8 @@ class WhisperCt2Backend:
         voiced = np.sqrt((frames**2).mean(axis=1)) > _VOICED_RMS
         return voiced.sum() * 0.01 >= _TAIL_SPEECH_S
 
-    def _generate(self, encoder_output, tokenizer, prompt: str, duration: float) -> tuple[list[int], float]:
-        """Text tokens and their average log-probability."""
+    def _generate(self, encoder_output, tokenizer, prompt: str, duration: float) -> tuple[list[int], float, float]:
+        """Text tokens, their average log-probability and the probability that the audio holds no speech."""
         sequence = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
         if prompt.strip():
             prompt_tokens = tokenizer.encode(" " + prompt.strip())[-223:]
@@ -168,10 +175,11 @@ class WhisperCt2Backend:
             repetition_penalty=1.0,
             no_repeat_ngram_size=0,
             return_scores=True,
+            return_no_speech_prob=True,
         )[0]
         tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
         # CTranslate2 scores are length-normalized log-probabilities (length_penalty 1).
-        return tokens, float(result.scores[0]) if tokens else 0.0
+        return tokens, float(result.scores[0]) if tokens else 0.0, float(result.no_speech_prob)
 
     def _words(self, tokenizer, tokens: list[int], encoder_output, num_frames: int) -> list[Word]:
         if not tokens:

@@ -1,5 +1,7 @@
 // Plays a reply: the audio clock drives everything. Each audio slice is scheduled at turnStart + pts, and each
-// video frame is drawn when the audio clock reaches its pts, so lips and sound stay together. Frames come as
+// video frame is drawn when the audio clock reaches its pts, so lips and sound stay together; a slice that comes
+// too late for its time moves it and all after it, audio and frames, later (the reply ran out: it goes on from
+// where it stopped). Frames come as
 // JPEGs or as H.264/VP8 chunks, audio as PCM or Opus packets, decoded with WebCodecs (the codecs the gateway
 // chose from the hello's lists).
 import { OPUS } from "./media.js";
@@ -17,7 +19,9 @@ export class AvatarPlayer {
     this.frames = [];
     this.sources = new Set();
     this.stats = { audioScheduled: 0, framesDrawn: 0, lateFrames: 0, videoCodec: "jpeg", audioCodec: "linear16",
-                   decodeErrors: 0, paused: false, pauses: 0 };
+                   decodeErrors: 0, paused: false, pauses: 0, underruns: 0, overlaps: 0 };
+    this.playedUntil = 0; // where the audio scheduled so far ends, on the audio clock
+    this.lag = 0; // how far the reply plays behind its schedule (it ran out, or decoded late)
     this.onFirstAudio = () => {};
     this.onKeyframeNeeded = () => {};
     this.decoder = null;
@@ -114,6 +118,7 @@ export class AvatarPlayer {
     if (message.turn !== this.turn) {
       this.turn = message.turn;
       this.turnStart = this.audio.currentTime + JITTER_S;
+      this.lag = 0;
       this.onFirstAudio(message.turn);
       if (this.audioDecoder) { // a new reply: a new Opus stream
         this.audioDecoder.reset();
@@ -147,7 +152,18 @@ export class AvatarPlayer {
     source.buffer = buffer;
     source.connect(this.audio.destination);
     source.onended = () => this.sources.delete(source);
-    source.start(Math.max(at, this.audio.currentTime));
+    let start = at + this.lag;
+    if (start < this.audio.currentTime) {
+      // Late: the reply ran out (its stages or the network fell behind) or its decoder is slow. It goes on from
+      // where it stopped, a jitter ahead, and so do its frames (played at their late times, slices would sound
+      // on top of one another).
+      this.lag += this.audio.currentTime - start + JITTER_S;
+      start = at + this.lag;
+      this.stats.underruns++;
+    }
+    if (start < this.playedUntil - 0.002) this.stats.overlaps++; // two slices at once: the speech garbles
+    this.playedUntil = Math.max(this.playedUntil, start + buffer.duration);
+    source.start(start);
     this.sources.add(source);
     this.stats.audioScheduled++;
   }
@@ -155,7 +171,7 @@ export class AvatarPlayer {
   drawDue() {
     const now = this.audio.currentTime;
     let due = null;
-    while (this.frames.length && this.frames[0].at <= now) {
+    while (this.frames.length && this.frames[0].at + this.lag <= now) {
       if (due) {
         this.stats.lateFrames++;
         due.image.close?.();
@@ -196,6 +212,7 @@ export class AvatarPlayer {
   clear() {
     for (const source of this.sources) source.stop();
     this.sources.clear();
+    this.playedUntil = 0;
     for (const frame of this.frames) frame.image.close?.();
     this.frames = [];
     this.turn = -1;

@@ -1,0 +1,69 @@
+"""What the user has heard of a reply, from the media sent and the client's clock (playback.py)."""
+
+import numpy as np
+import pytest
+
+from services.gateway.playback import Playback
+from services.gateway.stages import OUTPUT_RATE
+
+pytestmark = pytest.mark.unit
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def tone(seconds: float, level: int) -> bytes:
+    return np.full(int(seconds * OUTPUT_RATE), level, np.int16).tobytes()
+
+
+def test_a_client_that_ran_out_goes_on_from_where_it_stopped():
+    clock = Clock()
+    playback = Playback(clock)
+    playback.spoken(1.0, "One day a dragon")
+    playback.sent(1.0, tone(1.0, 100))
+    clock.now += 3.0  # the stages fell behind: the client played its second and waited two
+    assert playback.heard_s() == 1.0
+    playback.spoken(1.0, "flew over the sea")
+    playback.sent(2.0, tone(1.0, 200))
+    clock.now += 0.5
+    assert playback.heard_s() == pytest.approx(1.5)
+    assert playback.heard_text() == "One day a dragon flew over"
+    assert playback.audio_heard(0.25).mean() == pytest.approx(200 / 32768)  # the second second is playing
+
+
+def test_a_pause_holds_the_position_and_a_resume_goes_on_from_it():
+    clock = Clock()
+    playback = Playback(clock)
+    playback.sent(4.0, tone(4.0, 100))
+    clock.now += 1.0
+    playback.pause()
+    clock.now += 2.0
+    assert playback.heard_s() == 1.0 and playback.paused
+    playback.resume()
+    clock.now += 0.5
+    assert playback.heard_s() == pytest.approx(1.5)
+    playback.sent(5.0, tone(1.0, 100))  # more media while the client still has some: no new start
+    clock.now += 1.0
+    assert playback.heard_s() == pytest.approx(2.5)
+
+
+def test_the_speakers_are_quiet_where_the_client_ran_out_or_paused():
+    clock = Clock()
+    playback = Playback(clock)
+    playback.sent(1.0, tone(1.0, 100))
+    clock.now += 1.5  # played its second, then waited half a second for more
+    playback.sent(2.0, tone(1.0, 200))
+    clock.now += 0.5
+    playback.pause()
+    clock.now += 0.5
+    heard = playback.audio_heard(2.5) * 32768
+    rate = heard.size // 25  # samples a tenth of a second
+    assert (heard[: 10 * rate] == 100).all()  # its first second
+    assert (heard[10 * rate : 15 * rate] == 0).all()  # run out
+    assert (heard[15 * rate : 20 * rate] == 200).all()  # the next half second
+    assert (heard[20 * rate :] == 0).all()  # paused
