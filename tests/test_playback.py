@@ -67,3 +67,14 @@ def test_the_speakers_are_quiet_where_the_client_ran_out_or_paused():
     assert (heard[10 * rate : 15 * rate] == 0).all()  # run out
     assert (heard[15 * rate : 20 * rate] == 200).all()  # the next half second
     assert (heard[20 * rate :] == 0).all()  # paused
+
+
+def test_what_played_before_the_audio_kept_is_silence_not_an_error():
+    clock = Clock()
+    playback = Playback(clock)
+    playback.sent(8.0, tone(8.0, 100))  # sent well ahead of what plays: only its last 6 s are kept
+    clock.now += 1.9
+    heard = playback.audio_heard(1.5)  # 0.4-1.9 s of it
+    assert heard.size == round(1.5 * OUTPUT_RATE) and not heard.any()
+    clock.now += 3.0  # 3.4-4.9 s: kept
+    assert (playback.audio_heard(1.5) * 32768 == 100).all()

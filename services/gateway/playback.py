@@ -89,9 +89,9 @@ class Playback:
             into = round((begin_t - now + seconds) * OUTPUT_RATE)
             source = len(self._audio) - round((self._audio_end_s - (position + begin_t - at)) * OUTPUT_RATE)
             count = min(round((end_t - begin_t) * OUTPUT_RATE), out.size - into)
-            skip = max(0, -source)  # older than the audio kept
-            piece = self._audio[source + skip : source + count]
-            out[into + skip : into + skip + piece.size] = piece.astype(np.float32) / 32768
+            low, high = max(source, 0), min(source + count, len(self._audio))  # what of it is kept
+            if high > low:
+                out[into + low - source : into + high - source] = self._audio[low:high].astype(np.float32) / 32768
         return out
 
     def recent_words(self, seconds: float) -> list[str]:
