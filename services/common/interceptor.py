@@ -9,6 +9,7 @@ import grpc
 from opentelemetry import trace
 
 from core.errors import AvatarError, NotReady, Overloaded
+from services.common.grpc_errors import status_code
 from services.common import metrics
 from services.common.tracing import incoming_context, tag_meta
 
@@ -91,8 +92,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 self._admit()
                 return await behavior(request, context)
             except AvatarError as err:
-                code = err.code
-                await context.abort(err.code, str(err))
+                code = status_code(err)
+                await context.abort(code, str(err))
             except (asyncio.CancelledError, grpc.aio.AbortError):
                 code = grpc.StatusCode.CANCELLED
                 raise
@@ -131,9 +132,9 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                         first = False
                     yield response
             except AvatarError as err:
-                code = err.code
+                code = status_code(err)
                 await _drain(request_or_iterator)
-                await context.abort(err.code, str(err))
+                await context.abort(code, str(err))
             except (asyncio.CancelledError, grpc.aio.AbortError, GeneratorExit):
                 code = grpc.StatusCode.CANCELLED
                 raise

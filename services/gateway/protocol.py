@@ -5,6 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from services.common import end_of_turn as turn_end
+
 PROTOCOL_VERSION = 1
 
 
@@ -31,8 +33,8 @@ class SessionSettings(BaseModel):
     # How the recogniser decides that the user has finished: semantic (the end-of-turn model judges each pause;
     # a turn that sounds unfinished waits up to max_end_of_turn_silence_ms) or silence (end_of_turn_silence_ms).
     end_of_turn: Literal["semantic", "silence"] = "semantic"
-    end_of_turn_silence_ms: int = Field(default=500, ge=100, le=5000)
-    max_end_of_turn_silence_ms: int = Field(default=2500, ge=400, le=5000)
+    end_of_turn_silence_ms: turn_end.SilenceMs = 500
+    max_end_of_turn_silence_ms: int = Field(default=2500, ge=400, le=turn_end.LONGEST_MS)  # 400: the judgement's
     partial_transcripts: bool = True
     # Speech over a reply cancels it once the recogniser has heard this many words in it (fillers and backchannels
     # such as "hmm" or "uh-huh" do not count): a cough, a click or a "mm-hmm" does not. 0: at speech start.

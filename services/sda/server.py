@@ -70,7 +70,7 @@ class SdaService(sda_pb2_grpc.SdaServiceServicer):
         config = first.config
         s = self._settings
         fmt = config.audio_format
-        pcm.check_format(fmt)
+        pcm.check_format(fmt.encoding, fmt.sample_rate_hz, fmt.channels)
         if max(config.width, config.height) > s.max_frame_side or min(config.width, config.height) < 0:
             raise BadRequest(f"frame size must be within 0-{s.max_frame_side} px a side")
         avatar = await asyncio.to_thread(self._avatar, config)

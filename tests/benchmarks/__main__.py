@@ -1,4 +1,6 @@
-"""python -m tests.benchmarks — runs every benchmark against the services as processes; rewrites docs/benchmarks.md."""
+"""python -m tests.benchmarks — runs every benchmark against the services as processes, in one run at one commit,
+and rewrites docs/benchmarks.md; `python -m tests.benchmarks asr llm` reruns some (each section names its
+commit, and the page says when they differ). A bench that fails says why in its section; no older figure stays."""
 
 import re
 import sys
@@ -19,7 +21,7 @@ from tests.benchmarks import (
     bench_tts,
     bench_turns,
 )
-from tests.benchmarks.report import machine
+from tests.benchmarks.report import commit, machine
 from tests.stack import ROOT, Stack
 
 # memory comes last: it reads the peak memory of the processes the others exercised
@@ -30,6 +32,7 @@ BENCHES = {"asr": bench_asr, "turns": bench_turns, "llm": bench_llm, "tts": benc
 
 OUT = ROOT / "docs" / "benchmarks.md"
 _MARK = re.compile(r"^<!-- bench:(\w+) -->$", re.M)
+_COMMIT = re.compile(r"commit (\S+?)\._")
 
 
 def previous_sections() -> dict[str, str]:
@@ -53,13 +56,19 @@ def main(names: list[str]) -> None:
             if names and name not in names:
                 continue
             print(f"benchmarking {name}...", flush=True)
-            section = bench.run(stack)
-            sections[name] = f"<!-- bench:{name} -->\n{section.markdown()}_Measured on {machine()}._\n"
+            try:
+                body = bench.run(stack).markdown()
+            except Exception as err:  # noqa: BLE001 - the page says which bench failed and why, the others go on
+                body = f"## {name}\n\nCould not run: {type(err).__name__}: {err}\n\n"
+            sections[name] = f"<!-- bench:{name} -->\n{body}_Measured on {machine()}._\n"
     finally:
         stack.stop()
         redis.stop()
+    commits = {found.group(1) for section in sections.values() if (found := _COMMIT.search(section))}
+    at = (f"Every section was measured in one run at commit {commits.pop()}." if len(commits) == 1 else
+          f"Sections were measured at {len(commits)} commits (each names its own); `make bench` measures all at one.")
     text = ("# Benchmarks\n\nWritten by `make bench` (`python -m tests.benchmarks [stage ...]` reruns some). "
-            "Figures are from the 2-core CPU machine named under each table.\n\n"
+            f"{at} Figures are from the 2-core CPU machine named under each table.\n\n"
             + "\n".join(sections[name] for name in BENCHES if name in sections))
     OUT.write_text(text)
     print(text)
