@@ -177,3 +177,30 @@ async def test_the_silence_rule_needs_no_judgement():
     ends = await turn_ends(audio, judge, end_of_turn="silence", end_of_turn_s=0.5)
     assert [e.reason for e in ends] == ["silence", "silence"] and not judge.read
     assert ends[0].offset_s - voiced_end_s >= 0.5
+
+
+@pytest.mark.parametrize("probability, reason", [(0.9, "model"), (0.0, "cap")])
+async def test_a_client_that_stops_sending_in_a_pause_still_has_its_turn_ended(probability, reason):
+    """The stream stays open but no audio comes after a short pause (a client that sends only while someone
+    speaks): the wall clock stands in for the silence, so the turn is judged and ends instead of waiting forever."""
+    question = say("What is your name?", UNFAMILIAR[2])
+    audio = question.samples[: int((question.voiced_end_s + 0.1) * RATE)]
+    recogniser = StreamingRecognizer(CountingBackend(), SileroVad(SileroVad.load_session()),
+                                     RecognizerConfig(partials=False, end_of_turn="semantic", max_end_of_turn_s=1.0),
+                                     asyncio.Lock(), FixedJudge(probability))
+    still_open = asyncio.Event()
+
+    async def chunks():
+        for start in range(0, audio.size, CHUNK):
+            yield audio[start : start + CHUNK]
+        await still_open.wait()  # the client neither sends nor closes
+
+    async def first_end():
+        async for event in recogniser.run(chunks()):
+            if isinstance(event, TurnEnded):
+                return event
+
+    started = time.monotonic()
+    ended = await asyncio.wait_for(first_end(), 10)
+    assert ended.reason == reason
+    assert time.monotonic() - started < 1.0 + 2 * RecognizerConfig.quiet_margin_s + 1.0

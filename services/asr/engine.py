@@ -51,6 +51,8 @@ class RecognizerConfig:
     # Audio that runs this far ahead of its arrival over the last `rate_window_s` is sent faster than spoken.
     ahead_of_time_s: float = 0.5
     rate_window_s: float = 1.0
+    # A client that sends nothing in a pause is silent: its pause is judged by the wall clock, this much later.
+    quiet_margin_s: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,7 @@ class StreamingRecognizer:
     # -- feeder: VAD and turn cutting ------------------------------------------------------------
     async def _feed(self, chunks: AsyncIterator[np.ndarray]) -> None:
         try:
-            async for chunk in chunks:
+            async for chunk in self._or_quiet(chunks):
                 self._arrivals.append((time.monotonic(), chunk.size))
                 self._forget_old_arrivals()
                 self._pending = np.concatenate([self._pending, chunk])
@@ -200,6 +202,54 @@ class StreamingRecognizer:
         finally:
             self._feeding = False
             self._wake.set()
+
+    async def _or_quiet(self, chunks: AsyncIterator[np.ndarray]) -> AsyncIterator[np.ndarray]:
+        """The chunks as they come; while a turn is in a pause and the client sends nothing (a muted microphone, a
+        client that sends only while someone speaks), the wall clock stands in for the silence that does not come:
+        the pause is judged, and the turn ends, when as much time has passed as the silence it waits for."""
+        chunks = aiter(chunks)
+        next_chunk: asyncio.Future | None = None
+        try:
+            while True:
+                if next_chunk is None:
+                    next_chunk = asyncio.ensure_future(anext(chunks))
+                done, _ = await asyncio.wait({next_chunk}, timeout=self._quiet_left_s())
+                if done:
+                    try:
+                        chunk = next_chunk.result()
+                    except StopAsyncIteration:
+                        return
+                    next_chunk = None
+                    yield chunk
+                else:
+                    await self._on_quiet()
+        finally:
+            if next_chunk is not None:
+                next_chunk.cancel()
+
+    def _quiet_left_s(self) -> float | None:
+        """Wall seconds without audio after which the open turn's pause has lasted its rule; None: no such pause."""
+        turn, cfg = self._turn, self._cfg
+        if turn is None or turn.samples == turn.speech_end:
+            return None
+        silence_s = (turn.samples - turn.speech_end) / SAMPLE_RATE
+        if not self._semantic:
+            rule_s = cfg.end_of_turn_s
+        elif not turn.judged:
+            rule_s = cfg.judge_after_s
+        else:
+            rule_s = turn.wait[0] if turn.wait is not None else cfg.max_end_of_turn_s
+        return max(rule_s - silence_s, 0.0) + cfg.quiet_margin_s
+
+    async def _on_quiet(self) -> None:
+        turn = self._turn
+        if not self._semantic:
+            self._end_turn("silence")
+        elif not turn.judged:
+            turn.judged = True
+            await self._judge_pause(turn)
+        else:
+            self._end_turn(turn.wait[1] if turn.wait is not None else "cap")
 
     def _on_window(self, window: np.ndarray) -> None:
         cfg = self._cfg
