@@ -69,12 +69,22 @@ def test_the_speakers_are_quiet_where_the_client_ran_out_or_paused():
     assert (heard[20 * rate :] == 0).all()  # paused
 
 
+def test_media_sent_far_ahead_of_what_plays_is_still_the_sound_the_echo_check_compares_with():
+    clock = Clock()
+    playback = Playback(clock)
+    playback.sent(8.0, tone(8.0, 100))  # the stages made the reply faster than it plays
+    clock.now += 1.9
+    assert (playback.audio_heard(1.5) * 32768 == 100).all()  # 0.4-1.9 s of it
+    clock.now += 3.0
+    assert (playback.audio_heard(1.5) * 32768 == 100).all()
+
+
 def test_what_played_before_the_audio_kept_is_silence_not_an_error():
     clock = Clock()
     playback = Playback(clock)
-    playback.sent(8.0, tone(8.0, 100))  # sent well ahead of what plays: only its last 6 s are kept
+    playback.sent(130.0, tone(130.0, 100))  # more than the two minutes kept, sent at once
     clock.now += 1.9
-    heard = playback.audio_heard(1.5)  # 0.4-1.9 s of it
+    heard = playback.audio_heard(1.5)  # 0.4-1.9 s of it: not kept
     assert heard.size == round(1.5 * OUTPUT_RATE) and not heard.any()
-    clock.now += 3.0  # 3.4-4.9 s: kept
+    clock.now += 10.0  # 10.4-11.9 s: kept
     assert (playback.audio_heard(1.5) * 32768 == 100).all()

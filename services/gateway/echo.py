@@ -106,12 +106,16 @@ class EchoGuard:
         return found
 
     def _check_double_talk(self, playback: Playback | None) -> bool:
+        """Someone other than the reply speaks into the microphone now. Only while the user hears a reply: without
+        its sound to compare with, the microphone's sound cannot be told from the reply's echo."""
+        if playback is None or playback.heard_s() < _SHORTEST_S:
+            return False
         # Each half on its own: where the client ran out and went on, the two sides of the gap come back at two
         # slightly different delays.
         explained = unexplained = 0.0
         for half in np.array_split(self._microphone(), 2):
             power = float(np.mean(half.astype(np.float64) ** 2)) if half.size else 0.0
-            share = self._correlation(half, playback) ** 2 if playback is not None and power > _QUIETEST else 0.0
+            share = self._correlation(half, playback) ** 2 if power > _QUIETEST else 0.0
             explained, unexplained = explained + share * power / 2, unexplained + (1 - share) * power / 2
         floor = min(self._unexplained, default=None)  # the room's noise: unknown before the first check
         self._unexplained.append(unexplained)

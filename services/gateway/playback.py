@@ -16,7 +16,8 @@ import numpy as np
 
 from services.gateway.stages import OUTPUT_RATE
 
-_KEEP_S = 6.0  # of the reply's audio, for the echo check
+_KEEP_S = 6.0  # of the reply's audio heard, for the echo check
+_MOST_S = 120.0  # of the reply's audio kept in all: what was heard lately and what was sent ahead of it
 
 
 class Playback:
@@ -29,7 +30,7 @@ class Playback:
         self._clauses: list[tuple[float, str]] = []  # (start in seconds of the reply's audio, text)
         self._spoken_s = 0.0  # audio made by speech synthesis so far
         self._paused_at: float | None = None
-        self._audio = np.zeros(0, np.int16)  # the last _KEEP_S of the reply's audio sent
+        self._audio = np.zeros(0, np.int16)  # the reply's audio sent, from _KEEP_S before what is heard now
         self._audio_end_s = 0.0  # where it ends, in seconds of the reply's audio
 
     def spoken(self, seconds: float, clause: str = "") -> None:
@@ -44,9 +45,12 @@ class Playback:
             self._start(self._sent_s)  # first media, or after running out
         self._sent_s = max(self._sent_s, end_s)
         if pcm:
+            # Media goes out as fast as the stages make it, seconds ahead of what plays: the audio kept reaches
+            # back _KEEP_S from what is heard now, however far ahead of it the media is.
             audio = np.concatenate([self._audio, np.frombuffer(pcm, np.int16)])
-            self._audio = audio[-int(_KEEP_S * OUTPUT_RATE):]
             self._audio_end_s = end_s
+            keep_s = min(max(end_s - self.heard_s() + _KEEP_S, _KEEP_S), _MOST_S)
+            self._audio = audio[-int(keep_s * OUTPUT_RATE):]
 
     def pause(self) -> None:
         if self._paused_at is None:
