@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 
 from services.gateway.protocol import ErrorCode
 from services.gateway.stages import (
-    BYTES_PER_S, Frame, ListenConfig, ReplyRequest, SpeechChunk, SpeechEvent, Stages, StageFailed, Transcript, VideoOut,
+    BYTES_PER_S, OUTPUT_RATE, Face, Frame, ListenConfig, ReplyRequest, SpeechChunk, SpeechEvent, Stages, StageFailed,
+    Transcript, VideoOut, Voice,
 )
 
 WORD_S = 0.2  # seconds of speech per word
@@ -74,7 +75,7 @@ class FakeTextEngine:
 class FakeSynthesizer:
     """Each delta is spoken as its own clause: WORD_S of silence per word."""
 
-    async def synthesize(self, text: AsyncIterator[str], voice: str, meta, metadata=()) -> AsyncIterator[SpeechChunk]:
+    async def synthesize(self, text: AsyncIterator[str], voice: Voice, meta, metadata=()) -> AsyncIterator[SpeechChunk]:
         async for delta in text:
             words = len(delta.split())
             yield SpeechChunk(b"\0\0" * int(16000 * WORD_S * words), delta.strip())
@@ -84,8 +85,8 @@ class FakeAnimator:
     def __init__(self, fail_after_frames: int | None = None):
         self.fail_after_frames = fail_after_frames
 
-    async def animate(self, audio: AsyncIterator[bytes], avatar_id: str, meta, video: VideoOut,
-                      metadata=()) -> AsyncIterator[Frame]:
+    async def animate(self, audio: AsyncIterator[bytes], face: Face, meta, video: VideoOut, metadata=(),
+                      sample_rate: int = OUTPUT_RATE) -> AsyncIterator[Frame]:
         """Frames as the animation stage sends them: JPEGs, or encoded frames where the first and any after a
         keyframe request decode on their own."""
         pending = b""

@@ -583,7 +583,7 @@ async def test_a_stage_that_hangs_ends_the_turn_with_a_typed_error_and_the_next_
     talk.ask("Tell me about the sea.")
     end = await talk.until("turn_end")
     error = talk.events("error")[0]
-    assert error["code"] == "stage_unavailable" and "last from llm" in error["message"] and end["reply"]
+    assert error["code"] == "stage_unavailable" and "last from text" in error["message"] and end["reply"]
     talk.stages.tts = fake_stages().tts
     talk.clock.now += 60
     talk.ask("And now?")

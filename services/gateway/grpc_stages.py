@@ -16,22 +16,25 @@ from services.gateway.grpc_streams import bidi, responses
 from services.gateway.protocol import ErrorCode
 from services.gateway.stage_clients import StageClients
 from services.gateway.stages import (
-    OUTPUT_RATE, Frame, ListenConfig, Metadata, ReplyRequest, SpeechChunk, SpeechEvent, Stages, StageFailed,
-    Transcript, TurnMeta, VideoOut, Word,
+    OUTPUT_RATE, Face, Finish, Frame, ListenConfig, Metadata, ReplyRequest, SpeechChunk, SpeechEvent, Stages,
+    StageFailed, Transcript, TurnMeta, Usage, VideoOut, Voice, Word,
 )
 
-_UNAVAILABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+_KINDS = {grpc.StatusCode.UNAVAILABLE: "unavailable", grpc.StatusCode.RESOURCE_EXHAUSTED: "busy",
+          grpc.StatusCode.DEADLINE_EXCEEDED: "timeout", grpc.StatusCode.INVALID_ARGUMENT: "invalid_argument",
+          grpc.StatusCode.NOT_FOUND: "not_found"}
+_UNAVAILABLE = {"unavailable", "busy", "timeout"}
 _ENCODINGS = {"linear16": common_pb2.LINEAR16, "float32": common_pb2.FLOAT32}
 _END_OF_TURN = {"semantic": asr_pb2.RecognitionConfig.END_OF_TURN_SEMANTIC,
                 "silence": asr_pb2.RecognitionConfig.END_OF_TURN_SILENCE}
 _ROLES = {"user": llm_pb2.ROLE_USER, "assistant": llm_pb2.ROLE_ASSISTANT}
 _IMAGE_ENCODINGS = {"jpeg": sda_pb2.JPEG, "h264": sda_pb2.H264, "vp8": sda_pb2.VP8}
-_OUTPUT_FORMAT = common_pb2.AudioFormat(sample_rate_hz=OUTPUT_RATE, encoding=common_pb2.LINEAR16, channels=1)
 
 
 def stage_failed(stage: str, err: grpc.aio.AioRpcError) -> StageFailed:
-    code = ErrorCode.STAGE_UNAVAILABLE if err.code() in _UNAVAILABLE else ErrorCode.STAGE_ERROR
-    return StageFailed(stage, err.details() or err.code().name, code)
+    kind = _KINDS.get(err.code(), "failed")
+    code = ErrorCode.STAGE_UNAVAILABLE if kind in _UNAVAILABLE else ErrorCode.STAGE_ERROR
+    return StageFailed(stage, err.details() or err.code().name, code, kind)
 
 
 def _meta(meta: TurnMeta) -> common_pb2.RequestMeta:
@@ -55,6 +58,8 @@ class GrpcRecognizer:
                     end_of_turn_silence_ms=config.end_of_turn_silence_ms,
                     end_of_turn=_END_OF_TURN[config.end_of_turn],
                     max_end_of_turn_silence_ms=config.max_end_of_turn_silence_ms,
+                    language=config.language,
+                    model=config.model,
                 ),
                 meta=meta,
             )
@@ -81,11 +86,19 @@ class GrpcTextEngine:
         self._clients = clients
         self._timeout_s = timeout_s
 
-    async def generate(self, request: ReplyRequest, metadata: Metadata = ()) -> AsyncIterator[str]:
+    async def generate(self, request: ReplyRequest, metadata: Metadata = ()) -> AsyncIterator[str | Finish]:
+        choice = request.generation
+        params = llm_pb2.GenerationParams(max_tokens=choice.max_tokens, top_p=choice.top_p, stop=choice.stop,
+                                          seed=choice.seed)
+        if choice.temperature is not None:
+            params.temperature = choice.temperature
         message = llm_pb2.GenerateRequest(
             avatar_id=wire_id(request.avatar_id),
+            persona=llm_pb2.Persona(system_prompt=choice.system_prompt),
             history=[llm_pb2.ChatMessage(role=_ROLES[m["role"]], content=m["content"]) for m in request.history],
             user_text=request.user_text,
+            params=params,
+            model=choice.model,
             meta=_meta(request.meta),
         )
         await self._clients.connected("llm")
@@ -94,6 +107,10 @@ class GrpcTextEngine:
             async for response in responses(call, "Generate"):
                 if response.delta:
                     yield response.delta
+                if response.finish_reason:
+                    usage = response.usage
+                    yield Finish("length" if response.finish_reason == llm_pb2.LENGTH else "stop",
+                                 Usage(usage.prompt_tokens, usage.completion_tokens, usage.cached_prompt_tokens))
         except grpc.aio.AioRpcError as err:
             raise stage_failed("text engine", err) from None
 
@@ -103,12 +120,13 @@ class GrpcSynthesizer:
         self._clients = clients
         self._timeout_s = timeout_s
 
-    async def synthesize(self, text: AsyncIterator[str], voice: str, meta: TurnMeta,
+    async def synthesize(self, text: AsyncIterator[str], voice: Voice, meta: TurnMeta,
                          metadata: Metadata = ()) -> AsyncIterator[SpeechChunk]:
         request_meta = _meta(meta)
 
         async def requests():
-            config = tts_pb2.SynthesisConfig(voice=voice, sample_rate_hz=OUTPUT_RATE)
+            config = tts_pb2.SynthesisConfig(voice=voice.name, speaking_rate=voice.speed,
+                                             sample_rate_hz=voice.sample_rate)
             yield tts_pb2.SynthesizeRequest(config=config, meta=request_meta)
             async for delta in text:
                 yield tts_pb2.SynthesizeRequest(text=delta, meta=request_meta)
@@ -118,7 +136,8 @@ class GrpcSynthesizer:
             async for response in bidi(self._clients.tts.StreamingSynthesize, requests(), metadata=metadata,
                                        timeout=self._timeout_s):
                 if response.WhichOneof("result") == "audio":
-                    yield SpeechChunk(response.audio.pcm, response.audio.text)
+                    audio = response.audio
+                    yield SpeechChunk(audio.pcm, audio.text, audio.format.sample_rate_hz or voice.sample_rate)
         except grpc.aio.AioRpcError as err:
             raise stage_failed("speech synthesis", err) from None
 
@@ -128,8 +147,8 @@ class GrpcAnimator:
         self._clients = clients
         self._timeout_s = timeout_s
 
-    async def animate(self, audio: AsyncIterator[bytes], avatar_id: str, meta: TurnMeta, video: VideoOut,
-                      metadata: Metadata = ()) -> AsyncIterator[Frame]:
+    async def animate(self, audio: AsyncIterator[bytes], face: Face, meta: TurnMeta, video: VideoOut,
+                      metadata: Metadata = (), sample_rate: int = OUTPUT_RATE) -> AsyncIterator[Frame]:
         request_meta = _meta(meta)
         outgoing: asyncio.Queue[sda_pb2.AnimateRequest | None] = asyncio.Queue()
 
@@ -146,8 +165,11 @@ class GrpcAnimator:
 
         async def requests():
             yield sda_pb2.AnimateRequest(
-                config=sda_pb2.AnimateConfig(avatar_id=wire_id(avatar_id), audio_format=_OUTPUT_FORMAT,
-                                             image_encoding=_IMAGE_ENCODINGS[video.codec]),
+                config=sda_pb2.AnimateConfig(
+                    avatar_id=wire_id(face.avatar_id), face_image=face.photo, image_encoding=_IMAGE_ENCODINGS[video.codec],
+                    jpeg_quality=video.jpeg_quality,
+                    audio_format=common_pb2.AudioFormat(sample_rate_hz=sample_rate, encoding=common_pb2.LINEAR16,
+                                                        channels=1)),
                 meta=request_meta)
             video.keyframe_wanted.clear()  # a stream's first frame is a keyframe anyway
             feeders = [asyncio.create_task(audio_in()), asyncio.create_task(keyframes_in())]

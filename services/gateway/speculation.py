@@ -14,7 +14,7 @@ from prometheus_client import Counter
 
 from services.common.tracing import outgoing_metadata, start_child_span, start_turn_span
 from services.gateway.spoken_words import meaningful_words
-from services.gateway.stages import ReplyRequest, StageFailed, TextEngine
+from services.gateway.stages import Finish, ReplyRequest, StageFailed, TextEngine
 
 OUTCOMES = Counter("avatar_gateway_speculation_total", "Speculative LLM starts, by outcome", ["outcome"])
 
@@ -26,7 +26,7 @@ class Speculation:
         self.text = request.user_text
         self.span = start_turn_span(request.meta, speculated=True)
         self._llm_span = start_child_span(self.span, "llm")
-        self._deltas: asyncio.Queue[str | StageFailed | None] = asyncio.Queue()
+        self._deltas: asyncio.Queue[str | Finish | StageFailed | None] = asyncio.Queue()
         self._task = asyncio.create_task(self._run(llm, request))
 
     async def _run(self, llm: TextEngine, request: ReplyRequest) -> None:
@@ -53,7 +53,7 @@ class Speculation:
         self.span.update_name(f"speculation ({outcome})")
         self.span.end()
 
-    async def deltas(self) -> AsyncIterator[str]:
+    async def deltas(self) -> AsyncIterator[str | Finish]:
         """The reply's text: what came already, then the rest as it comes."""
         OUTCOMES.labels("kept").inc()
         while (item := await self._deltas.get()) is not None:

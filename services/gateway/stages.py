@@ -18,11 +18,18 @@ BYTES_PER_S = OUTPUT_RATE * 2
 Metadata = Sequence[tuple[str, str]]  # the trace context a stage call carries
 
 
+FailureKind = Literal["failed", "unavailable", "busy", "timeout", "invalid_argument", "not_found"]
+
+
 class StageFailed(Exception):
-    def __init__(self, stage: str, message: str, code: ErrorCode = ErrorCode.STAGE_ERROR):
+    """`kind`: what went wrong, in words the REST answers map to HTTP statuses (a WebSocket client gets `code`)."""
+
+    def __init__(self, stage: str, message: str, code: ErrorCode = ErrorCode.STAGE_ERROR, kind: FailureKind = "failed"):
         super().__init__(f"{stage}: {message}")
         self.stage = stage
+        self.message = message
         self.code = code
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,8 @@ class ListenConfig:
     end_of_turn_silence_ms: int
     end_of_turn: Literal["semantic", "silence"] = "semantic"
     max_end_of_turn_silence_ms: int = 2500
+    language: str = ""  # "" = the recogniser's default
+    model: str = ""  # "" = the recogniser's default
 
 
 @dataclass(frozen=True)
@@ -79,17 +88,56 @@ class Recognizer(Protocol):
 # --- the reply ---
 
 @dataclass(frozen=True)
+class Generation:
+    """How the text engine writes (a REST caller's choices; a conversation keeps the avatar's defaults)."""
+
+    model: str = ""  # "" = the default
+    system_prompt: str = ""  # "" = the avatar's persona
+    max_tokens: int = 0  # 0 = the engine's default
+    temperature: float | None = None
+    top_p: float = 0.0  # 0 = the engine's default
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class ReplyRequest:
     user_text: str
     history: list[dict]  # {"role": "user"|"assistant", "content": ...}, oldest first, already trimmed
     avatar_id: str
     meta: TurnMeta
+    generation: Generation = Generation()
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_prompt_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The text engine's last word on a reply: why it stopped and what it used (not every engine says)."""
+
+    reason: Literal["stop", "length"]
+    usage: Usage = Usage()
+
+
+@dataclass(frozen=True)
+class Voice:
+    """How speech synthesis speaks: a voice ("" = the service's default), a rate, a sample rate."""
+
+    name: str = ""
+    speed: float = 1.0
+    sample_rate: int = OUTPUT_RATE  # 0 = the voice's own
 
 
 @dataclass(frozen=True)
 class SpeechChunk:
-    pcm: bytes  # LINEAR16 at OUTPUT_RATE
+    pcm: bytes  # LINEAR16 at `rate`
     text: str = ""  # the clause this chunk starts speaking, on a clause's first chunk
+    rate: int = OUTPUT_RATE
 
 
 @dataclass(frozen=True)
@@ -107,20 +155,30 @@ class VideoOut:
 
     codec: str = "jpeg"
     keyframe_wanted: asyncio.Event = field(default_factory=asyncio.Event)
+    jpeg_quality: int = 0  # 0 = the animation stage's default
+
+
+@dataclass(frozen=True)
+class Face:
+    """Whose face speaks: an avatar, or the face in a photo (a JPEG or PNG) animated once."""
+
+    avatar_id: str
+    photo: bytes = b""
 
 
 class TextEngine(Protocol):
-    def generate(self, request: ReplyRequest, metadata: Metadata = ()) -> AsyncIterator[str]: ...
+    def generate(self, request: ReplyRequest, metadata: Metadata = ()) -> AsyncIterator[str | Finish]:
+        """Text deltas, then (where the engine says) one `Finish`."""
 
 
 class Synthesizer(Protocol):
-    def synthesize(self, text: AsyncIterator[str], voice: str, meta: TurnMeta,
+    def synthesize(self, text: AsyncIterator[str], voice: Voice, meta: TurnMeta,
                    metadata: Metadata = ()) -> AsyncIterator[SpeechChunk]: ...
 
 
 class Animator(Protocol):
-    def animate(self, audio: AsyncIterator[bytes], avatar_id: str, meta: TurnMeta, video: VideoOut,
-                metadata: Metadata = ()) -> AsyncIterator[Frame]: ...
+    def animate(self, audio: AsyncIterator[bytes], face: Face, meta: TurnMeta, video: VideoOut,
+                metadata: Metadata = (), sample_rate: int = OUTPUT_RATE) -> AsyncIterator[Frame]: ...
 
 
 @dataclass

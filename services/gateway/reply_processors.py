@@ -1,0 +1,229 @@
+"""A reply as a list of processors joined by bounded queues:
+
+    text ──deltas──▶ speech ──audio chunks──▶ animation ──frames──▶ the caller (a client, a REST answer)
+
+Each processor reads what the one before it makes and makes what the next one reads; `run` gives each its own
+task, so the first clause is heard and seen while the text engine still writes the rest. A new step (a mark on
+the audio, a filter on the text, a second face) is one more entry in `reply_processors`, and the WebSocket
+conversation and the REST calls run the same list (REST runs the part it needs: speech alone, animation
+alone). Control goes ahead of data: interrupting a reply cancels every processor at once, whatever is still
+queued between them; pausing and resuming act on the client's playback, not on the queues.
+
+What a reply makes is the processors' business; what the conversation does with it (the `reply_delta` events,
+the latency marks, the echo reference) it does in a tap that sees every item as it is made.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from opentelemetry import trace
+
+from services.common.tracing import outgoing_metadata, start_child_span
+from services.gateway.speculation import Speculation
+from services.gateway.stages import (
+    OUTPUT_RATE, Animator, Face, Finish, Frame, Metadata, ReplyRequest, SpeechChunk, StageFailed, Stages,
+    Synthesizer, TextEngine, VideoOut, Voice,
+)
+
+QUEUE = 256  # items waiting between two processors
+_END = object()
+
+
+@dataclass(frozen=True)
+class AudioOnly:
+    """Reply audio that goes out without frames (animation failed): `pcm` from `position_s` of the reply."""
+
+    position_s: float
+    pcm: bytes
+
+
+@dataclass(frozen=True)
+class VideoLost:
+    """Animation failed; the reply goes on as audio only (`AudioOnly` items follow)."""
+
+    error: StageFailed
+
+
+@dataclass
+class ReplyContext:
+    """What the processors know of the reply they make: the request, the voice and face, how frames are sent, and
+    the turn's span (each processor's stage call is a child span of it; none for a REST call)."""
+
+    request: ReplyRequest
+    voice: Voice = Voice()
+    face: Face | None = None  # None: the request's avatar
+    video: VideoOut = field(default_factory=VideoOut)
+    audio_rate: int = OUTPUT_RATE  # the sample rate of the audio animation reads
+    span: trace.Span | None = None
+
+    @property
+    def whose_face(self) -> Face:
+        return self.face or Face(self.request.avatar_id)
+
+    @contextlib.contextmanager
+    def call(self, name: str) -> Iterator[Metadata]:
+        """A stage call: its child span of the turn, whose context travels with the call."""
+        if self.span is None:
+            yield ()
+            return
+        span = start_child_span(self.span, name)
+        try:
+            yield outgoing_metadata(span)
+        except StageFailed as err:
+            span.set_status(trace.StatusCode.ERROR, str(err))
+            raise
+        finally:
+            span.end()
+
+
+class Processor(Protocol):
+    name: str  # what the tap and the stall watchdog call it
+
+    def process(self, items: AsyncIterator, reply: ReplyContext) -> AsyncIterator: ...
+
+
+class Text:
+    """The text engine's answer to the request: text deltas, then its `Finish` where it says one."""
+
+    name = "text"
+
+    def __init__(self, engine: TextEngine):
+        self._engine = engine
+
+    async def process(self, items: AsyncIterator, reply: ReplyContext) -> AsyncIterator[str | Finish]:
+        with reply.call("llm") as metadata:
+            async for item in self._engine.generate(reply.request, metadata):
+                yield item
+
+
+class SpeculatedText:
+    """The answer a speculation started before the end of the turn (its own `llm` span covers the call)."""
+
+    name = "text"
+
+    def __init__(self, speculation: Speculation):
+        self._speculation = speculation
+
+    async def process(self, items: AsyncIterator, reply: ReplyContext) -> AsyncIterator[str | Finish]:
+        async for delta in self._speculation.deltas():
+            yield delta
+
+
+class Speech:
+    """Text deltas spoken: audio chunks, each clause's first one naming its clause."""
+
+    name = "speech"
+
+    def __init__(self, synthesizer: Synthesizer):
+        self._synthesizer = synthesizer
+
+    async def process(self, items: AsyncIterator, reply: ReplyContext) -> AsyncIterator[SpeechChunk]:
+        async def text() -> AsyncIterator[str]:
+            async for item in items:
+                if isinstance(item, str):
+                    yield item
+
+        with reply.call("tts") as metadata:
+            async for chunk in self._synthesizer.synthesize(text(), reply.voice, reply.request.meta, metadata):
+                yield chunk
+
+
+class Animation:
+    """Audio chunks animated: frames, each with the audio it shows. If animation fails, a `VideoLost` and then the
+    audio not yet shown as `AudioOnly` slices: the reply goes on heard, unseen."""
+
+    name = "animation"
+
+    def __init__(self, animator: Animator):
+        self._animator = animator
+
+    async def process(self, items: AsyncIterator, reply: ReplyContext) -> AsyncIterator[Frame | VideoLost | AudioOnly]:
+        forwarded = bytearray()  # every byte of audio handed to animation
+        shown = 0  # bytes of it that came back inside frames
+        bytes_per_s = reply.audio_rate * 2
+
+        async def audio() -> AsyncIterator[bytes]:
+            async for chunk in items:
+                forwarded.extend(chunk.pcm)
+                yield chunk.pcm
+
+        try:
+            with reply.call("sda") as metadata:
+                async for frame in self._animator.animate(audio(), reply.whose_face, reply.request.meta, reply.video,
+                                                          metadata, reply.audio_rate):
+                    shown += len(frame.pcm)
+                    yield frame
+        except StageFailed as err:
+            yield VideoLost(err)
+            if len(forwarded) > shown:
+                yield AudioOnly(shown / bytes_per_s, bytes(forwarded[shown:]))
+            async for pcm in audio():
+                yield AudioOnly((len(forwarded) - len(pcm)) / bytes_per_s, pcm)
+
+
+def reply_processors(stages: Stages, speculation: Speculation | None = None) -> list[Processor]:
+    """The reply's processors in order; a speculation already under way stands in for the text engine."""
+    text = SpeculatedText(speculation) if speculation is not None else Text(stages.llm)
+    return [text, Speech(stages.tts), Animation(stages.sda)]
+
+
+def part(processors: list[Processor], first: str, last: str) -> list[Processor]:
+    """The processors from the one named `first` to the one named `last` (a REST call runs only what it needs)."""
+    names = [p.name for p in processors]
+    return processors[names.index(first) : names.index(last) + 1]
+
+
+async def _nothing() -> AsyncIterator:
+    return
+    yield
+
+
+async def _drain(queue: asyncio.Queue) -> AsyncIterator:
+    while (item := await queue.get()) is not _END:
+        yield item
+
+
+async def run(processors: list[Processor], reply: ReplyContext, source: AsyncIterable | None = None,
+              tap: Callable[[str, object], None] | None = None) -> AsyncIterator:
+    """The last processor's items, each processor running as its own task; `source` feeds the first. `tap` sees
+    every item of every processor as it is made. The first processor to fail ends the run with its error; closing
+    the run (use `contextlib.aclosing`) cancels every processor."""
+    queues = [asyncio.Queue(maxsize=QUEUE) for _ in processors]
+
+    async def pump(index: int, processor: Processor) -> None:
+        if index:
+            inbox = _drain(queues[index - 1])
+        else:
+            inbox = aiter(source) if source is not None else _nothing()
+        async for item in processor.process(inbox, reply):
+            if tap is not None:
+                tap(processor.name, item)
+            await queues[index].put(item)
+        await queues[index].put(_END)
+
+    tasks = [asyncio.create_task(pump(i, p), name=f"reply-{p.name}") for i, p in enumerate(processors)]
+    work = asyncio.gather(*tasks)
+    last = queues[-1]
+    try:
+        while True:
+            get = asyncio.ensure_future(last.get())
+            await asyncio.wait({get, work}, return_when=asyncio.FIRST_COMPLETED)
+            if not get.done():
+                get.cancel()
+                await work  # the first failure, if any; without one every processor has ended and the rest is queued
+                async for item in _drain(last):
+                    yield item
+                break
+            if (item := get.result()) is _END:
+                break
+            yield item
+        await work
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if work.done() and not work.cancelled():
+            work.exception()  # raised above, or the run was closed first: nothing left to report

@@ -1,0 +1,105 @@
+"""The reply's processors: what each makes reaches the next, a new step is one more entry, the first failure ends
+the run with its error, and closing the run (a barge-in) stops every processor, the text engine's call included."""
+
+import asyncio
+import contextlib
+
+import numpy as np
+import pytest
+
+from services.gateway import reply_processors
+from services.gateway.reply_processors import AudioOnly, ReplyContext, VideoLost
+from services.gateway.stages import BYTES_PER_S, Frame, ReplyRequest, SpeechChunk, StageFailed, TurnMeta
+from tests.fake_stages import WORD_S, FakeAnimator, FakeTextEngine, fake_stages
+
+pytestmark = pytest.mark.unit
+
+ANSWER = "Sure. The sea is wide and deep."
+
+
+def context() -> ReplyContext:
+    return ReplyContext(ReplyRequest("Tell me about the sea.", [], "default", TurnMeta("s", 0)))
+
+
+async def made(processors, source=None, tap=None) -> list:
+    async with contextlib.aclosing(reply_processors.run(processors, context(), source, tap)) as items:
+        return [item async for item in items]
+
+
+class Louder:
+    """A step of our own between speech and animation: every chunk twice as loud."""
+
+    name = "louder"
+
+    async def process(self, items, reply):
+        async for chunk in items:
+            pcm = (np.frombuffer(chunk.pcm, np.int16).astype(np.int32) * 2).clip(-32768, 32767).astype(np.int16)
+            yield SpeechChunk(pcm.tobytes(), chunk.text, chunk.rate)
+
+
+class Tone:
+    """Speech that is a tone (the fakes' speech is silence), so a step that changes the audio shows."""
+
+    name = "speech"
+
+    async def process(self, items, reply):
+        async for delta in items:
+            if isinstance(delta, str):
+                samples = int(16000 * WORD_S * len(delta.split()))
+                yield SpeechChunk((np.full(samples, 1000, np.int16)).tobytes(), delta.strip())
+
+
+async def test_the_answer_is_spoken_and_animated_with_all_its_audio_in_frames():
+    stages = fake_stages(llm=FakeTextEngine(ANSWER))
+    seen: dict[str, list] = {}
+    frames = await made(reply_processors.reply_processors(stages), tap=lambda name, item: seen.setdefault(name, [])
+                        .append(item))
+    assert "".join(seen["text"]) == ANSWER
+    spoken = sum(len(chunk.pcm) for chunk in seen["speech"])
+    assert spoken == int(len(ANSWER.split()) * WORD_S * BYTES_PER_S)
+    assert all(isinstance(f, Frame) for f in frames) and sum(len(f.pcm) for f in frames) == spoken
+
+
+async def test_a_new_step_is_one_more_entry_and_the_rest_api_part_runs_it_too():
+    stages = fake_stages(llm=FakeTextEngine(ANSWER))
+    text, _, animation = reply_processors.reply_processors(stages)
+    frames = await made([text, Tone(), Louder(), animation])
+    levels = {int(np.frombuffer(f.pcm, np.int16).max()) for f in frames}
+    assert levels == {2000}, "the audio animated did not pass through the new step"
+    # REST speech runs the part from speech on, up to (not into) animation.
+    chunks = await made(reply_processors.part([text, Tone(), Louder(), animation], "speech", "louder"),
+                        source=aiter_of(["Hello there."]))
+    assert {int(np.frombuffer(c.pcm, np.int16).max()) for c in chunks} == {2000}
+
+
+async def aiter_of(items):
+    for item in items:
+        yield item
+
+
+async def test_a_failing_text_engine_ends_the_run_with_its_error():
+    stages = fake_stages(llm=FakeTextEngine(ANSWER, fail_after_words=3))
+    with pytest.raises(StageFailed, match="the model crashed"):
+        await made(reply_processors.reply_processors(stages))
+
+
+async def test_when_animation_fails_the_rest_comes_as_audio_only_and_no_audio_is_lost():
+    stages = fake_stages(llm=FakeTextEngine(ANSWER), sda=FakeAnimator(fail_after_frames=7))
+    items = await made(reply_processors.reply_processors(stages))
+    lost = [i for i, item in enumerate(items) if isinstance(item, VideoLost)]
+    assert lost == [7] and all(isinstance(item, AudioOnly) for item in items[8:])
+    frames_s = sum(len(f.pcm) for f in items[:7]) / BYTES_PER_S
+    assert items[8].position_s == pytest.approx(frames_s)
+    heard = sum(len(f.pcm) for f in items[:7]) + sum(len(a.pcm) for a in items[8:])
+    assert heard == int(len(ANSWER.split()) * WORD_S * BYTES_PER_S)
+
+
+async def test_closing_the_run_stops_every_processor_and_the_text_engine_call():
+    engine = FakeTextEngine("one two three four five six seven eight nine ten", word_delay_s=0.05)
+    run = reply_processors.run(reply_processors.reply_processors(fake_stages(llm=engine)), context())
+    first = await anext(run)
+    assert isinstance(first, Frame)
+    await run.aclose()
+    await asyncio.sleep(0)
+    assert engine.cancelled == 1
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("reply-")]
