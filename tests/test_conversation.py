@@ -417,7 +417,7 @@ async def test_a_long_resumed_session_sends_whole_blocks_of_history_within_the_l
     """110 exchanges (the text engine refuses more than 200 messages): the newest whole blocks go."""
     store = SessionStore(redis_url, ttl_s=600, max_history=400)
     settings = GatewaySettings(avatars_dir="", history_messages=128, history_tokens=100_000)
-    session = await store.create("default", {})
+    session = await store.create("default", {}, "anonymous")
     for i in range(110):
         await store.append_history(session, history.entry("user", f"question {i}"), 2 * i + 1)
         await store.append_history(session, history.entry("assistant", f"answer {i}"), 2 * i + 2)

@@ -7,6 +7,7 @@ import httpx
 import pytest
 import websockets
 
+from services.gateway.access import mint
 from tests.stack import Stack
 from tests.test_gateway_ws import hello, next_event, send_speech
 
@@ -73,3 +74,66 @@ async def test_one_session_cannot_read_another_ones_history(stack):
         assert secret not in end["reply"].lower()
     paths = httpx.get(f"http://{stack.address('gateway')}/openapi.json", timeout=30).json()["paths"]
     assert not [p for p in paths if "session" in p or "history" in p], paths
+
+
+KEY = "the-gateway-signing-key-for-this-test-0123"
+
+
+@pytest.fixture(scope="module")
+def jwt_gateway(redis_url):
+    stack = Stack(redis_url, extra_env={"GATEWAY_JWT_SECRET": KEY}).start(names={"gateway"})
+    stack.wait("gateway")
+    yield f"ws://{stack.address('gateway')}/ws"
+    stack.stop()
+
+
+async def _hello(url: str, token: str, **fields) -> dict:
+    async with websockets.connect(url) as ws:
+        await ws.send(json.dumps({"type": "hello", "version": 1, "token": token, **fields}))
+        event = json.loads(await ws.recv())
+        if event["type"] == "error" and event["fatal"]:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            event["close"] = closed.value.rcvd.code
+        return event
+
+
+async def test_a_users_session_is_theirs_alone(jwt_gateway):
+    alice, bob = mint(KEY, "alice", ["converse"], None, 600), mint(KEY, "bob", ["converse"], None, 600)
+    ready = await _hello(jwt_gateway, alice)
+    assert ready["type"] == "ready"
+    taken = await _hello(jwt_gateway, bob, session_id=ready["session_id"])
+    assert taken["code"] == "forbidden" and taken["close"] == 1008 and "another user" in taken["message"]
+    again = await _hello(jwt_gateway, alice, session_id=ready["session_id"])
+    assert again["type"] == "ready" and again["resumed"]
+
+
+async def test_expired_forged_and_ungranted_tokens_are_refused(jwt_gateway):
+    expired = mint(KEY, "alice", ["converse"], None, 60).split(".")
+    for token, code in ((mint(KEY, "alice", ["converse"], None, -120), "unauthorized"),
+                        (".".join(expired[:2] + ["AAAA"]), "unauthorized"),
+                        ("tökén-ünïcødé", "unauthorized"),
+                        (mint(KEY, "carol", ["rest"], None, 600), "forbidden")):
+        event = await _hello(jwt_gateway, token)
+        assert event["code"] == code and event["close"] == 1008, (token, event)
+    only_default = mint(KEY, "dave", ["converse"], ["default"], 600)
+    assert (await _hello(jwt_gateway, only_default))["type"] == "ready"
+    assert (await _hello(jwt_gateway, only_default, avatar_id="someone-else"))["code"] == "forbidden"
+
+
+def test_rest_calls_need_their_grant_and_ops_mint_tokens(jwt_gateway):
+    base = jwt_gateway.replace("ws://", "http://").removesuffix("/ws")
+    status = f"{base}/v1/avatars/default"
+    assert httpx.get(status, timeout=30).status_code == 401
+    converse_only = {"Authorization": f"Bearer {mint(KEY, 'alice', ['converse'], None, 600)}"}
+    assert httpx.get(status, headers=converse_only, timeout=30).status_code == 403
+    assert httpx.post(f"{base}/admin/tokens", json={"subject": "eve"}, headers=converse_only,
+                      timeout=30).status_code == 403
+    admin = {"Authorization": f"Bearer {mint(KEY, 'ops', ['admin'], None, 600)}"}
+    minted = httpx.post(f"{base}/admin/tokens", json={"subject": "frank", "grants": ["make_avatars"], "ttl_s": 600},
+                        headers=admin, timeout=30)
+    assert minted.status_code == 200 and minted.json()["subject"] == "frank"
+    frank = {"Authorization": f"Bearer {minted.json()['token']}"}
+    assert httpx.get(status, headers=frank, timeout=30).status_code == 200
+    bad = httpx.post(f"{base}/admin/tokens", json={"subject": "x", "grants": ["root"]}, headers=admin, timeout=30)
+    assert bad.status_code == 400 and "root" in bad.json()["error"]["message"]

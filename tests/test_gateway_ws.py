@@ -261,7 +261,7 @@ async def test_a_session_resumed_with_a_long_history_still_gets_answers(stack):
     """110 stored exchanges (more than the text engine takes in one request): the gateway sends whole blocks of
     the newest, and the turn is answered."""
     store = SessionStore(stack.redis_url, ttl_s=600)
-    session = await store.create("default", {})
+    session = await store.create("default", {}, "anonymous")
     for i in range(110):
         await store.append_history(session, history.entry("user", f"Tell me fact number {i}."), 2 * i + 1)
         await store.append_history(session, history.entry("assistant", f"Fact {i} is true."), 2 * i + 2)

@@ -25,7 +25,32 @@ class FaceError(ValueError):
     """The photo cannot become an avatar; the message says why, for a person."""
 
 
+MAX_PHOTO_PIXELS = 40_000_000  # a photo larger than this (a 50-megapixel camera's, a decompression bomb) is refused
+
+
+def _declared_size(data: bytes) -> tuple[int, int] | None:
+    """The width and height a PNG or JPEG says it has, read from its header without decoding it."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] != b"\xff\xd8":
+        return None
+    at = 2
+    while at + 9 <= len(data) and data[at] == 0xFF:
+        marker = data[at + 1]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start of frame: the image's size
+            return int.from_bytes(data[at + 7 : at + 9], "big"), int.from_bytes(data[at + 5 : at + 7], "big")
+        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+    return None
+
+
 def read_photo(data: bytes) -> np.ndarray:
+    """A JPEG or PNG as RGB; its size is checked before it is decoded, so a small file that decodes to gigabytes
+    costs nothing."""
+    size = _declared_size(data)
+    if size is None:
+        raise FaceError("the file is not a JPEG or PNG image")
+    if size[0] * size[1] > MAX_PHOTO_PIXELS:
+        raise FaceError(f"the photo is {size[0]}x{size[1]} pixels; at most {MAX_PHOTO_PIXELS // 1_000_000} megapixels")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise FaceError("the file is not a JPEG or PNG image")

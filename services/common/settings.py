@@ -33,7 +33,8 @@ class ServiceSettings(BaseSettings):
     max_connection_age_grace_s: float = Field(default=600.0, ge=0)
 
     def log_non_defaults(self) -> None:
-        """Log every setting that differs from its default, so a deployment's choices are visible."""
+        """Log every setting that differs from its default, so a deployment's choices are visible (a secret's value
+        never: `SecretStr` settings show as stars)."""
         changed = {
             name: value
             for name, value in self.model_dump().items()

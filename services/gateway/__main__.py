@@ -10,6 +10,9 @@ from services.gateway.draining import DrainingServer
 if __name__ == "__main__":
     settings = GatewaySettings()
     setup_logging("gateway", settings.log_level)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except ValueError as err:  # settings that would leave it open or unusable: say which, start nothing
+        raise SystemExit(f"gateway: {err}") from None
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
     DrainingServer(config, app.state.drain, settings.drain_grace_s).run()

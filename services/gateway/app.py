@@ -12,13 +12,16 @@ from redis.exceptions import RedisError
 
 from core.avatar_jobs import AvatarJobs
 from services.common.tracing import setup_tracing, shutdown_tracing
-from services.gateway import avatar_api, openai_api, rest_errors
+from services.gateway import admin_api, avatar_api, openai_api, rest_errors
+from services.gateway.access import Access
 from services.gateway.admission import Admission
+from services.gateway.body_limit import BodyLimit
 from services.gateway.config import GatewaySettings
 from services.gateway.draining import Drain
 from services.gateway.grpc_stages import grpc_stages
-from services.gateway.rest_auth import require_token
+from services.gateway.rest_auth import requires
 from services.gateway.session_store import SessionStore
+from services.gateway.socket_limits import SocketLimits
 from services.gateway.stage_clients import StageClients
 from services.gateway.transport import WebSocketTransport
 
@@ -44,11 +47,15 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         shutdown_tracing()
 
     app = FastAPI(title="Avatar gateway", version="1", lifespan=lifespan)
+    app.state.access = Access(settings)
+    app.state.sockets = SocketLimits(settings.max_sockets, settings.max_sockets_per_address)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.state.drain = Drain()
     app.state.admission = Admission(settings.max_sessions)
     rest_errors.install(app)
-    app.include_router(avatar_api.router, dependencies=[Depends(require_token)])
-    app.include_router(openai_api.router, dependencies=[Depends(require_token)])
+    app.include_router(avatar_api.router, dependencies=[Depends(requires("make_avatars"))])
+    app.include_router(openai_api.router, dependencies=[Depends(requires("rest"))])
+    app.include_router(admin_api.router, dependencies=[Depends(requires("admin"))])
 
     @app.get("/healthz")
     async def healthz():
@@ -82,7 +89,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         SESSIONS.inc()
         with OPEN_SESSIONS.track_inprogress():
             await WebSocketTransport(ws, app.state.stages, app.state.clients, app.state.store, settings,
-                                     app.state.drain, app.state.admission).run()
+                                     app.state.drain, app.state.admission, app.state.access, app.state.sockets).run()
 
     if WEB_APP.is_dir():
         app.mount("/", StaticFiles(directory=WEB_APP, html=True), name="web")

@@ -1,6 +1,8 @@
 """Gateway process settings (env prefix GATEWAY_; REDIS_URL is read as is)."""
 
-from pydantic import AliasChoices, Field
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.gateway.protocol import AudioCodec, VideoCodec
@@ -18,8 +20,27 @@ class GatewaySettings(BaseSettings):
     llm_address: str = "127.0.0.1:50052"
     tts_address: str = "127.0.0.1:50053"
     sda_address: str = "127.0.0.1:50054"
-    # Shared secret a client must send in its hello; empty disables auth (the `make run` default).
-    auth_token: str = ""
+    # Who may talk and call (services/gateway/access.py): `auto` is jwt where a key is set, else token where one is,
+    # else none, which only a gateway on a loopback address may run with (the `make run` default).
+    auth: Literal["auto", "none", "token", "jwt"] = "auto"
+    # One shared secret for everything (the hello's `token`, REST's `Authorization: Bearer`).
+    auth_token: SecretStr = SecretStr("")
+    # Per-user signed tokens: the gateway's own HS256 key, or an identity provider's RS256 public key (PEM) or JWKS
+    # address; `aud`/`iss` are checked where set.
+    jwt_secret: SecretStr = SecretStr("")
+    jwt_public_key: str = ""
+    jwt_jwks_url: str = ""
+    jwt_audience: str = ""
+    jwt_issuer: str = ""
+    # A socket that has sent no valid hello this long after it opened is closed; sockets at once from one client
+    # address, and in all, are capped; a client that reads so slowly that this many bytes wait for it is dropped.
+    hello_timeout_s: float = Field(default=10.0, gt=0)
+    max_sockets_per_address: int = Field(default=16, ge=1)
+    max_sockets: int = Field(default=1000, ge=1)
+    max_queued_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
+    # Browser pages allowed to open the WebSocket (their Origin header): the gateway's own page always; "*" any.
+    # A client that sends no Origin (not a browser) is not affected.
+    allowed_origins: list[str] = []
     session_ttl_s: int = Field(default=24 * 3600, ge=60)
     # Conversations admitted at once; past it a hello gets `busy` (0: no limit). The default is what the
     # concurrency bench measured a 2-core box to hold without slowing every session down.
@@ -68,3 +89,7 @@ class GatewaySettings(BaseSettings):
     # Published avatars (read: which have a voice, which exist); the worker writes them.
     avatars_dir: str = "var/avatars"
     max_photo_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # REST uploads: a request body over `max_body_bytes` is refused before it is parsed; an audio file is refused
+    # by the length it decodes to (a small compressed file can hold hours), before it is decoded.
+    max_body_bytes: int = Field(default=60 * 1024 * 1024, ge=1024 * 1024)
+    max_upload_audio_s: float = Field(default=600.0, gt=0)

@@ -23,6 +23,7 @@ from prometheus_client import Counter
 
 from core.avatar_bundle import AVATAR_ID, AvatarBundle, is_default
 from services.gateway import history, media
+from services.gateway.access import ANONYMOUS, Denied, Principal
 from services.gateway.config import GatewaySettings
 from services.gateway.echo import EchoGuard
 from services.gateway.listening import Listener
@@ -100,16 +101,17 @@ class Conversation:
 
     # --- the session ---
 
-    async def start(self, hello: Hello) -> bool:
+    async def start(self, hello: Hello, principal: Principal = ANONYMOUS) -> bool:
         """A new session, or a stored one resumed; the `ready` event. False when there is no such session, or
-        the session store is down (the client may send its hello again)."""
+        the session store is down (the client may send its hello again). Raises Denied for a session another
+        subject opened, or an avatar `principal` is not granted."""
         try:
-            return await self._open(hello)
+            return await self._open(hello, principal)
         except StoreUnavailable as err:
             self._emit(error_event(ErrorCode.SESSIONS_UNAVAILABLE, f"{err}; send the hello again shortly"))
             return False
 
-    async def _open(self, hello: Hello) -> bool:
+    async def _open(self, hello: Hello, principal: Principal) -> bool:
         settings = self._settings
         video = media.choose(hello.media.video, settings.video_codecs)
         audio = media.choose(hello.media.audio, settings.audio_codecs)
@@ -124,17 +126,23 @@ class Conversation:
             if stored is None:
                 self._emit(error_event(ErrorCode.UNKNOWN_SESSION, "no such session (expired?); start a new one"))
                 return False
+            if stored["subject"] not in (None, principal.subject):
+                raise Denied("this session belongs to another user")
+            avatar_id = hello.avatar_id if "avatar_id" in hello.model_fields_set else stored["avatar_id"]
+            principal.require_avatar(avatar_id)
             self.session_id = hello.session_id
-            self._avatar_id = hello.avatar_id if "avatar_id" in hello.model_fields_set else stored["avatar_id"]
+            self._avatar_id = avatar_id
             self._session_settings = SessionSettings.model_validate({**stored["settings"], **wanted})
             self._turn = stored["next_turn"]
             self._history = await self._store.history(self.session_id)
             self._appended = stored["appended"]
             await self._store.update(self.session_id, self._avatar_id, self._session_settings.model_dump())
         else:
+            principal.require_avatar(hello.avatar_id)
             self._avatar_id = hello.avatar_id
             self._session_settings = hello.settings
-            self.session_id = await self._store.create(self._avatar_id, self._session_settings.model_dump())
+            self.session_id = await self._store.create(self._avatar_id, self._session_settings.model_dump(),
+                                                       principal.subject)
         self._audio_format = (hello.audio.encoding, hello.audio.sample_rate)
         self._echo = EchoGuard(hello.audio.encoding, hello.audio.sample_rate, settings.echo_max_delay_s)
         self._emit({

@@ -57,15 +57,28 @@ def _default(name: str | None) -> str:
     return "" if name in (None, "", "default") else name
 
 
-async def _read_audio(upload: UploadFile) -> tuple[np.ndarray, int]:
+async def _read_audio(request: Request, upload: UploadFile) -> tuple[np.ndarray, int]:
+    """An uploaded WAV, FLAC or OGG as mono float32. Refused by its length before it is decoded (413): a few
+    megabytes of FLAC or Ogg can hold hours of audio."""
     data = await upload.read(MAX_UPLOAD_BYTES + 1)
     if len(data) > MAX_UPLOAD_BYTES:
         raise HTTPException(413, f"the file exceeds {MAX_UPLOAD_BYTES} bytes")
+    return await asyncio.to_thread(_decode_audio, data, request.app.state.settings.max_upload_audio_s)
+
+
+def _decode_audio(data: bytes, longest_s: float) -> tuple[np.ndarray, int]:
     try:
-        samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        with soundfile.SoundFile(io.BytesIO(data)) as sound:
+            if sound.channels > 8 or sound.samplerate > 192_000:
+                raise HTTPException(400, f"{sound.channels} channels at {sound.samplerate} Hz: at most 8 at 192 kHz")
+            if sound.frames > longest_s * sound.samplerate:
+                raise HTTPException(413, f"the audio lasts {sound.frames / sound.samplerate:.0f} s; at most "
+                                         f"{longest_s:.0f} s")
+            mono = np.concatenate([block.mean(axis=1) for block in sound.blocks(
+                65536, dtype="float32", always_2d=True, frames=int(longest_s * sound.samplerate))] or [np.zeros(0)])
+            return mono.astype(np.float32), sound.samplerate
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as err:
         raise HTTPException(400, f"could not read the audio file (WAV, FLAC or OGG): {err}") from None
-    return samples.mean(axis=1), rate
 
 
 def _wav(pcm: bytes, rate: int) -> bytes:
@@ -84,7 +97,7 @@ async def transcriptions(request: Request, file: UploadFile = File(...), model: 
     """Transcribe an audio file (OpenAI `audio.transcriptions`)."""
     if response_format not in ("json", "text", "verbose_json"):
         raise HTTPException(400, "response_format must be json, text or verbose_json")
-    samples, rate = await _read_audio(file)
+    samples, rate = await _read_audio(request, file)
     pcm = encode_linear16(samples)
     step = rate * 2  # one second of audio a message
     config = ListenConfig(sample_rate=rate, encoding="linear16", partial_results=False, end_of_turn_silence_ms=1000,
@@ -237,7 +250,7 @@ async def speech(request: Request, body: SpeechRequest):
 async def avatar_video(request: Request, audio: UploadFile = File(...), photo: UploadFile | None = File(None),
                        avatar_id: str = Form("default")):
     """An MP4 of the avatar (or of the face in `photo`) speaking the uploaded audio."""
-    samples, rate = await _read_audio(audio)
+    samples, rate = await _read_audio(request, audio)
     if rate % 25:
         raise HTTPException(400, f"sample rate {rate} Hz is not a whole number of samples per 25 fps frame")
     face = Face(_default(avatar_id), await photo.read(10 * 1024 * 1024) if photo is not None else b"")

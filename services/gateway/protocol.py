@@ -22,6 +22,9 @@ class ErrorCode(StrEnum):
     SESSIONS_UNAVAILABLE = "sessions_unavailable"  # the session store (Redis) is down: retry the hello shortly
     UNSUPPORTED_MEDIA = "unsupported_media"  # none of the hello's video (or audio) codecs is offered here
     BUSY = "busy"  # the gateway holds as many conversations as it can: the socket closes (1013); retry later
+    FORBIDDEN = "forbidden"  # the token is good but does not grant this (an avatar, conversing, another's session)
+    TOO_MANY_SOCKETS = "too_many_sockets"  # too many sockets open from this address (or in all): the socket closes
+    HELLO_TIMEOUT = "hello_timeout"  # no valid hello soon enough after the socket opened: the socket closes
 
 
 class AudioSpec(BaseModel):

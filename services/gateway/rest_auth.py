@@ -1,15 +1,28 @@
-"""The REST API asks for the same token as the WebSocket hello (GATEWAY_AUTH_TOKEN), as `Authorization: Bearer`."""
+"""REST calls carry the same credential as the WebSocket hello, as `Authorization: Bearer <token>`, and each route
+asks for a grant (`access.py`)."""
 
-import secrets
+from collections.abc import Callable
 
 from fastapi import HTTPException, Request
 
+from services.gateway.access import Denied, Grant, Principal
 
-async def require_token(request: Request) -> None:
-    expected = request.app.state.settings.auth_token
-    if not expected:
-        return
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip(), expected):
-        raise HTTPException(401, "missing or wrong token: send `Authorization: Bearer <GATEWAY_AUTH_TOKEN>`",
-                            headers={"WWW-Authenticate": "Bearer"})
+
+def requires(grant: Grant) -> Callable:
+    """A route dependency: the caller's principal, which must hold `grant` (401 without a good credential, 403
+    with one that does not grant it)."""
+
+    async def principal(request: Request) -> Principal:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        try:
+            who = request.app.state.access.check(token.strip() if scheme.lower() == "bearer" else "")
+        except Denied as err:
+            raise HTTPException(401, f"{err}: send `Authorization: Bearer <token>`",
+                                headers={"WWW-Authenticate": "Bearer"}) from None
+        try:
+            who.require(grant)
+        except Denied as err:
+            raise HTTPException(403, str(err)) from None
+        return who
+
+    return principal

@@ -66,25 +66,27 @@ class SessionStore:
         return f"avatar:session:{session_id}"
 
     @_answers
-    async def create(self, avatar_id: str, settings: dict) -> str:
+    async def create(self, avatar_id: str, settings: dict, subject: str) -> str:
+        """A new session of `subject` (the user whose token opened it: only they may resume it)."""
         session_id = secrets.token_urlsafe(16)
         key = self._key(session_id)
         await self._redis.hset(key, mapping={"avatar_id": avatar_id, "settings": json.dumps(settings),
-                                             "created": time.time(), "next_turn": 0})
+                                             "created": time.time(), "next_turn": 0, "subject": subject})
         await self._redis.expire(key, self._ttl)
         return session_id
 
     @_answers
     async def get(self, session_id: str) -> dict | None:
-        """avatar_id, settings, next_turn and appended (history entries ever added) of a session; None when it
-        does not exist (or expired)."""
+        """avatar_id, settings, next_turn, appended (history entries ever added) and subject (None for a session
+        stored before sessions had one) of a session; None when it does not exist (or expired)."""
         data = await self._redis.hgetall(self._key(session_id))
         if not data:
             return None
         await self._redis.expire(self._key(session_id), self._ttl)
         await self._redis.expire(self._key(session_id) + ":history", self._ttl)
         return {"avatar_id": data["avatar_id"], "settings": json.loads(data["settings"]),
-                "next_turn": int(data.get("next_turn", 0)), "appended": int(data.get("appended", 0))}
+                "next_turn": int(data.get("next_turn", 0)), "appended": int(data.get("appended", 0)),
+                "subject": data.get("subject")}
 
     @_answers
     async def update(self, session_id: str, avatar_id: str, settings: dict) -> None:

@@ -3,58 +3,118 @@
 It checks every message against the protocol (docs/websocket.md) and hands what is valid to the conversation;
 a bad message is answered with an `error` event and dropped, and the session goes on. Media travel as binary
 messages (`media.py`); everything goes out through one queue, in order.
+
+What a hostile client can cost is bounded: a page from an origin not allowed is refused, sockets are capped per
+client address and in all, a socket without a valid hello soon after it opened is closed, and a client that does
+not read what is sent (so that more than `max_queued_bytes` wait for it) is dropped instead of buffered.
 """
 
 import asyncio
 import json
-import secrets
+import logging
 
 from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
+from services.gateway.access import Access, Denied
 from services.gateway.admission import BUSY_CLOSE_CODE, Admission
 from services.gateway.config import GatewaySettings
 from services.gateway.conversation import Conversation
 from services.gateway.draining import RESTART_CLOSE_CODE, Drain, reconnect_event
 from services.gateway.protocol import PROTOCOL_VERSION, EndOfAudio, ErrorCode, Hello, KeyframeRequest, error_event
 from services.gateway.session_store import SessionStore
+from services.gateway.socket_limits import SocketLimits
 from services.gateway.stage_clients import StageClients
 from services.gateway.stages import Stages
 
+log = logging.getLogger(__name__)
 _SAMPLE_WIDTH = {"linear16": 2, "float32": 4}
+POLICY_CLOSE_CODE = 1008
 
 
 class WebSocketTransport:
     def __init__(self, ws: WebSocket, stages: Stages, clients: StageClients, store: SessionStore,
-                 settings: GatewaySettings, drain: Drain, admission: Admission):
+                 settings: GatewaySettings, drain: Drain, admission: Admission, access: Access,
+                 sockets: SocketLimits):
         self._ws = ws
         self._drain = drain
         self._admission = admission
         self._admitted = False
+        self._access = access
+        self._sockets = sockets
         self._settings = settings
         self._outbox: asyncio.Queue[dict | bytes | None] = asyncio.Queue()
-        self._conversation = Conversation(stages, store, settings, self._outbox.put_nowait, clients.statuses)
+        self._queued_bytes = 0
+        self._overflowed = False
+        self._conversation = Conversation(stages, store, settings, self._put, clients.statuses)
         self._hello: Hello | None = None
+        self._receiving: asyncio.Task | None = None
+
+    def _allowed_origin(self) -> bool:
+        """A browser page may open the socket from the gateway's own origin or one allowed; a client that sends no
+        Origin is no browser page (a browser always sends one)."""
+        origin = self._ws.headers.get("origin")
+        if origin is None or "*" in self._settings.allowed_origins or origin in self._settings.allowed_origins:
+            return True
+        host = self._ws.headers.get("host", "")
+        return origin in (f"http://{host}", f"https://{host}")
 
     async def run(self) -> None:
+        if not self._allowed_origin():
+            log.warning("a WebSocket from origin %r refused (GATEWAY_ALLOWED_ORIGINS)", self._ws.headers.get("origin"))
+            await self._ws.close(code=POLICY_CLOSE_CODE)  # before the handshake: the browser gets 403
+            return
+        address = self._ws.client.host if self._ws.client else ""
+        refused = self._sockets.take(address)
         await self._ws.accept()
+        if refused is not None:
+            await self._ws.send_text(json.dumps(error_event(ErrorCode.TOO_MANY_SOCKETS, refused, fatal=True)))
+            await self._ws.close(code=BUSY_CLOSE_CODE)
+            return
+        try:
+            await self._serve()
+        finally:
+            self._sockets.release(address)
+
+    async def _serve(self) -> None:
         if self._drain.draining:  # this replica is stopping: the client goes to another (or to this one, later)
             await self._ws.send_text(json.dumps(reconnect_event("the gateway is restarting")))
             await self._ws.close(code=RESTART_CLOSE_CODE)
             return
         sender = asyncio.create_task(self._send_loop())
         self._drain.track(self.finish)
+        self._receiving = asyncio.create_task(self._receive_loop())
         try:
-            await self._receive_loop()
+            await self._receiving
         except WebSocketDisconnect:
             pass
+        except asyncio.CancelledError:
+            if not self._overflowed:
+                raise
         finally:
             self._drain.forget(self.finish)
             if self._admitted:
                 self._admission.release()
             await self._conversation.close()
-            self._outbox.put_nowait(None)
+            if self._overflowed:
+                sender.cancel()  # what it is sending will never be read
+            else:
+                self._outbox.put_nowait(None)
             await asyncio.gather(sender, return_exceptions=True)
+
+    def _put(self, event: dict | bytes) -> None:
+        """Queue an event or media message for the client; one that lets more than `max_queued_bytes` wait drops
+        the client (it does not read: a dead connection, or a client that only sends)."""
+        if self._overflowed:
+            return
+        self._queued_bytes += len(event) if isinstance(event, bytes) else 256
+        if self._queued_bytes > self._settings.max_queued_bytes:
+            self._overflowed = True
+            log.warning("a client read nothing of %d bytes sent to it: dropped", self._queued_bytes)
+            if self._receiving is not None:
+                self._receiving.cancel()
+            return
+        self._outbox.put_nowait(event)
 
     async def finish(self, grace_s: float) -> None:
         """The gateway drains: the reply in flight may finish (up to `grace_s`), then the client is told to
@@ -65,24 +125,35 @@ class WebSocketTransport:
         self._outbox.put_nowait(reconnect_event("the gateway is restarting"))
 
     def _error(self, code: ErrorCode, message: str, fatal: bool = False) -> None:
-        self._outbox.put_nowait(error_event(code, message, fatal))
+        self._put(error_event(code, message, fatal))
 
     async def _send_loop(self) -> None:
         while (event := await self._outbox.get()) is not None:
+            self._queued_bytes -= len(event) if isinstance(event, bytes) else 256
             if isinstance(event, bytes):
                 await self._ws.send_bytes(event)
                 continue
             await self._ws.send_text(json.dumps(event))
             if event.get("fatal"):
-                await self._ws.close(code=BUSY_CLOSE_CODE if event["code"] == ErrorCode.BUSY else 1008)
+                busy = event["code"] in (ErrorCode.BUSY, ErrorCode.TOO_MANY_SOCKETS)
+                await self._ws.close(code=BUSY_CLOSE_CODE if busy else POLICY_CLOSE_CODE)
                 return
             if event["type"] == "reconnect":
                 await self._ws.close(code=RESTART_CLOSE_CODE)
                 return
 
     async def _receive_loop(self) -> None:
+        hello_by = asyncio.get_running_loop().time() + self._settings.hello_timeout_s
         while True:
-            message = await self._ws.receive()
+            if self._hello is None:
+                try:
+                    message = await asyncio.wait_for(self._ws.receive(), hello_by - asyncio.get_running_loop().time())
+                except TimeoutError:
+                    self._error(ErrorCode.HELLO_TIMEOUT, f"no valid hello within {self._settings.hello_timeout_s:.0f} s "
+                                                         "of opening the socket", fatal=True)
+                    return
+            else:
+                message = await self._ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
             if message.get("bytes") is not None:
@@ -125,15 +196,27 @@ class WebSocketTransport:
         if hello.version != PROTOCOL_VERSION:
             self._error(ErrorCode.UNSUPPORTED_VERSION, f"protocol version {PROTOCOL_VERSION} only", fatal=True)
             return True
-        if self._settings.auth_token and not secrets.compare_digest(hello.token, self._settings.auth_token):
-            self._error(ErrorCode.UNAUTHORIZED, "missing or wrong token", fatal=True)
+        try:
+            principal = self._access.check(hello.token)
+        except Denied as err:
+            self._error(ErrorCode.UNAUTHORIZED, str(err), fatal=True)
+            return True
+        try:
+            principal.require("converse")
+        except Denied as err:
+            self._error(ErrorCode.FORBIDDEN, str(err), fatal=True)
             return True
         if not self._admitted and not self._admission.admit():
             self._error(ErrorCode.BUSY, f"this avatar server holds {self._admission.max_sessions} conversations "
                                         "already; try again in a moment", fatal=True)
             return True
         self._admitted = True
-        if await self._conversation.start(hello):
+        try:
+            started = await self._conversation.start(hello, principal)
+        except Denied as err:  # another's session, or an avatar the token does not grant
+            self._error(ErrorCode.FORBIDDEN, str(err), fatal=True)
+            return True
+        if started:
             self._hello = hello
         return False
 

@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
@@ -18,7 +18,7 @@ class LlmSettings(ServiceSettings):
     openai_base_url: str = "http://127.0.0.1:8080/v1"
     # Empty: the first model the server lists.
     openai_model: str = ""
-    openai_api_key: str = ""
+    openai_api_key: SecretStr = SecretStr("")  # never logged
     # A GGUF model file; empty = the packaged SmolLM2-135M-Instruct.
     model_path: str = ""
     # A GGUF LoRA adapter applied on top (e.g. from the fine-tuning pipeline).

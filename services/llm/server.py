@@ -22,9 +22,8 @@ _DONE = object()
 
 def make_backend(settings: LlmSettings) -> LlmBackend:
     if settings.backend == "openai":
-        return OpenAICompatibleBackend(
-            settings.openai_base_url, settings.openai_model, settings.openai_api_key, settings.context_tokens
-        )
+        return OpenAICompatibleBackend(settings.openai_base_url, settings.openai_model,
+                                       settings.openai_api_key.get_secret_value(), settings.context_tokens)
     return LlamaCppBackend(settings.model_path, settings.lora_path, settings.context_tokens, settings.threads,
                            settings.prefix_cache_mb, settings.slots, settings.leading_tokens)
 

@@ -4,9 +4,7 @@ import asyncio
 import time
 from collections import deque
 
-import cv2
 import grpc
-import numpy as np
 import torch
 from avatar.common.v1 import common_pb2
 from avatar.sda.v1 import sda_pb2, sda_pb2_grpc
@@ -14,6 +12,7 @@ from avatar.sda.v1 import sda_pb2, sda_pb2_grpc
 from core import audio as pcm
 from core.avatar_bundle import DEFAULT
 from core.errors import BadRequest
+from core.sda.face_rig import FaceError, read_photo
 from services.common import metrics
 from services.common.priority_turns import PriorityTurns
 from services.common.streams import check_chunk_size, read_config
@@ -59,10 +58,11 @@ class SdaService(sda_pb2_grpc.SdaServiceServicer):
         if config.face_image:
             if len(config.face_image) > self._settings.max_face_image_bytes:
                 raise BadRequest(f"face_image exceeds {self._settings.max_face_image_bytes} bytes")
-            image = cv2.imdecode(np.frombuffer(config.face_image, np.uint8), cv2.IMREAD_COLOR)
-            if image is None:
-                raise BadRequest("face_image is not a JPEG or PNG image")
-            return self._avatars.from_photo(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+            try:
+                image = read_photo(config.face_image)
+            except FaceError as err:
+                raise BadRequest(f"face_image: {err}") from None
+            return self._avatars.from_photo(image)
         return self._avatars.get(config.avatar_id)
 
     async def StreamingAnimate(self, request_iterator, context):
