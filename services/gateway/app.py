@@ -20,6 +20,7 @@ from services.gateway.config import GatewaySettings
 from services.gateway.draining import Drain
 from services.gateway.grpc_stages import grpc_stages
 from services.gateway.rest_auth import requires
+from services.gateway.rest_limits import RateLimiter
 from services.gateway.session_store import SessionStore
 from services.gateway.socket_limits import SocketLimits
 from services.gateway.stage_clients import StageClients
@@ -49,6 +50,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app = FastAPI(title="Avatar gateway", version="1", lifespan=lifespan)
     app.state.access = Access(settings)
     app.state.sockets = SocketLimits(settings.max_sockets, settings.max_sockets_per_address)
+    app.state.rest_rate = RateLimiter(settings.rest_rate_per_min, settings.rest_burst)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.state.drain = Drain()
     app.state.admission = Admission(settings.max_sessions)

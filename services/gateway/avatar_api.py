@@ -4,13 +4,14 @@ the making is a job for the avatar worker, queued in Redis (`core.avatar_jobs`);
 import asyncio
 import re
 
-from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 
 from avatar.sda.v1 import sda_pb2
 from core.avatar_bundle import AVATAR_ID, DEFAULT, AvatarBundle
 from core.avatar_jobs import AvatarJobs, new_avatar_id
 from core.sda.face_rig import FaceError, FaceRig, read_photo
 from services.gateway.config import GatewaySettings
+from services.gateway.rest_limits import rate_limited
 
 router = APIRouter(prefix="/v1/avatars", tags=["avatars"])
 
@@ -22,7 +23,7 @@ async def list_avatars(request: Request) -> dict:
     return {"default": reply.default_avatar, "avatars": [a.avatar_id for a in reply.avatars]}
 
 
-@router.post("", status_code=202)
+@router.post("", status_code=202, dependencies=[Depends(rate_limited("make_avatars"))])
 async def create_avatar(request: Request, photo: UploadFile = File(...), name: str = Form("")) -> dict:
     """Queue an avatar made from one portrait photo. 413 for a photo over the size limit (never cut short), 422
     when it has no usable face."""

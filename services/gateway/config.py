@@ -93,3 +93,7 @@ class GatewaySettings(BaseSettings):
     # by the length it decodes to (a small compressed file can hold hours), before it is decoded.
     max_body_bytes: int = Field(default=60 * 1024 * 1024, ge=1024 * 1024)
     max_upload_audio_s: float = Field(default=600.0, gt=0)
+    # Costly REST calls (transcription, chat, speech, video, a new avatar) per client (a token's user, else an
+    # address): this many a minute on average, bursts of `rest_burst`; past it 429 with Retry-After.
+    rest_rate_per_min: float = Field(default=60.0, gt=0)
+    rest_burst: int = Field(default=30, ge=1)

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 import soundfile
-from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -26,6 +26,7 @@ from services.gateway import reply_processors
 from services.gateway.mp4 import mp4
 from services.gateway.reply_processors import ReplyContext, VideoLost
 from services.gateway.rest_errors import error_body
+from services.gateway.rest_limits import rate_limited, stage_place
 from services.gateway.stages import (
     Face, Finish, Frame, Generation, ListenConfig, ReplyRequest, SpeechChunk, StageFailed, Stages, Transcript,
     TurnMeta, Usage, VideoOut, Voice,
@@ -91,7 +92,7 @@ def _wav(pcm: bytes, rate: int) -> bytes:
     return out.getvalue()
 
 
-@router.post("/audio/transcriptions")
+@router.post("/audio/transcriptions", dependencies=[Depends(rate_limited("rest"))])
 async def transcriptions(request: Request, file: UploadFile = File(...), model: str = Form("default"),
                          language: str = Form(""), response_format: str = Form("json")):
     """Transcribe an audio file (OpenAI `audio.transcriptions`)."""
@@ -109,9 +110,10 @@ async def transcriptions(request: Request, file: UploadFile = File(...), model: 
 
     finals: list[Transcript] = []
     try:
-        async for event in _stages(request).asr.listen(config, audio(), _meta().session_id):
-            if isinstance(event, Transcript) and event.final:
-                finals.append(event)
+        async with stage_place(request):
+            async for event in _stages(request).asr.listen(config, audio(), _meta().session_id):
+                if isinstance(event, Transcript) and event.final:
+                    finals.append(event)
     except StageFailed as err:
         raise _http_error(err) from None
     text = " ".join(t.text for t in finals if t.text)
@@ -159,25 +161,31 @@ def _usage(usage: Usage) -> dict:
             "prompt_tokens_details": {"cached_tokens": usage.cached_prompt_tokens}}
 
 
-@router.post("/chat/completions")
+@router.post("/chat/completions", dependencies=[Depends(rate_limited("rest"))])
 async def chat_completions(request: Request, body: ChatRequest):
     """Chat with the text engine (OpenAI `chat.completions`), streamed as server-sent events when `stream`."""
     reply = ReplyContext(_reply_request(body))
     text_part = reply_processors.part(reply_processors.reply_processors(_stages(request)), "text", "text")
     completion_id, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), body.model or "default"
+    place = stage_place(request)
+    await place.__aenter__()  # held until the answer is whole, or the client went away
     made = reply_processors.run(text_part, reply)
     try:
         first = await anext(made, None)  # surfaces an unknown model or a bad argument before any byte is sent
     except StageFailed as err:
         await made.aclose()
+        await place.__aexit__(None, None, None)
         raise _http_error(err) from None
 
     async def items() -> AsyncIterator[str | Finish]:
-        async with contextlib.aclosing(made):  # the client went away: the generation stops
-            if first is not None:
-                yield first
-                async for item in made:
-                    yield item
+        try:
+            async with contextlib.aclosing(made):  # the client went away: the generation stops
+                if first is not None:
+                    yield first
+                    async for item in made:
+                        yield item
+        finally:
+            await place.__aexit__(None, None, None)
 
     if not body.stream:
         text, finish = "", Finish("stop")
@@ -222,7 +230,7 @@ class SpeechRequest(BaseModel):
     sample_rate: int = Field(default=0, ge=0, le=48000)
 
 
-@router.post("/audio/speech")
+@router.post("/audio/speech", dependencies=[Depends(rate_limited("rest"))])
 async def speech(request: Request, body: SpeechRequest):
     """Speak text (OpenAI `audio.speech`); WAV or raw 16-bit PCM."""
     if _default(body.model):
@@ -234,7 +242,8 @@ async def speech(request: Request, body: SpeechRequest):
     speech_part = reply_processors.part(reply_processors.reply_processors(_stages(request)), "speech", "speech")
     pcm, rate = bytearray(), body.sample_rate
     try:
-        async with contextlib.aclosing(reply_processors.run(speech_part, reply, _one(body.input))) as made:
+        async with (stage_place(request),
+                    contextlib.aclosing(reply_processors.run(speech_part, reply, _one(body.input))) as made):
             async for chunk in made:
                 if isinstance(chunk, SpeechChunk):
                     pcm += chunk.pcm
@@ -246,7 +255,7 @@ async def speech(request: Request, body: SpeechRequest):
     return Response(_wav(bytes(pcm), rate or 22050), media_type="audio/wav")
 
 
-@router.post("/avatar/video", response_class=Response)
+@router.post("/avatar/video", response_class=Response, dependencies=[Depends(rate_limited("rest"))])
 async def avatar_video(request: Request, audio: UploadFile = File(...), photo: UploadFile | None = File(None),
                        avatar_id: str = Form("default")):
     """An MP4 of the avatar (or of the face in `photo`) speaking the uploaded audio."""
@@ -267,7 +276,8 @@ async def avatar_video(request: Request, audio: UploadFile = File(...), photo: U
 
     frames: list[bytes] = []
     try:
-        async with contextlib.aclosing(reply_processors.run(animation_part, reply, chunks())) as made:
+        async with (stage_place(request),
+                    contextlib.aclosing(reply_processors.run(animation_part, reply, chunks())) as made):
             async for item in made:
                 if isinstance(item, VideoLost):
                     raise item.error
