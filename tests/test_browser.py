@@ -57,12 +57,12 @@ def test_a_turn_completes_in_the_browser(stack, question_wav, webcodecs):
         page = browser.new_page()
         if not webcodecs:
             page.add_init_script("delete window.VideoDecoder")  # a browser without WebCodecs
-        page.goto(f"http://{stack.address('gateway')}/")
+        page.goto(f"http://{stack.address('gateway')}/?details")  # latency figures shown
         page.get_by_test_id("start").click()
         page.get_by_test_id("user-text").first.wait_for(timeout=60_000)
         assert "name" in page.get_by_test_id("user-text").first.inner_text().lower()
         page.get_by_test_id("reply-text").first.wait_for(timeout=60_000)
-        # The canvas changes as frames are drawn on the audio clock.
+        # The canvas changes as frames are drawn on the audio clock (and as the face at rest breathes).
         shots = set()
         deadline = time.monotonic() + 30
         while len(shots) < 3 and time.monotonic() < deadline:
@@ -205,3 +205,72 @@ def test_after_a_network_stall_the_reply_goes_on_from_where_it_stopped(stack, tm
     finally:
         asyncio.run_coroutine_threadsafe(link.stop(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
+
+
+AXE = ROOT / "services" / "gateway" / "web" / "node_modules" / "axe-core" / "axe.min.js"
+FACE_DRAWN = """c => {  // how much the canvas varies: a face, not a black or flat square
+    const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let sum = 0, squares = 0, n = 0;
+    for (let i = 0; i < data.length; i += 16) { const v = (data[i] + data[i + 1] + data[i + 2]) / 3; sum += v; squares += v * v; n++; }
+    const mean = sum / n;
+    return {mean, sd: Math.sqrt(squares / n - mean * mean), width: c.width};
+}"""
+
+
+@pytest.mark.parametrize("size", [(1280, 860), (390, 844)], ids=["desktop", "phone"])
+def test_the_page_shows_the_face_at_once_and_one_button_holds_a_readable_conversation(stack, question_wav, size):
+    """What a person meets: the avatar's face before anyone speaks (never a black square), a label saying it is
+    generated, one button, then the conversation written out; the layout fits a phone; no serious accessibility
+    violation (axe-core)."""
+    from playwright.sync_api import sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    name = "desktop" if size[0] > 600 else "phone"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args(f"{question_wav}%noloop"),
+                                    headless=True, chromium_sandbox=False)
+        page = browser.new_page(viewport={"width": size[0], "height": size[1]})
+        page.goto(f"http://{stack.address('gateway')}/")
+        page.wait_for_function("(window.__avatar?.stats.stillDrawn ?? 0) > 0", timeout=60_000)
+        face = page.eval_on_selector("[data-testid=avatar-canvas]", FACE_DRAWN)
+        assert face["sd"] > 20 and 30 < face["mean"] < 230, f"no face drawn before the first turn: {face}"
+        assert page.get_by_test_id("generated-label").is_visible()
+        assert "generated" in page.get_by_test_id("generated-label").inner_text().lower()
+        layout = page.evaluate("""() => ({scroll: document.scrollingElement.scrollWidth, width: innerWidth,
+            button: document.querySelector('[data-testid=start]').getBoundingClientRect().toJSON(),
+            canvas: document.querySelector('[data-testid=avatar-canvas]').getBoundingClientRect().toJSON()})""")
+        assert layout["scroll"] <= layout["width"], f"the page scrolls sideways: {layout}"
+        assert layout["canvas"]["width"] <= layout["width"] and layout["button"]["right"] <= layout["width"], layout
+        page.screenshot(path=str(SCREENSHOTS / f"page-{name}-opened.png"), full_page=True)
+        page.add_script_tag(path=str(AXE))
+        violations = page.evaluate("async () => (await axe.run()).violations.map(v => ({id: v.id, impact: v.impact,"
+                                   " nodes: v.nodes.length}))")
+        serious = [v for v in violations if v["impact"] in ("serious", "critical")]
+        assert not serious, serious
+        page.get_by_test_id("start").click()  # the one button: the microphone is asked for now
+        page.get_by_test_id("reply-text").first.wait_for(timeout=90_000)
+        assert "name" in page.get_by_test_id("user-text").first.inner_text().lower()
+        page.wait_for_function("document.querySelector('[data-testid=status]').textContent === 'speaking'",
+                               timeout=60_000)
+        page.get_by_test_id("caption").wait_for(timeout=30_000)
+        page.screenshot(path=str(SCREENSHOTS / f"page-{name}-speaking.png"), full_page=True)
+        assert not page.get_by_test_id("error").count()
+        browser.close()
+
+
+def test_a_refused_microphone_says_what_to_do(stack):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args("/dev/null"), headless=True,
+                                    chromium_sandbox=False)
+        page = browser.new_page()
+        page.add_init_script("""navigator.mediaDevices.getUserMedia = () =>
+            Promise.reject(new DOMException('Permission denied', 'NotAllowedError'));""")
+        page.goto(f"http://{stack.address('gateway')}/")
+        page.get_by_test_id("start").click()
+        page.get_by_test_id("error").wait_for(timeout=30_000)
+        message = page.get_by_test_id("error").inner_text()
+        assert "microphone is blocked" in message.lower() and "allow" in message.lower(), message
+        page.wait_for_function("document.querySelector('[data-testid=status]').textContent === 'disconnected'")
+        browser.close()

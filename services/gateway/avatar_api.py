@@ -1,10 +1,12 @@
-"""REST for avatars: list them, and make a new one from one photo. The photo is checked here (one usable face);
+"""REST for avatars: list them, show one's face at rest, and make a new one from one photo. The photo is checked here (one usable face);
 the making is a job for the avatar worker, queued in Redis (`core.avatar_jobs`); its status is read back here."""
 
 import asyncio
+import contextlib
 import re
+from collections import OrderedDict
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Response, UploadFile
 
 from avatar.sda.v1 import sda_pb2
 from core.avatar_bundle import AVATAR_ID, DEFAULT, AvatarBundle
@@ -12,6 +14,7 @@ from core.avatar_jobs import AvatarJobs, new_avatar_id
 from core.sda.face_rig import FaceError, FaceRig, read_photo
 from services.gateway.config import GatewaySettings
 from services.gateway.rest_limits import rate_limited
+from services.gateway.stages import OUTPUT_RATE, Animator, Face, StageFailed, TurnMeta, VideoOut
 
 router = APIRouter(prefix="/v1/avatars", tags=["avatars"])
 
@@ -39,6 +42,38 @@ async def create_avatar(request: Request, photo: UploadFile = File(...), name: s
     jobs: AvatarJobs = request.app.state.jobs
     await jobs.enqueue(avatar_id, name, data)
     return {"avatar_id": avatar_id, "status_url": f"/v1/avatars/{avatar_id}"}
+
+
+_STILLS: OrderedDict[str, bytes] = OrderedDict()  # the last avatars' stills, as the animation stage drew them
+_STILLS_KEPT = 32
+
+
+@router.get("/{avatar_id}/still", response_class=Response)
+async def avatar_still(request: Request, avatar_id: str) -> Response:
+    """The avatar's face at rest (a JPEG, as the animation stage draws it): what a page shows before anyone
+    speaks."""
+    if avatar_id != DEFAULT and not AVATAR_ID.fullmatch(avatar_id):
+        raise HTTPException(404, f"unknown avatar {avatar_id!r}")
+    if avatar_id not in _STILLS:
+        _STILLS[avatar_id] = await _draw_still(request.app.state.stages.sda, avatar_id)
+        while len(_STILLS) > _STILLS_KEPT:
+            _STILLS.popitem(last=False)
+    _STILLS.move_to_end(avatar_id)
+    return Response(_STILLS[avatar_id], media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})
+
+
+async def _draw_still(animator: Animator, avatar_id: str) -> bytes:
+    async def silence():  # one frame's worth: the mouth at rest
+        yield b"\0\0" * (OUTPUT_RATE // 25)
+
+    frames = animator.animate(silence(), Face(avatar_id), TurnMeta("still", 0), VideoOut(jpeg_quality=85))
+    try:
+        async with contextlib.aclosing(frames):
+            async for frame in frames:
+                return frame.image
+    except StageFailed as err:
+        raise HTTPException(404 if err.kind == "not_found" else 503, err.message) from None
+    raise HTTPException(503, "the animation stage drew nothing")
 
 
 @router.get("/{avatar_id}")

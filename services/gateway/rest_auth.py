@@ -8,9 +8,9 @@ from fastapi import HTTPException, Request
 from services.gateway.access import Denied, Grant, Principal
 
 
-def requires(grant: Grant) -> Callable:
-    """A route dependency: the caller's principal, which must hold `grant` (401 without a good credential, 403
-    with one that does not grant it)."""
+def requires(grant: Grant, *or_grants: Grant) -> Callable:
+    """A route dependency: the caller's principal, which must hold `grant` or one of `or_grants` (401 without a
+    good credential, 403 with one that grants none of them)."""
 
     async def principal(request: Request) -> Principal:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -19,10 +19,8 @@ def requires(grant: Grant) -> Callable:
         except Denied as err:
             raise HTTPException(401, f"{err}: send `Authorization: Bearer <token>`",
                                 headers={"WWW-Authenticate": "Bearer"}) from None
-        try:
-            who.require(grant)
-        except Denied as err:
-            raise HTTPException(403, str(err)) from None
+        if not who.grants & {grant, *or_grants}:
+            raise HTTPException(403, f"this token grants none of {sorted({grant, *or_grants})}")
         return who
 
     return principal

@@ -21,6 +21,7 @@ export class AvatarPlayer {
     this.stats = { audioScheduled: 0, framesDrawn: 0, lateFrames: 0, videoCodec: "jpeg", audioCodec: "linear16",
                    decodeErrors: 0, paused: false, pauses: 0, underruns: 0, overlaps: 0 };
     this.playedUntil = 0; // where the audio scheduled so far ends, on the audio clock
+    this.still = null; // the face at rest (an ImageBitmap)
     this.lag = 0; // how far the reply plays behind its schedule (it ran out, or decoded late)
     this.onFirstAudio = () => {};
     this.onKeyframeNeeded = () => {};
@@ -168,8 +169,38 @@ export class AvatarPlayer {
     this.stats.audioScheduled++;
   }
 
+  // The avatar's face at rest, shown before and between replies, breathing gently (a slow rise and fall of a
+  // fraction of a percent) so the face never looks like a frozen picture.
+  showStill(image) {
+    this.still = image;
+    this.paintStill();
+  }
+
+  get speaking() {
+    return this.turn !== -1 && this.audio.currentTime < this.playedUntil;
+  }
+
+  paintStill() {
+    const image = this.still;
+    if (!image) return;
+    if (this.canvas.width !== image.width || this.canvas.height !== image.height) {
+      this.canvas.width = image.width;
+      this.canvas.height = image.height;
+    }
+    const breath = Math.sin((performance.now() / 4200) * 2 * Math.PI);
+    const scale = 1 + 0.006 * (breath + 1) / 2;
+    const w = image.width * scale;
+    const h = image.height * scale;
+    this.ctx2d.drawImage(image, (image.width - w) / 2, image.height - h + 0.01 * image.height * breath, w, h);
+    this.stats.stillDrawn = (this.stats.stillDrawn ?? 0) + 1;
+  }
+
   drawDue() {
     const now = this.audio.currentTime;
+    if (!this.frames.length && !this.speaking && !this.stats.paused) {
+      this.paintStill();
+      return;
+    }
     let due = null;
     while (this.frames.length && this.frames[0].at + this.lag <= now) {
       if (due) {
