@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 from services.gateway.protocol import ErrorCode
 from services.gateway.stages import (
-    BYTES_PER_S, OUTPUT_RATE, Face, Frame, ListenConfig, ReplyRequest, SpeechChunk, SpeechEvent, Stages, StageFailed,
-    Transcript, VideoOut, Voice,
+    BYTES_PER_S, OUTPUT_RATE, Face, Frame, ListenConfig, ModelInfo, ReplyRequest, SpeechChunk, SpeechEvent, Stages,
+    StageFailed, Transcript, VideoOut, Voice,
 )
 
 WORD_S = 0.2  # seconds of speech per word
@@ -58,6 +58,9 @@ class FakeTextEngine:
         self.fail_after_words = fail_after_words
         self.requests: list[ReplyRequest] = []
         self.cancelled = 0
+
+    async def model(self) -> ModelInfo:
+        return ModelInfo("word-by-word", "fake")
 
     async def generate(self, request: ReplyRequest, metadata=()) -> AsyncIterator[str]:
         self.requests.append(request)

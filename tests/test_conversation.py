@@ -99,6 +99,12 @@ async def test_a_question_gets_a_reply_with_frames_and_both_sides_are_remembered
         ("user", "Tell me about the sea.", False), ("assistant", answer, False)]
 
 
+async def test_ready_says_which_model_answers(store):
+    talk = Talk(store)
+    ready = await talk.start()
+    assert ready["model"] == {"name": "word-by-word", "backend": "fake", "context_tokens": 0}
+
+
 async def test_a_client_that_lists_video_codecs_gets_the_first_one_offered_and_frames_in_it(store):
     talk = Talk(store, llm=FakeTextEngine(word_delay_s=0.002))
     ready = await talk.start(media={"video": ["h264", "jpeg"]})

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from pathlib import Path
 
 from prometheus_client import Counter
@@ -155,6 +156,7 @@ class Conversation:
             "next_turn": self._turn,
             "history_messages": len(self._history),
             "stages": await self._statuses(),
+            "model": asdict(model) if (model := await self._stages.llm.model()) else None,
             **self._media.describe(),
         })
         return True

@@ -1,6 +1,7 @@
 """The stage interfaces (`stages.py`) over the stages' gRPC streams: the proto messages stay in this file."""
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -16,8 +17,8 @@ from services.gateway.grpc_streams import bidi, responses
 from services.gateway.protocol import ErrorCode
 from services.gateway.stage_clients import StageClients
 from services.gateway.stages import (
-    OUTPUT_RATE, Face, Finish, Frame, ListenConfig, Metadata, ReplyRequest, SpeechChunk, SpeechEvent, Stages,
-    StageFailed, Transcript, TurnMeta, Usage, VideoOut, Voice, Word,
+    OUTPUT_RATE, Face, Finish, Frame, ListenConfig, Metadata, ModelInfo, ReplyRequest, SpeechChunk, SpeechEvent,
+    Stages, StageFailed, Transcript, TurnMeta, Usage, VideoOut, Voice, Word,
 )
 
 _KINDS = {grpc.StatusCode.UNAVAILABLE: "unavailable", grpc.StatusCode.RESOURCE_EXHAUSTED: "busy",
@@ -82,9 +83,25 @@ class GrpcRecognizer:
 
 
 class GrpcTextEngine:
+    _MODEL_KEPT_S = 60.0  # the model a text engine serves is asked again after this long (a redeploy may change it)
+
     def __init__(self, clients: StageClients, timeout_s: float):
         self._clients = clients
         self._timeout_s = timeout_s
+        self._model: tuple[float, ModelInfo] | None = None
+
+    async def model(self) -> ModelInfo | None:
+        now = time.monotonic()
+        if self._model is None or now - self._model[0] > self._MODEL_KEPT_S:
+            try:
+                reply = await self._clients.llm.ListModels(llm_pb2.ListModelsRequest(), timeout=1.0)
+            except grpc.aio.AioRpcError:
+                return self._model[1] if self._model else None
+            info = next((m for m in reply.models if m.name == reply.default_model), None)
+            if info is None:
+                return None
+            self._model = (now, ModelInfo(info.name, info.backend, info.context_tokens))
+        return self._model[1]
 
     async def generate(self, request: ReplyRequest, metadata: Metadata = ()) -> AsyncIterator[str | Finish]:
         choice = request.generation

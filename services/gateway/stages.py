@@ -166,9 +166,19 @@ class Face:
     photo: bytes = b""
 
 
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    backend: str  # llama_cpp (in the text engine's process) or openai (an OpenAI-compatible server)
+    context_tokens: int = 0
+
+
 class TextEngine(Protocol):
     def generate(self, request: ReplyRequest, metadata: Metadata = ()) -> AsyncIterator[str | Finish]:
         """Text deltas, then (where the engine says) one `Finish`."""
+
+    async def model(self) -> ModelInfo | None:
+        """The model that answers; None while the text engine cannot say."""
 
 
 class Synthesizer(Protocol):
