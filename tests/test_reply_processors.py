@@ -103,3 +103,25 @@ async def test_closing_the_run_stops_every_processor_and_the_text_engine_call():
     await asyncio.sleep(0)
     assert engine.cancelled == 1
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("reply-")]
+
+
+async def test_paced_speech_runs_only_a_few_seconds_ahead_of_the_listener():
+    """A long answer (60 words, 12 s of speech) for a listener who has heard nothing yet: speech is made up to the
+    lead and waits there; as the listener hears on, the rest is made."""
+    heard = {"s": 0.0}
+    spoken = {"s": 0.0}
+    stages = fake_stages(llm=FakeTextEngine(" ".join(["word"] * 60)))
+    text, speech, animation = reply_processors.reply_processors(stages)
+    pacing = reply_processors.Paced(lambda: spoken["s"] - heard["s"], lead_s=2.0, poll_s=0.01)
+
+    def tap(name, item):
+        if name == "speech":
+            spoken["s"] += len(item.pcm) / BYTES_PER_S
+
+    run = asyncio.create_task(made([text, pacing, speech, animation], tap=tap))
+    await asyncio.sleep(0.3)
+    assert 2.0 <= spoken["s"] <= 2.0 + WORD_S, f"{spoken['s']} s made for a listener who heard nothing"
+    heard["s"] = 100.0  # the listener has heard it all
+    frames = await asyncio.wait_for(run, 5)
+    shown_s = sum(len(f.pcm) for f in frames) / BYTES_PER_S
+    assert spoken["s"] == pytest.approx(60 * WORD_S) and shown_s == pytest.approx(spoken["s"])

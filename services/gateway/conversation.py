@@ -294,7 +294,8 @@ class Conversation:
             self._remember(entry)
         voice = avatar_voice(self._settings.avatars_dir, self._avatar_id)
         pipeline = ReplyPipeline(self._stages, request, voice, self._emit, ended_at, speculation,
-                                 Playback(self._clock), self._settings.reply_stall_s, self._media)
+                                 Playback(self._clock), self._settings.reply_stall_s, self._media,
+                                 self._settings.reply_lead_s)
         reply = _Reply(turn, text, pipeline)
         reply.task = asyncio.create_task(self._run_reply(reply))
         self._reply = reply

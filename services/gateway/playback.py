@@ -67,6 +67,10 @@ class Playback:
         while len(self._runs) > 1 and self._runs[1][0] < now - _KEEP_S:
             del self._runs[0]
 
+    def ahead_s(self) -> float:
+        """How far the audio made (by speech synthesis) runs ahead of what the user has heard."""
+        return self._spoken_s - self.heard_s()
+
     @property
     def paused(self) -> bool:
         return self._paused_at is not None

@@ -25,18 +25,20 @@ from services.gateway.stages import BYTES_PER_S, Frame, ReplyRequest, SpeechChun
 class ReplyPipeline:
     def __init__(self, stages: Stages, request: ReplyRequest, voice: str, emit: Callable[[dict | bytes], None],
                  ended_at: float, speculation: Speculation | None = None, playback: Playback | None = None,
-                 stall_s: float = 15.0, client_media: media.ClientMedia | None = None):
+                 stall_s: float = 15.0, client_media: media.ClientMedia | None = None, lead_s: float = 8.0):
         """`voice`: the TTS voice ("" = the service's default). `ended_at`: time.perf_counter() at the end of
         the user's turn. `speculation`: a reply already under way, kept; otherwise the text engine is asked.
-        `client_media`: the codecs the client chose (JPEG and PCM unless it chose others)."""
+        `client_media`: the codecs the client chose (JPEG and PCM unless it chose others). `lead_s`: how far
+        speech may run ahead of what the user has heard."""
         self._request = request
         self._turn = request.meta.turn
         self._media = client_media or media.ClientMedia()
         self._out = self._media.for_reply(self._turn)
         self._emit = emit
         self._speculation = speculation
-        self._processors = reply_processors.reply_processors(stages, speculation)
         self.playback = playback or Playback()
+        self._processors = reply_processors.reply_processors(
+            stages, speculation, reply_processors.Paced(self.playback.ahead_s, lead_s))
         self.text = ""
         self._marks: dict[str, int] = {}
         self._audio_only = False
@@ -89,18 +91,18 @@ class ReplyPipeline:
         while True:
             await asyncio.sleep(self._stall_s / 5)
             at, processor = self._progress
-            if time.monotonic() - at > self._stall_s:
+            if time.monotonic() - at > self._stall_s and self.playback.ahead_s() <= 0:  # nothing left to hear
                 raise StageFailed("reply", f"no text, audio or frame for {self._stall_s:.0f} s (last from {processor})",
                                   ErrorCode.STAGE_UNAVAILABLE)
 
     def _tap(self, processor: str, item: object) -> None:
         """What the text and speech processors make, as they make it: the text shown, the audio the echo check
         will hear."""
-        if isinstance(item, str):
+        if processor == "text" and isinstance(item, str):
             self._mark("llm_first_token", processor)
             self.text += item
             self._emit({"type": "reply_delta", "turn": self._turn, "text": item})
-        elif isinstance(item, SpeechChunk):
+        elif processor == "speech" and isinstance(item, SpeechChunk):
             self._mark("tts_first_audio", processor)
             self.playback.spoken(len(item.pcm) / BYTES_PER_S, item.text)
 

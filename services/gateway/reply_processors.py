@@ -112,6 +112,26 @@ class SpeculatedText:
             yield delta
 
 
+class Paced:
+    """Text goes on to speech only while the reply's audio made runs less than `lead_s` ahead of what the user has
+    heard: a long answer is spoken and animated a few seconds ahead of the listener, not as fast as the CPU
+    allows, so it does not take the CPU from the frames another session is about to show (the first clauses of
+    every reply still go at once)."""
+
+    name = "pacing"
+
+    def __init__(self, ahead_s: Callable[[], float], lead_s: float, poll_s: float = 0.1):
+        self._ahead_s = ahead_s
+        self._lead_s = lead_s
+        self._poll_s = poll_s
+
+    async def process(self, items: AsyncIterator, reply: ReplyContext) -> AsyncIterator:
+        async for item in items:
+            while self._ahead_s() > self._lead_s:
+                await asyncio.sleep(self._poll_s)
+            yield item
+
+
 class Speech:
     """Text deltas spoken: audio chunks, each clause's first one naming its clause."""
 
@@ -164,10 +184,12 @@ class Animation:
                 yield AudioOnly((len(forwarded) - len(pcm)) / bytes_per_s, pcm)
 
 
-def reply_processors(stages: Stages, speculation: Speculation | None = None) -> list[Processor]:
-    """The reply's processors in order; a speculation already under way stands in for the text engine."""
+def reply_processors(stages: Stages, speculation: Speculation | None = None,
+                     pacing: Paced | None = None) -> list[Processor]:
+    """The reply's processors in order; a speculation already under way stands in for the text engine, and a
+    conversation paces speech to its listener (a REST call has none)."""
     text = SpeculatedText(speculation) if speculation is not None else Text(stages.llm)
-    return [text, Speech(stages.tts), Animation(stages.sda)]
+    return [text, *([pacing] if pacing else []), Speech(stages.tts), Animation(stages.sda)]
 
 
 def part(processors: list[Processor], first: str, last: str) -> list[Processor]:
