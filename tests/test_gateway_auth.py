@@ -126,7 +126,11 @@ def test_rest_calls_need_their_grant_and_ops_mint_tokens(jwt_gateway):
     status = f"{base}/v1/avatars/default"
     assert httpx.get(status, timeout=30).status_code == 401
     converse_only = {"Authorization": f"Bearer {mint(KEY, 'alice', ['converse'], None, 600)}"}
-    assert httpx.get(status, headers=converse_only, timeout=30).status_code == 403
+    assert httpx.get(status, headers=converse_only, timeout=30).status_code == 200  # a page shows the avatars
+    chat = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+    assert httpx.post(f"{base}/v1/chat/completions", json=chat, headers=converse_only, timeout=30).status_code == 403
+    assert httpx.post(f"{base}/v1/avatars", files={"photo": ("p.png", b"x")}, headers=converse_only,
+                      timeout=30).status_code == 403
     assert httpx.post(f"{base}/admin/tokens", json={"subject": "eve"}, headers=converse_only,
                       timeout=30).status_code == 403
     admin = {"Authorization": f"Bearer {mint(KEY, 'ops', ['admin'], None, 600)}"}
