@@ -125,3 +125,37 @@ async def test_paced_speech_runs_only_a_few_seconds_ahead_of_the_listener():
     frames = await asyncio.wait_for(run, 5)
     shown_s = sum(len(f.pcm) for f in frames) / BYTES_PER_S
     assert spoken["s"] == pytest.approx(60 * WORD_S) and shown_s == pytest.approx(spoken["s"])
+
+
+class FeedingAnimator:
+    """An animator whose audio is read by a feeder task of its own (as a gRPC call's writer reads it), which the
+    failure cancels midway."""
+
+    def __init__(self, fail_after_frames: int):
+        self.fail_after_frames = fail_after_frames
+
+    async def animate(self, audio, face, meta, video, metadata=(), sample_rate=16000):
+        received: asyncio.Queue = asyncio.Queue()
+
+        async def feed():
+            async for pcm in audio:
+                await received.put(pcm)
+
+        feeder = asyncio.create_task(feed())
+        try:
+            for n in range(self.fail_after_frames):
+                pcm = await received.get()
+                yield Frame(n * 0.04, pcm, b"\xff\xd8jpeg", True)
+            raise StageFailed("animation", "the animation stage went away")
+        finally:
+            feeder.cancel()
+            await asyncio.gather(feeder, return_exceptions=True)
+
+
+async def test_audio_the_failed_animation_was_still_reading_goes_on_as_audio_only():
+    stages = fake_stages(llm=FakeTextEngine(ANSWER, word_delay_s=0.01), sda=FeedingAnimator(fail_after_frames=3))
+    items = await asyncio.wait_for(made(reply_processors.reply_processors(stages)), 5)
+    frames = [i for i in items if isinstance(i, Frame)]
+    audio_only = [i for i in items if isinstance(i, AudioOnly)]
+    heard = sum(len(f.pcm) for f in frames) + sum(len(a.pcm) for a in audio_only)
+    assert len(frames) == 3 and heard == int(len(ANSWER.split()) * WORD_S * BYTES_PER_S)

@@ -82,7 +82,7 @@ class ReplyContext:
 class Processor(Protocol):
     name: str  # what the tap and the stall watchdog call it
 
-    def process(self, items: AsyncIterator, reply: ReplyContext) -> AsyncIterator: ...
+    def process(self, items: AsyncIterable, reply: ReplyContext) -> AsyncIterator: ...
 
 
 class Text:
@@ -93,7 +93,7 @@ class Text:
     def __init__(self, engine: TextEngine):
         self._engine = engine
 
-    async def process(self, items: AsyncIterator, reply: ReplyContext) -> AsyncIterator[str | Finish]:
+    async def process(self, items: AsyncIterable, reply: ReplyContext) -> AsyncIterator[str | Finish]:
         with reply.call("llm") as metadata:
             async for item in self._engine.generate(reply.request, metadata):
                 yield item
@@ -107,7 +107,7 @@ class SpeculatedText:
     def __init__(self, speculation: Speculation):
         self._speculation = speculation
 
-    async def process(self, items: AsyncIterator, reply: ReplyContext) -> AsyncIterator[str | Finish]:
+    async def process(self, items: AsyncIterable, reply: ReplyContext) -> AsyncIterator[str | Finish]:
         async for delta in self._speculation.deltas():
             yield delta
 
@@ -125,7 +125,7 @@ class Paced:
         self._lead_s = lead_s
         self._poll_s = poll_s
 
-    async def process(self, items: AsyncIterator, reply: ReplyContext) -> AsyncIterator:
+    async def process(self, items: AsyncIterable, reply: ReplyContext) -> AsyncIterator:
         async for item in items:
             while self._ahead_s() > self._lead_s:
                 await asyncio.sleep(self._poll_s)
@@ -140,7 +140,7 @@ class Speech:
     def __init__(self, synthesizer: Synthesizer):
         self._synthesizer = synthesizer
 
-    async def process(self, items: AsyncIterator, reply: ReplyContext) -> AsyncIterator[SpeechChunk]:
+    async def process(self, items: AsyncIterable, reply: ReplyContext) -> AsyncIterator[SpeechChunk]:
         async def text() -> AsyncIterator[str]:
             async for item in items:
                 if isinstance(item, str):
@@ -160,7 +160,7 @@ class Animation:
     def __init__(self, animator: Animator):
         self._animator = animator
 
-    async def process(self, items: AsyncIterator, reply: ReplyContext) -> AsyncIterator[Frame | VideoLost | AudioOnly]:
+    async def process(self, items: AsyncIterable, reply: ReplyContext) -> AsyncIterator[Frame | VideoLost | AudioOnly]:
         forwarded = bytearray()  # every byte of audio handed to animation
         shown = 0  # bytes of it that came back inside frames
         bytes_per_s = reply.audio_rate * 2
@@ -208,6 +208,26 @@ async def _drain(queue: asyncio.Queue) -> AsyncIterator:
         yield item
 
 
+class _Inbox:
+    """What a processor reads: the items of the one before it, until it ends. Each `async for` over it reads on
+    from where the last one stopped, so a reader cancelled midway (a stage call's feeder, when the call fails)
+    loses nothing and closes nothing: the processor can read the rest another way (animation: as audio only)."""
+
+    def __init__(self, queue: asyncio.Queue):
+        self._queue = queue
+        self._ended = False
+
+    def __aiter__(self) -> AsyncIterator:
+        return self._read()
+
+    async def _read(self) -> AsyncIterator:
+        while not self._ended:
+            if (item := await self._queue.get()) is _END:
+                self._ended = True
+                return
+            yield item
+
+
 async def run(processors: list[Processor], reply: ReplyContext, source: AsyncIterable | None = None,
               tap: Callable[[str, object], None] | None = None) -> AsyncIterator:
     """The last processor's items, each processor running as its own task; `source` feeds the first. `tap` sees
@@ -217,7 +237,7 @@ async def run(processors: list[Processor], reply: ReplyContext, source: AsyncIte
 
     async def pump(index: int, processor: Processor) -> None:
         if index:
-            inbox = _drain(queues[index - 1])
+            inbox = _Inbox(queues[index - 1])
         else:
             inbox = aiter(source) if source is not None else _nothing()
         async for item in processor.process(inbox, reply):
