@@ -103,6 +103,23 @@ async def test_committed_words_a_later_decode_times_after_them_are_not_said_twic
     assert [f.text for f in finals] == ["what is your name"]
 
 
+async def test_a_copy_said_after_the_committed_words_is_cut_from_the_final():
+    """A decode that times the committed last word just past the boundary and then says the question again at the
+    window's end (zero-length words: a hallucinated copy): the head that repeats the committed tail is only that
+    one word, so the copy got through, and the final read "what is your name what is your name"
+    (caribbean-male-fast at 1x, with every voice at once)."""
+    question = say("What is your name?", UNFAMILIAR[4])
+    audio = np.concatenate([question.samples, np.zeros(RATE, np.float32)])
+    end = question.voiced_end_s
+    copy = [Word(w, end + 0.2, end + 0.2, 0.5) for w in "what is your name".split()]
+    backend = ScriptedBackend([words("what is your name", 0.3, 0.2), words("what is your name", 0.3, 0.2),
+                               words("what is your name", 0.3, 0.2)[:3] + [Word("name", 1.06, 1.1, 0.9)] + copy])
+    _, events = await recognise(audio, real_time=True, backend=backend, partials=True, partial_interval_s=0.2)
+    finals = [e for e, _ in events if isinstance(e, Transcript) and e.is_final]
+    assert len(backend.decoded_at) >= 3, "the scripted decodes did not all run"
+    assert [f.text for f in finals] == ["what is your name"]
+
+
 class FixedJudge:
     """An end-of-turn model that reads every text as `probability` complete, and keeps what it read."""
 

@@ -3,7 +3,7 @@
 import pytest
 
 from core.asr.backends.base_backend import Word
-from core.asr.backends.whisper_ct2 import cut_loop
+from core.asr.backends.base_backend import cut_loop
 
 pytestmark = pytest.mark.unit
 

@@ -26,7 +26,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from core.asr.backends.base_backend import AsrBackend, Word
+from core.asr.backends.base_backend import AsrBackend, Word, cut_loop
 from core.asr.vad import WINDOW, SileroVad
 from services.common import metrics
 
@@ -411,7 +411,9 @@ class StreamingRecognizer:
         turn.previous = fresh[agreed:]
 
     def _emit(self, turn: _Turn, final: bool, paused: bool = False) -> None:
-        words = tuple(turn.committed + turn.tentative)
-        committed = len(words) if final else len(turn.committed)
+        # Decodes of one turn put together may still end on a phrase said twice (a hallucinated copy after the
+        # words committed, timed at the window's end): the user sees it once.
+        words = tuple(cut_loop(turn.committed + turn.tentative))
+        committed = len(words) if final else min(len(turn.committed), len(words))
         processed = (turn.start_sample + turn.decoded_samples) / SAMPLE_RATE
         self._events.put_nowait(Transcript(turn.index, words, committed, final, processed, paused))

@@ -20,6 +20,21 @@ class Word:
         return re.sub(r"[^\w']", "", self.text.lower())
 
 
+def cut_loop(words: list[Word], shortest: int = 2) -> list[Word]:
+    """The words up to the first saying of a phrase (of `shortest` words or more) that repeats back to back to
+    the end.
+
+    Whisper's loops run until the decode stops, so a repetition reaching the end — the last copy possibly
+    unfinished — is taken for one; a phrase repeated mid-sentence is left alone."""
+    keys = [w.key for w in words]
+    count = len(keys)
+    for start in range(count):
+        for period in range(shortest, (count - start) // 2 + 1):
+            if all(keys[i] == keys[i - period] for i in range(start + period, count)):
+                return words[: start + period]
+    return words
+
+
 class AsrBackend(Protocol):
     sample_rate: int
     name: str

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.asr.backends.base_backend import Word
+from core.asr.backends.base_backend import Word, cut_loop
 
 log = logging.getLogger(__name__)
 
@@ -49,21 +49,6 @@ def packaged_model_files() -> dict[str, bytes]:
     }
     files["model.bin"] = (part1 / "model.bin.part1").read_bytes() + (part2 / "model.bin.part2").read_bytes()
     return files
-
-
-def cut_loop(words: list[Word], shortest: int = 2) -> list[Word]:
-    """The words up to the first saying of a phrase (of `shortest` words or more) that repeats back to back to
-    the end.
-
-    Whisper's loops run until the decode stops, so a repetition reaching the end — the last copy possibly
-    unfinished — is taken for one; a phrase repeated mid-sentence is left alone."""
-    keys = [w.key for w in words]
-    count = len(keys)
-    for start in range(count):
-        for period in range(shortest, (count - start) // 2 + 1):
-            if all(keys[i] == keys[i - period] for i in range(start + period, count)):
-                return words[: start + period]
-    return words
 
 
 def _compression_ratio(text: str) -> float:
