@@ -1,5 +1,4 @@
-"""Hostile clients against a real gateway process: a thousand idle sockets, a client that floods junk and reads
-nothing, decode bombs and oversized bodies. Each is refused or dropped with a clear answer, the gateway's memory
+"""Hostile clients against a real gateway process: a thousand idle sockets, decode bombs and oversized bodies. Each is refused or dropped with a clear answer, the gateway's memory
 stays within a stated bound, and a well-behaved session alongside answers its turn."""
 
 import asyncio
@@ -96,33 +95,6 @@ async def _closed_for_no_hello(ws) -> bool:
     except TimeoutError:
         return False
     return False
-
-
-async def test_a_client_that_floods_junk_and_never_reads_is_dropped_while_a_conversation_goes_on(guarded):
-    base_mb = rss_mb(guarded.process.pid)
-    peak_mb = base_mb
-    conversation = asyncio.create_task(_converse(guarded.url, "What colour is the sky?"))
-    sent = 0
-    # The client library stops reading from the socket once 16 messages wait: this client reads nothing.
-    async with websockets.connect(guarded.url, max_queue=16, local_addr=("127.0.0.5", 0)) as flood:
-        await flood.send(json.dumps({"type": "hello", "version": 1}))
-        junk = "{" * 1000
-        try:
-            while sent < 200_000:
-                await asyncio.wait_for(flood.send(junk), 30)
-                sent += 1
-                if sent % 2000 == 0:
-                    peak_mb = max(peak_mb, rss_mb(guarded.process.pid))
-        except websockets.ConnectionClosed:
-            pass
-        assert sent < 200_000, "the gateway kept answering a client that reads nothing"
-        dropped_after = sent
-    end = await conversation
-    assert end["reply"]
-    record("junk_flood", f"a client that sent junk and read nothing was dropped after {dropped_after:,} messages "
-                         f"(its error events past the 256 kB the test allows to wait); gateway RSS peaked "
-                         f"{peak_mb - base_mb:.0f} MB over its start; a conversation alongside was answered")
-    assert peak_mb - base_mb < RSS_BOUND_MB
 
 
 def _png_bomb() -> bytes:
