@@ -17,18 +17,11 @@ from services.gateway.session_store import SessionStore, StoreUnavailable
 from services.gateway.stages import SpeechChunk, SpeechEvent, Transcript, Word
 from services.runner.redis_server import EmbeddedRedis
 from tests.fake_stages import WORD_S, FakeAnimator, FakeTextEngine, fake_stages
+from tests.manual_clock import ManualClock
 from tests.reliability_figures import record
 from tests.voices import UNFAMILIAR, say
 
 pytestmark = pytest.mark.unit
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def _serving() -> dict:
@@ -40,7 +33,7 @@ class Talk:
 
     def __init__(self, store: SessionStore, settings: GatewaySettings | None = None, **stages):
         self.stages = fake_stages(**stages)
-        self.clock = Clock()
+        self.clock = ManualClock()
         self.out: list = []
         self.conversation = Conversation(self.stages, store, settings or GatewaySettings(avatars_dir=""),
                                          self.out.append, _serving, clock=self.clock)

@@ -8,6 +8,7 @@ from core.audio import encode_linear16
 from services.gateway.echo import EchoGuard
 from services.gateway.playback import Playback
 from tests import noises
+from tests.manual_clock import ManualClock
 from tests.speech import speak
 from tests.voices import RATE, UNFAMILIAR, say
 
@@ -16,18 +17,10 @@ pytestmark = pytest.mark.unit
 FRAME = RATE // 10
 
 
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def _play(over: np.ndarray | None, room_db: float = -50.0) -> EchoGuard:
     """Plays a reply for 6 s in 100 ms steps, its echo in the microphone; `over` spoken from 3 s on."""
     reply = speak("One day a brave dragon flew over the mountains, and far below him the sea shone like glass.")
-    clock, guard = Clock(), EchoGuard("linear16", RATE)
+    clock, guard = ManualClock(), EchoGuard("linear16", RATE)
     playback = Playback(clock)
     playback.sent(reply.size / RATE, encode_linear16(reply))
     delay, gain = int(0.15 * RATE), 10 ** (-24 / 20)

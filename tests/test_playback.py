@@ -5,16 +5,9 @@ import pytest
 
 from services.gateway.playback import Playback
 from services.gateway.stages import OUTPUT_RATE
+from tests.manual_clock import ManualClock
 
 pytestmark = pytest.mark.unit
-
-
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def tone(seconds: float, level: int) -> bytes:
@@ -22,7 +15,7 @@ def tone(seconds: float, level: int) -> bytes:
 
 
 def test_a_client_that_ran_out_goes_on_from_where_it_stopped():
-    clock = Clock()
+    clock = ManualClock(100.0)
     playback = Playback(clock)
     playback.spoken(1.0, "One day a dragon")
     playback.sent(1.0, tone(1.0, 100))
@@ -37,7 +30,7 @@ def test_a_client_that_ran_out_goes_on_from_where_it_stopped():
 
 
 def test_a_pause_holds_the_position_and_a_resume_goes_on_from_it():
-    clock = Clock()
+    clock = ManualClock(100.0)
     playback = Playback(clock)
     playback.sent(4.0, tone(4.0, 100))
     clock.now += 1.0
@@ -53,7 +46,7 @@ def test_a_pause_holds_the_position_and_a_resume_goes_on_from_it():
 
 
 def test_the_speakers_are_quiet_where_the_client_ran_out_or_paused():
-    clock = Clock()
+    clock = ManualClock(100.0)
     playback = Playback(clock)
     playback.sent(1.0, tone(1.0, 100))
     clock.now += 1.5  # played its second, then waited half a second for more
@@ -70,7 +63,7 @@ def test_the_speakers_are_quiet_where_the_client_ran_out_or_paused():
 
 
 def test_media_sent_far_ahead_of_what_plays_is_still_the_sound_the_echo_check_compares_with():
-    clock = Clock()
+    clock = ManualClock(100.0)
     playback = Playback(clock)
     playback.sent(8.0, tone(8.0, 100))  # the stages made the reply faster than it plays
     clock.now += 1.9
@@ -80,7 +73,7 @@ def test_media_sent_far_ahead_of_what_plays_is_still_the_sound_the_echo_check_co
 
 
 def test_what_played_before_the_audio_kept_is_silence_not_an_error():
-    clock = Clock()
+    clock = ManualClock(100.0)
     playback = Playback(clock)
     playback.sent(130.0, tone(130.0, 100))  # more than the two minutes kept, sent at once
     clock.now += 1.9

@@ -7,20 +7,13 @@ from fastapi.testclient import TestClient
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
 from services.gateway.rest_limits import RateLimiter
+from tests.manual_clock import ManualClock
 
 pytestmark = pytest.mark.unit
 
 
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-
 def test_a_client_gets_its_burst_then_its_rate_and_others_are_not_affected():
-    clock = Clock()
+    clock = ManualClock()
     limiter = RateLimiter(per_min=60, burst=3, clock=clock)
     assert [limiter.take("a") for _ in range(3)] == [0, 0, 0]
     assert limiter.take("a") == pytest.approx(1.0)

@@ -203,11 +203,6 @@ async def _nothing() -> AsyncIterator:
     yield
 
 
-async def _drain(queue: asyncio.Queue) -> AsyncIterator:
-    while (item := await queue.get()) is not _END:
-        yield item
-
-
 class _Inbox:
     """What a processor reads: the items of the one before it, until it ends. Each `async for` over it reads on
     from where the last one stopped, so a reader cancelled midway (a stage call's feeder, when the call fails)
@@ -256,7 +251,7 @@ async def run(processors: list[Processor], reply: ReplyContext, source: AsyncIte
             if not get.done():
                 get.cancel()
                 await work  # the first failure, if any; without one every processor has ended and the rest is queued
-                async for item in _drain(last):
+                async for item in _Inbox(last):
                     yield item
                 break
             if (item := get.result()) is _END:
