@@ -65,6 +65,15 @@ class Talk:
     def speak_over(self, text: str, final: bool = False) -> None:
         self.stages.asr.say(SpeechEvent("speech_start", 0.0), Transcript(text, final))
 
+    async def pause_a_played_reply(self, played_s: float = 0.0) -> None:
+        """A reply made whole and `played_s` into playing, then speech over it: the reply pauses."""
+        await self.start()
+        self.ask("Tell me about the sea.")
+        await self.until("turn_end")
+        self.clock.now += played_s
+        self.stages.asr.say(SpeechEvent("speech_start", 5.0))
+        await self.until("pause")
+
     async def close(self) -> None:
         await self.conversation.close()
 
@@ -226,12 +235,7 @@ async def test_speech_over_a_reply_pauses_it_and_a_cough_without_words_resumes_i
 
 async def test_words_over_a_paused_reply_stop_it_where_it_paused(store):
     talk = Talk(store)
-    await talk.start()
-    talk.ask("Tell me about the sea.")
-    await talk.until("turn_end")
-    talk.clock.now += 2 * WORD_S + 0.01
-    talk.stages.asr.say(SpeechEvent("speech_start", 5.0))
-    await talk.until("pause")
+    await talk.pause_a_played_reply(played_s=2 * WORD_S + 0.01)
     talk.clock.now += 1.0  # the client stopped playing at the pause: the user heard no more of it
     talk.stages.asr.say(Transcript("Wait a moment", False))
     assert (await talk.until("interrupted"))["heard"] == "Sure. The"
@@ -241,11 +245,7 @@ async def test_words_over_a_paused_reply_stop_it_where_it_paused(store):
 
 async def test_a_cough_the_recogniser_reads_as_a_word_it_is_unsure_of_does_not_stop_the_reply(store):
     talk = Talk(store, GatewaySettings(avatars_dir="", pause_resume_s=0.05))
-    await talk.start()
-    talk.ask("Tell me about the sea.")
-    await talk.until("turn_end")
-    talk.stages.asr.say(SpeechEvent("speech_start", 5.0))
-    await talk.until("pause")
+    await talk.pause_a_played_reply()
     talk.stages.asr.say(Transcript("you", False, words=(Word("you", 5.0, 5.3, 0.03),)),
                         Transcript("you", True, words=(Word("you", 5.0, 5.3, 0.04),)))
     await talk.until("resume")
@@ -255,11 +255,7 @@ async def test_a_cough_the_recogniser_reads_as_a_word_it_is_unsure_of_does_not_s
 
 async def test_a_paused_reply_resumes_by_itself_when_no_words_come(store):
     talk = Talk(store, GatewaySettings(avatars_dir="", pause_resume_s=0.05))
-    await talk.start()
-    talk.ask("Tell me about the sea.")
-    await talk.until("turn_end")
-    talk.stages.asr.say(SpeechEvent("speech_start", 5.0))
-    await talk.until("pause")
+    await talk.pause_a_played_reply()
     await talk.until("resume")
     await talk.close()
 

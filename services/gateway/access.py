@@ -50,6 +50,7 @@ class Principal:
 
 EVERYTHING = frozenset(GRANTS)
 ANONYMOUS = Principal("anonymous", EVERYTHING)  # who everyone is where authentication is off
+SHARED = Principal("shared", EVERYTHING)  # who holds the one shared token
 
 
 def is_loopback(host: str) -> bool:
@@ -98,7 +99,7 @@ class Access:
             # Compared as bytes: any text a client sends is a wrong token, never an error.
             if not secrets.compare_digest(credential.encode("utf-8", "surrogatepass"), self._token):
                 raise Denied("wrong token")
-            return Principal("shared", EVERYTHING)
+            return SHARED
         return self._check_jwt(credential)
 
     def _check_jwt(self, credential: str) -> Principal:

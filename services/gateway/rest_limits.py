@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 
 from fastapi import Depends, HTTPException, Request
 
-from services.gateway.access import Grant, Principal
+from services.gateway.access import ANONYMOUS, SHARED, Grant, Principal
 from services.gateway.rest_auth import requires
 
 _CLIENTS_KEPT = 10_000  # buckets remembered; the least recently seen are forgotten (a full bucket again)
@@ -38,7 +38,7 @@ class RateLimiter:
 
 def client_key(request: Request, principal: Principal) -> str:
     """A user where tokens name one; otherwise the client's address."""
-    if principal.subject not in ("anonymous", "shared"):
+    if principal not in (ANONYMOUS, SHARED):  # they name no one: everyone holds them
         return f"user:{principal.subject}"
     return f"address:{request.client.host if request.client else ''}"
 
