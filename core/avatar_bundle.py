@@ -86,6 +86,13 @@ class AvatarBundle:
     def voice(self) -> Path:
         return self.folder / self.VOICE
 
+    @staticmethod
+    def knowledge_files(knowledge: Path) -> list[Path]:
+        """The plain-text files (.txt, .md) of a knowledge folder, sorted; none when it does not exist."""
+        if not knowledge.is_dir():
+            return []
+        return sorted(f for f in knowledge.glob("*") if f.suffix in (".txt", ".md") and f.is_file())
+
     def is_published(self) -> bool:
         return self.generator.is_file()
 

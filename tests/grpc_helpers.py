@@ -12,7 +12,8 @@ CHUNK_S = 0.1
 
 
 def asr_requests(audio: np.ndarray, rate: int = 16000, speed: float = 0.0, partials: bool = True,
-                 end_of_turn_ms: int = 0, end_of_turn: int = asr_pb2.RecognitionConfig.END_OF_TURN_UNSPECIFIED):
+                 end_of_turn_ms: int = 0, end_of_turn: int = asr_pb2.RecognitionConfig.END_OF_TURN_UNSPECIFIED,
+                 vocabulary=()):
     """Config, then 100 ms LINEAR16 chunks; `speed` > 0 paces them at that multiple of real time."""
     yield asr_pb2.StreamingRecognizeRequest(
         config=asr_pb2.RecognitionConfig(
@@ -21,6 +22,7 @@ def asr_requests(audio: np.ndarray, rate: int = 16000, speed: float = 0.0, parti
             partial_results=partials,
             end_of_turn_silence_ms=end_of_turn_ms,
             end_of_turn=end_of_turn,
+            vocabulary=vocabulary,
         ),
         meta=common_pb2.RequestMeta(session_id="test", turn_id="t1"),
     )

@@ -23,7 +23,7 @@ class CountingBackend:
     def __init__(self):
         self.decoded_at: list[float] = []
 
-    def transcribe(self, audio, prompt, language, thorough=True):
+    def transcribe(self, audio, prompt, language, thorough=True, vocabulary=()):
         self.decoded_at.append(time.monotonic())
         time.sleep(0.05)
         return [Word("words", 0.0, audio.size / RATE, 0.9)]
@@ -43,17 +43,17 @@ class ScriptedBackend(CountingBackend):
         super().__init__()
         self.script = script
 
-    def transcribe(self, audio, prompt, language, thorough=True):
+    def transcribe(self, audio, prompt, language, thorough=True, vocabulary=()):
         super().transcribe(audio, prompt, language, thorough)
         return self.script[min(len(self.decoded_at), len(self.script)) - 1]
 
 
-async def recognise(audio: np.ndarray, real_time: bool, burst_s: float = 0.0, backend=None, **config):
+async def recognise(audio: np.ndarray, real_time: bool, burst_s: float = 0.0, backend=None, judge=None, **config):
     """Events and decode times for `audio` sent in 100 ms chunks, in real time or at once; with `burst_s`, that
     much of its start comes at once first (a renewed stream's audio sent again)."""
     backend = backend or CountingBackend()
     recogniser = StreamingRecognizer(backend, SileroVad(SileroVad.load_session()),
-                                     RecognizerConfig(**{"partials": False, **config}), asyncio.Lock())
+                                     RecognizerConfig(**{"partials": False, **config}), asyncio.Lock(), judge)
 
     async def chunks():
         for start in range(0, audio.size, CHUNK):
@@ -118,6 +118,39 @@ async def test_a_copy_said_after_the_committed_words_is_cut_from_the_final():
     finals = [e for e, _ in events if isinstance(e, Transcript) and e.is_final]
     assert len(backend.decoded_at) >= 3, "the scripted decodes did not all run"
     assert [f.text for f in finals] == ["what is your name"]
+
+
+class QuickAndThoroughBackend(CountingBackend):
+    """Quick partials hear `quick`; thorough decodes (a pause's, the final's) hear `thorough`."""
+
+    def __init__(self, quick: str, thorough: str):
+        super().__init__()
+        self.quick, self.thorough = quick, thorough
+        self.thorough_decodes = 0
+
+    def transcribe(self, audio, prompt, language, thorough=True, vocabulary=()):
+        super().transcribe(audio, prompt, language, thorough)
+        self.thorough_decodes += thorough
+        return words(self.thorough if thorough else self.quick, 0.3, 0.2)
+
+
+@pytest.mark.parametrize("end_of_turn", ["silence", "semantic"])
+async def test_the_final_is_the_whole_turn_read_thoroughly_not_the_quick_partials_words(end_of_turn):
+    """Quick partials fix words on short windows; the pause's thorough decode of the whole turn corrects them, the
+    partial marked speech_paused says what the final will (so a reply started on it is kept), and the judgement
+    waits for that decode instead of decoding again."""
+    question = say("What is your name?", UNFAMILIAR[0])
+    audio = np.concatenate([question.samples, np.zeros(3 * RATE, np.float32)])
+    backend = QuickAndThoroughBackend("what is your game", "what is your name")
+    judge = FixedJudge(0.9)
+    _, events = await recognise(audio, real_time=True, backend=backend, judge=judge, partials=True,
+                                partial_interval_s=0.2, end_of_turn=end_of_turn)
+    transcripts = [e for e, _ in events if isinstance(e, Transcript)]
+    assert any(t.text == "what is your game" and t.committed >= 3 for t in transcripts if not t.is_final)
+    assert [t.text for t in transcripts if t.speech_paused] == ["what is your name"]
+    assert [t.text for t in transcripts if t.is_final] == ["what is your name"]
+    assert backend.thorough_decodes == 1
+    assert judge.read == (["what is your name"] if end_of_turn == "semantic" else [])
 
 
 class FixedJudge:

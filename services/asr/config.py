@@ -20,7 +20,9 @@ class AsrSettings(ServiceSettings):
     model_path: str = ""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(default=2, ge=1)
+    # Beams of a quick partial's decode, and of a thorough one (at a pause, for the final).
     beam_size: int = Field(default=1, ge=1, le=10)
+    final_beam_size: int = Field(default=5, ge=1, le=10)
     # Language when the client names none; "auto" detects it.
     language: str = "en"
     # How a turn's end is decided when the client does not say: semantic (each pause of `judge_after_ms` is

@@ -11,6 +11,7 @@ from avatar.common.v1 import common_pb2
 from core import audio
 from core.asr.backends.base_backend import AsrBackend
 from core.asr.backends.whisper_ct2 import WhisperCt2Backend
+from core.asr.vocabulary import MAX_TERM_CHARS, MAX_TERMS
 from core.asr.turn_end import TurnTextModel
 from core.asr.vad import SileroVad
 from core.errors import BadRequest, NotFound
@@ -40,7 +41,8 @@ def make_backend(settings: AsrSettings) -> AsrBackend:
         )
 
         return NemoBackend(settings.model_path, settings.device)
-    return WhisperCt2Backend(settings.model_path, settings.device, settings.threads, settings.beam_size)
+    return WhisperCt2Backend(settings.model_path, settings.device, settings.threads, settings.beam_size,
+                             settings.final_beam_size)
 
 
 class AsrService(asr_pb2_grpc.AsrServiceServicer):
@@ -76,6 +78,9 @@ class AsrService(asr_pb2_grpc.AsrServiceServicer):
         if not s.judge_after_ms <= max_silence_ms <= end_of_turn.LONGEST_MS:
             raise BadRequest(f"max_end_of_turn_silence_ms must be {s.judge_after_ms}-{end_of_turn.LONGEST_MS}, "
                              f"got {max_silence_ms}")
+        if len(config.vocabulary) > MAX_TERMS or any(len(term) > MAX_TERM_CHARS for term in config.vocabulary):
+            raise BadRequest(f"vocabulary may hold at most {MAX_TERMS} terms of at most {MAX_TERM_CHARS} "
+                             f"characters, got {len(config.vocabulary)} (longest {max(map(len, config.vocabulary))})")
         mode = _END_OF_TURN.get(config.end_of_turn, s.end_of_turn)
         language = config.language or s.language
         return RecognizerConfig(
@@ -87,6 +92,7 @@ class AsrService(asr_pb2_grpc.AsrServiceServicer):
             partials=config.partial_results,
             language=None if language == "auto" else language.split("-")[0].lower(),
             partial_interval_s=s.partial_interval_ms / 1000,
+            vocabulary=tuple(dict.fromkeys(term.strip() for term in config.vocabulary if term.strip())),
         )
 
     async def StreamingRecognize(self, request_iterator, context):

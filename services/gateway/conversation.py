@@ -22,7 +22,10 @@ from pathlib import Path
 
 from prometheus_client import Counter
 
+from core.asr import vocabulary
 from core.avatar_bundle import AVATAR_ID, AvatarBundle, is_default
+from core.errors import NotFound
+from core.llm.persona import Persona, PersonaBook
 from services.gateway import history, media
 from services.gateway.access import ANONYMOUS, Denied, Principal
 from services.gateway.config import GatewaySettings
@@ -47,6 +50,17 @@ def avatar_voice(avatars_dir: str, avatar_id: str) -> str:
     if is_default(avatar_id) or not avatars_dir or not AVATAR_ID.fullmatch(avatar_id):
         return ""
     return avatar_id if AvatarBundle(Path(avatars_dir) / avatar_id).has_voice() else ""
+
+
+def session_vocabulary(avatars_dir: str, avatar_id: str, own: list[str]) -> tuple[str, ...]:
+    """What the recogniser should lean towards: the user's own terms, the avatar's name and its knowledge's names."""
+    persona = PersonaBook(avatars_dir, Persona())
+    try:
+        name = persona.get(avatar_id).name
+    except NotFound:
+        name = Persona().name
+    bundle = persona.bundle(avatar_id)
+    return tuple(vocabulary.merged(own, vocabulary.avatar_vocabulary(name, bundle.knowledge if bundle else None)))
 
 
 class _Reply:
@@ -198,8 +212,10 @@ class Conversation:
     async def _listen(self, audio: asyncio.Queue) -> None:
         encoding, rate = self._audio_format
         settings = self._session_settings
+        terms = await asyncio.to_thread(session_vocabulary, self._settings.avatars_dir, self._avatar_id,
+                                        settings.vocabulary)
         config = ListenConfig(rate, encoding, settings.partial_transcripts, settings.end_of_turn_silence_ms,
-                              settings.end_of_turn, settings.max_end_of_turn_silence_ms)
+                              settings.end_of_turn, settings.max_end_of_turn_silence_ms, vocabulary=terms)
         listener = Listener(self._stages.asr, config, audio, self.session_id, self._settings.asr_stream_renew_s,
                             self._settings.asr_reopen_attempts)
         try:

@@ -61,6 +61,7 @@ class GrpcRecognizer:
                     max_end_of_turn_silence_ms=config.max_end_of_turn_silence_ms,
                     language=config.language,
                     model=config.model,
+                    vocabulary=config.vocabulary,
                 ),
                 meta=meta,
             )

@@ -1,10 +1,11 @@
 """The WebSocket protocol (version 1), documented in docs/websocket.md: the messages and the error codes."""
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
+from core.asr.vocabulary import MAX_TERM_CHARS, MAX_TERMS
 from services.common import end_of_turn as turn_end
 
 PROTOCOL_VERSION = 1
@@ -42,6 +43,11 @@ class SessionSettings(BaseModel):
     # Speech over a reply cancels it once the recogniser has heard this many words in it (fillers and backchannels
     # such as "hmm" or "uh-huh" do not count): a cough, a click or a "mm-hmm" does not. 0: at speech start.
     barge_in_min_words: int = Field(default=1, ge=0, le=10)
+    # Names and terms the user may say, which the recogniser should lean towards (besides the avatar's own name and
+    # the names in its knowledge).
+    vocabulary: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                                      max_length=MAX_TERM_CHARS)]] = Field(
+        default=[], max_length=MAX_TERMS)
 
 
 VideoCodec = Literal["h264", "vp8", "jpeg"]

@@ -54,6 +54,7 @@ class ListenConfig:
     max_end_of_turn_silence_ms: int = 2500
     language: str = ""  # "" = the recogniser's default
     model: str = ""  # "" = the recogniser's default
+    vocabulary: tuple[str, ...] = ()  # names and terms the user may say
 
 
 @dataclass(frozen=True)

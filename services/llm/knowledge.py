@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.avatar_bundle import AvatarBundle
+
 log = logging.getLogger(__name__)
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -78,7 +80,7 @@ class Knowledge:
         return [index.passages[i] for i in best if scores[i] >= self._min_score]
 
     def _index(self, folder: Path) -> _Index | None:
-        files = sorted(f for f in folder.glob("*") if f.suffix in (".txt", ".md") and f.is_file()) if folder.is_dir() else []
+        files = AvatarBundle.knowledge_files(folder)
         if not files:
             return None
         stamp = tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files)

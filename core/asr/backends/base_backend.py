@@ -42,6 +42,8 @@ class AsrBackend(Protocol):
     def load(self) -> None:
         """Load the weights and run one warm-up decode."""
 
-    def transcribe(self, audio: np.ndarray, prompt: str, language: str | None, thorough: bool = True) -> list[Word]:
+    def transcribe(self, audio: np.ndarray, prompt: str, language: str | None, thorough: bool = True,
+                   vocabulary: tuple[str, ...] = ()) -> list[Word]:
         """Transcribe float32 mono audio at `sample_rate`. `prompt` is text said just before this audio.
-        `thorough` False (a quick partial) may return nothing rather than spend a second, slower decode."""
+        `thorough` False (a quick partial) may return nothing rather than spend a second, slower decode; True (a
+        pause, a final) may spend more for fewer errors. `vocabulary`: names and terms the speaker may say."""

@@ -40,8 +40,10 @@ class NemoBackend:
         log.info("loaded %s on %s (%s)", self.name, device, type(model).__name__)
         self.transcribe(np.zeros(self.sample_rate, dtype=np.float32), "", None)
 
-    def transcribe(self, audio: np.ndarray, prompt: str, language: str | None, thorough: bool = True) -> list[Word]:
-        """`prompt` and `language` do not apply: a NeMo model is trained for one language, without prompts."""
+    def transcribe(self, audio: np.ndarray, prompt: str, language: str | None, thorough: bool = True,
+                   vocabulary: tuple[str, ...] = ()) -> list[Word]:
+        """`prompt`, `language` and `vocabulary` do not apply: a NeMo model is trained for one language, without
+        prompts."""
         hypothesis = self._model.transcribe([audio], batch_size=1, timestamps=True, verbose=False)[0]
         if isinstance(hypothesis, list):  # RNNT models return n-best lists
             hypothesis = hypothesis[0]

@@ -6,6 +6,11 @@ times faster. On so short a window Whisper often says the utterance again and ag
 is your name? What is…", or a partial's "Wait wait"): a phrase repeated back to back up to the end of a decode
 is cut to its first saying. A hypothesis that still looks degenerate (implausibly long for the audio,
 compressible, a word said twice in a row, unlikely) is decoded again on a full 30 s window.
+
+A quick partial decodes greedily; a thorough decode (a pause, the final) searches `final_beam_size` beams, which
+on the benches' clips halves the word errors for ~90 ms more per 3 s turn. The session's vocabulary (the
+avatar's name, the proper nouns it knows) goes ahead of the decode as a list of names in Whisper's prompt; a
+decode that gives back nothing but those names (Whisper reading its prompt out) is done again without them.
 """
 
 import logging
@@ -51,6 +56,19 @@ def packaged_model_files() -> dict[str, bytes]:
     return files
 
 
+def glossary_prompt(vocabulary: tuple[str, ...], context: str) -> str:
+    """Whisper's prompt: the vocabulary as a list of names (measured on four sentences of made-up and foreign names
+    in six voices: 33 of 48 names written, against 30 as a "Glossary:" and 31 as sentences, with no more errors
+    on sentences without them; a bare list gets more names but is read out as the transcript more often), then
+    the words said just before."""
+    glossary = f"Names: {', '.join(vocabulary)}." if vocabulary else ""
+    return f"{glossary} {context}".strip()
+
+
+def vocabulary_keys(vocabulary: tuple[str, ...]) -> set[str]:
+    return {Word(part, 0.0, 0.0, 1.0).key for phrase in vocabulary for part in phrase.split()} | {"names"}
+
+
 def _compression_ratio(text: str) -> float:
     data = text.encode()
     return len(data) / max(len(zlib.compress(data)), 1)
@@ -59,12 +77,14 @@ def _compression_ratio(text: str) -> float:
 class WhisperCt2Backend:
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, model_dir: str = "", device: str = "auto", threads: int = 2, beam_size: int = 1):
+    def __init__(self, model_dir: str = "", device: str = "auto", threads: int = 2, beam_size: int = 1,
+                 final_beam_size: int = 5):
         self.name = f"whisper:{model_dir or 'base'}"
         self._model_dir = model_dir
         self._device = device
         self._threads = threads
         self._beam_size = beam_size
+        self._final_beam_size = final_beam_size
         self._model = None
 
     def load(self) -> None:
@@ -87,7 +107,15 @@ class WhisperCt2Backend:
         log.info("loaded %s on %s (%s)", self.name, device, compute_type)
         self.transcribe(np.zeros(SAMPLE_RATE, dtype=np.float32), "", "en")
 
-    def transcribe(self, audio: np.ndarray, prompt: str, language: str | None, thorough: bool = True) -> list[Word]:
+    def transcribe(self, audio: np.ndarray, prompt: str, language: str | None, thorough: bool = True,
+                   vocabulary: tuple[str, ...] = ()) -> list[Word]:
+        words = self._transcribe(audio, glossary_prompt(vocabulary, prompt), language, thorough)
+        if vocabulary and words and {w.key for w in words} <= vocabulary_keys(vocabulary):
+            log.debug("decode gave back its glossary (%r); decoding again without it", " ".join(w.text for w in words))
+            words = self._transcribe(audio, prompt, language, thorough)
+        return words
+
+    def _transcribe(self, audio: np.ndarray, prompt: str, language: str | None, thorough: bool) -> list[Word]:
         from faster_whisper.tokenizer import Tokenizer
 
         model = self._model
@@ -98,7 +126,8 @@ class WhisperCt2Backend:
         if language is None:
             language = model.model.detect_language(encoder_output)[0][0][0][2:-2]
         tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
-        tokens, avg_logprob, no_speech = self._generate(encoder_output, tokenizer, prompt, duration)
+        beam_size = self._final_beam_size if thorough else self._beam_size
+        tokens, avg_logprob, no_speech = self._generate(encoder_output, tokenizer, prompt, duration, beam_size)
         # A quick partial ends mid-speech, where a word said twice ("Wait wait") is nearly always a loop; in a
         # thorough decode it may be meant ("no, no") and goes to the stutter check.
         words = cut_loop(self._words(tokenizer, tokens, encoder_output, features.shape[-1]), 2 if thorough else 1)
@@ -111,7 +140,7 @@ class WhisperCt2Backend:
         if suspect:
             log.debug("short-window decode looked wrong (%r); retrying on a full window", text[:80])
             encoder_output = model.encode(self._fit(features, _FULL_WINDOW_FRAMES))
-            tokens, avg_logprob, no_speech = self._generate(encoder_output, tokenizer, prompt, duration)
+            tokens, avg_logprob, no_speech = self._generate(encoder_output, tokenizer, prompt, duration, beam_size)
             words = cut_loop(self._words(tokenizer, tokens, encoder_output, features.shape[-1]))
         if no_speech > _NO_SPEECH_ABOVE and avg_logprob < _NO_SPEECH_LOGPROB_BELOW:
             log.debug("no speech (%.2f) in %r", no_speech, " ".join(w.text for w in words)[:80])
@@ -144,7 +173,8 @@ class WhisperCt2Backend:
         voiced = np.sqrt((frames**2).mean(axis=1)) > _VOICED_RMS
         return voiced.sum() * 0.01 >= _TAIL_SPEECH_S
 
-    def _generate(self, encoder_output, tokenizer, prompt: str, duration: float) -> tuple[list[int], float, float]:
+    def _generate(self, encoder_output, tokenizer, prompt: str, duration: float,
+                  beam_size: int) -> tuple[list[int], float, float]:
         """Text tokens, their average log-probability and the probability that the audio holds no speech."""
         sequence = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
         if prompt.strip():
@@ -153,7 +183,7 @@ class WhisperCt2Backend:
         result = self._model.model.generate(
             encoder_output,
             [sequence],
-            beam_size=self._beam_size,
+            beam_size=beam_size,
             max_length=min(448, len(sequence) + int(duration * 12) + 16),
             suppress_blank=True,
             suppress_tokens=[-1],
