@@ -50,13 +50,13 @@ def conversation_pairs(ws: Workspace) -> list[tuple[str, str]]:
         prompt = ""
         if before:
             if asr is None:
-                asr = WhisperCt2Backend(beam_size=1)
+                asr = WhisperCt2Backend(final_beam_size=1)
                 asr.load()
             if clip["source"] not in audio_of:
                 audio_of[clip["source"]], _ = sf.read(ws.root / sources[clip["source"]]["audio"], dtype="float32")
             start = min(s["start_s"] for s in before)
             speech = audio_of[clip["source"]][int(start * RATE) : int(before[-1]["end_s"] * RATE)]
-            prompt = " ".join(w.text.strip() for w in asr.transcribe(speech, "", "en", thorough=True)).strip()
+            prompt = " ".join(w.text.strip() for w in asr.transcribe(speech, "", "en")).strip()
         pairs.append((prompt or previous or "Tell me something about yourself.", reply))
         previous = reply
     return pairs

@@ -35,7 +35,7 @@ def run(ws: Workspace, opts: Options) -> dict:
         if clip["id"] not in final:
             continue
         audio, _ = sf.read(ws.root / clip["audio"], dtype="float32")
-        heard = " ".join(w.text.strip() for w in asr.transcribe(audio, "", "en", thorough=True)).strip()
+        heard = " ".join(w.text.strip() for w in asr.transcribe(audio, "", "en")).strip()
         rows.append((disagreement(ctc_text(final[clip["id"]]), heard), clip["id"], final[clip["id"]], heard))
     rows.sort(key=lambda r: -r[0])
     write_csv(ws.root / "review" / "second_round.csv", ["rank", "clip_id", "disagreement", "transcript", "finetuned_asr", "audio"],

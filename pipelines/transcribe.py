@@ -29,15 +29,15 @@ def run(ws: Workspace, opts: Options) -> dict:
     from core.asr.backends.whisper_ct2 import WhisperCt2Backend
 
     clips = ws.require("clip")["clips"]
-    first = WhisperCt2Backend(beam_size=5)
+    first = WhisperCt2Backend(final_beam_size=5)
     first.load()
-    second, second_by = WhisperCt2Backend(beam_size=1), "whisper greedy"
+    second, second_by = WhisperCt2Backend(final_beam_size=1), "whisper greedy"
     second.load()
     transcripts = {}
     for clip in tqdm(clips, desc="transcribing", unit="clip"):
         audio, _ = sf.read(ws.root / clip["audio"], dtype="float32")
-        words = first.transcribe(audio, "", "en", thorough=True)
-        other = second.transcribe(audio, "", "en", thorough=True)
+        words = first.transcribe(audio, "", "en")
+        other = second.transcribe(audio, "", "en")
         transcripts[clip["id"]] = {
             "text": _text(words),
             "words": [{"text": w.text.strip(), "start_s": round(w.start_s, 3), "end_s": round(w.end_s, 3),

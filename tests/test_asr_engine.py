@@ -19,11 +19,12 @@ CHUNK = RATE // 10
 class CountingBackend:
     sample_rate = RATE
     name = "counting"
+    final_differs = False
 
     def __init__(self):
         self.decoded_at: list[float] = []
 
-    def transcribe(self, audio, prompt, language, thorough=True, vocabulary=()):
+    def transcribe(self, audio, prompt, language, effort="final", vocabulary=()):
         self.decoded_at.append(time.monotonic())
         time.sleep(0.05)
         return [Word("words", 0.0, audio.size / RATE, 0.9)]
@@ -43,8 +44,8 @@ class ScriptedBackend(CountingBackend):
         super().__init__()
         self.script = script
 
-    def transcribe(self, audio, prompt, language, thorough=True, vocabulary=()):
-        super().transcribe(audio, prompt, language, thorough)
+    def transcribe(self, audio, prompt, language, effort="final", vocabulary=()):
+        super().transcribe(audio, prompt, language, effort)
         return self.script[min(len(self.decoded_at), len(self.script)) - 1]
 
 
@@ -120,37 +121,43 @@ async def test_a_copy_said_after_the_committed_words_is_cut_from_the_final():
     assert [f.text for f in finals] == ["what is your name"]
 
 
-class QuickAndThoroughBackend(CountingBackend):
-    """Quick partials hear `quick`; thorough decodes (a pause's, the final's) hear `thorough`."""
+class ByEffortBackend(CountingBackend):
+    """Hears `heard[effort]`: what a quick partial, a pause's decode and a final's decode each make of the turn."""
 
-    def __init__(self, quick: str, thorough: str):
+    final_differs = True
+
+    def __init__(self, heard: dict[str, str]):
         super().__init__()
-        self.quick, self.thorough = quick, thorough
-        self.thorough_decodes = 0
+        self.heard = heard
+        self.efforts: list[str] = []
 
-    def transcribe(self, audio, prompt, language, thorough=True, vocabulary=()):
-        super().transcribe(audio, prompt, language, thorough)
-        self.thorough_decodes += thorough
-        return words(self.thorough if thorough else self.quick, 0.3, 0.2)
+    def transcribe(self, audio, prompt, language, effort="final", vocabulary=()):
+        super().transcribe(audio, prompt, language, effort)
+        self.efforts.append(effort)
+        return words(self.heard[effort], 0.3, 0.2)
 
 
 @pytest.mark.parametrize("end_of_turn", ["silence", "semantic"])
-async def test_the_final_is_the_whole_turn_read_thoroughly_not_the_quick_partials_words(end_of_turn):
-    """Quick partials fix words on short windows; the pause's thorough decode of the whole turn corrects them, the
-    partial marked speech_paused says what the final will (so a reply started on it is kept), and the judgement
-    waits for that decode instead of decoding again."""
+async def test_the_final_is_the_whole_turn_read_with_the_finals_effort_and_the_end_is_judged_by_the_pauses(
+        end_of_turn):
+    """Quick partials commit words fixed on short windows; at the pause the whole turn is decoded, and its words
+    stand (the words a turn's end is judged by, a partial marked speech_paused); then it is read again with the
+    final's effort (beam search): a second speech_paused partial says what the final will, so a reply started on
+    it is kept. The judgement reads the pause's words (beam search rounds a sentence left open into a whole one)
+    and waits for no decode."""
     question = say("What is your name?", UNFAMILIAR[0])
     audio = np.concatenate([question.samples, np.zeros(3 * RATE, np.float32)])
-    backend = QuickAndThoroughBackend("what is your game", "what is your name")
+    backend = ByEffortBackend({"partial": "what is your game", "pause": "what is your same",
+                               "final": "what is your name"})
     judge = FixedJudge(0.9)
     _, events = await recognise(audio, real_time=True, backend=backend, judge=judge, partials=True,
                                 partial_interval_s=0.2, end_of_turn=end_of_turn)
     transcripts = [e for e, _ in events if isinstance(e, Transcript)]
     assert any(t.text == "what is your game" and t.committed >= 3 for t in transcripts if not t.is_final)
-    assert [t.text for t in transcripts if t.speech_paused] == ["what is your name"]
+    assert [t.text for t in transcripts if t.speech_paused] == ["what is your same", "what is your name"]
     assert [t.text for t in transcripts if t.is_final] == ["what is your name"]
-    assert backend.thorough_decodes == 1
-    assert judge.read == (["what is your name"] if end_of_turn == "semantic" else [])
+    assert backend.efforts.count("pause") == 1 and backend.efforts.count("final") == 1
+    assert judge.read == (["what is your same"] if end_of_turn == "semantic" else [])
 
 
 class FixedJudge:

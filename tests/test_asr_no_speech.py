@@ -24,8 +24,8 @@ def whisper() -> WhisperCt2Backend:
                          ids=["cough", "another cough", "fan"])
 def test_a_sound_that_is_not_speech_gives_no_words(whisper, sound):
     audio = np.concatenate([QUIET, sound, QUIET]).astype(np.float32)
-    for thorough in (False, True):
-        assert whisper.transcribe(audio, "", "en", thorough) == []
+    for effort in ("partial", "pause", "final"):
+        assert whisper.transcribe(audio, "", "en", effort) == []
 
 
 @pytest.mark.parametrize("voice", UNFAMILIAR, ids=lambda v: v.name)

@@ -20,7 +20,7 @@ class AsrSettings(ServiceSettings):
     model_path: str = ""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(default=2, ge=1)
-    # Beams of a quick partial's decode, and of a thorough one (at a pause, for the final).
+    # Beams of a partial's and a pause's decode (the words a turn's end is judged by), and of the final's.
     beam_size: int = Field(default=1, ge=1, le=10)
     final_beam_size: int = Field(default=5, ge=1, le=10)
     # Language when the client names none; "auto" detects it.

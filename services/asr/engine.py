@@ -4,13 +4,14 @@ One `StreamingRecognizer` serves one gRPC stream. A feeder runs Silero VAD on ev
 arrives and cuts it into turns; a decoder re-transcribes the growing turn buffer in the background:
 - every `partial_interval_s` of new speech, a partial hypothesis; words on which two consecutive hypotheses
   agree are committed and never change (LocalAgreement-2, as in whisper_streaming);
-- as soon as the speaker pauses, a thorough decode of the whole turn, so when the pause turns into an end of turn
-  the final is usually ready already and costs no decode at all. Audio sent faster than it is spoken (a recording)
-  gets no such decode: the rest of the turn is already on its way, and the pause decode would only be done again.
-  A thorough decode of the whole turn (one not yet trimmed past `max_buffer_s`) is the turn's words from then on:
-  it reads every word with all the audio around it, where the partials' words were fixed on shorter windows, so
-  the partial marked `speech_paused` and the final say what a decode of the whole turn says, and may correct
-  words the partials had committed.
+- as soon as the speaker pauses, a decode of the whole turn (the words its end is judged by, a partial marked
+  `speech_paused`), then the final's decode of it (beam search, where the backend's final reads more), so when the
+  pause turns into an end of turn the final is usually ready already and costs no decode at all. Audio sent
+  faster than it is spoken (a recording) gets no such decodes: the rest of the turn is already on its way, and
+  they would only be done again. A decode of the whole turn at a pause or for the final (one not yet trimmed past
+  `max_buffer_s`) is the turn's words from then on: it reads every word with all the audio around it, where the
+  partials' words were fixed on shorter windows, so it may correct words they had committed (the final's decode
+  reads them again: a second `speech_paused` partial says so before the final does).
 
 When a turn ends: by the silence rule, after `end_of_turn_s` of silence; or, semantic, the turn is judged once
 the speaker has been silent `judge_after_s`: the whole turn is decoded, unless the pause decode already covers it
@@ -30,7 +31,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from core.asr.backends.base_backend import AsrBackend, Word, cut_loop
+from core.asr.backends.base_backend import AsrBackend, Effort, Word, cut_loop
 from core.asr.vad import WINDOW, SileroVad
 from services.common import metrics
 
@@ -50,10 +51,12 @@ class RecognizerConfig:
     pause_s: float = 0.2  # silence after which the whole turn is decoded ahead of the end of turn
     speech_threshold: float = 0.5
     min_speech_s: float = 0.064
-    # Audio kept from before the speech was detected (at most since the last turn ended): Whisper reads a turn's
-    # first words better with a second of the room before them (the benches' final WER with noise: 11.4% at 0.3 s,
-    # 7.5% at 1 s).
-    preroll_s: float = 1.0
+    # Audio kept from before the speech was detected (at most since the last turn ended), and more of it before
+    # that for the final's decode: Whisper's beam search reads a turn's first words better with a second of the
+    # room before them (the benches' final WER with noise: 11.4% at 0.3 s, 7.5% at 1 s), while the greedy decodes
+    # a turn's end is judged by were tuned on 0.3 s (and read sentences left open as closed more often with 1 s).
+    preroll_s: float = 0.3
+    final_lead_s: float = 0.7
     max_buffer_s: float = 15.0
     # Audio that runs this far ahead of its arrival over the last `rate_window_s` is sent faster than spoken.
     ahead_of_time_s: float = 0.5
@@ -105,6 +108,7 @@ class _Turn:
     index: int
     start_sample: int  # stream position of buffer[0]
     first_sample: int = 0  # stream position where the turn began (start_sample moves on when the buffer is trimmed)
+    lead: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # the room before it, for the final
     buffer: list[np.ndarray] = field(default_factory=list)
     samples: int = 0
     speech_end: int = 0  # buffer position just after the last speech window
@@ -113,8 +117,10 @@ class _Turn:
     previous: list[Word] = field(default_factory=list)
     tentative: list[Word] = field(default_factory=list)
     decoded_samples: int = 0  # buffer length covered by the latest decode
-    thorough_samples: int = 0  # buffer length covered by the latest thorough decode (a pause's, the final's)
-    pause_announced: bool = False  # a speech_paused partial went out for the current pause
+    paused_samples: int = 0  # ... by the latest decode of a pause's effort or more (the words a pause is judged by)
+    final_samples: int = 0  # ... by the latest decode of a final's effort
+    pause_text: str = ""  # the words of the latest pause decode, which the end of the turn is judged by
+    announced: str | None = None  # the text of the speech_paused partial sent for the current pause
     judged: bool = False  # the current pause was judged (semantic end of turn)
     wait: tuple[float, str] | None = None  # the judgement: the silence that ends the turn, and the rule's name
     complete_probability: float | None = None
@@ -142,7 +148,8 @@ class _Turn:
         self.samples -= cut
         self.speech_end -= cut
         self.decoded_samples = max(self.decoded_samples - cut, 0)
-        self.thorough_samples = max(self.thorough_samples - cut, 0)
+        self.paused_samples = max(self.paused_samples - cut, 0)
+        self.final_samples = max(self.final_samples - cut, 0)
 
 
 def said_again(committed: list[Word], fresh: list[Word], longest: int = 6) -> int:
@@ -168,7 +175,8 @@ class StreamingRecognizer:
         self._wake = asyncio.Event()
         self._position = 0  # samples of the stream run through the VAD
         self._pending = np.zeros(0, dtype=np.float32)
-        self._preroll: deque[np.ndarray] = deque(maxlen=max(1, int(config.preroll_s * SAMPLE_RATE / WINDOW)))
+        kept_s = config.preroll_s + config.final_lead_s
+        self._preroll: deque[np.ndarray] = deque(maxlen=max(1, int(kept_s * SAMPLE_RATE / WINDOW)))
         self._speech_run = 0
         self._turn: _Turn | None = None
         self._turn_count = 0
@@ -279,7 +287,7 @@ class StreamingRecognizer:
         silence_s = (turn.samples - turn.speech_end) / SAMPLE_RATE
         if is_speech:
             turn.speech_end = turn.samples
-            turn.pause_announced = False
+            turn.announced = None
             turn.judged, turn.wait = False, None
         elif not self._semantic:
             if silence_s >= cfg.end_of_turn_s:
@@ -293,15 +301,17 @@ class StreamingRecognizer:
             self._end_turn("cap")
 
     async def _judge_pause(self, turn: _Turn) -> None:
-        """Semantic end of turn: the whole turn decoded now, and how complete its words read."""
+        """Semantic end of turn: the whole turn decoded (unless the pause decode did), and how complete its words
+        read."""
         self._to_judge = None
-        if turn.decoding is not None:
-            await asyncio.shield(turn.decoding)  # the pause decode under way may cover the pause already
-        if turn.thorough_samples < turn.speech_end:
-            await self._decode(turn)
+        while turn.paused_samples < turn.speech_end:
+            if turn.decoding is not None:
+                await asyncio.shield(turn.decoding)  # the decode under way may be the pause's
+            else:
+                await self._decode(turn, "pause")
         self._wake.set()  # the decode covers the pause: a speech_paused partial is due
         cfg = self._cfg
-        text = " ".join(w.text for w in turn.committed + turn.tentative)
+        text = turn.pause_text
         if not text or self._judge is None:
             turn.wait = (cfg.end_of_turn_s, "silence")
             return
@@ -314,9 +324,11 @@ class StreamingRecognizer:
             turn.wait = (cfg.max_end_of_turn_s, "cap")
 
     def _start_turn(self) -> None:
-        audio = np.concatenate(list(self._preroll))
+        kept = np.concatenate(list(self._preroll))
+        split = max(kept.size - max(int(self._cfg.preroll_s * SAMPLE_RATE), WINDOW), 0)
+        lead, audio = kept[:split], kept[split:]
         start = self._position - audio.size
-        turn = _Turn(index=self._turn_count, start_sample=start, first_sample=start)
+        turn = _Turn(index=self._turn_count, start_sample=start, first_sample=start, lead=lead)
         turn.append(audio)
         turn.speech_end = turn.samples
         self._turn_count += 1
@@ -373,58 +385,81 @@ class StreamingRecognizer:
             self._wake.clear()
             while self._turns:
                 turn = self._turns[0]
-                # Covered: a thorough decode holds all speech (a quick partial's may too, but is no final).
-                covered = turn.thorough_samples >= turn.speech_end
                 if turn.ended:
-                    if not covered:
-                        await self._decode(turn)
+                    if not self._final_ready(turn):
+                        await self._decode(turn, "final")
                     self._emit(turn, final=True)
                     self._turns.popleft()
                     continue
                 paused = turn.samples - turn.speech_end >= pause
-                # While the speaker is silent, the pause decode (thorough) stands for the partials.
-                due = cfg.partials and not paused and turn.samples - turn.decoded_samples >= interval
-                decoded = due or (paused and not covered and self._pause_decode_now())
-                if decoded:
-                    await self._decode(turn, thorough=paused)
-                    covered = turn.thorough_samples >= turn.speech_end
-                announce = paused and covered and not turn.pause_announced
-                if cfg.partials and (decoded or announce):
-                    # A partial that covers all speech once the speaker paused is marked, once per pause.
-                    self._emit(turn, final=False, paused=announce)
-                    turn.pause_announced = turn.pause_announced or announce
+                if not paused:
+                    if cfg.partials and turn.samples - turn.decoded_samples >= interval:
+                        await self._decode(turn, "partial")
+                        self._emit(turn, final=False)
+                elif turn.paused_samples < turn.speech_end:
+                    if self._pause_decode_now():
+                        await self._decode(turn, "pause")
+                        self._wake.set()  # the final's decode is next, while the pause lasts
+                elif not self._final_ready(turn) and self._pause_decode_now():
+                    await self._decode(turn, "final")
+                # A partial that covers all speech once the speaker paused is marked, again when the final's decode
+                # says otherwise.
+                words = self._words(turn)
+                if cfg.partials and paused and turn.paused_samples >= turn.speech_end and turn.announced != words:
+                    self._emit(turn, final=False, paused=True)
+                    turn.announced = words
                 break
             if not self._feeding and not self._turns:
                 self._events.put_nowait(None)
                 return
 
-    async def _decode(self, turn: _Turn, thorough: bool = True) -> None:
-        turn.decoding = asyncio.get_running_loop().create_future()
-        try:
-            await self._decode_words(turn, thorough)
-        finally:
-            turn.decoding.set_result(None)
-            turn.decoding = None
+    def _final_ready(self, turn: _Turn) -> bool:
+        """Whether the turn's words so far are its final's: a final's decode covers all speech, or a pause's does
+        and the backend's final would read no more."""
+        if turn.final_samples >= turn.speech_end:
+            return True
+        return not self._backend.final_differs and turn.paused_samples >= turn.speech_end
 
-    async def _decode_words(self, turn: _Turn, thorough: bool) -> None:
+    async def _decode(self, turn: _Turn, effort: Effort) -> None:
+        done = turn.decoding = asyncio.get_running_loop().create_future()
+        try:
+            await self._decode_words(turn, effort)
+        finally:
+            done.set_result(None)
+            if turn.decoding is done:
+                turn.decoding = None
+
+    async def _decode_words(self, turn: _Turn, effort: Effort) -> None:
         turn.trim_committed(int(self._cfg.max_buffer_s * SAMPLE_RATE))
         audio = turn.audio()
+        lead = turn.lead if effort == "final" and turn.start_sample == turn.first_sample else turn.lead[:0]
         prompt = " ".join(w.text for w in turn.committed if w.end_s * SAMPLE_RATE <= turn.start_sample)
         async with self._lock:
             words = await asyncio.to_thread(
-                self._backend.transcribe, audio, prompt[-400:], self._cfg.language, thorough, self._cfg.vocabulary
+                self._backend.transcribe, np.concatenate([lead, audio]), prompt[-400:], self._cfg.language, effort,
+                self._cfg.vocabulary,
             )
-        if not words and not thorough:
-            return  # a quick decode gave up: leave the turn as it was, a thorough decode will cover it
-        offset = turn.start_sample / SAMPLE_RATE
+        if not words and effort == "partial":
+            return  # a quick decode gave up: leave the turn as it was, a later decode will cover it
+        offset = (turn.start_sample - lead.size) / SAMPLE_RATE
         words = [Word(w.text, w.start_s + offset, w.end_s + offset, w.confidence) for w in words]
         turn.decoded_samples = audio.size
-        if thorough:
-            turn.thorough_samples = audio.size
-        if thorough and turn.start_sample == turn.first_sample:
-            # The whole turn, read thoroughly: its words stand (the last one open, should speech go on).
+        if effort != "partial" and turn.start_sample == turn.first_sample:
+            # The whole turn, read at a pause or for the final: its words stand (the last one open, should speech go
+            # on), in place of those the partials fixed on shorter windows.
             turn.committed, turn.tentative, turn.previous = words[:-1], words[-1:], words[-1:]
-            return
+        else:
+            self._agree(turn, words)
+        if effort == "pause" or (effort == "final" and turn.paused_samples < turn.speech_end):
+            turn.pause_text = self._words(turn)
+        if effort != "partial":
+            turn.paused_samples = audio.size
+        if effort == "final":
+            turn.final_samples = audio.size
+
+    @staticmethod
+    def _agree(turn: _Turn, words: list[Word]) -> None:
+        """LocalAgreement: the fresh words two decodes in a row agree on are committed."""
         # Only words after the committed ones are open to revision. Whisper's word timings on a short window can
         # put words already committed after the boundary (the whole question aligned over its last second): a
         # head of the fresh words that says the committed tail again is that, not new speech.
@@ -439,6 +474,10 @@ class StreamingRecognizer:
         turn.committed.extend(fresh[:agreed])
         turn.tentative = fresh[agreed:]
         turn.previous = fresh[agreed:]
+
+    @staticmethod
+    def _words(turn: _Turn) -> str:
+        return " ".join(w.text for w in cut_loop(turn.committed + turn.tentative))
 
     def _emit(self, turn: _Turn, final: bool, paused: bool = False) -> None:
         # Decodes of one turn put together may still end on a phrase said twice (a hallucinated copy after the

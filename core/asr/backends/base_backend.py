@@ -2,9 +2,12 @@
 
 import re
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
+
+
+Effort = Literal["partial", "pause", "final"]
 
 
 @dataclass(frozen=True)
@@ -38,12 +41,14 @@ def cut_loop(words: list[Word], shortest: int = 2) -> list[Word]:
 class AsrBackend(Protocol):
     sample_rate: int
     name: str
+    final_differs: bool  # whether a final's effort reads more than a pause's
 
     def load(self) -> None:
         """Load the weights and run one warm-up decode."""
 
-    def transcribe(self, audio: np.ndarray, prompt: str, language: str | None, thorough: bool = True,
+    def transcribe(self, audio: np.ndarray, prompt: str, language: str | None, effort: Effort = "final",
                    vocabulary: tuple[str, ...] = ()) -> list[Word]:
         """Transcribe float32 mono audio at `sample_rate`. `prompt` is text said just before this audio.
-        `thorough` False (a quick partial) may return nothing rather than spend a second, slower decode; True (a
-        pause, a final) may spend more for fewer errors. `vocabulary`: names and terms the speaker may say."""
+        `vocabulary`: names and terms the speaker may say. `effort`: "partial" (quick, mid-speech) may return
+        nothing rather than spend a second, slower decode; "pause" (the words a turn's end is judged by) may not;
+        "final" (the turn's transcript) may also spend more for fewer errors."""

@@ -6,12 +6,14 @@ import logging
 
 import numpy as np
 
-from core.asr.backends.base_backend import Word
+from core.asr.backends.base_backend import Effort, Word
 
 log = logging.getLogger(__name__)
 
 
 class NemoBackend:
+    final_differs = False  # one greedy decode, whatever the effort
+
     def __init__(self, model_path: str, device: str = "auto"):
         if not model_path.endswith(".nemo"):
             raise ValueError(f"the NeMo backend needs a .nemo file, got {model_path!r}")
@@ -40,10 +42,10 @@ class NemoBackend:
         log.info("loaded %s on %s (%s)", self.name, device, type(model).__name__)
         self.transcribe(np.zeros(self.sample_rate, dtype=np.float32), "", None)
 
-    def transcribe(self, audio: np.ndarray, prompt: str, language: str | None, thorough: bool = True,
+    def transcribe(self, audio: np.ndarray, prompt: str, language: str | None, effort: Effort = "final",
                    vocabulary: tuple[str, ...] = ()) -> list[Word]:
-        """`prompt`, `language` and `vocabulary` do not apply: a NeMo model is trained for one language, without
-        prompts."""
+        """`prompt`, `language`, `effort` and `vocabulary` do not apply: a NeMo model is trained for one language,
+        without prompts, and decodes greedily."""
         hypothesis = self._model.transcribe([audio], batch_size=1, timestamps=True, verbose=False)[0]
         if isinstance(hypothesis, list):  # RNNT models return n-best lists
             hypothesis = hypothesis[0]

@@ -7,8 +7,10 @@ is your name? What is…", or a partial's "Wait wait"): a phrase repeated back t
 is cut to its first saying. A hypothesis that still looks degenerate (implausibly long for the audio,
 compressible, a word said twice in a row, unlikely) is decoded again on a full 30 s window.
 
-A quick partial decodes greedily; a thorough decode (a pause, the final) searches `final_beam_size` beams, which
-on the benches' clips halves the word errors for ~90 ms more per 3 s turn. The session's vocabulary (the
+Partials and the decode at a pause (whose words a turn's end is judged by) are greedy; the final searches
+`final_beam_size` beams, which on the benches' clips halves the word errors for ~90 ms more per 3 s turn. (Beam
+search also rounds a sentence left open into a whole one more often: "So, and then I..." became "So, and
+midnight.", so the end of a turn is not judged by it.) The session's vocabulary (the
 avatar's name, the proper nouns it knows) goes ahead of the decode as a list of names in Whisper's prompt; a
 decode that gives back nothing but those names (Whisper reading its prompt out) is done again without them.
 """
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.asr.backends.base_backend import Word, cut_loop
+from core.asr.backends.base_backend import Effort, Word, cut_loop
 
 log = logging.getLogger(__name__)
 
@@ -107,15 +109,20 @@ class WhisperCt2Backend:
         log.info("loaded %s on %s (%s)", self.name, device, compute_type)
         self.transcribe(np.zeros(SAMPLE_RATE, dtype=np.float32), "", "en")
 
-    def transcribe(self, audio: np.ndarray, prompt: str, language: str | None, thorough: bool = True,
+    @property
+    def final_differs(self) -> bool:
+        """Whether a final decode reads more than a pause's (a wider beam)."""
+        return self._final_beam_size != self._beam_size
+
+    def transcribe(self, audio: np.ndarray, prompt: str, language: str | None, effort: Effort = "final",
                    vocabulary: tuple[str, ...] = ()) -> list[Word]:
-        words = self._transcribe(audio, glossary_prompt(vocabulary, prompt), language, thorough)
+        words = self._transcribe(audio, glossary_prompt(vocabulary, prompt), language, effort)
         if vocabulary and words and {w.key for w in words} <= vocabulary_keys(vocabulary):
             log.debug("decode gave back its glossary (%r); decoding again without it", " ".join(w.text for w in words))
-            words = self._transcribe(audio, prompt, language, thorough)
+            words = self._transcribe(audio, prompt, language, effort)
         return words
 
-    def _transcribe(self, audio: np.ndarray, prompt: str, language: str | None, thorough: bool) -> list[Word]:
+    def _transcribe(self, audio: np.ndarray, prompt: str, language: str | None, effort: Effort) -> list[Word]:
         from faster_whisper.tokenizer import Tokenizer
 
         model = self._model
@@ -126,7 +133,8 @@ class WhisperCt2Backend:
         if language is None:
             language = model.model.detect_language(encoder_output)[0][0][0][2:-2]
         tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
-        beam_size = self._final_beam_size if thorough else self._beam_size
+        beam_size = self._final_beam_size if effort == "final" else self._beam_size
+        thorough = effort != "partial"
         tokens, avg_logprob, no_speech = self._generate(encoder_output, tokenizer, prompt, duration, beam_size)
         # A quick partial ends mid-speech, where a word said twice ("Wait wait") is nearly always a loop; in a
         # thorough decode it may be meant ("no, no") and goes to the stutter check.
