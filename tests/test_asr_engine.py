@@ -140,11 +140,11 @@ class ByEffortBackend(CountingBackend):
 @pytest.mark.parametrize("end_of_turn", ["silence", "semantic"])
 async def test_the_final_is_the_whole_turn_read_with_the_finals_effort_and_the_end_is_judged_by_the_pauses(
         end_of_turn):
-    """Quick partials commit words fixed on short windows; at the pause the whole turn is decoded, and its words
-    stand (the words a turn's end is judged by, a partial marked speech_paused); then it is read again with the
-    final's effort (beam search): a second speech_paused partial says what the final will, so a reply started on
-    it is kept. The judgement reads the pause's words (beam search rounds a sentence left open into a whole one)
-    and waits for no decode."""
+    """Quick partials commit words fixed on short windows; at the pause the whole turn is decoded (new words join
+    the committed ones: the words a turn's end is judged by, a partial marked speech_paused), then read again with
+    the final's effort (beam search), which corrects the committed words: a second speech_paused partial says so
+    before the final does, so a reply started on it is kept. The judgement reads the pause's words (beam search
+    rounds a sentence left open into a whole one) and waits for no decode."""
     question = say("What is your name?", UNFAMILIAR[0])
     audio = np.concatenate([question.samples, np.zeros(3 * RATE, np.float32)])
     backend = ByEffortBackend({"partial": "what is your game", "pause": "what is your same",
@@ -154,10 +154,10 @@ async def test_the_final_is_the_whole_turn_read_with_the_finals_effort_and_the_e
                                 partial_interval_s=0.2, end_of_turn=end_of_turn)
     transcripts = [e for e, _ in events if isinstance(e, Transcript)]
     assert any(t.text == "what is your game" and t.committed >= 3 for t in transcripts if not t.is_final)
-    assert [t.text for t in transcripts if t.speech_paused] == ["what is your same", "what is your name"]
+    assert [t.text for t in transcripts if t.speech_paused] == ["what is your game", "what is your name"]
     assert [t.text for t in transcripts if t.is_final] == ["what is your name"]
     assert backend.efforts.count("pause") == 1 and backend.efforts.count("final") == 1
-    assert judge.read == (["what is your same"] if end_of_turn == "semantic" else [])
+    assert judge.read == (["what is your game"] if end_of_turn == "semantic" else [])
 
 
 class FixedJudge:

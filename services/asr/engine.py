@@ -8,10 +8,12 @@ arrives and cuts it into turns; a decoder re-transcribes the growing turn buffer
   `speech_paused`), then the final's decode of it (beam search, where the backend's final reads more), so when the
   pause turns into an end of turn the final is usually ready already and costs no decode at all. Audio sent
   faster than it is spoken (a recording) gets no such decodes: the rest of the turn is already on its way, and
-  they would only be done again. A decode of the whole turn at a pause or for the final (one not yet trimmed past
-  `max_buffer_s`) is the turn's words from then on: it reads every word with all the audio around it, where the
-  partials' words were fixed on shorter windows, so it may correct words they had committed (the final's decode
-  reads them again: a second `speech_paused` partial says so before the final does).
+  they would only be done again. The pause's decode adds words after those the partials committed (the judgement
+  was tuned on those words: reading the whole turn anew, greedily, misheard more questions as sentences left
+  open); the final's decode of the whole turn (one not yet trimmed past `max_buffer_s`) is the turn's words from
+  then on: it reads every word with all the audio around it, where the partials' words were fixed on shorter
+  windows, so it may correct words they had committed (a second `speech_paused` partial says so before the final
+  does).
 
 When a turn ends: by the silence rule, after `end_of_turn_s` of silence; or, semantic, the turn is judged once
 the speaker has been silent `judge_after_s`: the whole turn is decoded, unless the pause decode already covers it
@@ -119,7 +121,7 @@ class _Turn:
     decoded_samples: int = 0  # buffer length covered by the latest decode
     paused_samples: int = 0  # ... by the latest decode of a pause's effort or more (the words a pause is judged by)
     final_samples: int = 0  # ... by the latest decode of a final's effort
-    pause_text: str = ""  # the words of the latest pause decode, which the end of the turn is judged by
+    pause_text: str = ""  # the words before the final's decode read them again: what the turn's end is judged by
     announced: str | None = None  # the text of the speech_paused partial sent for the current pause
     judged: bool = False  # the current pause was judged (semantic end of turn)
     wait: tuple[float, str] | None = None  # the judgement: the silence that ends the turn, and the rule's name
@@ -304,9 +306,9 @@ class StreamingRecognizer:
         """Semantic end of turn: the whole turn decoded (unless the pause decode did), and how complete its words
         read."""
         self._to_judge = None
-        while turn.paused_samples < turn.speech_end:
+        while turn.decoded_samples < turn.speech_end:
             if turn.decoding is not None:
-                await asyncio.shield(turn.decoding)  # the decode under way may be the pause's
+                await asyncio.shield(turn.decoding)  # the decode under way may cover the pause
             else:
                 await self._decode(turn, "pause")
         self._wake.set()  # the decode covers the pause: a speech_paused partial is due
@@ -325,7 +327,7 @@ class StreamingRecognizer:
 
     def _start_turn(self) -> None:
         kept = np.concatenate(list(self._preroll))
-        split = max(kept.size - max(int(self._cfg.preroll_s * SAMPLE_RATE), WINDOW), 0)
+        split = max(kept.size - max(int(self._cfg.preroll_s * SAMPLE_RATE / WINDOW), 1) * WINDOW, 0)
         lead, audio = kept[:split], kept[split:]
         start = self._position - audio.size
         turn = _Turn(index=self._turn_count, start_sample=start, first_sample=start, lead=lead)
@@ -392,15 +394,15 @@ class StreamingRecognizer:
                     self._turns.popleft()
                     continue
                 paused = turn.samples - turn.speech_end >= pause
-                if not paused:
-                    if cfg.partials and turn.samples - turn.decoded_samples >= interval:
-                        await self._decode(turn, "partial")
-                        self._emit(turn, final=False)
-                elif turn.paused_samples < turn.speech_end:
-                    if self._pause_decode_now():
-                        await self._decode(turn, "pause")
-                        self._wake.set()  # the final's decode is next, while the pause lasts
-                elif not self._final_ready(turn) and self._pause_decode_now():
+                covered = turn.paused_samples >= turn.speech_end
+                due = cfg.partials and not (paused and covered) and turn.samples - turn.decoded_samples >= interval
+                if due and not paused:
+                    await self._decode(turn, "partial")
+                    self._emit(turn, final=False)
+                elif due or (paused and not covered and self._pause_decode_now()):
+                    await self._decode(turn, "pause")
+                    self._wake.set()  # the final's decode is next, while the pause lasts
+                elif paused and not self._final_ready(turn) and self._pause_decode_now():
                     await self._decode(turn, "final")
                 # A partial that covers all speech once the speaker paused is marked, again when the final's decode
                 # says otherwise.
@@ -444,13 +446,13 @@ class StreamingRecognizer:
         offset = (turn.start_sample - lead.size) / SAMPLE_RATE
         words = [Word(w.text, w.start_s + offset, w.end_s + offset, w.confidence) for w in words]
         turn.decoded_samples = audio.size
-        if effort != "partial" and turn.start_sample == turn.first_sample:
-            # The whole turn, read at a pause or for the final: its words stand (the last one open, should speech go
-            # on), in place of those the partials fixed on shorter windows.
+        if effort == "final" and turn.start_sample == turn.first_sample:
+            # The whole turn, read with the final's effort: its words stand (the last one open, should speech go on),
+            # in place of those the partials fixed on shorter windows.
             turn.committed, turn.tentative, turn.previous = words[:-1], words[-1:], words[-1:]
         else:
             self._agree(turn, words)
-        if effort == "pause" or (effort == "final" and turn.paused_samples < turn.speech_end):
+        if effort != "final" or not turn.pause_text:
             turn.pause_text = self._words(turn)
         if effort != "partial":
             turn.paused_samples = audio.size
