@@ -3,6 +3,7 @@ plays), speculation, audio-only fall-back, a failing stage, history (trimmed, ca
 resume. Each runs in milliseconds."""
 
 import asyncio
+import json
 
 import numpy as np
 import pytest
@@ -465,6 +466,22 @@ async def test_resume_keeps_the_stored_avatar_and_settings_unless_the_hello_chan
     assert ready["settings"]["barge_in_min_words"] == 2 and ready["settings"]["end_of_turn_silence_ms"] == 900
     assert ready["avatar_id"] == "eileen-abc123"
     await changed.close()
+
+
+async def test_the_recogniser_leans_to_the_users_terms_the_avatars_name_and_its_knowledges_names(tmp_path, store):
+    avatar = tmp_path / "anna"
+    (avatar / "knowledge").mkdir(parents=True)
+    (avatar / "persona.json").write_text(json.dumps({"name": "Anneliese"}))
+    (avatar / "knowledge" / "trip.txt").write_text("We climbed Kilimanjaro with Siobhan.")
+    talk = Talk(store, GatewaySettings(avatars_dir=str(tmp_path)))
+    await talk.start(avatar_id="anna", settings={"vocabulary": ["Zorblax"]})
+    await talk.until("ready")
+    for _ in range(100):
+        if talk.stages.asr.configs:
+            break
+        await asyncio.sleep(0.01)
+    assert talk.stages.asr.configs[-1].vocabulary == ("Zorblax", "Anneliese", "Kilimanjaro", "Siobhan")
+    await talk.close()
 
 
 async def test_turn_numbers_stay_unique_across_reconnects(store):

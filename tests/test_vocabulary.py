@@ -38,3 +38,4 @@ def test_a_session_leans_to_the_users_terms_the_avatars_name_and_its_knowledges_
 def test_a_hello_with_a_vocabulary_too_large_is_refused(vocabulary):
     with pytest.raises(ValidationError):
         Hello.model_validate({"type": "hello", "version": 1, "settings": {"vocabulary": vocabulary}})
+

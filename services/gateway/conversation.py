@@ -95,6 +95,7 @@ class Conversation:
         self.session_id = ""
         self._avatar_id = "default"
         self._session_settings = SessionSettings()
+        self._vocabulary: tuple[str, ...] = ()  # what the recogniser leans towards (session_vocabulary)
         self._audio_format = ("linear16", 16000)
         self._echo = EchoGuard("linear16", 16000, settings.echo_max_delay_s)
         self._media = media.ClientMedia()  # the codecs of this connection's media (the hello chooses them)
@@ -158,6 +159,8 @@ class Conversation:
             self._session_settings = hello.settings
             self.session_id = await self._store.create(self._avatar_id, self._session_settings.model_dump(),
                                                        principal.subject)
+        self._vocabulary = await asyncio.to_thread(session_vocabulary, settings.avatars_dir, self._avatar_id,
+                                                   self._session_settings.vocabulary)
         self._audio_format = (hello.audio.encoding, hello.audio.sample_rate)
         self._echo = EchoGuard(hello.audio.encoding, hello.audio.sample_rate, settings.echo_max_delay_s)
         self._emit({
@@ -212,10 +215,8 @@ class Conversation:
     async def _listen(self, audio: asyncio.Queue) -> None:
         encoding, rate = self._audio_format
         settings = self._session_settings
-        terms = await asyncio.to_thread(session_vocabulary, self._settings.avatars_dir, self._avatar_id,
-                                        settings.vocabulary)
         config = ListenConfig(rate, encoding, settings.partial_transcripts, settings.end_of_turn_silence_ms,
-                              settings.end_of_turn, settings.max_end_of_turn_silence_ms, vocabulary=terms)
+                              settings.end_of_turn, settings.max_end_of_turn_silence_ms, vocabulary=self._vocabulary)
         listener = Listener(self._stages.asr, config, audio, self.session_id, self._settings.asr_stream_renew_s,
                             self._settings.asr_reopen_attempts)
         try:
