@@ -20,6 +20,16 @@ def test_other_words_do(heard, words):
     assert len(meaningful_words(heard)) == words and interrupts(heard, 1)
 
 
+@pytest.mark.parametrize("heard", ["Yeah.", "Right, right.", "Okay.", "Yes, exactly.", "Uh-huh, sure."])
+def test_a_listener_following_along_does_not_interrupt(heard):
+    assert not interrupts(heard, 1)
+
+
+@pytest.mark.parametrize("heard", ["Right, but why?", "Yeah, stop.", "Okay, tell me about Rome instead.", "No."])
+def test_an_acknowledgement_with_anything_more_does(heard):
+    assert interrupts(heard, 1)
+
+
 def test_the_session_threshold_counts_words_and_zero_means_any_word():
     assert not interrupts("Wait.", 2) and interrupts("Wait, stop.", 2)
     assert interrupts("Stop.", 0) and not interrupts("Hmm.", 0)

@@ -3,7 +3,8 @@
 Two rules of the conversation read transcripts this way:
 - barge-in: speech over a reply stops it only with words the recogniser is not wholly unsure of (a cough, a click or
   a door rarely passes the ASR's voice detector, and when one does Whisper may read it as a word — "you", "F" —
-  it gives a probability of a few hundredths; a hum or a "mm-hmm" is the listener saying "go on", not "stop");
+  it gives a probability of a few hundredths; a hum, a "mm-hmm" or a "yeah" is the listener saying "go on", not
+  "stop");
 - speculation: the reply started on the transcript decoded at a pause is kept when the final says the same words,
   whatever fillers, case or punctuation differ.
 """
@@ -25,7 +26,14 @@ def meaningful_words(transcript: str) -> list[str]:
     return [w for w in (word.strip("-'") for word in words) if w and _drawn_out(w) not in BACKCHANNELS]
 
 
+# Words a listener says to mean "I follow, go on" (a reply plays on when they are all that was said over it; after
+# a reply, "Yes." is an answer like any other).
+ACKNOWLEDGEMENTS = frozenset("alright exactly okay ok right sure true yeah yes yep yup".split())
+
+
 def interrupts(transcript: str, min_words: int) -> bool:
-    """Whether speech heard over a reply stops it: at least `min_words` (and at least one) meaningful words."""
-    return len(meaningful_words(transcript)) >= max(1, min_words)
+    """Whether speech heard over a reply stops it: at least `min_words` (and at least one) meaningful words, not
+    all of them acknowledgements ("Yeah.", "Right, right." are the listener following; "Right, but why?" is not)."""
+    words = meaningful_words(transcript)
+    return len(words) >= max(1, min_words) and any(w not in ACKNOWLEDGEMENTS for w in words)
 

@@ -62,6 +62,7 @@ def machine() -> str:
 def commit() -> str:
     """The commit the code measured is at (`+changes` when the work tree differs from it)."""
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                             text=True).stdout.strip()
+    # what the benches write themselves (docs/) is no change to the code measured
+    changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs"],
+                             capture_output=True, text=True).stdout.strip()
     return f"{head or 'unknown'}{'+changes' if changed else ''}"
