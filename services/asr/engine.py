@@ -16,9 +16,9 @@ arrives and cuts it into turns; a decoder re-transcribes the growing turn buffer
   does).
 
 When a turn ends: by the silence rule, after `end_of_turn_s` of silence; or, semantic, the turn is judged once
-the speaker has been silent `judge_after_s`: the whole turn is decoded, unless the pause decode already covers it
-(that decode is the final's, should the turn end), and the end-of-turn model reads its words (`core/asr/turn_end.py`). Words that read as a whole message
-end the turn at once ("model"); words left open ("I'd like to", "can you tell me about", "um") wait for more
+the speaker has been silent `judge_after_s`: the whole turn is decoded, unless a decode already covers the pause,
+and the end-of-turn model reads its words (`core/asr/turn_end.py`). Words that read as a whole message end the
+turn at once ("model"); words left open ("I'd like to", "can you tell me about", "um") wait for more
 speech up to `max_end_of_turn_s` of silence ("cap"); a turn without words, or a server without the model, keeps
 the silence rule ("silence"). The feeder waits for the judgement before it reads on, so the decision falls at
 the same place in the audio however fast the audio comes. Each end of turn says which rule ended it.
@@ -128,6 +128,16 @@ class _Turn:
     complete_probability: float | None = None
     decoding: asyncio.Future | None = None  # done when the decode under way is
 
+    @property
+    def whole(self) -> bool:
+        """Whether the buffer still holds the whole turn (it is trimmed past `max_buffer_s`)."""
+        return self.start_sample == self.first_sample
+
+    def words(self) -> list[Word]:
+        """The turn's words so far. Decodes of one turn put together may still end on a phrase said twice (a
+        hallucinated copy after the words committed, timed at the window's end): the user sees it once."""
+        return cut_loop(self.committed + self.tentative)
+
     def append(self, audio: np.ndarray) -> None:
         self.buffer.append(audio)
         self.samples += audio.size
@@ -152,6 +162,10 @@ class _Turn:
         self.decoded_samples = max(self.decoded_samples - cut, 0)
         self.paused_samples = max(self.paused_samples - cut, 0)
         self.final_samples = max(self.final_samples - cut, 0)
+
+
+def _text(words: list[Word]) -> str:
+    return " ".join(w.text for w in words)
 
 
 def said_again(committed: list[Word], fresh: list[Word], longest: int = 6) -> int:
@@ -406,7 +420,7 @@ class StreamingRecognizer:
                     await self._decode(turn, "final")
                 # A partial that covers all speech once the speaker paused is marked, again when the final's decode
                 # says otherwise.
-                words = self._words(turn)
+                words = _text(turn.words())
                 if cfg.partials and paused and turn.paused_samples >= turn.speech_end and turn.announced != words:
                     self._emit(turn, final=False, paused=True)
                     turn.announced = words
@@ -434,7 +448,7 @@ class StreamingRecognizer:
     async def _decode_words(self, turn: _Turn, effort: Effort) -> None:
         turn.trim_committed(int(self._cfg.max_buffer_s * SAMPLE_RATE))
         audio = turn.audio()
-        lead = turn.lead if effort == "final" and turn.start_sample == turn.first_sample else turn.lead[:0]
+        lead = turn.lead if effort == "final" and turn.whole else turn.lead[:0]
         prompt = " ".join(w.text for w in turn.committed if w.end_s * SAMPLE_RATE <= turn.start_sample)
         async with self._lock:
             words = await asyncio.to_thread(
@@ -446,14 +460,14 @@ class StreamingRecognizer:
         offset = (turn.start_sample - lead.size) / SAMPLE_RATE
         words = [Word(w.text, w.start_s + offset, w.end_s + offset, w.confidence) for w in words]
         turn.decoded_samples = audio.size
-        if effort == "final" and turn.start_sample == turn.first_sample:
+        if effort == "final" and turn.whole:
             # The whole turn, read with the final's effort: its words stand (the last one open, should speech go on),
             # in place of those the partials fixed on shorter windows.
             turn.committed, turn.tentative, turn.previous = words[:-1], words[-1:], words[-1:]
         else:
             self._agree(turn, words)
         if effort != "final" or not turn.pause_text:
-            turn.pause_text = self._words(turn)
+            turn.pause_text = _text(turn.words())
         if effort != "partial":
             turn.paused_samples = audio.size
         if effort == "final":
@@ -477,14 +491,8 @@ class StreamingRecognizer:
         turn.tentative = fresh[agreed:]
         turn.previous = fresh[agreed:]
 
-    @staticmethod
-    def _words(turn: _Turn) -> str:
-        return " ".join(w.text for w in cut_loop(turn.committed + turn.tentative))
-
     def _emit(self, turn: _Turn, final: bool, paused: bool = False) -> None:
-        # Decodes of one turn put together may still end on a phrase said twice (a hallucinated copy after the
-        # words committed, timed at the window's end): the user sees it once.
-        words = tuple(cut_loop(turn.committed + turn.tentative))
+        words = tuple(turn.words())
         committed = len(words) if final else min(len(turn.committed), len(words))
         processed = (turn.start_sample + turn.decoded_samples) / SAMPLE_RATE
         self._events.put_nowait(Transcript(turn.index, words, committed, final, processed, paused))

@@ -9,9 +9,9 @@ from avatar.asr.v1 import asr_pb2, asr_pb2_grpc
 from avatar.common.v1 import common_pb2
 
 from core import audio
+from core.asr import vocabulary
 from core.asr.backends.base_backend import AsrBackend
 from core.asr.backends.whisper_ct2 import WhisperCt2Backend
-from core.asr.vocabulary import MAX_TERM_CHARS, MAX_TERMS
 from core.asr.turn_end import TurnTextModel
 from core.asr.vad import SileroVad
 from core.errors import BadRequest, NotFound
@@ -78,9 +78,10 @@ class AsrService(asr_pb2_grpc.AsrServiceServicer):
         if not s.judge_after_ms <= max_silence_ms <= end_of_turn.LONGEST_MS:
             raise BadRequest(f"max_end_of_turn_silence_ms must be {s.judge_after_ms}-{end_of_turn.LONGEST_MS}, "
                              f"got {max_silence_ms}")
-        if len(config.vocabulary) > MAX_TERMS or any(len(term) > MAX_TERM_CHARS for term in config.vocabulary):
-            raise BadRequest(f"vocabulary may hold at most {MAX_TERMS} terms of at most {MAX_TERM_CHARS} "
-                             f"characters, got {len(config.vocabulary)} (longest {max(map(len, config.vocabulary))})")
+        terms, longest = len(config.vocabulary), max(map(len, config.vocabulary), default=0)
+        if terms > vocabulary.MAX_TERMS or longest > vocabulary.MAX_TERM_CHARS:
+            raise BadRequest(f"vocabulary may hold at most {vocabulary.MAX_TERMS} terms of at most "
+                             f"{vocabulary.MAX_TERM_CHARS} characters, got {terms} (longest {longest})")
         mode = _END_OF_TURN.get(config.end_of_turn, s.end_of_turn)
         language = config.language or s.language
         return RecognizerConfig(
@@ -92,7 +93,7 @@ class AsrService(asr_pb2_grpc.AsrServiceServicer):
             partials=config.partial_results,
             language=None if language == "auto" else language.split("-")[0].lower(),
             partial_interval_s=s.partial_interval_ms / 1000,
-            vocabulary=tuple(dict.fromkeys(term.strip() for term in config.vocabulary if term.strip())),
+            vocabulary=tuple(vocabulary.merged(list(config.vocabulary))),
         )
 
     async def StreamingRecognize(self, request_iterator, context):
