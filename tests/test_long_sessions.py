@@ -91,8 +91,9 @@ async def _until(ws, kind: str, seen: list[dict], timeout: float = 120) -> dict:
 
 async def test_a_stopping_gateway_finishes_the_reply_and_the_session_resumes_on_another(stack):
     # The reply in flight has all the time it needs: how long a reply takes to make depends on the machine and on
-    # what the text engine says; the grace is an operator's setting, not what is tested.
-    first = ExtraGateway(stack, env={"GATEWAY_DRAIN_GRACE_S": "600"})
+    # what the text engine says; the grace is an operator's setting, not what is tested. The notice keeps the
+    # draining gateway listening however soon the reply ends, so the newcomer below always meets it.
+    first = ExtraGateway(stack, env={"GATEWAY_DRAIN_GRACE_S": "600", "GATEWAY_DRAIN_NOTICE_S": "15"})
     second = ExtraGateway(stack)
     try:
         seen: list[dict] = []

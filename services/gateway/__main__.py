@@ -15,4 +15,4 @@ if __name__ == "__main__":
     except ValueError as err:  # settings that would leave it open or unusable: say which, start nothing
         raise SystemExit(f"gateway: {err}") from None
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
-    DrainingServer(config, app.state.drain, settings.drain_grace_s).run()
+    DrainingServer(config, app.state.drain, settings.drain_grace_s, settings.drain_notice_s).run()

@@ -70,6 +70,10 @@ class GatewaySettings(BaseSettings):
     # On SIGTERM, open sessions get this long to finish the reply in flight before they are told to reconnect
     # (compose's stop_grace_period and the pod's terminationGracePeriodSeconds leave room for it).
     drain_grace_s: float = Field(default=20.0, ge=0)
+    # After a SIGTERM the gateway goes on answering for at least this long — /readyz 503, newcomers told to
+    # reconnect — so a load balancer polling readiness has taken it out before it stops listening (a newcomer meets
+    # a redirect, not a refused connection). Ctrl+C (SIGINT) does not wait for it.
+    drain_notice_s: float = Field(default=5.0, ge=0)
     # Every stage call has explicit limits, so a stage that hangs (a lost connection, a stuck model) ends the turn
     # with stage_unavailable instead of leaving it open: a reply that makes no progress (no text, audio or frame)
     # for `reply_stall_s` ends; each call also has a deadline.

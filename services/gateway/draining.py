@@ -3,8 +3,9 @@
 On SIGTERM (a deploy, a scale-down, Ctrl+C) the gateway first drains: it stops taking sessions (new sockets are
 told to reconnect, `/readyz` answers 503 so a load balancer stops sending them), lets each open session finish the
 reply it is making, up to `GATEWAY_DRAIN_GRACE_S`, then tells it to reconnect (a `reconnect` event, close code
-1012) — the client resumes its session on another replica, or on this one once it is back. Only then does
-uvicorn's own shutdown run. A second signal stops at once.
+1012) — the client resumes its session on another replica, or on this one once it is back. Only then, and not
+before `GATEWAY_DRAIN_NOTICE_S` has passed since a SIGTERM (load balancers see the 503 meanwhile), does uvicorn's own
+shutdown run. A second signal stops at once.
 """
 
 import asyncio
@@ -53,10 +54,11 @@ class Drain:
 class DrainingServer(uvicorn.Server):
     """uvicorn, with a drain before its shutdown on the first SIGTERM or SIGINT."""
 
-    def __init__(self, config: uvicorn.Config, drain: Drain, grace_s: float):
+    def __init__(self, config: uvicorn.Config, drain: Drain, grace_s: float, notice_s: float):
         super().__init__(config)
         self._drain = drain
         self._grace_s = grace_s
+        self._notice_s = notice_s
         self._loop: asyncio.AbstractEventLoop | None = None
         self._draining: asyncio.Future | None = None
 
@@ -71,7 +73,8 @@ class DrainingServer(uvicorn.Server):
         self._draining = asyncio.run_coroutine_threadsafe(self._drain_then_exit(sig, frame), self._loop)
 
     async def _drain_then_exit(self, sig: int, frame: FrameType | None) -> None:
+        notice = asyncio.sleep(self._notice_s if sig == signal.SIGTERM else 0)
         try:
-            await self._drain.drain(self._grace_s)
+            await asyncio.gather(self._drain.drain(self._grace_s), notice)
         finally:
             super().handle_exit(sig, frame)
