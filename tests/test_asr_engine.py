@@ -160,6 +160,46 @@ async def test_the_final_is_the_whole_turn_read_with_the_finals_effort_and_the_e
     assert judge.read == (["what is your game"] if end_of_turn == "semantic" else [])
 
 
+class SlowFinalBackend(ByEffortBackend):
+    """Its final's decode takes `final_s`: a long turn's beam search on a busy machine."""
+
+    def __init__(self, heard: dict[str, str], final_s: float):
+        super().__init__(heard)
+        self.final_s = final_s
+        self.finals_done_at: list[float] = []
+
+    def transcribe(self, audio, prompt, language, effort="final", vocabulary=()):
+        heard = super().transcribe(audio, prompt, language, effort)
+        if effort == "final":
+            time.sleep(self.final_s)
+            self.finals_done_at.append(time.monotonic())
+        return heard
+
+
+async def test_a_final_decode_that_would_hold_the_reply_gives_way_to_the_pauses_words():
+    """Spoken in real time, the turn's end comes before the final's slow decode is done: the final is the pause's
+    words, sent while that decode still runs; the next turn is recognised as usual."""
+    question = say("What is your name?", UNFAMILIAR[0])
+    audio = np.concatenate([question.samples, np.zeros(RATE, np.float32), question.samples,
+                            np.zeros(3 * RATE, np.float32)])
+    backend = SlowFinalBackend({"partial": "what is your game", "pause": "what is your same",
+                                "final": "what is your name"}, final_s=1.5)
+    _, events = await recognise(audio, real_time=True, backend=backend, judge=FixedJudge(0.9), partials=True,
+                                partial_interval_s=0.2, end_of_turn="semantic")
+    finals = [(e, t) for e, t in events if isinstance(e, Transcript) and e.is_final]
+    assert [f.text for f, _ in finals] == ["what is your game", "what is your game"]
+    assert finals[0][1] < backend.finals_done_at[0], "the final waited for the slow decode"
+
+
+async def test_a_recording_waits_for_the_finals_decode_however_long_it_takes():
+    question = say("What is your name?", UNFAMILIAR[0])
+    audio = np.concatenate([question.samples, np.zeros(RATE, np.float32)])
+    backend = SlowFinalBackend({"partial": "what is your game", "pause": "what is your same",
+                                "final": "what is your name"}, final_s=1.0)
+    _, events = await recognise(audio, real_time=False, backend=backend, partials=True)
+    assert [e.text for e, _ in events if isinstance(e, Transcript) and e.is_final] == ["what is your name"]
+
+
 class FixedJudge:
     """An end-of-turn model that reads every text as `probability` complete, and keeps what it read."""
 

@@ -23,6 +23,9 @@ class AsrSettings(ServiceSettings):
     # Beams of a partial's and a pause's decode (the words a turn's end is judged by), and of the final's.
     beam_size: int = Field(default=1, ge=1, le=10)
     final_beam_size: int = Field(default=5, ge=1, le=10)
+    # A real-time turn's final waits this long past its end for the final's decode (begun in the pause); a later
+    # one gives way to the pause's words, so the reply is not held for it (larger: more finals read with the beams).
+    final_late_ms: int = Field(default=150, ge=0, le=5000)
     # Language when the client names none; "auto" detects it.
     language: str = "en"
     # How a turn's end is decided when the client does not say: semantic (each pause of `judge_after_ms` is

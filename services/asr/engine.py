@@ -13,7 +13,8 @@ arrives and cuts it into turns; a decoder re-transcribes the growing turn buffer
   open); the final's decode of the whole turn (one not yet trimmed past `max_buffer_s`) is the turn's words from
   then on: it reads every word with all the audio around it, where the partials' words were fixed on shorter
   windows, so it may correct words they had committed (a second `speech_paused` partial says so before the final
-  does).
+  does). The reply is not held for it: when the final's decode is not done `final_late_s` after the end of turn,
+  the pause's words are the final (a recording, whose pauses are not decoded, always waits for the final's decode).
 
 When a turn ends: by the silence rule, after `end_of_turn_s` of silence; or, semantic, the turn is judged once
 the speaker has been silent `judge_after_s`: the whole turn is decoded, unless a decode already covers the pause,
@@ -59,6 +60,9 @@ class RecognizerConfig:
     # a turn's end is judged by were tuned on 0.3 s (and read sentences left open as closed more often with 1 s).
     preroll_s: float = 0.3
     final_lead_s: float = 0.7
+    # How long past the end of turn a real-time turn's final waits for the final's decode (started in the pause)
+    # before the pause's words stand for it.
+    final_late_s: float = 0.15
     max_buffer_s: float = 15.0
     # Audio that runs this far ahead of its arrival over the last `rate_window_s` is sent faster than spoken.
     ahead_of_time_s: float = 0.5
@@ -127,6 +131,9 @@ class _Turn:
     wait: tuple[float, str] | None = None  # the judgement: the silence that ends the turn, and the rule's name
     complete_probability: float | None = None
     decoding: asyncio.Future | None = None  # done when the decode under way is
+    final_decode: asyncio.Task | None = None  # the final's decode, under way or done
+    ended_at: float | None = None  # the event loop's time at the end of turn
+    closed: asyncio.Event = field(default_factory=asyncio.Event)  # set at the end of turn
 
     @property
     def whole(self) -> bool:
@@ -357,6 +364,8 @@ class StreamingRecognizer:
     def _end_turn(self, reason: Literal["silence", "model", "cap", "stream_end"]) -> None:
         turn = self._turn
         turn.ended = True
+        turn.ended_at = asyncio.get_running_loop().time()
+        turn.closed.set()
         self._turn = None
         self._speech_run = 0
         self._events.put_nowait(TurnEnded(turn.index, self._position / SAMPLE_RATE, reason, turn.complete_probability))
@@ -403,7 +412,7 @@ class StreamingRecognizer:
                 turn = self._turns[0]
                 if turn.ended:
                     if not self._final_ready(turn):
-                        await self._decode(turn, "final")
+                        await self._final_decode(turn)
                     self._emit(turn, final=True)
                     self._turns.popleft()
                     continue
@@ -417,7 +426,7 @@ class StreamingRecognizer:
                     await self._decode(turn, "pause")
                     self._wake.set()  # the final's decode is next, while the pause lasts
                 elif paused and not self._final_ready(turn) and self._pause_decode_now():
-                    await self._decode(turn, "final")
+                    await self._final_decode(turn)
                 # A partial that covers all speech once the speaker paused is marked, again when the final's decode
                 # says otherwise.
                 words = _text(turn.words())
@@ -435,6 +444,28 @@ class StreamingRecognizer:
         if turn.final_samples >= turn.speech_end:
             return True
         return not self._backend.final_differs and turn.paused_samples >= turn.speech_end
+
+    async def _final_decode(self, turn: _Turn) -> None:
+        """Decodes the turn with the final's effort, or goes on waiting for the decode under way. Where a pause's
+        decode covers the speech (a real-time turn), the wait ends `final_late_s` after the end of turn at the
+        latest: the decode goes on, its words too late for this turn, whose final the pause's words are."""
+        if turn.final_decode is None or turn.final_decode.done():
+            turn.final_decode = asyncio.ensure_future(self._decode(turn, "final"))
+        decode = turn.final_decode
+        if turn.paused_samples < turn.speech_end:
+            await asyncio.shield(decode)  # nothing else to give
+            return
+        if not turn.ended:
+            closed = asyncio.ensure_future(turn.closed.wait())
+            try:
+                await asyncio.wait({decode, closed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                closed.cancel()
+        if not decode.done():
+            late = turn.ended_at + self._cfg.final_late_s - asyncio.get_running_loop().time()
+            await asyncio.wait({decode}, timeout=max(late, 0.0))
+        if decode.done():
+            decode.result()  # a decode that failed fails the stream, as any decode does
 
     async def _decode(self, turn: _Turn, effort: Effort) -> None:
         done = turn.decoding = asyncio.get_running_loop().create_future()

@@ -93,6 +93,7 @@ class AsrService(asr_pb2_grpc.AsrServiceServicer):
             partials=config.partial_results,
             language=None if language == "auto" else language.split("-")[0].lower(),
             partial_interval_s=s.partial_interval_ms / 1000,
+            final_late_s=s.final_late_ms / 1000,
             vocabulary=tuple(vocabulary.merged(list(config.vocabulary))),
         )
 
