@@ -8,7 +8,8 @@ reads by the avatar's id and every pipeline writes whole:
     voice/              a Coqui VITS voice: config.json + model.pth (TTS service)
 
 Every part but the generator is optional. The id `default` (or an empty id on the wire) is the avatar that ships
-inside the services: it has no folder.
+inside the services: it has no folder. The avatars directory is one setting, `AVATARS_DIR`, that the services and
+the worker all read (`AvatarsDir`).
 """
 
 import json
@@ -17,11 +18,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
 
 from core.atomic import atomic_dir
 from core.errors import BadRequest
 
 DEFAULT = "default"
+DEFAULT_AVATARS_DIR = "var/avatars"  # `make run`'s; the images and the cluster set /data/avatars
+# The settings field of every process that reads or writes avatars: the environment's AVATARS_DIR, unprefixed.
+AvatarsDir = Annotated[str, Field(default=DEFAULT_AVATARS_DIR, validation_alias="AVATARS_DIR")]
 AVATAR_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # a folder name, never a path, never too long for a file system
 
 

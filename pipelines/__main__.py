@@ -33,7 +33,7 @@ def parse(argv: list[str]) -> tuple[str, Path, str, Options]:
                         help="train_sda: cpu fine-tunes the shipped generator (128×96 crop); gpu trains a 256×192 "
                              "one from the start (give it a GPU and many more steps)")
     parser.add_argument("--avatars-dir", type=Path, default=Options.avatars_dir,
-                        help="publish: the avatars folder the services read (GATEWAY/LLM/SDA/TTS_AVATARS_DIR)")
+                        help="publish: the avatars folder the services read (their AVATARS_DIR)")
     parser.add_argument("--avatar-id", default="", help="publish: the avatar's id (default: the dataset name)")
     parser.add_argument("--persona-name", default="", help="publish: the name the avatar gives")
     parser.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])

@@ -11,12 +11,12 @@ import logging
 import os
 import signal
 import socket
-from pathlib import Path
 
 from prometheus_client import Counter, Gauge, start_http_server
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.avatar_bundle import AvatarsDir
 from core.avatar_jobs import AvatarJobs, Job
 from core.sda.face_rig import FaceError, read_photo
 from pipelines.sda.photo_avatar import make_avatar
@@ -32,7 +32,7 @@ class WorkerSettings(BaseSettings):
 
     redis_url: str = Field(default="redis://127.0.0.1:6379/0",
                            validation_alias=AliasChoices("REDIS_URL", "WORKER_REDIS_URL"))
-    avatars_dir: Path = Path("var/avatars")
+    avatars_dir: AvatarsDir
     host: str = "127.0.0.1"  # where its metrics listen (the image: 0.0.0.0)
     port: int = Field(default=9105, ge=1, le=65535)  # Prometheus metrics
     concurrency: int = Field(default=1, ge=1)  # jobs at once (each fine-tunes on every CPU core it is given)

@@ -3,6 +3,8 @@
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.avatar_bundle import DEFAULT_AVATARS_DIR
+
 
 @dataclass
 class Options:
@@ -16,7 +18,7 @@ class Options:
     llm_steps: int = 200
     sda_steps: int = 800
     sda_size: str = "cpu"  # train_sda: cpu fine-tunes the shipped generator; gpu trains the larger size anew
-    avatars_dir: Path = Path("var/avatars")  # publish: where the services look for avatars (make run's default)
+    avatars_dir: Path = Path(DEFAULT_AVATARS_DIR)  # publish: where the services look for avatars (make run's default)
     avatar_id: str = ""  # publish: defaults to the dataset name
     persona_name: str = ""
     accelerator: str = "cpu"  # training stages: cpu or gpu

@@ -36,10 +36,8 @@ class Stack:
         return self
 
     def env(self) -> dict:
-        env = dict(os.environ, REDIS_URL=self.redis_url, PYTHONUNBUFFERED="1",
-                   LLM_AVATARS_DIR=str(self.avatars_dir), SDA_AVATARS_DIR=str(self.avatars_dir),
-                   GATEWAY_AVATARS_DIR=str(self.avatars_dir), TTS_AVATARS_DIR=str(self.avatars_dir),
-                   WORKER_AVATARS_DIR=str(self.avatars_dir), **self.extra_env)
+        env = dict(os.environ, REDIS_URL=self.redis_url, PYTHONUNBUFFERED="1", AVATARS_DIR=str(self.avatars_dir),
+                   **self.extra_env)
         for spec in self.specs.values():
             env[f"{spec.env_prefix}PORT"] = str(spec.port)
             if spec.grpc:

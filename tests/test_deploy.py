@@ -157,3 +157,17 @@ def test_gpu_overlay_patch_applies_to_the_stages(tmp_path):
     assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "avatar_streams_in_flight"
     result = run(str(BIN / "kubernetes-validate"), "--strict", "--quiet", *patched)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_one_setting_names_the_avatars_folder_for_every_process_that_reads_or_writes_avatars(monkeypatch):
+    from pipelines.avatar_worker import WorkerSettings
+    from services.gateway.config import GatewaySettings
+    from services.llm.config import LlmSettings
+    from services.sda.config import SdaSettings
+    from services.tts.config import TtsSettings
+
+    monkeypatch.setenv("AVATARS_DIR", "/srv/avatars")
+    assert {s().avatars_dir for s in (GatewaySettings, LlmSettings, SdaSettings, TtsSettings, WorkerSettings)} == {
+        "/srv/avatars"}
+    compose = _compose()["services"]
+    assert all(compose[name]["environment"]["AVATARS_DIR"] == "/data/avatars" for name in ("gateway", "llm", "sda", "tts"))

@@ -35,7 +35,7 @@ class _TrainingProgress(pl.Callback):
         self._progress("fine-tuning", 0.3 + 0.7 * min(done, 1.0))
 
 
-def make_avatar(photo: np.ndarray, avatar_id: str, avatars_dir: Path, progress: Progress, name: str = "",
+def make_avatar(photo: np.ndarray, avatar_id: str, avatars_dir: str | Path, progress: Progress, name: str = "",
                 steps: int = 150, sentences: int = 40, base: Path = DEFAULT_GENERATOR) -> AvatarBundle:
     """Raises FaceError (with a reason for a person) when the photo has no usable face."""
     progress("finding the face", 0.0)

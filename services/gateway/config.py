@@ -5,6 +5,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.avatar_bundle import AvatarsDir
 from services.gateway.protocol import AudioCodec, VideoCodec
 
 
@@ -94,7 +95,7 @@ class GatewaySettings(BaseSettings):
     audio_codecs: list[AudioCodec] = ["opus", "linear16"]
     opus_kbps: int = Field(default=24, ge=6, le=128)
     # Published avatars (read: which have a voice, which exist); the worker writes them.
-    avatars_dir: str = "var/avatars"
+    avatars_dir: AvatarsDir
     max_photo_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     # REST uploads: a request body over `max_body_bytes` is refused before it is parsed; an audio file is refused
     # by the length it decodes to (a small compressed file can hold hours), before it is decoded.

@@ -5,6 +5,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from core.avatar_bundle import AvatarsDir
 from services.common.settings import ServiceSettings
 
 
@@ -41,7 +42,7 @@ class LlmSettings(ServiceSettings):
     max_user_chars: int = Field(default=4000, ge=1)
     max_history_messages: int = Field(default=200, ge=0)
     # Avatars: <avatars_dir>/<avatar_id>/ holds persona.json, knowledge/ (custom text) and llm-adapter.gguf (LoRA).
-    avatars_dir: str = "var/avatars"
+    avatars_dir: AvatarsDir
     persona_name: str = "Ava"
     persona_style: str = "friendly"
     # Custom text: passages retrieved per question from <avatars_dir>/<avatar_id>/knowledge/.

@@ -5,6 +5,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from core.avatar_bundle import AvatarsDir
 from services.common.settings import ServiceSettings
 from services.sda.video_encoder import VideoQuality
 
@@ -17,7 +18,7 @@ class SdaSettings(ServiceSettings):
     # The default avatar's generator file (it carries its model config and its face).
     checkpoint_path: str = "core/sda/checkpoints/default.pt"
     # Made avatars: <avatars_dir>/<avatar_id>/generator.pt
-    avatars_dir: str = "var/avatars"
+    avatars_dir: AvatarsDir
     # auto: the GPU when torch sees one, else the CPU; cuda: the GPU or refuse to start.
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(default=2, ge=1)

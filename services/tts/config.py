@@ -5,6 +5,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from core.avatar_bundle import AvatarsDir
 from services.common.settings import ServiceSettings
 
 
@@ -22,7 +23,7 @@ class TtsSettings(ServiceSettings):
     # Coqui voice folders (<name>/config.json + model.pth).
     voices_dir: str = ""
     # Published avatars (pipelines publish): <avatars_dir>/<avatar_id>/voice/ is the voice named <avatar_id>.
-    avatars_dir: str = "var/avatars"
+    avatars_dir: AvatarsDir
     use_cuda: bool = False
     chunk_ms: int = Field(default=200, ge=20, le=2000)
     max_text_chars: int = Field(default=2000, ge=1, description="longest single text message")
