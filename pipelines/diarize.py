@@ -141,7 +141,7 @@ def run(ws: Workspace, opts: Options) -> dict:
             wav = ws.root / source["audio"]
             probs = _probabilities(wav, run_dir, source["id"])
             np.save(vad_dir / f"{source['id']}.npy", probs)
-            segments = speech_segments(probs)
+            segments = speech_segments(wav)
             regions.append(segments)
             mine = [(s, g, a, b) for g, segment in enumerate(segments) for a, b in _windows(segment)]
             per_source.append(_embed_source(encoder, wav, [(a, b) for *_, a, b in mine], run_dir, source["id"]))

@@ -1,18 +1,15 @@
-"""Silero VAD (v6, ONNX) on 32 ms windows: the plain model, one window in, one speech probability out."""
+"""Silero VAD (v6, ONNX) on 32 ms windows as they stream in: one window in, one speech probability out.
 
-from pathlib import Path
+The model and its ONNX session are faster-whisper's (`faster_whisper.vad`), whose own call reads a whole recording
+at once; a stream needs the recurrent state and the audio context carried from one window to the next, which this
+wrapper keeps per stream."""
 
 import numpy as np
 import onnxruntime
+from faster_whisper.vad import get_vad_model
 
 WINDOW = 512  # samples at 16 kHz = 32 ms
 _CONTEXT = 64
-
-
-def default_model_path() -> Path:
-    import faster_whisper
-
-    return Path(faster_whisper.__file__).parent / "assets" / "silero_vad_v6.onnx"
 
 
 class SileroVad:
@@ -25,18 +22,13 @@ class SileroVad:
         self._context = np.zeros(_CONTEXT, dtype=np.float32)
 
     @staticmethod
-    def load_session(path: Path | None = None) -> onnxruntime.InferenceSession:
-        opts = onnxruntime.SessionOptions()
-        opts.inter_op_num_threads = 1
-        opts.intra_op_num_threads = 1
-        opts.log_severity_level = 4
-        return onnxruntime.InferenceSession(
-            str(path or default_model_path()), providers=["CPUExecutionProvider"], sess_options=opts
-        )
+    def load_session() -> onnxruntime.InferenceSession:
+        """The library's session of the model (one per process, shared by every stream)."""
+        return get_vad_model().session
 
     def speech_probability(self, window: np.ndarray) -> float:
         """Probability that a 512-sample, 16 kHz window holds speech."""
         x = np.concatenate([self._context, window]).reshape(1, -1)
         prob, self._h, self._c = self._session.run(None, {"input": x, "h": self._h, "c": self._c})
         self._context = window[-_CONTEXT:]
-        return float(prob[0])
+        return float(prob.reshape(-1)[0])
