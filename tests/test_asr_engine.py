@@ -191,12 +191,16 @@ async def test_a_final_decode_that_would_hold_the_reply_gives_way_to_the_pauses_
     assert finals[0][1] < backend.finals_done_at[0], "the final waited for the slow decode"
 
 
-async def test_a_recording_waits_for_the_finals_decode_however_long_it_takes():
+@pytest.mark.parametrize("end_of_turn", ["silence", "semantic"])
+async def test_a_recording_waits_for_the_finals_decode_however_long_it_takes(end_of_turn):
+    """Sent at once, a turn's pause is decoded only where the end of turn is judged on its words: the final still
+    reads the whole turn with the final's effort."""
     question = say("What is your name?", UNFAMILIAR[0])
     audio = np.concatenate([question.samples, np.zeros(RATE, np.float32)])
     backend = SlowFinalBackend({"partial": "what is your game", "pause": "what is your same",
                                 "final": "what is your name"}, final_s=1.0)
-    _, events = await recognise(audio, real_time=False, backend=backend, partials=True)
+    _, events = await recognise(audio, real_time=False, backend=backend, judge=FixedJudge(0.9), partials=True,
+                                end_of_turn=end_of_turn)
     assert [e.text for e, _ in events if isinstance(e, Transcript) and e.is_final] == ["what is your name"]
 
 

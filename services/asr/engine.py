@@ -133,6 +133,7 @@ class _Turn:
     decoding: asyncio.Future | None = None  # done when the decode under way is
     final_decode: asyncio.Task | None = None  # the final's decode, under way or done
     ended_at: float | None = None  # the event loop's time at the end of turn
+    real_time: bool = False  # at the end of turn, its audio was coming as it is spoken (not a recording sent at once)
     closed: asyncio.Event = field(default_factory=asyncio.Event)  # set at the end of turn
 
     @property
@@ -365,6 +366,7 @@ class StreamingRecognizer:
         turn = self._turn
         turn.ended = True
         turn.ended_at = asyncio.get_running_loop().time()
+        turn.real_time = self._ahead_of_time_s() <= self._cfg.ahead_of_time_s
         turn.closed.set()
         self._turn = None
         self._speech_run = 0
@@ -447,8 +449,10 @@ class StreamingRecognizer:
 
     async def _final_decode(self, turn: _Turn) -> None:
         """Decodes the turn with the final's effort, or goes on waiting for the decode under way. Where a pause's
-        decode covers the speech (a real-time turn), the wait ends `final_late_s` after the end of turn at the
-        latest: the decode goes on, its words too late for this turn, whose final the pause's words are."""
+        decode covers the speech and the turn was spoken in real time, the wait ends `final_late_s` after the end
+        of turn at the latest: the decode goes on, its words too late for this turn, whose final the pause's words
+        are. A recording sent faster than spoken waits for it (its pause was decoded for the end-of-turn judgement,
+        not while a speaker paused)."""
         if turn.final_decode is None or turn.final_decode.done():
             turn.final_decode = asyncio.ensure_future(self._decode(turn, "final"))
         decode = turn.final_decode
@@ -461,9 +465,11 @@ class StreamingRecognizer:
                 await asyncio.wait({decode, closed}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 closed.cancel()
-        if not decode.done():
+        if not decode.done() and turn.real_time:
             late = turn.ended_at + self._cfg.final_late_s - asyncio.get_running_loop().time()
             await asyncio.wait({decode}, timeout=max(late, 0.0))
+        elif not decode.done():
+            await asyncio.shield(decode)
         if decode.done():
             decode.result()  # a decode that failed fails the stream, as any decode does
 
