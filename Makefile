@@ -8,7 +8,7 @@ REQUIREMENTS := requirements-dev.txt $(wildcard core/requirements*.txt) $(wildca
 # llama.cpp is built from source; its native build uses AMX, which faults on some CPUs, so AMX stays off.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: run test test-images images bench proto up setup system-deps clean sda-default
+.PHONY: run test test-unit test-images images bench proto up setup system-deps clean sda-default
 
 run: setup
 	$(PY) -m services.runner
@@ -16,6 +16,10 @@ run: setup
 # The whole suite, the container tests included (they run on the images `make images` builds).
 test: setup images
 	$(PY) -m pytest
+
+# The logic alone, in seconds: modules marked unit, no model loaded and torch never imported.
+test-unit: setup
+	$(PY) -m pytest -m unit
 
 # The per-model images, built and run from docker-compose.yml: one spoken turn through the containers, a killed SDA.
 test-images: setup images

@@ -2,8 +2,9 @@
 the avatar worker (`python -m pipelines.avatar_worker`) takes them one by one, and runs them.
 
     avatar:jobs:queue          a list of job ids waiting for a worker (oldest on the right)
-    avatar:job:<id>            a hash: state (queued|running|done|failed), stage, progress 0..1, error, name,
-                               worker, heartbeat (unix s) and lease_s while running
+    avatar:job:<id>            a hash: state (queued|running|done|failed|withdrawn), stage, progress 0..1, error,
+                               name, consent (the person's consent record, JSON), worker, heartbeat (unix s) and
+                               lease_s while running
     avatar:job:<id>:photo      the uploaded photo, until a worker has taken it
 
 A running job's worker refreshes its heartbeat every few seconds; a job whose heartbeat is older than its lease
@@ -37,6 +38,7 @@ class Job:
     avatar_id: str
     name: str
     photo: bytes
+    consent: str  # the person's consent record (core.consent), JSON
 
 
 class AvatarJobs:
@@ -52,11 +54,11 @@ class AvatarJobs:
     async def close(self) -> None:
         await self._redis.aclose()
 
-    async def enqueue(self, avatar_id: str, name: str, photo: bytes) -> None:
+    async def enqueue(self, avatar_id: str, name: str, photo: bytes, consent: str) -> None:
         key = _key(avatar_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping={"state": "queued", "stage": "waiting for a worker", "progress": 0.0,
-                                    "name": name, "created": time.time()})
+                                    "name": name, "consent": consent, "created": time.time()})
             pipe.expire(key, JOB_TTL_S)
             pipe.set(f"{key}:photo", photo, ex=JOB_TTL_S)
             pipe.lpush(QUEUE, avatar_id)
@@ -85,11 +87,13 @@ class AvatarJobs:
             return None
         avatar_id = popped[1].decode()
         key = _key(avatar_id)
+        if await self._redis.hget(key, "state") == b"withdrawn":
+            return None  # withdrawn while it waited: nothing to make
         await self._redis.hset(key, mapping={"state": "running", "stage": "starting", "worker": worker,
                                              "heartbeat": time.time(), "lease_s": lease_s})
         photo = await self._redis.getdel(f"{key}:photo")
-        name = await self._redis.hget(key, "name")
-        return Job(avatar_id, (name or b"").decode(), photo or b"")
+        name, consent = await self._redis.hmget(key, ["name", "consent"])
+        return Job(avatar_id, (name or b"").decode(), photo or b"", (consent or b"").decode())
 
     async def beat(self, avatar_ids: list[str]) -> None:
         """The worker is alive and still running these jobs."""
@@ -107,6 +111,16 @@ class AvatarJobs:
         if state == "done":
             fields["progress"] = 1.0
         await self._redis.hset(_key(avatar_id), mapping=fields)
+
+    async def withdrawn(self, avatar_id: str) -> None:
+        """The avatar was withdrawn: a photo still waiting for a worker is deleted, and the job says so (a worker
+        that takes it, or is running it, is refused when it publishes)."""
+        key = _key(avatar_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(f"{key}:photo")
+            pipe.hset(key, mapping={"state": "withdrawn", "stage": "withdrawn", "error": ""})
+            pipe.expire(key, JOB_TTL_S)
+            await pipe.execute()
 
     async def waiting(self) -> int:
         return await self._redis.llen(QUEUE)

@@ -14,6 +14,10 @@ class NotFound(AvatarError):
     """What the caller named (an avatar, a voice, a model) does not exist here."""
 
 
+class Refused(AvatarError):
+    """What the caller asked for is not allowed: an avatar withdrawn, or used beyond its person's consent."""
+
+
 class NotReady(AvatarError):
     """The service is starting or its model is loading: the same call may work soon."""
 

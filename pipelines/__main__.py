@@ -1,23 +1,25 @@
-"""`python -m pipelines <stage|all> --dataset NAME [...]`: from a video to a fine-tuned avatar.
+"""`python -m pipelines <step|all> --dataset NAME [...]`: from a video to a fine-tuned avatar.
 
-Stages, in order: create_dataset, diarize, clip, transcribe, review, finetune_asr, retranscribe, finetune_tts,
+Steps, in order: create_dataset, diarize, clip, transcribe, review, finetune_asr, retranscribe, finetune_tts,
 finetune_llm, sda_dataset, train_sda, publish. Each writes under data/<NAME>/ with a manifest, so any one can be re-run alone;
 `all` runs them in order, skipping those whose inputs did not change.
 """
 
 import argparse
+import getpass
 import logging
 import sys
 from pathlib import Path
 
+from core.consent import SCOPES
 from pipelines.options import Options
-from pipelines.stages import STAGES, run_stage
+from pipelines.steps import STEPS, publish, run_step
 from pipelines.workspace import PipelineError, Workspace
 
 
 def parse(argv: list[str]) -> tuple[str, Path, str, Options]:
     parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=[*STAGES, "all"])
+    parser.add_argument("step", choices=[*STEPS, "all"])
     parser.add_argument("--dataset", required=True, help="the dataset's name: letters, digits, - and _")
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     parser.add_argument("--url", default="", help="create_dataset: a video or playlist URL, or a local file")
@@ -36,6 +38,13 @@ def parse(argv: list[str]) -> tuple[str, Path, str, Options]:
                         help="publish: the avatars folder the services read (their AVATARS_DIR)")
     parser.add_argument("--avatar-id", default="", help="publish: the avatar's id (default: the dataset name)")
     parser.add_argument("--persona-name", default="", help="publish: the name the avatar gives")
+    parser.add_argument("--consent-person", default="", help="publish: who the person is (a name or an id)")
+    parser.add_argument("--consent-evidence", type=Path,
+                        help="publish: the person's consent: the statement they read (audio or video) or a signed "
+                             "document; its hash goes on record")
+    parser.add_argument("--consent-recorded-by", default=getpass.getuser(), help="publish: who recorded the consent")
+    parser.add_argument("--consent-scopes", default=",".join(SCOPES),
+                        help=f"publish: what the person agreed to, of {', '.join(SCOPES)}")
     parser.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
     parser.add_argument("--devices", type=int, default=1)
     parser.add_argument("--force", action="store_true", help="re-run even when the inputs did not change")
@@ -44,18 +53,22 @@ def parse(argv: list[str]) -> tuple[str, Path, str, Options]:
         url=a.url, reference=a.reference, asr_base=a.asr_base, asr_steps=a.asr_steps, tts_restore=a.tts_restore,
         tts_size=a.tts_size, tts_epochs=a.tts_epochs, llm_steps=a.llm_steps, sda_steps=a.sda_steps, sda_size=a.sda_size,
         avatars_dir=a.avatars_dir, avatar_id=a.avatar_id, persona_name=a.persona_name, accelerator=a.accelerator, devices=a.devices,
-        force=a.force,
+        force=a.force, consent_person=a.consent_person, consent_evidence=a.consent_evidence,
+        consent_recorded_by=a.consent_recorded_by,
+        consent_scopes=tuple(s.strip() for s in a.consent_scopes.split(",") if s.strip()),
     )
-    return a.stage, a.data_dir, a.dataset, opts
+    return a.step, a.data_dir, a.dataset, opts
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    stage, data_dir, dataset, opts = parse(sys.argv[1:] if argv is None else argv)
+    step, data_dir, dataset, opts = parse(sys.argv[1:] if argv is None else argv)
     try:
         ws = Workspace.open(dataset, data_dir)
-        for name in STAGES if stage == "all" else [stage]:
-            run_stage(name, ws, opts)
+        if step in ("all", "publish"):
+            publish.consent(opts)  # no hours of training for an avatar that cannot be published
+        for name in STEPS if step == "all" else [step]:
+            run_step(name, ws, opts)
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -18,6 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.avatar_bundle import AvatarsDir
 from core.avatar_jobs import AvatarJobs, Job
+from core.consent import Consent
+from core.errors import BadRequest, Refused
 from core.sda.face_rig import FaceError, read_photo
 from pipelines.sda.photo_avatar import make_avatar
 
@@ -97,9 +99,10 @@ class Worker:
         log.info("job %s: started", job.avatar_id)
         try:
             await asyncio.to_thread(
-                lambda: make_avatar(read_photo(job.photo), job.avatar_id, self._settings.avatars_dir, progress,
-                                    job.name, self._settings.steps, self._settings.sentences))
-        except FaceError as err:
+                lambda: make_avatar(read_photo(job.photo), job.avatar_id, self._settings.avatars_dir,
+                                    Consent.parse(job.consent), progress, job.name, self._settings.steps,
+                                    self._settings.sentences))
+        except (FaceError, BadRequest, Refused) as err:  # the photo, or the consent: a reason for a person
             await self._fail(job, stage, str(err))
         except Exception as err:  # noqa: BLE001 - any failure of one job is reported on it; the worker goes on
             log.exception("job %s failed", job.avatar_id)

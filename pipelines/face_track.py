@@ -4,7 +4,7 @@ crop around where the head is in that frame (so a head that turns, nods or comes
 Faces are detected every few frames and at every scene cut; between detections the landmarks of one frame place
 the face in the next. A clip is fit for training the face only when one face is in view throughout: a clip with
 a scene cut, more than one face, or the face lost for much of it is marked with the reason. Each track also
-carries the face's identity (dlib's 128-d descriptor), so the clip stage can keep another person's face out.
+carries the face's identity (dlib's 128-d descriptor), so the clip step can keep another person's face out.
 """
 
 from dataclasses import dataclass
@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from core.sda.face_rig import crop, crop_box, detect_faces, landmarks, models_dir
-from pipelines.media import read_frames
+from pipelines.ffmpeg import read_frames
 
 DETECT_EVERY = 12  # frames between detections; landmarks follow the face in between
 MAX_WIDTH = 640  # frames are scaled down to this width first

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.avatar_bundle import DEFAULT_AVATARS_DIR
+from core.consent import SCOPES
 
 
 @dataclass
@@ -21,6 +22,12 @@ class Options:
     avatars_dir: Path = Path(DEFAULT_AVATARS_DIR)  # publish: where the services look for avatars (make run's default)
     avatar_id: str = ""  # publish: defaults to the dataset name
     persona_name: str = ""
-    accelerator: str = "cpu"  # training stages: cpu or gpu
+    # publish: the person's consent on record (core.consent): who they are, the evidence (the statement they read,
+    # on audio or video, or a signed document), who recorded it, and what they agreed to
+    consent_person: str = ""
+    consent_evidence: Path | None = None
+    consent_recorded_by: str = ""
+    consent_scopes: tuple[str, ...] = SCOPES
+    accelerator: str = "cpu"  # training steps: cpu or gpu
     devices: int = 1
-    force: bool = False  # re-run a stage even when its inputs did not change
+    force: bool = False  # re-run a step even when its inputs did not change

@@ -1,8 +1,8 @@
-"""A dataset's folder (`data/<name>/`) and its per-stage manifests.
+"""A dataset's folder (`data/<name>/`) and its per-step manifests.
 
-Every stage writes its outputs atomically (`core.atomic`), then writes its
-manifest last: a stage either finished (manifest present, outputs whole) or it did not, and re-running it starts
-clean. A manifest records the manifests it was built from, so a stage whose inputs changed runs again.
+Every step writes its outputs atomically (`core.atomic`), then writes its
+manifest last: a step either finished (manifest present, outputs whole) or it did not, and re-running it starts
+clean. A manifest records the manifests it was built from, so a step whose inputs changed runs again.
 """
 
 import hashlib
@@ -18,7 +18,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 class PipelineError(Exception):
-    """A problem with the user's input or an earlier stage's output, worded for the user."""
+    """A problem with the user's input or an earlier step's output, worded for the user."""
 
 
 @dataclass(frozen=True)
@@ -36,35 +36,35 @@ class Workspace:
         root.mkdir(parents=True, exist_ok=True)
         return cls(name, root)
 
-    def manifest_path(self, stage: str) -> Path:
-        return self.root / "manifests" / f"{stage}.json"
+    def manifest_path(self, step: str) -> Path:
+        return self.root / "manifests" / f"{step}.json"
 
-    def manifest(self, stage: str) -> dict | None:
-        path = self.manifest_path(stage)
+    def manifest(self, step: str) -> dict | None:
+        path = self.manifest_path(step)
         return json.loads(path.read_text()) if path.is_file() else None
 
-    def require(self, stage: str) -> dict:
-        manifest = self.manifest(stage)
+    def require(self, step: str) -> dict:
+        manifest = self.manifest(step)
         if manifest is None:
-            raise PipelineError(f"dataset {self.name!r} has no {stage!r} output yet: run that stage first")
+            raise PipelineError(f"dataset {self.name!r} has no {step!r} output yet: run that step first")
         return manifest
 
-    def fingerprint(self, stages: list[str]) -> str:
-        """A hash of the manifests of `stages`, to tell whether a stage's inputs changed since it ran."""
+    def fingerprint(self, steps: list[str]) -> str:
+        """A hash of the manifests of `steps`, to tell whether a step's inputs changed since it ran."""
         digest = hashlib.sha256()
-        for stage in stages:
-            path = self.manifest_path(stage)
+        for step in steps:
+            path = self.manifest_path(step)
             digest.update(path.read_bytes() if path.is_file() else b"-")
         return digest.hexdigest()[:16]
 
     def inputs(self, needs: list[str], key: dict) -> str:
-        """What a stage is run on: the manifests of the stages it needs, and its own settings (`key`)."""
+        """What a step is run on: the manifests of the steps it needs, and its own settings (`key`)."""
         return self.fingerprint(needs) + ":" + json.dumps(key, sort_keys=True, default=str)
 
-    def run_dir(self, stage: str, inputs: str, force: bool) -> tuple[Path, bool]:
-        """A training stage's working folder, and whether to resume in it: only an interrupted run of the same
+    def run_dir(self, step: str, inputs: str, force: bool) -> tuple[Path, bool]:
+        """A training step's working folder, and whether to resume in it: only an interrupted run of the same
         inputs is resumed; otherwise the folder starts empty."""
-        folder = self.root / "runs" / stage
+        folder = self.root / "runs" / step
         marker = folder / "INPUTS"
         resume = marker.is_file() and marker.read_text() == inputs and not force
         if not resume:
@@ -73,7 +73,7 @@ class Workspace:
             marker.write_text(inputs)
         return folder, resume
 
-    def finish(self, stage: str, inputs: str, **fields) -> dict:
-        manifest = {"stage": stage, "inputs": inputs, **fields}
-        write_json(self.manifest_path(stage), manifest)
+    def finish(self, step: str, inputs: str, **fields) -> dict:
+        manifest = {"step": step, "inputs": inputs, **fields}
+        write_json(self.manifest_path(step), manifest)
         return manifest

@@ -30,3 +30,14 @@ def stack(redis_url):
         started.wait(name)
     yield started
     started.stop()
+
+
+def pytest_ignore_collect(collection_path, config):
+    """`-m unit` (make test-unit) does not import the other modules at all: their imports (torch, NeMo, the
+    models' libraries) would cost the unit tier most of its time. The unit tier is whole modules, marked with
+    `pytestmark = pytest.mark.unit`."""
+    if config.option.markexpr.strip() != "unit" or collection_path.suffix != ".py":
+        return None
+    if not collection_path.name.startswith("test_"):
+        return None
+    return True if "pytestmark = pytest.mark.unit" not in collection_path.read_text() else None

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from services.gateway.protocol import ErrorCode
 from services.gateway.stages import (
-    BYTES_PER_S, OUTPUT_RATE, Face, Frame, ListenConfig, ModelInfo, ReplyRequest, SpeechChunk, SpeechEvent, Stages,
+    BYTES_PER_S, OUTPUT_RATE, Avatars, Face, Frame, ListenConfig, ModelInfo, ReplyRequest, SpeechChunk, SpeechEvent, Stages,
     StageFailed, Transcript, VideoOut, Voice,
 )
 
@@ -87,6 +87,9 @@ class FakeSynthesizer:
 class FakeAnimator:
     def __init__(self, fail_after_frames: int | None = None):
         self.fail_after_frames = fail_after_frames
+
+    async def avatars(self) -> Avatars:
+        return Avatars("default", ["default"])
 
     async def animate(self, audio: AsyncIterator[bytes], face: Face, meta, video: VideoOut, metadata=(),
                       sample_rate: int = OUTPUT_RATE) -> AsyncIterator[Frame]:

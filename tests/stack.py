@@ -29,7 +29,7 @@ class Stack:
         chosen = [s for s in SERVICES if names is None or s.name in names]
         for spec in chosen:
             port = free_port()
-            metrics_port = port if not spec.grpc else free_port()
+            metrics_port = port if spec.metrics_port == spec.port else free_port()
             self.specs[spec.name] = replace(spec, port=port, metrics_port=metrics_port)
         for spec in self.specs.values():
             self.start_one(spec.name)
@@ -40,8 +40,9 @@ class Stack:
                    **self.extra_env)
         for spec in self.specs.values():
             env[f"{spec.env_prefix}PORT"] = str(spec.port)
-            if spec.grpc:
+            if spec.metrics_port != spec.port:
                 env[f"{spec.env_prefix}METRICS_PORT"] = str(spec.metrics_port)
+            if spec.grpc:
                 env[f"GATEWAY_{spec.name.upper()}_ADDRESS"] = f"127.0.0.1:{spec.port}"
         return env
 
@@ -67,6 +68,10 @@ class Stack:
     def address(self, name: str) -> str:
         return f"127.0.0.1:{self.specs[name].port}"
 
+    def ops(self, name: str = "gateway") -> str:
+        """A service's metrics port as a URL (the gateway's: /metrics and /readyz with its details)."""
+        return f"http://127.0.0.1:{self.specs[name].metrics_port}"
+
     def kill(self, name: str) -> None:
         process = self.processes[name]
         process.kill()
@@ -88,11 +93,13 @@ class ExtraGateway:
 
     def __init__(self, stack: "Stack", port: int | None = None, env: dict | None = None):
         self.port = port or free_port()
-        spec = replace(GATEWAY, port=self.port, metrics_port=self.port)
+        self.metrics_port = free_port()
+        spec = replace(GATEWAY, port=self.port, metrics_port=self.metrics_port)
         self.spec = spec
         log = open(stack.logs / f"gateway-{self.port}.log", "ab")
         self.process = subprocess.Popen(command(spec, sys.executable), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                        env={**stack.env(), "GATEWAY_PORT": str(self.port), **(env or {})})
+                                        env={**stack.env(), "GATEWAY_PORT": str(self.port),
+                                             "GATEWAY_METRICS_PORT": str(self.metrics_port), **(env or {})})
         deadline = time.monotonic() + 60
         while status(spec) != SERVING:
             assert self.process.poll() is None and time.monotonic() < deadline, "the gateway did not start"
@@ -101,6 +108,11 @@ class ExtraGateway:
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def ops(self) -> str:
+        """The operators' port: /metrics, /readyz with its details."""
+        return f"http://127.0.0.1:{self.metrics_port}"
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -14,7 +14,7 @@ import pytest
 import soundfile
 from avatar.asr.v1 import asr_pb2, asr_pb2_grpc
 
-from pipelines.ctc_recipe import ctc_config, ctc_text
+from pipelines.asr.ctc_recipe import ctc_config, ctc_text
 from services.runner.health import SERVING, status
 from services.runner.redis_server import free_port
 from services.runner.topology import ServiceSpec

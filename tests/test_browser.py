@@ -7,10 +7,13 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import soundfile
+from skimage import data
 
+from tests.consent import statement_wav
 from tests.fault_proxy import FaultProxy
 from tests.speech import speak
 from tests.stack import ROOT, ExtraGateway
@@ -273,4 +276,26 @@ def test_a_refused_microphone_says_what_to_do(stack):
         message = page.get_by_test_id("error").inner_text()
         assert "microphone is blocked" in message.lower() and "allow" in message.lower(), message
         page.wait_for_function("document.querySelector('[data-testid=status]').textContent === 'disconnected'")
+        browser.close()
+
+
+def test_a_photo_avatar_is_made_in_the_page_only_with_its_persons_consent(stack, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    photo, statement = tmp_path / "me.png", tmp_path / "consent.wav"
+    statement.write_bytes(statement_wav())
+    cv2.imwrite(str(photo), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args("/dev/null"), headless=True,
+                                    chromium_sandbox=False)
+        page = browser.new_page()
+        page.goto(f"http://{stack.address('gateway')}/")
+        page.get_by_test_id("settings-button").click()
+        assert page.get_by_test_id("photo").is_disabled(), "a photo could be sent without the person's consent"
+        page.get_by_test_id("consent-person").fill("Eileen Example")
+        assert page.get_by_test_id("photo").is_disabled()
+        page.get_by_test_id("consent-evidence").set_input_files(str(statement))
+        page.get_by_test_id("photo").set_input_files(str(photo))
+        page.get_by_role("status").filter(has_text="Ready").wait_for(timeout=300_000)
+        assert not page.get_by_role("alert").count()
         browser.close()

@@ -4,7 +4,7 @@ of the pauses, stretches too long for one clip. Runs in milliseconds on segment 
 import numpy as np
 import pytest
 
-from pipelines.clip import MAX_S, MIN_S, plan_clips, speech_in
+from pipelines.steps.clip import MAX_S, MIN_S, plan_clips, speech_in
 from pipelines.speech_regions import STEP_S, Segment
 
 pytestmark = pytest.mark.unit

@@ -14,7 +14,8 @@ import pytest
 import websockets
 from skimage import data
 
-from services.gateway import media
+from services.gateway import media_messages
+from tests.consent import consent_files, consent_form
 from tests.containers import ComposeStack
 from tests.media_files import probe_mp4, wav_bytes
 from tests.speech import speak, wer
@@ -65,7 +66,7 @@ def test_the_gateway_container_serves_the_built_browser_app(compose_stack):
     page = urllib.request.urlopen(gateway_url(compose_stack, "/"), timeout=10).read().decode()
     assert "<script" in page and "not built" not in page
     ready = json.loads(urllib.request.urlopen(gateway_url(compose_stack, "/readyz"), timeout=10).read())
-    assert ready["redis"] == "ok" and set(ready["stages"].values()) == {"SERVING"}, ready
+    assert ready == {"ready": True}, ready  # the details are on the metrics port, which compose does not publish
 
 
 def test_the_gateway_container_answers_a_wav_with_an_mp4(compose_stack, tmp_path):
@@ -109,8 +110,8 @@ def test_a_photo_becomes_an_avatar_through_the_worker_container(compose_stack):
     SDA container lists it."""
     auth = {"Authorization": f"Bearer {compose_stack.token}"}
     photo = cv2.imencode(".png", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
-    reply = httpx.post(gateway_url(compose_stack, "/v1/avatars"), files={"photo": ("me.png", photo)},
-                       data={"name": "Boxed"}, headers=auth, timeout=30)
+    reply = httpx.post(gateway_url(compose_stack, "/v1/avatars"), files={"photo": ("me.png", photo), **consent_files()},
+                       data={"name": "Boxed", **consent_form()}, headers=auth, timeout=30)
     assert reply.status_code == 202, reply.text
     avatar_id = reply.json()["avatar_id"]
     deadline = time.monotonic() + 300
@@ -146,7 +147,7 @@ async def test_killing_the_sda_container_mid_reply_leaves_audio_with_a_warning(c
         await send_speech(ws, LONG_QUESTION)
         while True:  # the first video frame of the reply
             raw = await asyncio.wait_for(ws.recv(), 240)
-            if isinstance(raw, bytes) and media.parse(raw)["kind"] == "video":
+            if isinstance(raw, bytes) and media_messages.parse(raw)["kind"] == "video":
                 break
         compose_stack.kill("sda")
         killed = time.monotonic()
@@ -155,7 +156,7 @@ async def test_killing_the_sda_container_mid_reply_leaves_audio_with_a_warning(c
         while True:
             raw = await asyncio.wait_for(ws.recv(), 240)
             if isinstance(raw, bytes):
-                kinds.append(media.parse(raw)["kind"])
+                kinds.append(media_messages.parse(raw)["kind"])
                 continue
             event = json.loads(raw)
             if event["type"] == "warning" and event["code"] == "video_unavailable":

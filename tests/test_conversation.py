@@ -9,14 +9,16 @@ import numpy as np
 import pytest
 
 from core.audio import encode_linear16
+from core.avatar_bundle import withdraw
 
-from services.gateway import history, media
+from services.gateway import history, media_messages
 from services.gateway.config import GatewaySettings
 from services.gateway.conversation import Conversation
 from services.gateway.protocol import Hello
 from services.gateway.session_store import SessionStore, StoreUnavailable
 from services.gateway.stages import SpeechChunk, SpeechEvent, Transcript, Word
 from services.runner.redis_server import EmbeddedRedis
+from tests.consent import published_bundle
 from tests.fake_stages import WORD_S, FakeAnimator, FakeTextEngine, fake_stages
 from tests.manual_clock import ManualClock
 from tests.reliability_figures import record
@@ -48,7 +50,7 @@ class Talk:
         return [e for e in self.out if isinstance(e, dict) and e["type"] == kind]
 
     def media(self, turn: int) -> list[dict]:
-        return [m for m in map(media.parse, (e for e in self.out if isinstance(e, bytes))) if m["turn"] == turn]
+        return [m for m in map(media_messages.parse, (e for e in self.out if isinstance(e, bytes))) if m["turn"] == turn]
 
     async def until(self, kind: str, count: int = 1, within_s: float = 2.0) -> dict:
         for _ in range(int(within_s * 1000)):
@@ -449,19 +451,21 @@ async def test_history_is_trimmed_by_tokens_and_stored_history_is_capped(store):
     assert 32 <= len(stored) <= 64 and stored[-1]["role"] == "assistant"
 
 
-async def test_resume_keeps_the_stored_avatar_and_settings_unless_the_hello_changes_them(store):
-    talk = Talk(store)
+async def test_resume_keeps_the_stored_avatar_and_settings_unless_the_hello_changes_them(store, tmp_path):
+    published_bundle(tmp_path, "eileen-abc123")
+    settings = GatewaySettings(avatars_dir=str(tmp_path))
+    talk = Talk(store, settings)
     await talk.start(avatar_id="eileen-abc123", settings={"barge_in_min_words": 3, "end_of_turn_silence_ms": 900})
     session = talk.conversation.session_id
     await talk.close()
-    again = Talk(store)
+    again = Talk(store, settings)
     ready = await again.start(session_id=session)
     assert ready["resumed"] and ready["avatar_id"] == "eileen-abc123"
     assert ready["settings"]["barge_in_min_words"] == 3 and ready["settings"]["end_of_turn_silence_ms"] == 900
     await asyncio.sleep(0)
     assert again.stages.asr.configs[-1].end_of_turn_silence_ms == 900
     await again.close()
-    changed = Talk(store)
+    changed = Talk(store, settings)
     ready = await changed.start(session_id=session, settings={"barge_in_min_words": 2})
     assert ready["settings"]["barge_in_min_words"] == 2 and ready["settings"]["end_of_turn_silence_ms"] == 900
     assert ready["avatar_id"] == "eileen-abc123"
@@ -469,7 +473,7 @@ async def test_resume_keeps_the_stored_avatar_and_settings_unless_the_hello_chan
 
 
 async def test_the_recogniser_leans_to_the_users_terms_the_avatars_name_and_its_knowledges_names(tmp_path, store):
-    avatar = tmp_path / "anna"
+    avatar = published_bundle(tmp_path, "anna").folder
     (avatar / "knowledge").mkdir(parents=True)
     (avatar / "persona.json").write_text(json.dumps({"name": "Anneliese"}))
     (avatar / "knowledge" / "trip.txt").write_text("We climbed Kilimanjaro with Siobhan.")
@@ -600,4 +604,19 @@ async def test_a_stage_that_hangs_ends_the_turn_with_a_typed_error_and_the_next_
     talk.clock.now += 60
     talk.ask("And now?")
     assert (await talk.until("turn_end", 2))["reply"] and len(talk.events("error")) == 1
+    await talk.close()
+
+
+async def test_a_hello_for_an_avatar_withdrawn_unknown_or_not_consented_to_conversation_is_refused(tmp_path, store):
+    published_bundle(tmp_path, "kept")
+    published_bundle(tmp_path, "video-only", scopes=("video_export", "face"))
+    published_bundle(tmp_path, "gone")
+    withdraw(tmp_path, "gone", "ops", "the person asked")
+    settings = GatewaySettings(avatars_dir=str(tmp_path))
+    for avatar_id, code in (("gone", "no_consent"), ("video-only", "no_consent"), ("nobody", "unknown_avatar")):
+        talk = Talk(store, settings)
+        await talk.conversation.start(Hello(type="hello", version=1, avatar_id=avatar_id))
+        assert [e["code"] for e in talk.events("error")] == [code] and not talk.events("ready"), avatar_id
+    talk = Talk(store, settings)
+    assert (await talk.start(avatar_id="kept"))["avatar_id"] == "kept"
     await talk.close()

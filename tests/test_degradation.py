@@ -36,7 +36,7 @@ def own_stack():
 
 
 def gateway_metrics(stack) -> dict[str, float]:
-    text = urllib.request.urlopen(f"http://{stack.address('gateway')}/metrics", timeout=10).read().decode()
+    text = urllib.request.urlopen(f"{stack.ops()}/metrics", timeout=10).read().decode()
     values = {}
     for line in text.splitlines():
         match = re.match(r"^(avatar_gateway_\w+)(\{[^}]*\})? ([0-9.e+-]+)$", line)

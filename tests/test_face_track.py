@@ -10,7 +10,7 @@ import pytest
 
 from core.sda.face_rig import crop, find_face
 from core.sda.model import SdaConfig
-from pipelines.clip import other_people
+from pipelines.steps.clip import other_people
 from pipelines.face_track import track_face
 from pipelines.sda.synthetic import default_photo
 

@@ -1,8 +1,10 @@
 """The foundation's promises: five processes, honest health, reflection, metrics, clear errors."""
 
 import ipaddress
+import json
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 
 import grpc
@@ -36,9 +38,18 @@ def test_every_service_answers_its_health_check(stack):
         want = SERVING if name in WITH_MODEL else "NOT_SERVING"
         assert stack.wait(name, want, timeout=120) == want, name
     assert status(stack.specs["gateway"]) == SERVING
+    with urllib.request.urlopen(f"{stack.ops()}/readyz") as reply:
+        body = json.loads(reply.read())
+    assert body["ready"] and body["redis"] == "ok" and body["stages"]["asr"] == SERVING
+
+
+def test_the_public_port_says_ready_or_not_and_nothing_internal(stack):
+    """Stage health, Redis and session counts are for operators, on the metrics port; so are the metrics."""
     with urllib.request.urlopen(f"http://{stack.address('gateway')}/readyz") as reply:
-        body = reply.read().decode()
-    assert '"redis":"ok"' in body and '"asr":"SERVING"' in body
+        assert json.loads(reply.read()) == {"ready": True}
+    with pytest.raises(urllib.error.HTTPError) as hidden:
+        urllib.request.urlopen(f"http://{stack.address('gateway')}/metrics")
+    assert hidden.value.code == 404
 
 
 @pytest.mark.parametrize("name", list(STAGE_SERVICES))

@@ -38,6 +38,10 @@ WHOLE_SAMPLES = st.binary(max_size=6000).map(lambda b: b[: len(b) // 4 * 4])
 BOUNDED = {
     "asr": {**FORMAT, "audio": st.one_of(WHOLE_SAMPLES, st.binary(max_size=6000)),
             "end_of_turn_silence_ms": st.one_of(st.just(0), st.integers(-(2**31), 2**31 - 1)),
+            "max_end_of_turn_silence_ms": st.one_of(st.just(0), st.integers(-(2**31), 2**31 - 1)),
+            "end_of_turn": st.one_of(st.sampled_from([0, 1, 2]), st.integers(-(2**31), 2**31 - 1)),
+            "language": st.one_of(st.sampled_from(["", "en", "auto", "en-GB"]), st.text(max_size=12)),
+            "vocabulary": st.lists(st.one_of(st.text(max_size=20), st.text(min_size=60, max_size=80)), max_size=4),
             "model": st.sampled_from(["", "default", "no-such-model"])},
     "tts": {"text": SHORT_TEXT, "speaking_rate": st.floats(width=32, allow_nan=True, allow_infinity=True)},
     "sda": {**FORMAT, "idle_frames": st.just(False), "audio": st.binary(max_size=16000),
@@ -83,8 +87,17 @@ def _call(stack, name: str, stub_cls, rpc: str, request) -> None:
     assert status(stack.specs[name]) == SERVING, f"{name} stopped serving"
 
 
-@given(first=first_message(asr_pb2.StreamingRecognizeRequest, asr_pb2.RecognitionConfig, BOUNDED["asr"]),
-       rest=st.lists(message(asr_pb2.StreamingRecognizeRequest, BOUNDED["asr"]), max_size=6))
+# A stream whose every field is drawn at random is almost never well formed (a config's format, its encoding, rate
+# and channels, then only audio): a quarter of the streams are, so the fuzz also exercises recognition.
+WELL_FORMED_ASR_CONFIG = asr_pb2.StreamingRecognizeRequest(config=asr_pb2.RecognitionConfig(
+    format=common_pb2.AudioFormat(sample_rate_hz=16000, encoding=common_pb2.LINEAR16, channels=1)))
+ASR_AUDIO = WHOLE_SAMPLES.map(lambda pcm: asr_pb2.StreamingRecognizeRequest(audio=pcm))
+
+
+@given(first=st.one_of(first_message(asr_pb2.StreamingRecognizeRequest, asr_pb2.RecognitionConfig, BOUNDED["asr"]),
+                       st.just(WELL_FORMED_ASR_CONFIG)),
+       rest=st.one_of(st.lists(message(asr_pb2.StreamingRecognizeRequest, BOUNDED["asr"]), max_size=6),
+                      st.lists(ASR_AUDIO, max_size=6)))
 @FUZZ
 def test_asr(stack, first, rest):
     _call(stack, "asr", asr_pb2_grpc.AsrServiceStub, "StreamingRecognize", [first, *rest])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import websockets
 
-from services.gateway import history, media
+from services.gateway import history, media_messages
 from services.gateway.session_store import SessionStore
 from tests import noises
 from tests.grpc_helpers import with_silence
@@ -25,7 +25,7 @@ async def next_event(ws, kind, timeout=60, media_out=None):
         raw = await asyncio.wait_for(ws.recv(), timeout)
         if isinstance(raw, bytes):
             if media_out is not None:
-                media_out.append(media.parse(raw))
+                media_out.append(media_messages.parse(raw))
             continue
         message = json.loads(raw)
         if message["type"] == kind:
@@ -143,7 +143,7 @@ async def _noises_over_a_reply(stack, barge_in_min_words: int) -> tuple[list[dic
             raw = await asyncio.wait_for(ws.recv(), 60)
             if isinstance(raw, bytes):
                 playing_from = playing_from or time.monotonic()
-                audio_s += len(media.parse(raw)["audio"]) / 32000
+                audio_s += len(media_messages.parse(raw)["audio"]) / 32000
             else:
                 events.append(json.loads(raw))
         gap = np.zeros(8000, np.float32)
@@ -179,7 +179,7 @@ async def _until_settled(ws, events: list[dict], playing_from: float | None, aud
             raw = None
         if isinstance(raw, bytes):
             playing_from = playing_from or time.monotonic()
-            audio_s += len(media.parse(raw)["audio"]) / 32000
+            audio_s += len(media_messages.parse(raw)["audio"]) / 32000
             continue
         if raw is not None:
             event = json.loads(raw)
@@ -280,7 +280,7 @@ async def test_a_full_gateway_refuses_a_new_conversation_with_busy_and_takes_one
     try:
         async with websockets.connect(gateway.url, max_size=None) as first:
             await hello(first)
-            ready = httpx.get(f"http://127.0.0.1:{gateway.port}/readyz", timeout=10)
+            ready = httpx.get(f"{gateway.ops}/readyz", timeout=10)
             assert ready.status_code == 503 and ready.json()["sessions"] == {"admitted": 1, "capacity": 1, "full": True}
             async with websockets.connect(gateway.url, max_size=None) as second:
                 await second.send(json.dumps({"type": "hello", "version": 1, "audio": {"sample_rate": 16000}}))
@@ -297,7 +297,7 @@ async def test_a_full_gateway_refuses_a_new_conversation_with_busy_and_takes_one
             await asyncio.sleep(0.1)
         async with websockets.connect(gateway.url, max_size=None) as third:
             await hello(third)
-        metrics = httpx.get(f"http://127.0.0.1:{gateway.port}/metrics", timeout=10).text
+        metrics = httpx.get(f"{gateway.ops}/metrics", timeout=10).text
         assert "avatar_gateway_sessions_refused_total 1.0" in metrics
     finally:
         gateway.stop()
@@ -356,7 +356,7 @@ class EchoingClient:
                 except TimeoutError:
                     raw = None
                 if isinstance(raw, bytes):
-                    self.reply += media.parse(raw)["audio"]
+                    self.reply += media_messages.parse(raw)["audio"]
                     self.playing, started = self.playing or not started, True
                 elif raw is not None:
                     event = json.loads(raw)

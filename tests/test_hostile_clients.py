@@ -14,6 +14,7 @@ import pytest
 import soundfile
 import websockets
 
+from tests.consent import consent_files, consent_form
 from tests.reliability_figures import record
 from tests.stack import ExtraGateway
 from tests.test_gateway_ws import hello, next_event, send_speech
@@ -121,7 +122,8 @@ def test_decode_bombs_and_oversized_bodies_are_refused_before_they_cost_memory(g
     flac = _flac_of_silence(2.0)
     long_audio = httpx.post(f"{base}/v1/audio/transcriptions", files={"file": ("a.flac", flac)}, timeout=60)
     assert long_audio.status_code == 413 and "at most 600 s" in long_audio.json()["error"]["message"]
-    bomb = httpx.post(f"{base}/v1/avatars", files={"photo": ("p.png", _png_bomb())}, timeout=60)
+    bomb = httpx.post(f"{base}/v1/avatars", files={"photo": ("p.png", _png_bomb()), **consent_files()},
+                      data=consent_form(), timeout=60)
     assert bomb.status_code == 422 and "megapixels" in bomb.json()["error"]["message"]
     video = httpx.post(f"{base}/v1/avatar/video", files={"audio": ("a.flac", flac), "photo": ("p.png", _png_bomb())},
                        timeout=60)

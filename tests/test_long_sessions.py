@@ -76,7 +76,7 @@ async def test_a_conversation_outlives_several_connection_ageings(ageing_stack):
 
 
 def _counter(stack, name: str) -> float:
-    text = httpx.get(f"http://{stack.address('gateway')}/metrics").text
+    text = httpx.get(f"{stack.ops()}/metrics").text
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
 
 
@@ -104,7 +104,7 @@ async def test_a_stopping_gateway_finishes_the_reply_and_the_session_resumes_on_
             await _until(ws, "reply_delta", seen)
             first.process.send_signal(signal.SIGTERM)  # a deploy: mid-reply
             await asyncio.sleep(0.5)
-            readiness = httpx.get(f"http://127.0.0.1:{first.port}/readyz")
+            readiness = httpx.get(f"{first.ops}/readyz")
             assert readiness.status_code == 503 and readiness.json()["draining"]
             async with websockets.connect(first.url) as late:  # a newcomer is sent elsewhere at once
                 assert json.loads(await late.recv())["type"] == "reconnect"
@@ -172,6 +172,6 @@ async def test_network_faults_to_a_stage_end_turns_with_typed_errors_and_never_h
 async def _ready(gateway: ExtraGateway, stage: str, timeout: float = 30) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     async with httpx.AsyncClient() as client:
-        while (await client.get(f"http://127.0.0.1:{gateway.port}/readyz")).json()["stages"][stage] != "SERVING":
+        while (await client.get(f"{gateway.ops}/readyz")).json()["stages"][stage] != "SERVING":
             assert asyncio.get_running_loop().time() < deadline, f"{stage} did not come back"
             await asyncio.sleep(0.5)

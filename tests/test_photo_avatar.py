@@ -11,6 +11,7 @@ from avatar.common.v1 import common_pb2
 from avatar.sda.v1 import sda_pb2, sda_pb2_grpc
 from skimage import data
 
+from tests.consent import consent_files, consent_form
 from tests.speech import speak, to_linear16
 
 pytestmark = pytest.mark.e2e
@@ -30,18 +31,31 @@ def png(image: np.ndarray) -> bytes:
     ids=["no-face", "two-faces", "small-face"],
 )
 def test_unusable_photos_are_refused_with_a_reason(stack, image, reason):
-    reply = httpx.post(f"http://{stack.address('gateway')}/v1/avatars", files={"photo": ("p.png", png(image))})
+    reply = httpx.post(f"http://{stack.address('gateway')}/v1/avatars",
+                       files={"photo": ("p.png", png(image)), **consent_files()}, data=consent_form())
     assert reply.status_code == 422 and reason in reply.json()["error"]["message"]
+
+
+def test_a_photo_without_its_persons_consent_is_refused_before_anything_is_made(stack):
+    base = f"http://{stack.address('gateway')}"
+    photo = {"photo": ("me.png", png(data.astronaut()))}
+    missing = httpx.post(f"{base}/v1/avatars", files=photo, data={"name": "Nobody asked"})
+    assert missing.status_code == 422 and "consent" in missing.json()["error"]["message"]
+    voice_only = httpx.post(f"{base}/v1/avatars", files={**photo, **consent_files()},
+                            data=consent_form(consent_scopes="conversation,voice"))
+    assert voice_only.status_code == 422 and "face" in voice_only.json()["error"]["message"]
 
 
 def test_an_oversized_photo_is_refused_whole(stack):
     too_big = png(data.astronaut()) + b"\0" * (10 * 1024 * 1024)
-    reply = httpx.post(f"http://{stack.address('gateway')}/v1/avatars", files={"photo": ("p.png", too_big)})
+    reply = httpx.post(f"http://{stack.address('gateway')}/v1/avatars",
+                       files={"photo": ("p.png", too_big), **consent_files()}, data=consent_form())
     assert reply.status_code == 413 and "exceeds" in reply.json()["error"]["message"]
 
 
 def make(base: str, name: str) -> str:
-    reply = httpx.post(f"{base}/v1/avatars", files={"photo": ("me.png", png(data.astronaut()))}, data={"name": name})
+    reply = httpx.post(f"{base}/v1/avatars", files={"photo": ("me.png", png(data.astronaut())), **consent_files()},
+                       data={"name": name, **consent_form()})
     assert reply.status_code == 202
     return reply.json()["avatar_id"]
 

@@ -1,9 +1,10 @@
 """The data pipeline end to end, through its CLI, on a talking video the test makes and serves over HTTP:
-two voices, one face, a planted garbled clip and a turn off camera. Training stages run a few steps only; the
+two voices, one face, a planted garbled clip and a turn off camera. Training steps run a few steps only; the
 services then load what was made."""
 
 import csv
 import functools
+import hashlib
 import json
 import shutil
 import subprocess
@@ -20,8 +21,10 @@ import pytest
 import soundfile as sf
 import websockets
 from avatar.llm.v1 import llm_pb2, llm_pb2_grpc
-from avatar.sda.v1 import sda_pb2_grpc
+from avatar.sda.v1 import sda_pb2, sda_pb2_grpc
+from avatar.tts.v1 import tts_pb2, tts_pb2_grpc
 
+from core.consent import Withdrawals
 from tests.grpc_helpers import asr_requests, with_silence
 from tests.speech import SENTENCES, speak, wer
 from tests.stack import ROOT, Stack
@@ -48,6 +51,7 @@ def served(tmp_path_factory):
     folder = tmp_path_factory.mktemp("served")
     video = make_talking_video(folder / "talk.mp4")
     sf.write(folder / "reference.wav", speak(SENTENCES[10]), 16000)
+    sf.write(folder / "consent.wav", speak("I agree that my face and my voice make this avatar."), 16000)
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SimpleHTTPRequestHandler, directory=str(folder)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield video, folder, f"http://127.0.0.1:{server.server_address[1]}"
@@ -60,10 +64,12 @@ def made(served, stack, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("data")
     result = pipeline("all", "--dataset", "talk", "--url", f"{url}/talk.mp4", "--reference",
                       str(folder / "reference.wav"), "--avatars-dir", str(stack.avatars_dir), "--avatar-id", AVATAR,
-                      "--persona-name", "Robin", *QUICK, data_dir=data_dir)
+                      "--persona-name", "Robin", "--consent-person", "Robin Example", "--consent-evidence",
+                      str(folder / "consent.wav"), *QUICK, data_dir=data_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     yield video, data_dir / "talk", result
     shutil.rmtree(stack.avatars_dir / AVATAR, ignore_errors=True)
+    Withdrawals(stack.avatars_dir).path(AVATAR).unlink(missing_ok=True)  # the next run publishes it again
 
 
 def _overlap(a0, a1, b0, b1) -> float:
@@ -74,13 +80,13 @@ def _clip_of(clips: list[dict], turn) -> dict:
     return max(clips, key=lambda c: _overlap(c["start_s"], c["end_s"], turn.start_s, turn.end_s))
 
 
-def test_every_stage_reports_progress_and_writes_a_manifest(made):
+def test_every_step_reports_progress_and_writes_a_manifest(made):
     _, root, result = made
-    stages = ["create_dataset", "diarize", "clip", "transcribe", "review", "finetune_asr", "retranscribe",
+    steps = ["create_dataset", "diarize", "clip", "transcribe", "review", "finetune_asr", "retranscribe",
               "finetune_tts", "finetune_llm", "sda_dataset", "train_sda", "publish"]
-    assert sorted(p.stem for p in (root / "manifests").glob("*.json")) == sorted(stages)
+    assert sorted(p.stem for p in (root / "manifests").glob("*.json")) == sorted(steps)
     assert "it/s" in result.stderr or "clip/s" in result.stderr  # progress bars
-    assert not list(root.rglob("*.partial*")), "a stage left a half-written file behind"
+    assert not list(root.rglob("*.partial*")), "a step left a half-written file behind"
 
 
 def test_diarization_keeps_the_target_and_drops_the_other_voice(made):
@@ -147,10 +153,15 @@ def test_a_corrections_csv_edit_is_applied_on_the_next_run(made):
     assert "up to date" in again.stderr
 
 
-def test_the_published_avatar_is_served_by_id(made, stack):
+def test_the_published_avatar_is_served_by_id(made, stack, served):
     bundle = stack.avatars_dir / AVATAR
-    assert {"generator.pt", "persona.json", "llm-adapter.gguf", "asr.nemo", "still.png", "bundle.json"} <= {
-        p.name for p in bundle.iterdir()}
+    assert {"generator.pt", "persona.json", "llm-adapter.gguf", "asr.nemo", "still.png", "bundle.json",
+            "consent.json"} <= {p.name for p in bundle.iterdir()}
+    consent = json.loads((bundle / "consent.json").read_text())
+    statement = (served[1] / "consent.wav").read_bytes()
+    assert consent["person"] == "Robin Example" and consent["evidence"]["kind"] == "statement_audio"
+    assert consent["evidence"]["sha256"] == hashlib.sha256(statement).hexdigest()
+    assert set(consent["scopes"]) == {"conversation", "video_export", "voice", "face"}
     # the gateway lists it and reports it ready
     base = f"http://{stack.address('gateway')}"
     assert AVATAR in httpx.get(f"{base}/v1/avatars", timeout=30).json()["avatars"]
@@ -200,6 +211,45 @@ def test_the_finetuned_asr_is_served_by_the_nemo_backend(made, redis_url):
     assert events == [asr_pb2.SpeechEvent.SPEECH_START, asr_pb2.SpeechEvent.END_OF_TURN]
 
 
+async def test_a_withdrawn_avatar_is_served_by_no_stage_and_not_published_again(made, stack, served):
+    """The person withdraws their consent: one operator call, and no stage serves any part of the avatar (its face,
+    voice, persona and knowledge were all served a moment before), and its id is refused from then on."""
+    _, root, _ = made
+    base = f"http://{stack.address('gateway')}"
+    withdrawn = httpx.delete(f"{base}/admin/avatars/{AVATAR}", params={"reason": "the person asked"}, timeout=30)
+    assert withdrawn.status_code == 200 and withdrawn.json()["state"] == "withdrawn", withdrawn.text
+    assert not (stack.avatars_dir / AVATAR).exists()
+    assert AVATAR not in httpx.get(f"{base}/v1/avatars", timeout=30).json()["avatars"]
+    assert httpx.get(f"{base}/v1/avatars/{AVATAR}", timeout=30).json()["state"] == "withdrawn"
+    assert httpx.get(f"{base}/v1/avatars/{AVATAR}/still", timeout=30).status_code == 403
+    assert httpx.get(f"{base}/admin/avatars/{AVATAR}/consent", timeout=30).status_code == 410
+    # the voice and the face had been loaded by their stages; the persona and knowledge are read per request
+    with pytest.raises(grpc.RpcError) as voice:
+        synthesize(stack, ["Hello there."], voice=AVATAR)
+    assert voice.value.code() == grpc.StatusCode.NOT_FOUND
+    with grpc.insecure_channel(stack.address("tts")) as channel:
+        voices = tts_pb2_grpc.TtsServiceStub(channel).ListVoices(tts_pb2.ListVoicesRequest(), timeout=30)
+    assert AVATAR not in [v.name for v in voices.voices]
+    with grpc.insecure_channel(stack.address("sda")) as channel:
+        sda = sda_pb2_grpc.SdaServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as face:
+            animate(sda, speak(SENTENCES[3]), avatar_id=AVATAR)
+        listed = sda.ListAvatars(sda_pb2.ListAvatarsRequest(), timeout=30)
+    assert face.value.code() == grpc.StatusCode.NOT_FOUND and AVATAR not in [a.avatar_id for a in listed.avatars]
+    with grpc.insecure_channel(stack.address("llm")) as channel:
+        request = llm_pb2.GenerateRequest(user_text="What is your name?", avatar_id=AVATAR)
+        with pytest.raises(grpc.RpcError) as persona:
+            list(llm_pb2_grpc.LlmServiceStub(channel).Generate(request, timeout=60))
+    assert persona.value.code() == grpc.StatusCode.NOT_FOUND
+    async with websockets.connect(f"ws://{stack.address('gateway')}/ws") as ws:
+        await ws.send(json.dumps({"type": "hello", "version": 1, "avatar_id": AVATAR}))
+        assert (await next_event(ws, "error"))["code"] == "no_consent"
+    again = pipeline("publish", "--dataset", "talk", "--avatars-dir", str(stack.avatars_dir), "--avatar-id", AVATAR,
+                     "--consent-person", "Robin Example", "--consent-evidence", str(served[1] / "consent.wav"),
+                     "--force", data_dir=root.parent)
+    assert again.returncode == 2 and "withdrawn" in again.stderr and not (stack.avatars_dir / AVATAR).exists()
+
+
 def test_bad_inputs_fail_clearly_and_leave_nothing_half_written(served, tmp_path):
     _, folder, url = served
     data = tmp_path / "data"
@@ -229,7 +279,16 @@ def test_bad_inputs_fail_clearly_and_leave_nothing_half_written(served, tmp_path
     assert not (data / "d3" / "manifests" / "diarize.json").exists()
 
     early = pipeline("clip", "--dataset", "d3", data_dir=data)
-    assert early.returncode == 2 and "run that stage first" in early.stderr
+    assert early.returncode == 2 and "run that step first" in early.stderr
+
+    # an avatar without its person's consent is refused before anything is made
+    unconsented = pipeline("all", "--dataset", "d4", "--url", str(folder / "talk.mp4"), data_dir=data)
+    assert unconsented.returncode == 2 and "consent" in unconsented.stderr
+    assert not (data / "d4" / "manifests").exists()
+    lacking = pipeline("all", "--dataset", "d4", "--url", str(folder / "talk.mp4"), "--consent-person", "Robin",
+                       "--consent-evidence", str(folder / "consent.wav"), "--consent-scopes", "conversation,sharing",
+                       data_dir=data)
+    assert lacking.returncode == 2 and "scopes" in lacking.stderr
 
 
 def test_a_video_with_no_face_keeps_its_clips_for_audio_only_use(tmp_path):
@@ -239,8 +298,8 @@ def test_a_video_with_no_face_keeps_its_clips_for_audio_only_use(tmp_path):
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=gray:size=320x240:rate=25", "-i", str(wav),
                     "-shortest", "-c:a", "aac", str(video)], check=True)
     data = tmp_path / "data"
-    for stage in ("create_dataset", "diarize", "clip"):
-        result = pipeline(stage, "--dataset", "noface", "--url", str(video), data_dir=data)
+    for step in ("create_dataset", "diarize", "clip"):
+        result = pipeline(step, "--dataset", "noface", "--url", str(video), data_dir=data)
         assert result.returncode == 0, result.stderr[-2000:]
     manifest = json.loads((data / "noface" / "manifests" / "clip.json").read_text())
     assert manifest["clips"] and manifest["with_face"] == 0
@@ -255,8 +314,8 @@ def test_pausy_speech_of_two_people_ends_up_in_clips_of_one_speaker(tmp_path):
     reference = tmp_path / "reference.wav"
     sf.write(reference, say("This is how I sound when I talk for a while.", UNFAMILIAR[1]).samples, 16000)
     data = tmp_path / "data"
-    for stage in ("create_dataset", "diarize", "clip"):
-        result = pipeline(stage, "--dataset", "pausy", "--url", str(tmp_path / "pausy.mp4"), "--reference",
+    for step in ("create_dataset", "diarize", "clip"):
+        result = pipeline(step, "--dataset", "pausy", "--url", str(tmp_path / "pausy.mp4"), "--reference",
                           str(reference), data_dir=data)
         assert result.returncode == 0, result.stderr[-2000:]
     assert "yield" in result.stderr  # the CLI's summary

@@ -6,7 +6,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from services.gateway.stage_clients import CHANNEL_OPTIONS
+from services.gateway.stage_channels import CHANNEL_OPTIONS
 
 pytestmark = pytest.mark.unit
 

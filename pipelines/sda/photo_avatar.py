@@ -3,10 +3,12 @@
 
 The face is found and aligned, a synthetic talking set is made from that face, and the default generator is
 fine-tuned on it for a short while. The result is published, whole, as the bundle `<avatars_dir>/<avatar_id>/`
-(generator.pt, persona.json), where the SDA and text-engine services find it by id.
+(generator.pt, persona.json, consent.json: the person's consent, which must cover their face), where the SDA and
+text-engine services find it by id.
 """
 
 import argparse
+import getpass
 import shutil
 import tempfile
 import zlib
@@ -17,7 +19,9 @@ import numpy as np
 import pytorch_lightning as pl
 from tqdm import tqdm
 
-from core.avatar_bundle import AvatarBundle
+from core.avatar_bundle import DEFAULT_AVATARS_DIR, AvatarBundle
+from core.consent import Consent, evidence_kind_of
+from core.errors import Refused
 from core.sda.checkpoint import DEFAULT_GENERATOR
 from core.sda.face_rig import FaceRig, read_photo
 from pipelines.sda.synthetic import write_dataset
@@ -35,9 +39,13 @@ class _TrainingProgress(pl.Callback):
         self._progress("fine-tuning", 0.3 + 0.7 * min(done, 1.0))
 
 
-def make_avatar(photo: np.ndarray, avatar_id: str, avatars_dir: str | Path, progress: Progress, name: str = "",
-                steps: int = 150, sentences: int = 40, base: Path = DEFAULT_GENERATOR) -> AvatarBundle:
-    """Raises FaceError (with a reason for a person) when the photo has no usable face."""
+def make_avatar(photo: np.ndarray, avatar_id: str, avatars_dir: str | Path, consent: Consent, progress: Progress,
+                name: str = "", steps: int = 150, sentences: int = 40, base: Path = DEFAULT_GENERATOR) -> AvatarBundle:
+    """Raises FaceError (with a reason for a person) when the photo has no usable face, Refused when the
+    consent does not cover the face or the avatar was withdrawn."""
+    if not consent.allows("face"):
+        raise Refused(f"the person's consent covers {', '.join(consent.scopes)}, not their face")
+    AvatarBundle.at(avatars_dir, avatar_id).refuse_withdrawn()
     progress("finding the face", 0.0)
     FaceRig.from_photo(photo)  # fails early on no face / several faces / a small face
     progress("making a synthetic talking set", 0.05)
@@ -50,6 +58,7 @@ def make_avatar(photo: np.ndarray, avatar_id: str, avatars_dir: str | Path, prog
         with bundle.publishing() as staging:
             shutil.copy(generator, staging.generator)
             staging.write_persona(name=name or "Ava")
+            staging.write_consent(consent)
     return bundle
 
 
@@ -57,8 +66,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("photo", type=Path)
     parser.add_argument("--avatar-id", required=True)
-    parser.add_argument("--avatars-dir", type=Path, default=Path("var/avatars"))
+    parser.add_argument("--avatars-dir", type=Path, default=Path(DEFAULT_AVATARS_DIR))
     parser.add_argument("--name", default="")
+    parser.add_argument("--consent-person", required=True, help="who the person in the photo is")
+    parser.add_argument("--consent-evidence", type=Path, required=True,
+                        help="their consent: the statement they read (audio or video) or a signed document")
+    parser.add_argument("--consent-recorded-by", default=getpass.getuser())
+    parser.add_argument("--consent-scopes", default="conversation,video_export,face")
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--sentences", type=int, default=40)
     args = parser.parse_args()
@@ -67,8 +81,11 @@ def main() -> None:
             bar.set_description(stage)
             bar.update(round(100 * done) - bar.n)
 
-        bundle = make_avatar(read_photo(args.photo.read_bytes()), args.avatar_id, args.avatars_dir, progress,
-                             args.name, args.steps, args.sentences)
+        consent = Consent.recorded(args.consent_person, args.consent_recorded_by, args.consent_scopes.split(","),
+                                   args.consent_evidence.read_bytes(), args.consent_evidence.name,
+                                   evidence_kind_of(args.consent_evidence.name))
+        bundle = make_avatar(read_photo(args.photo.read_bytes()), args.avatar_id, args.avatars_dir, consent,
+                             progress, args.name, args.steps, args.sentences)
     print(f"published {bundle.folder}")
 
 

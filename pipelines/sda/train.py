@@ -105,7 +105,7 @@ class SdaGan(pl.LightningModule):
 
 
 def open_dataset(folder: Path, cfg: SdaConfig, window: int, samples: int) -> SyntheticClips | VideoClips:
-    """A synthetic set (pipelines.sda.synthetic) or real video clips (the sda_dataset pipeline stage)."""
+    """A synthetic set (pipelines.sda.synthetic) or real video clips (the sda_dataset pipeline step)."""
     kind = json.loads((folder / "meta.json").read_text()).get("kind", "synthetic")
     return (VideoClips if kind == "video" else SyntheticClips)(folder, cfg, window=window, samples=samples)
 
@@ -144,7 +144,7 @@ def train(data: Path, out: Path, steps: int, batch_size: int = 8, window: int = 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="a folder written by pipelines.sda.synthetic or the sda_dataset stage")
+    parser.add_argument("--data", type=Path, required=True, help="a folder written by pipelines.sda.synthetic or the sda_dataset step")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=8)

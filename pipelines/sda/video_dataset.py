@@ -1,4 +1,4 @@
-"""Training samples from real video (written by the `sda_dataset` pipeline stage): aligned face crops with their
+"""Training samples from real video (written by the `sda_dataset` pipeline step): aligned face crops with their
 audio, and the full frame the avatar is made from.
 
 Folder (format 2, kind "video"): face.png (a full frame: the avatar's photo), clips.npz (frames (N, H, W, 3)

@@ -1,10 +1,10 @@
-"""Stage 3, clip: cut the target's speech into 1-8 s clips at pauses, with the face track of each clip's video.
+"""Step 3, clip: cut the target's speech into 1-8 s clips at pauses, with the face track of each clip's video.
 
 Clips follow the target's phrases across the pauses people make inside sentences (unless someone else speaks in
 the pause) and are cut at pauses; the manifest's `yield` is the share of the target's diarized speech the clips
 hold. Outputs: `clips/<id>.wav` (16 kHz mono) and, for clips that show the target's face throughout,
 `faces/<id>.npz` (aligned crops for the SDA model and their landmarks). Other clips are kept for the audio-only
-stages with `"face": null` and the reason in `face_problem` (no face, a scene cut, two faces, the face lost,
+steps with `"face": null` and the reason in `face_problem` (no face, a scene cut, two faces, the face lost,
 another person's face).
 """
 
@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from core.atomic import atomic_dir
 from core.sda.model import SIZES
-from pipelines.diarize import source_speech_probabilities, speaker_segments
+from pipelines.steps.diarize import source_speech_probabilities, speaker_segments
 from pipelines.face_track import track_face
 from pipelines.options import Options
 from pipelines.speech_regions import RATE, STEP_S, Segment

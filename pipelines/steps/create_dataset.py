@@ -1,4 +1,4 @@
-"""Stage 1, create_dataset: download a video (a URL or a playlist, with yt-dlp) or take a local file, and extract
+"""Step 1, create_dataset: download a video (a URL or a playlist, with yt-dlp) or take a local file, and extract
 each source's audio as 16 kHz mono. Outputs: `source/<k>.<ext>` (the media as downloaded) and `audio/<k>.wav`."""
 
 import shutil
@@ -7,7 +7,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from core.atomic import atomic_dir
-from pipelines.media import extract_audio, probe
+from pipelines.ffmpeg import extract_audio, probe
 from pipelines.options import Options
 from pipelines.workspace import PipelineError, Workspace
 

@@ -1,4 +1,4 @@
-"""Stage 2, diarize: find the target speaker's speech.
+"""Step 2, diarize: find the target speaker's speech.
 
 Speech regions (Silero VAD) are embedded in 1.2 s windows every 0.3 s with resemblyzer's GE2E speaker encoder,
 the windows clustered (agglomerative, cosine), and the target is the cluster closest to a reference clip of the
@@ -158,7 +158,7 @@ def run(ws: Workspace, opts: Options) -> dict:
     if opts.reference is not None:
         if not opts.reference.is_file():
             raise PipelineError(f"reference clip {opts.reference} does not exist")
-        from pipelines.media import extract_audio
+        from pipelines.ffmpeg import extract_audio
 
         ref_wav = ws.root / "reference.wav"
         extract_audio(opts.reference, ref_wav)

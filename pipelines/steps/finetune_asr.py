@@ -1,4 +1,4 @@
-"""Stage 6, finetune_asr: NeMo CTC training on the dataset's clips and reviewed transcripts.
+"""Step 6, finetune_asr: NeMo CTC training on the dataset's clips and reviewed transcripts.
 
 With `--asr-base model.nemo` that model is fine-tuned (its vocabulary kept); without one, a character CTC model
 is trained from scratch (`ctc_recipe.py`). Lightning logs to TensorBoard under `runs/asr/`; the result is
@@ -12,7 +12,7 @@ from pathlib import Path
 import soundfile as sf
 
 from core.atomic import atomic_path
-from pipelines.ctc_recipe import ctc_config, ctc_text
+from pipelines.asr.ctc_recipe import ctc_config, ctc_text
 from pipelines.options import Options
 from pipelines.workspace import PipelineError, Workspace
 

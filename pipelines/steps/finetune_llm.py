@@ -1,4 +1,4 @@
-"""Stage 8, finetune_llm: a LoRA adapter (peft) that teaches the text engine how the target talks.
+"""Step 8, finetune_llm: a LoRA adapter (peft) that teaches the text engine how the target talks.
 
 Conversation pairs come from the recording itself: what was said just before each of the target's clips (the
 other speaker's words, transcribed here) is the user turn, the target's reviewed transcript the reply; with
@@ -15,7 +15,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from core.atomic import atomic_dir
-from pipelines.lora_gguf import TARGET_MODULES, write_adapter
+from pipelines.llm.lora_gguf import TARGET_MODULES, write_adapter
 from pipelines.options import Options
 from pipelines.speech_regions import RATE
 from pipelines.workspace import PipelineError, Workspace

@@ -1,4 +1,4 @@
-"""Stage 7, finetune_tts: a Coqui VITS voice of the target, trained on the clips and their reviewed transcripts.
+"""Step 7, finetune_tts: a Coqui VITS voice of the target, trained on the clips and their reviewed transcripts.
 
 The clips are cut again from the source at 22,050 Hz into an LJSpeech folder (`tts_data/`), then
 `pipelines.tts.train` trains — fine-tuning `--tts-restore` (a Coqui VITS model.pth with its config.json beside
@@ -12,7 +12,7 @@ import shutil
 import soundfile as sf
 
 from core.atomic import atomic_dir
-from pipelines.media import extract_audio
+from pipelines.ffmpeg import extract_audio
 from pipelines.options import Options
 from pipelines.tts.ljspeech import SAMPLE_RATE, Utterance, write_ljspeech
 from pipelines.workspace import PipelineError, Workspace

@@ -1,4 +1,4 @@
-"""Stage 6b, retranscribe: the second transcription round, with the ASR fine-tuned on this dataset.
+"""Step 6b, retranscribe: the second transcription round, with the ASR fine-tuned on this dataset.
 
 Every clip is transcribed again by `models/asr.nemo` and compared with its reviewed transcript; where they
 differ most, either the transcript or the fine-tuned model is wrong, and `review/second_round.csv` ranks those
@@ -11,10 +11,10 @@ import json
 import soundfile as sf
 from tqdm import tqdm
 
-from pipelines.ctc_recipe import ctc_text
-from pipelines.finetune_asr import MODEL
+from pipelines.asr.ctc_recipe import ctc_text
+from pipelines.steps.finetune_asr import MODEL
 from pipelines.options import Options
-from pipelines.review import disagreement, write_csv
+from pipelines.steps.review import disagreement, write_csv
 from pipelines.workspace import Workspace
 
 NEEDS = ["clip", "review", "finetune_asr"]

@@ -1,12 +1,12 @@
-"""Stage 5, review: bubble up what a person should check, and apply what they corrected.
+"""Step 5, review: bubble up what a person should check, and apply what they corrected.
 
 - `review/queue.csv`: every clip ranked by doubt — low word confidence, disagreement between the two ASR
   passes, an empty transcript — with both transcripts and the clip's audio file.
 - `review/oov.csv`: words of the transcripts that are not in the pronunciation lexicon (CMUdict), with counts
   and clips: names and jargon the voice may say wrongly and the ASR may not know.
 - `corrections.csv` (clip_id,text), made empty on the first run, is the person's: a row replaces a clip's
-  transcript; an empty text drops the clip. Edits are applied on the next run of this stage.
-Output for the training stages: `transcripts_final.json`, {clip id: text}.
+  transcript; an empty text drops the clip. Edits are applied on the next run of this step.
+Output for the training steps: `transcripts_final.json`, {clip id: text}.
 """
 
 import csv

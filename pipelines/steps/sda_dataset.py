@@ -1,4 +1,4 @@
-"""Stage 9a, sda_dataset: the SDA training set — each clip's face video, re-voiced by the fine-tuned voice.
+"""Step 9a, sda_dataset: the SDA training set — each clip's face video, re-voiced by the fine-tuned voice.
 
 The generator is driven by synthesized speech at run time, so it is trained on synthesized speech ("synthetic
 wave forms"): every clip with a face and a transcript is spoken again by `models/voice`, and its frames are
@@ -19,7 +19,7 @@ from core.sda.face_rig import FaceError, FaceRig
 from core.sda.model import SIZES, SdaConfig
 from core.tts.text_normalizer import normalize
 from pipelines.face_track import MAX_WIDTH
-from pipelines.media import read_frames
+from pipelines.ffmpeg import read_frames
 from pipelines.options import Options
 from pipelines.sda.video_dataset import write_video_dataset
 from pipelines.workspace import PipelineError, Workspace
@@ -70,7 +70,7 @@ def _photo(ws: Workspace, clip: dict, frame: int, cfg: SdaConfig) -> np.ndarray:
 
 def run(ws: Workspace, opts: Options) -> dict:
     from core.tts.backends.coqui_vits import CoquiVitsBackend
-    from pipelines.finetune_tts import VOICE
+    from pipelines.steps.finetune_tts import VOICE
 
     cfg = SIZES[opts.sda_size]  # the crop size, frame rate and sample rate the generator is trained at
     final = json.loads((ws.root / "transcripts_final.json").read_text())

@@ -1,4 +1,4 @@
-"""Stage 9b, train_sda: fine-tunes the shipped SDA generator (with its frame, sequence and sync discriminators)
+"""Step 9b, train_sda: fine-tunes the shipped SDA generator (with its frame, sequence and sync discriminators)
 on `sda_data/`, or at `--sda-size gpu` trains the larger generator from the start; Lightning checkpoints and
 TensorBoard under `runs/sda/` (an interrupted run on the same inputs resumes); the generator file, carrying the
 avatar's photo, lands in `models/generator.pt`."""

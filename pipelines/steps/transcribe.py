@@ -1,8 +1,8 @@
-"""Stage 4, transcribe: two ASR passes over every clip, with word timings and confidences.
+"""Step 4, transcribe: two ASR passes over every clip, with word timings and confidences.
 
 The first pass is Whisper (beam search over the whole clip); the second opinion is Whisper again with greedy
-decoding. Where the two disagree, or confidence is low, the review stage asks a person. (The second round, with
-the ASR fine-tuned on this dataset, is the `retranscribe` stage.)
+decoding. Where the two disagree, or confidence is low, the review step asks a person. (The second round, with
+the ASR fine-tuned on this dataset, is the `retranscribe` step.)
 Output: `transcripts.json`, {clip id: {text, words, confidence, second, second_by}}.
 """
 

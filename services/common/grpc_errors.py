@@ -2,12 +2,13 @@
 
 import grpc
 
-from core.errors import AvatarError, BadRequest, NotFound, NotReady, Overloaded, Timeout
+from core.errors import AvatarError, BadRequest, NotFound, NotReady, Overloaded, Refused, Timeout
 
 _STATUS = {
     BadRequest: grpc.StatusCode.INVALID_ARGUMENT,
     NotFound: grpc.StatusCode.NOT_FOUND,
     NotReady: grpc.StatusCode.UNAVAILABLE,
+    Refused: grpc.StatusCode.PERMISSION_DENIED,
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Timeout: grpc.StatusCode.DEADLINE_EXCEEDED,
 }

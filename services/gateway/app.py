@@ -1,14 +1,14 @@
-"""The FastAPI app: the browser WebSocket, health and readiness, Prometheus metrics."""
+"""The FastAPI app: the browser WebSocket, REST, health and readiness; on the operators' port (GATEWAY_METRICS_PORT,
+the same server listening on a second socket) Prometheus metrics and readiness's details."""
 
 import asyncio
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, Response, WebSocket
+from fastapi import Depends, FastAPI, HTTPException, Request, Response, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
-from redis.exceptions import RedisError
 
 from core.avatar_jobs import AvatarJobs
 from services.common.tracing import setup_tracing, shutdown_tracing
@@ -19,11 +19,12 @@ from services.gateway.body_limit import BodyLimit
 from services.gateway.config import GatewaySettings
 from services.gateway.draining import Drain
 from services.gateway.grpc_stages import grpc_stages
+from services.gateway.readiness import Readiness
 from services.gateway.rest_auth import requires
 from services.gateway.rest_limits import RateLimiter
 from services.gateway.session_store import SessionStore
 from services.gateway.socket_limits import SocketLimits
-from services.gateway.stage_clients import StageClients
+from services.gateway.stage_channels import StageClients
 from services.gateway.transport import WebSocketTransport
 
 SESSIONS = Counter("avatar_gateway_sessions_total", "WebSocket sessions opened")
@@ -40,6 +41,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.clients = StageClients(settings)
         app.state.stages = grpc_stages(app.state.clients, settings)
         app.state.jobs = AvatarJobs.from_url(settings.redis_url)
+        app.state.readiness = Readiness(app.state.store, app.state.clients, app.state.drain, app.state.admission,
+                                        settings.redis_outage_grace_s)
         setup_tracing("avatar.gateway")
         yield
         await app.state.clients.close()
@@ -47,6 +50,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         await app.state.jobs.close()
         shutdown_tracing()
 
+    if settings.metrics_port == settings.port:
+        raise ValueError("GATEWAY_METRICS_PORT must differ from GATEWAY_PORT: metrics stay off the public port")
     app = FastAPI(title="Avatar gateway", version="1", lifespan=lifespan)
     app.state.access = Access(settings)
     app.state.sockets = SocketLimits(settings.max_sockets, settings.max_sockets_per_address)
@@ -64,25 +69,22 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         """Liveness: the gateway process answers."""
         return {"status": "ok"}
 
+    def on_ops_port(request: Request) -> bool:
+        """Whether the request came in on the operators' port (GATEWAY_METRICS_PORT), not the public one."""
+        return bool(settings.metrics_port) and request.scope["server"][1] == settings.metrics_port
+
     @app.get("/readyz")
-    async def readyz():
-        """Readiness: Redis answers, every stage's name resolves, the gateway is not draining and has room for
-        another conversation; lists each stage's health (a stage down degrades turns, not the gateway, but a name
-        that resolves nowhere is a broken network: no turn could ever reach it)."""
-        try:
-            redis = "ok" if await app.state.store.ping() else "unreachable"
-        except (OSError, RedisError) as err:  # down, refusing (protected mode, a wrong password), or not Redis
-            redis = f"unreachable: {err}"[:200]
-        admission = app.state.admission
-        unresolved = await app.state.clients.unresolved()
-        body = {"redis": redis, "stages": await app.state.clients.statuses(), "unresolved": unresolved,
-                "draining": app.state.drain.draining,
-                "sessions": {"admitted": admission.admitted, "capacity": admission.max_sessions, "full": admission.full}}
-        ready = redis == "ok" and not unresolved and not app.state.drain.draining and not admission.full
+    async def readyz(request: Request):
+        """Readiness (`readiness.py`): 200 or 503; the details only on the operators' port."""
+        ready, details = await app.state.readiness.check()
+        body = {"ready": ready, **details} if on_ops_port(request) else {"ready": ready}
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics")
-    async def metrics():
+    async def metrics(request: Request):
+        """Prometheus metrics, on the operators' port only."""
+        if not on_ops_port(request):
+            raise HTTPException(404, "not here: metrics are served on the gateway's metrics port")
         TASKS.set(len(asyncio.all_tasks()))
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

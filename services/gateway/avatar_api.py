@@ -8,11 +8,14 @@ from collections import OrderedDict
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Response, UploadFile
 
-from avatar.sda.v1 import sda_pb2
-from core.avatar_bundle import AVATAR_ID, DEFAULT, AvatarBundle
+from core.avatar_bundle import AVATAR_ID, DEFAULT, AvatarBundle, consent_to
 from core.avatar_jobs import AvatarJobs, new_avatar_id
+from core.consent import Consent, Withdrawals, evidence_kind_of
+from core.errors import BadRequest, NotFound, Refused
 from core.sda.face_rig import FaceError, FaceRig, read_photo
+from services.gateway.access import Principal
 from services.gateway.config import GatewaySettings
+from services.gateway.rest_auth import requires
 from services.gateway.rest_limits import rate_limited
 from services.gateway.stages import OUTPUT_RATE, Animator, Face, StageFailed, TurnMeta, VideoOut
 
@@ -22,25 +25,52 @@ router = APIRouter(prefix="/v1/avatars", tags=["avatars"])
 @router.get("")
 async def list_avatars(request: Request) -> dict:
     """The avatars the animation stage can show; `default` always."""
-    reply = await request.app.state.clients.sda.ListAvatars(sda_pb2.ListAvatarsRequest(), timeout=5)
-    return {"default": reply.default_avatar, "avatars": [a.avatar_id for a in reply.avatars]}
+    try:
+        listed = await request.app.state.stages.sda.avatars()
+    except StageFailed as err:
+        raise HTTPException(503, err.message) from None
+    return {"default": listed.default, "avatars": listed.ids}
 
 
 @router.post("", status_code=202, dependencies=[Depends(rate_limited("make_avatars"))])
-async def create_avatar(request: Request, photo: UploadFile = File(...), name: str = Form("")) -> dict:
-    """Queue an avatar made from one portrait photo. 413 for a photo over the size limit (never cut short), 422
-    when it has no usable face."""
+async def create_avatar(request: Request, photo: UploadFile = File(...), name: str = Form(""),
+                        consent_person: str = Form(""), consent_evidence: UploadFile | None = File(None),
+                        consent_scopes: str = Form("conversation,video_export,face"),
+                        consent_recorded_by: str = Form(""),
+                        principal: Principal = Depends(requires("make_avatars"))) -> dict:
+    """Queue an avatar made from one portrait photo of a person who consented: `consent_person` (who they are)
+    and `consent_evidence` (the statement they read, on audio or video, or a signed document; only its hash is
+    kept) go on record with what they agreed to (`consent_scopes`, which must include `face`) and who recorded it
+    (`consent_recorded_by`, else the caller's token subject). 422 without them or without a usable face; 413 for a
+    photo or evidence over the size limit (never cut short)."""
     settings: GatewaySettings = request.app.state.settings
+    if not consent_person.strip() or consent_evidence is None:
+        raise HTTPException(422, "an avatar needs its person's consent on record: send consent_person (who they are) "
+                                 "and consent_evidence (the statement they read, as audio or video, or a signed "
+                                 "document)")
     data = await photo.read(settings.max_photo_bytes + 1)
     if len(data) > settings.max_photo_bytes:
         raise HTTPException(413, f"the photo exceeds {settings.max_photo_bytes} bytes")
+    evidence = await consent_evidence.read(settings.max_consent_evidence_bytes + 1)
+    if len(evidence) > settings.max_consent_evidence_bytes:
+        raise HTTPException(413, f"the consent evidence exceeds {settings.max_consent_evidence_bytes} bytes")
+    try:
+        consent = Consent.recorded(consent_person, consent_recorded_by or principal.subject,
+                                   [s.strip() for s in consent_scopes.split(",") if s.strip()], evidence,
+                                   consent_evidence.filename or "",
+                                   evidence_kind_of(consent_evidence.filename or "", consent_evidence.content_type or ""))
+    except BadRequest as err:
+        raise HTTPException(422, str(err)) from None
+    if not consent.allows("face"):
+        raise HTTPException(422, f"the avatar is the person's face, and their consent covers "
+                                 f"{', '.join(consent.scopes)}: it must include face")
     try:
         await asyncio.to_thread(lambda: FaceRig.from_photo(read_photo(data)))
     except FaceError as err:
         raise HTTPException(422, str(err)) from None
     avatar_id = new_avatar_id(re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:24])
     jobs: AvatarJobs = request.app.state.jobs
-    await jobs.enqueue(avatar_id, name, data)
+    await jobs.enqueue(avatar_id, name, data, consent.to_json())
     return {"avatar_id": avatar_id, "status_url": f"/v1/avatars/{avatar_id}"}
 
 
@@ -54,12 +84,24 @@ async def avatar_still(request: Request, avatar_id: str) -> Response:
     speaks."""
     if avatar_id != DEFAULT and not AVATAR_ID.fullmatch(avatar_id):
         raise HTTPException(404, f"unknown avatar {avatar_id!r}")
+    try:
+        consent_to(request.app.state.settings.avatars_dir, avatar_id, "conversation")
+    except NotFound as err:
+        forget_still(avatar_id)
+        raise HTTPException(404, str(err)) from None
+    except Refused as err:
+        forget_still(avatar_id)
+        raise HTTPException(403, str(err)) from None
     if avatar_id not in _STILLS:
         _STILLS[avatar_id] = await _draw_still(request.app.state.stages.sda, avatar_id)
         while len(_STILLS) > _STILLS_KEPT:
             _STILLS.popitem(last=False)
     _STILLS.move_to_end(avatar_id)
     return Response(_STILLS[avatar_id], media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})
+
+
+def forget_still(avatar_id: str) -> None:
+    _STILLS.pop(avatar_id, None)
 
 
 async def _draw_still(animator: Animator, avatar_id: str) -> bytes:
@@ -83,6 +125,8 @@ async def avatar_status(request: Request, avatar_id: str) -> dict:
     settings: GatewaySettings = request.app.state.settings
     if not AVATAR_ID.fullmatch(avatar_id):
         raise HTTPException(404, f"unknown avatar {avatar_id!r}")
+    if (tombstone := Withdrawals(settings.avatars_dir).read(avatar_id)) is not None:
+        return {"avatar_id": avatar_id, "state": "withdrawn", "withdrawn_at": tombstone["withdrawn_at"]}
     status = await request.app.state.jobs.status(avatar_id)
     if status is not None:
         return {"avatar_id": avatar_id, **status}

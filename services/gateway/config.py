@@ -15,6 +15,9 @@ class GatewaySettings(BaseSettings):
     # 127.0.0.1: this machine only (`make run`); GATEWAY_HOST=0.0.0.0 to serve other machines (the image does).
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # The operators' port: /metrics and /readyz's details (each stage's health, Redis, sessions). Not the public
+    # one: compose and the Ingress publish only `port`. 0: no metrics at all.
+    metrics_port: int = Field(default=9100, ge=0, le=65535)
     log_level: str = "INFO"
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL", "GATEWAY_REDIS_URL"))
     asr_address: str = "127.0.0.1:50051"
@@ -71,6 +74,9 @@ class GatewaySettings(BaseSettings):
     # On SIGTERM, open sessions get this long to finish the reply in flight before they are told to reconnect
     # (compose's stop_grace_period and the pod's terminationGracePeriodSeconds leave room for it).
     drain_grace_s: float = Field(default=20.0, ge=0)
+    # Redis out for less than this does not make the gateway unready (every gateway shares it; conversations go on
+    # from memory while it restarts); longer, and the load balancer is told.
+    redis_outage_grace_s: float = Field(default=30.0, ge=0)
     # After a SIGTERM the gateway goes on answering for at least this long — /readyz 503, newcomers told to
     # reconnect — so a load balancer polling readiness has taken it out before it stops listening (a newcomer meets
     # a redirect, not a refused connection). Ctrl+C (SIGINT) does not wait for it.
@@ -97,6 +103,8 @@ class GatewaySettings(BaseSettings):
     # Published avatars (read: which have a voice, which exist); the worker writes them.
     avatars_dir: AvatarsDir
     max_photo_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # The consent statement (audio, video) or signed document sent with a photo avatar: only its hash is kept.
+    max_consent_evidence_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     # REST uploads: a request body over `max_body_bytes` is refused before it is parsed; an audio file is refused
     # by the length it decodes to (a small compressed file can hold hours), before it is decoded.
     max_body_bytes: int = Field(default=60 * 1024 * 1024, ge=1024 * 1024)

@@ -23,10 +23,10 @@ from pathlib import Path
 from prometheus_client import Counter
 
 from core.asr import vocabulary
-from core.avatar_bundle import AVATAR_ID, AvatarBundle, is_default
-from core.errors import NotFound
+from core.avatar_bundle import AVATAR_ID, AvatarBundle, consent_to, is_default
+from core.errors import NotFound, Refused
 from core.llm.persona import Persona, PersonaBook
-from services.gateway import history, media
+from services.gateway import history, media_messages
 from services.gateway.access import ANONYMOUS, Denied, Principal
 from services.gateway.config import GatewaySettings
 from services.gateway.echo import EchoGuard
@@ -98,7 +98,7 @@ class Conversation:
         self._vocabulary: tuple[str, ...] = ()  # what the recogniser leans towards (session_vocabulary)
         self._audio_format = ("linear16", 16000)
         self._echo = EchoGuard("linear16", 16000, settings.echo_max_delay_s)
-        self._media = media.ClientMedia()  # the codecs of this connection's media (the hello chooses them)
+        self._media = media_messages.ClientMedia()  # the codecs of this connection's media (the hello chooses them)
         self._turn = 0  # the open turn: the number the next final transcript gets
         self._history: list[dict] = []
         self._appended = 0  # history entries the session ever added (stored ones and those made here)
@@ -129,13 +129,13 @@ class Conversation:
 
     async def _open(self, hello: Hello, principal: Principal) -> bool:
         settings = self._settings
-        video = media.choose(hello.media.video, settings.video_codecs)
-        audio = media.choose(hello.media.audio, settings.audio_codecs)
+        video = media_messages.choose(hello.media.video, settings.video_codecs)
+        audio = media_messages.choose(hello.media.audio, settings.audio_codecs)
         if video is None or audio is None:
             self._emit(error_event(ErrorCode.UNSUPPORTED_MEDIA, f"none of the codecs {hello.media.model_dump()} is "
                                    f"offered here; offered: video {settings.video_codecs}, audio {settings.audio_codecs}"))
             return False
-        self._media = media.ClientMedia(VideoOut(video), audio, settings.opus_kbps)
+        self._media = media_messages.ClientMedia(VideoOut(video), audio, settings.opus_kbps)
         wanted = hello.settings.model_dump(exclude_unset=True)
         if hello.session_id:
             stored = await self._store.get(hello.session_id)
@@ -146,6 +146,8 @@ class Conversation:
                 raise Denied("this session belongs to another user")
             avatar_id = hello.avatar_id if "avatar_id" in hello.model_fields_set else stored["avatar_id"]
             principal.require_avatar(avatar_id)
+            if not self._may_converse_with(avatar_id):
+                return False
             self.session_id = hello.session_id
             self._avatar_id = avatar_id
             self._session_settings = SessionSettings.model_validate({**stored["settings"], **wanted})
@@ -155,6 +157,8 @@ class Conversation:
             await self._store.update(self.session_id, self._avatar_id, self._session_settings.model_dump())
         else:
             principal.require_avatar(hello.avatar_id)
+            if not self._may_converse_with(hello.avatar_id):
+                return False
             self._avatar_id = hello.avatar_id
             self._session_settings = hello.settings
             self.session_id = await self._store.create(self._avatar_id, self._session_settings.model_dump(),
@@ -176,6 +180,18 @@ class Conversation:
             "model": asdict(model) if (model := await self._stages.llm.model()) else None,
             **self._media.describe(),
         })
+        return True
+
+    def _may_converse_with(self, avatar_id: str) -> bool:
+        """Whether the avatar is published and its person consented to live conversation; if not, says why."""
+        try:
+            consent_to(self._settings.avatars_dir, avatar_id, "conversation")
+        except NotFound as err:
+            self._emit(error_event(ErrorCode.UNKNOWN_AVATAR, str(err)))
+            return False
+        except Refused as err:
+            self._emit(error_event(ErrorCode.NO_CONSENT, str(err)))
+            return False
         return True
 
     async def close(self) -> None:

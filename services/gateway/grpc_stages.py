@@ -15,9 +15,9 @@ from core.avatar_bundle import wire_id
 from services.gateway.config import GatewaySettings
 from services.gateway.grpc_streams import bidi, responses
 from services.gateway.protocol import ErrorCode
-from services.gateway.stage_clients import StageClients
+from services.gateway.stage_channels import StageClients
 from services.gateway.stages import (
-    OUTPUT_RATE, Face, Finish, Frame, ListenConfig, Metadata, ModelInfo, ReplyRequest, SpeechChunk, SpeechEvent,
+    OUTPUT_RATE, Avatars, Face, Finish, Frame, ListenConfig, Metadata, ModelInfo, ReplyRequest, SpeechChunk, SpeechEvent,
     Stages, StageFailed, Transcript, TurnMeta, Usage, VideoOut, Voice, Word,
 )
 
@@ -164,6 +164,13 @@ class GrpcAnimator:
     def __init__(self, clients: StageClients, timeout_s: float):
         self._clients = clients
         self._timeout_s = timeout_s
+
+    async def avatars(self) -> Avatars:
+        try:
+            reply = await self._clients.sda.ListAvatars(sda_pb2.ListAvatarsRequest(), timeout=5)
+        except grpc.aio.AioRpcError as err:
+            raise stage_failed("animation", err) from None
+        return Avatars(reply.default_avatar, [a.avatar_id for a in reply.avatars])
 
     async def animate(self, audio: AsyncIterator[bytes], face: Face, meta: TurnMeta, video: VideoOut,
                       metadata: Metadata = (), sample_rate: int = OUTPUT_RATE) -> AsyncIterator[Frame]:

@@ -22,6 +22,8 @@ from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from core.audio import encode_linear16
+from core.avatar_bundle import consent_to
+from core.errors import NotFound, Refused
 from services.gateway import reply_processors
 from services.gateway.mp4 import mp4
 from services.gateway.reply_processors import ReplyContext, VideoLost
@@ -258,7 +260,15 @@ async def speech(request: Request, body: SpeechRequest):
 @router.post("/avatar/video", response_class=Response, dependencies=[Depends(rate_limited("rest"))])
 async def avatar_video(request: Request, audio: UploadFile = File(...), photo: UploadFile | None = File(None),
                        avatar_id: str = Form("default")):
-    """An MP4 of the avatar (or of the face in `photo`) speaking the uploaded audio."""
+    """An MP4 of the avatar (or of the face in `photo`) speaking the uploaded audio; an avatar whose person did
+    not consent to video export (or withdrew) is refused with 403."""
+    if photo is None:
+        try:
+            consent_to(request.app.state.settings.avatars_dir, avatar_id, "video_export")
+        except NotFound as err:
+            raise HTTPException(404, str(err)) from None
+        except Refused as err:
+            raise HTTPException(403, str(err)) from None
     samples, rate = await _read_audio(request, audio)
     if rate % 25:
         raise HTTPException(400, f"sample rate {rate} Hz is not a whole number of samples per 25 fps frame")

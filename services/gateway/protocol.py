@@ -17,6 +17,8 @@ class ErrorCode(StrEnum):
     UNAUTHORIZED = "unauthorized"
     NOT_READY = "not_ready"  # a message that needs the hello before it
     UNKNOWN_SESSION = "unknown_session"
+    UNKNOWN_AVATAR = "unknown_avatar"  # the hello's avatar is not published here
+    NO_CONSENT = "no_consent"  # the avatar's person did not consent to conversation, or withdrew their consent
     AUDIO_TOO_LARGE = "audio_too_large"
     STAGE_UNAVAILABLE = "stage_unavailable"  # a stage is down or not loaded: the turn degrades or ends
     STAGE_ERROR = "stage_error"  # a stage refused or failed the request

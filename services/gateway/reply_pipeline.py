@@ -14,7 +14,7 @@ from collections.abc import Callable
 from opentelemetry import trace
 
 from services.common.tracing import start_turn_span
-from services.gateway import media, reply_processors
+from services.gateway import media_messages, reply_processors
 from services.gateway.playback import Playback
 from services.gateway.protocol import ErrorCode, error_event
 from services.gateway.reply_processors import AudioOnly, ReplyContext, VideoLost
@@ -25,14 +25,14 @@ from services.gateway.stages import BYTES_PER_S, Frame, ReplyRequest, SpeechChun
 class ReplyPipeline:
     def __init__(self, stages: Stages, request: ReplyRequest, voice: str, emit: Callable[[dict | bytes], None],
                  ended_at: float, speculation: Speculation | None = None, playback: Playback | None = None,
-                 stall_s: float = 15.0, client_media: media.ClientMedia | None = None, lead_s: float = 8.0):
+                 stall_s: float = 15.0, client_media: media_messages.ClientMedia | None = None, lead_s: float = 8.0):
         """`voice`: the TTS voice ("" = the service's default). `ended_at`: time.perf_counter() at the end of
         the user's turn. `speculation`: a reply already under way, kept; otherwise the text engine is asked.
         `client_media`: the codecs the client chose (JPEG and PCM unless it chose others). `lead_s`: how far
         speech may run ahead of what the user has heard."""
         self._request = request
         self._turn = request.meta.turn
-        self._media = client_media or media.ClientMedia()
+        self._media = client_media or media_messages.ClientMedia()
         self._out = self._media.for_reply(self._turn)
         self._emit = emit
         self._speculation = speculation

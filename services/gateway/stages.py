@@ -151,7 +151,7 @@ class Frame:
 
 @dataclass
 class VideoOut:
-    """How a client takes a reply's frames: the codec its hello chose (media.VIDEO_CODECS), and whether it asked
+    """How a client takes a reply's frames: the codec its hello chose (media_messages.VIDEO_CODECS), and whether it asked
     for a keyframe (its decoder lost its place; requests coalesce until the animation stage is told)."""
 
     codec: str = "jpeg"
@@ -165,6 +165,14 @@ class Face:
 
     avatar_id: str
     photo: bytes = b""
+
+
+@dataclass(frozen=True)
+class Avatars:
+    """The avatars the animation stage can show."""
+
+    default: str
+    ids: list[str]
 
 
 @dataclass(frozen=True)
@@ -190,6 +198,8 @@ class Synthesizer(Protocol):
 class Animator(Protocol):
     def animate(self, audio: AsyncIterator[bytes], face: Face, meta: TurnMeta, video: VideoOut,
                 metadata: Metadata = (), sample_rate: int = OUTPUT_RATE) -> AsyncIterator[Frame]: ...
+
+    async def avatars(self) -> Avatars: ...
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 It checks every message against the protocol (docs/websocket.md) and hands what is valid to the conversation;
 a bad message is answered with an `error` event and dropped, and the session goes on. Media travel as binary
-messages (`media.py`); everything goes out through one queue, in order.
+messages (`media_messages.py`); everything goes out through one queue, in order.
 
 What a hostile client can cost is bounded: a page from an origin not allowed is refused, sockets are capped per
 client address and in all, a socket without a valid hello soon after it opened is closed, and a client that does
@@ -24,7 +24,7 @@ from services.gateway.draining import RESTART_CLOSE_CODE, Drain, reconnect_event
 from services.gateway.protocol import PROTOCOL_VERSION, EndOfAudio, ErrorCode, Hello, KeyframeRequest, error_event
 from services.gateway.session_store import SessionStore
 from services.gateway.socket_limits import SocketLimits
-from services.gateway.stage_clients import StageClients
+from services.gateway.stage_channels import StageClients
 from services.gateway.stages import Stages
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,8 @@
 """python -m services.runner.healthcheck — exit 0 when the service in this container is ready (Docker HEALTHCHECK).
 
 gRPC stages are asked over grpc.health.v1 on $<STAGE>_PORT. The gateway is healthy when it is wired: its
-/readyz on $GATEWAY_PORT finds Redis and resolves every stage's name (being full or draining is not ill health),
-so `compose up --wait` does not call a stack on a broken network healthy.
+/readyz on the operators' port ($GATEWAY_METRICS_PORT) finds Redis and resolves every stage's name (being full
+or draining is not ill health), so `compose up --wait` does not call a stack on a broken network healthy.
 """
 
 import json
@@ -34,7 +34,10 @@ def gateway_wired(port: int) -> str:
 def main(name: str) -> int:
     spec = next(s for s in SERVICES if s.name == name)
     port = int(os.environ.get(f"{spec.env_prefix}PORT", spec.port))
-    state = gateway_wired(port) if name == "gateway" else status(replace(spec, port=port), timeout=3.0)
+    if name == "gateway":
+        state = gateway_wired(int(os.environ.get("GATEWAY_METRICS_PORT", spec.metrics_port)))
+    else:
+        state = status(replace(spec, port=port), timeout=3.0)
     print(f"{name}: {state}")
     return 0 if state == SERVING else 1
 

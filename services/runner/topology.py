@@ -12,7 +12,7 @@ from dataclasses import dataclass
 class ServiceSpec:
     name: str
     port: int
-    metrics_port: int  # the gateway serves /metrics on its own port
+    metrics_port: int  # Prometheus /metrics (the worker's only port; the gateway's operators' port)
     grpc: bool  # gRPC stage (health over grpc.health.v1), or HTTP (GET /healthz)
     entry: str = ""  # the module run with python -m (services.<name> when empty)
     image_dir: str = ""  # the folder holding its Dockerfile (services/<name> when empty)
@@ -36,7 +36,7 @@ STAGES = (
     ServiceSpec("tts", 50053, 9103, grpc=True),
     ServiceSpec("sda", 50054, 9104, grpc=True),
 )
-GATEWAY = ServiceSpec("gateway", 8000, 8000, grpc=False)
+GATEWAY = ServiceSpec("gateway", 8000, 9100, grpc=False)
 # Makes avatars from photos for the gateway (jobs through Redis); its port serves Prometheus metrics.
 WORKER = ServiceSpec("worker", 9105, 9105, grpc=False, entry="pipelines.avatar_worker", image_dir="pipelines")
 SERVICES = (*STAGES, GATEWAY, WORKER)

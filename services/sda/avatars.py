@@ -93,7 +93,10 @@ class AvatarBook:
         avatar_id = avatar_id or DEFAULT
         with self._lock:
             if avatar_id in self._loaded:
-                return self._loaded[avatar_id]
+                if avatar_id == DEFAULT or AvatarBundle.at(self._dir, avatar_id).is_published():
+                    return self._loaded[avatar_id]
+                del self._loaded[avatar_id]  # withdrawn or removed since: nothing of it is served
+                log.info("forgot avatar %s: its bundle is gone", avatar_id)
             path = AvatarBundle.at(self._dir, avatar_id).generator if self._dir else check_avatar_id(avatar_id) and None
             if path is None or not path.is_file():
                 raise NotFound(f"unknown avatar {avatar_id!r}; available: {', '.join(self.ids())}")

@@ -1,6 +1,7 @@
 """The TTS gRPC servicer: voice selection, request validation, and the mapping of synthesizer output."""
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from services.common.streams import read_config
 from services.tts.config import TtsSettings
 from services.tts.engine import FLUSH, Chunk, StreamingSynthesizer
 from services.common.priority_turns import PriorityTurns
+
+log = logging.getLogger(__name__)
 
 
 def make_voices(settings: TtsSettings) -> dict[str, TtsBackend]:
@@ -48,6 +51,7 @@ class TtsService(tts_pb2_grpc.TtsServiceServicer):
         self._settings = settings
         self._voices = make_voices(settings)
         self._default = next(iter(self._voices))
+        self._from_avatars: dict[str, Path] = {}  # voices loaded from avatars' bundles, and where from
         self._turns = PriorityTurns()
         self._loading = asyncio.Lock()
 
@@ -65,9 +69,17 @@ class TtsService(tts_pb2_grpc.TtsServiceServicer):
         bundles = (AvatarBundle.at(self._settings.avatars_dir, i) for i in AvatarBundle.published(self._settings.avatars_dir))
         return {b.avatar_id: b.voice for b in bundles if is_coqui_voice(b.voice)}
 
+    def _forget_removed(self) -> None:
+        """Drop the loaded voices whose avatar's bundle is gone (withdrawn): nothing of them is served."""
+        for name, folder in list(self._from_avatars.items()):
+            if not is_coqui_voice(folder):
+                del self._voices[name], self._from_avatars[name]
+                log.info("forgot voice %s: its avatar's bundle is gone", name)
+
     async def _voice(self, name: str) -> TtsBackend:
         if is_default(name):
             return self._voices[self._default]
+        self._forget_removed()
         if name in self._voices:
             return self._voices[name]
         folder = self._avatar_voices().get(name)
@@ -79,9 +91,11 @@ class TtsService(tts_pb2_grpc.TtsServiceServicer):
                 backend = CoquiVitsBackend(str(folder), self._settings.use_cuda, name=name)
                 await asyncio.to_thread(backend.load)
                 self._voices[name] = backend
+                self._from_avatars[name] = folder
         return self._voices[name]
 
     async def ListVoices(self, request, context):
+        self._forget_removed()
         loaded = [
             tts_pb2.VoiceInfo(
                 name=b.voice.name,

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from services.gateway import media
+from services.gateway import media_messages
 from tests import noises
 from tests.benchmarks.report import Section, met, ms, p50, p95
 from tests.benchmarks.spoken_client import CHUNK_S, open_session, talk
@@ -59,7 +59,7 @@ async def _over_a_reply(url: str, sound: np.ndarray) -> tuple[float | None, floa
     async def listen():
         async for raw in ws:
             if isinstance(raw, bytes):
-                if media.parse(raw)["turn"] == 0:
+                if media_messages.parse(raw)["turn"] == 0:
                     first_media.set()
             elif (event := json.loads(raw))["type"] in ("interrupted", "pause") and event["turn"] == 0:
                 stopped.setdefault(event["type"], time.perf_counter())

@@ -17,7 +17,7 @@ import time
 import httpx
 import websockets
 
-from services.gateway import media
+from services.gateway import media_messages
 from tests.benchmarks.report import Section, met, ms, p50, p95
 from tests.benchmarks.spoken_client import talk
 from tests.voices import UNFAMILIAR, say
@@ -57,7 +57,7 @@ async def _session(url: str, index: int, gap_s: float, video: str = "jpeg", audi
                 raw = await asyncio.wait_for(ws.recv(), 180)
                 now = time.perf_counter()
                 if isinstance(raw, bytes):
-                    item = media.parse(raw)
+                    item = media_messages.parse(raw)
                     messages += 1
                     if playback_start is None:
                         playback_start = now + JITTER_S

@@ -1,5 +1,5 @@
-"""The avatar pipeline's preparation stages on long videos: minutes of video per minute of processing, and the
-peak memory of each stage's process, for a short and a long recording (memory that does not grow with the
+"""The avatar pipeline's preparation steps on long videos: minutes of video per minute of processing, and the
+peak memory of each step's process, for a short and a long recording (memory that does not grow with the
 length is what lets an hour of video through).
 
 The videos are two people talking (tests/synthetic_video.py: short phrases with pauses, voices the models were
@@ -24,7 +24,7 @@ from tests.stack import ROOT
 from tests.synthetic_video import pausy_conversation
 from tests.voices import UNFAMILIAR, say
 
-STAGES = ("create_dataset", "diarize", "clip", "transcribe")
+STEPS = ("create_dataset", "diarize", "clip", "transcribe")
 LENGTHS = {"2-minute": 18, "10-minute": 90}  # turns of conversation (about 6.7 s each)
 
 
@@ -53,11 +53,11 @@ def _peak_mb(pid: int) -> float | None:
         return None
 
 
-def _stage(stage: str, args: list[str], log: Path) -> tuple[float, float]:
-    """Seconds and peak resident memory (MB) of one stage's process."""
+def _step(step: str, args: list[str], log: Path) -> tuple[float, float]:
+    """Seconds and peak resident memory (MB) of one step's process."""
     started = time.perf_counter()
     with open(log, "w") as err:
-        process = subprocess.Popen([sys.executable, "-m", "pipelines", stage, *args], cwd=ROOT,
+        process = subprocess.Popen([sys.executable, "-m", "pipelines", step, *args], cwd=ROOT,
                                    stdout=subprocess.DEVNULL, stderr=err)
         peak = 0.0
         while process.poll() is None:
@@ -65,7 +65,7 @@ def _stage(stage: str, args: list[str], log: Path) -> tuple[float, float]:
             time.sleep(0.2)
     seconds = time.perf_counter() - started
     if process.returncode:
-        raise RuntimeError(f"pipeline stage {stage} failed: {log.read_text()[-2000:]}")
+        raise RuntimeError(f"pipeline step {step} failed: {log.read_text()[-2000:]}")
     return seconds, peak
 
 
@@ -82,14 +82,14 @@ def run(stack) -> Section:
                 seconds = _video(folder, label, turns)
                 args = ["--dataset", label, "--url", f"http://127.0.0.1:{server.server_address[1]}/{label}.mp4",
                         "--reference", str(folder / "reference.wav"), "--data-dir", str(folder / "data")]
-                for stage in STAGES:
-                    spent, peak = _stage(stage, args, folder / f"{label}-{stage}.log")
-                    section.add(f"{label} video ({seconds / 60:.1f} min), {stage}",
+                for step in STEPS:
+                    spent, peak = _step(step, args, folder / f"{label}-{step}.log")
+                    section.add(f"{label} video ({seconds / 60:.1f} min), {step}",
                                 f"{seconds / spent:.1f} min of video per min; peak {peak:.0f} MB")
         finally:
             server.shutdown()
-    section.notes.append("Each stage is its own process (`python -m pipelines <stage>`), as a user runs them; "
+    section.notes.append("Each step is its own process (`python -m pipelines <step>`), as a user runs them; "
                          "peak memory is that process's maximum resident set. Two people talk in short phrases "
-                         "with pauses; the face is still, so the clip stage's face tracking does its full work "
+                         "with pauses; the face is still, so the clip step's face tracking does its full work "
                          "on every clip.")
     return section

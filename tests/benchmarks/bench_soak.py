@@ -13,7 +13,7 @@ import time
 import httpx
 import numpy as np
 
-from services.gateway import media
+from services.gateway import media_messages
 from tests.benchmarks.bench_e2e import QUESTIONS
 from tests.benchmarks.report import Section, met, ms, p50, p95
 from tests.benchmarks.spoken_client import open_session, talk
@@ -74,7 +74,7 @@ async def _soak(stack, seconds: float) -> dict:
             except TimeoutError:
                 break
             if isinstance(raw, bytes):
-                item = media.parse(raw)
+                item = media_messages.parse(raw)
                 last_turn_media.setdefault(item["turn"], []).append(item)
                 if first is None and item["kind"] == "video" and item["turn"] == answered:
                     first = time.perf_counter() - marks["voiced_end"]

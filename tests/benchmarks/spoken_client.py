@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from services.gateway import media
+from services.gateway import media_messages
 from tests.speech import to_linear16
 from tests.voices import RATE, Utterance
 
@@ -54,7 +54,7 @@ async def spoken_turn(ws, utterance: Utterance) -> dict:
                 continue
             now = time.perf_counter()
             if isinstance(raw, bytes):
-                item = media.parse(raw)
+                item = media_messages.parse(raw)
                 if item["kind"] == "video":
                     first_frame.setdefault(item["turn"], now)
                 continue

@@ -1,0 +1,1 @@
+"""The text engine's fine-tuning: a LoRA adapter turned into the GGUF file llama.cpp loads."""
