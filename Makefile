@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROTOS := $(shell find proto -name '*.proto')
 WEB := services/gateway/web
+WATERMARK := var/models/watermark
 REQUIREMENTS := requirements-dev.txt $(wildcard core/requirements*.txt) $(wildcard pipelines/requirements*.txt) $(wildcard services/*/requirements*.txt) services/tts/install_coqui.sh
 # llama.cpp is built from source; its native build uses AMX, which faults on some CPUs, so AMX stays off.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
@@ -39,7 +40,11 @@ proto: gen/.stamp
 up: images
 	$(PYTHON) -m deploy.images.compose up
 
-setup: system-deps $(VENV)/.stamp gen/.stamp $(WEB)/dist/index.html
+setup: system-deps $(VENV)/.stamp gen/.stamp $(WEB)/dist/index.html $(WATERMARK)/encoder.onnx
+
+# The audio watermark's networks as ONNX (from the resemble-perth wheel's weights); services read WATERMARK_DIR.
+$(WATERMARK)/encoder.onnx: core/provenance/export_perth.py $(VENV)/.stamp
+	$(PY) -m core.provenance.export_perth $(WATERMARK)
 
 system-deps:
 	@scripts/system_deps.sh

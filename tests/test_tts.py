@@ -9,6 +9,7 @@ from avatar.tts.v1 import tts_pb2, tts_pb2_grpc
 
 from core.asr.backends.whisper_ct2 import WhisperCt2Backend
 from core.audio import resample
+from core.provenance.watermark import DEFAULT_WATERMARK_DIR, MARKED, Watermark
 from tests.speech import SENTENCES, wer
 
 pytestmark = pytest.mark.contract
@@ -116,3 +117,9 @@ def test_voice_list(stack):
         reply = tts_pb2_grpc.TtsServiceStub(channel).ListVoices(tts_pb2.ListVoicesRequest(), timeout=5)
     assert reply.default_voice == "en_US-joe-medium"
     assert reply.voices[0].gives_phoneme_timings and reply.voices[0].sample_rate_hz == 22050
+
+
+def test_speech_is_marked_as_generated(stack):
+    text = "The weather is lovely today, so we are going for a walk in the park."
+    audio, rate = pcm(synthesize(stack, [text], rate=16000))
+    assert Watermark(DEFAULT_WATERMARK_DIR).score(audio, rate) >= MARKED

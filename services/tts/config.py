@@ -6,6 +6,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from core.avatar_bundle import AvatarsDir
+from core.provenance.watermark import WatermarkDir
 from services.common.settings import ServiceSettings
 
 
@@ -25,6 +26,10 @@ class TtsSettings(ServiceSettings):
     # Published avatars (pipelines publish): <avatars_dir>/<avatar_id>/voice/ is the voice named <avatar_id>.
     avatars_dir: AvatarsDir
     use_cuda: bool = False
+    # Every clause's audio carries an inaudible watermark that says it was generated (core.provenance); turning
+    # it off is logged as a warning at start. The model's files: WATERMARK_DIR (made by `make setup` / the image).
+    watermark: bool = True
+    watermark_dir: WatermarkDir
     chunk_ms: int = Field(default=200, ge=20, le=2000)
     max_text_chars: int = Field(default=2000, ge=1, description="longest single text message")
     max_stream_chars: int = Field(default=20000, ge=1, description="most text one stream may carry")

@@ -1,7 +1,7 @@
 """The streaming synthesizer: text deltas in, clause-by-clause audio chunks with phoneme timings out."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +13,7 @@ from services.common.priority_turns import PriorityTurns
 from services.tts.clause_splitter import ClauseSplitter
 
 FLUSH = object()  # an input item: speak what is pending now
+Mark = Callable[[np.ndarray, int], np.ndarray]  # audio at a rate -> the same audio, watermarked
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,10 @@ class StreamingSynthesizer:
         speaking_rate: float,
         turns: PriorityTurns,
         chunk_s: float = 0.2,
+        mark: Mark | None = None,
     ):
         self._backend = backend
+        self._mark = mark
         self._rate = sample_rate
         self._speaking_rate = speaking_rate
         self._turns = turns
@@ -76,8 +79,7 @@ class StreamingSynthesizer:
         if not text:
             return []
         async with self._turns.turn(first=self._position == 0):
-            utterance = await asyncio.to_thread(self._backend.synthesize, text, self._speaking_rate)
-        audio = resample(utterance.audio, self._backend.voice.sample_rate, self._rate)
+            utterance, audio = await asyncio.to_thread(self._render, text)
         start = self._position / self._rate
         phonemes = [Phoneme(p.symbol, p.start_s + start, p.end_s + start) for p in utterance.phonemes]
         chunks = []
@@ -89,3 +91,11 @@ class StreamingSynthesizer:
             chunks.append(Chunk(piece, begin, clause if offset == 0 else "", inside))
         self._position += audio.size
         return chunks
+
+    def _render(self, text: str):
+        """The clause spoken, at the output rate, marked as generated where a mark is set."""
+        utterance = self._backend.synthesize(text, self._speaking_rate)
+        audio = resample(utterance.audio, self._backend.voice.sample_rate, self._rate)
+        if self._mark is not None:
+            audio = self._mark(audio, self._rate)
+        return utterance, audio

@@ -12,6 +12,7 @@ from avatar.tts.v1 import tts_pb2, tts_pb2_grpc
 from core import audio
 from core.avatar_bundle import AvatarBundle, is_default
 from core.errors import BadRequest, NotFound
+from core.provenance.watermark import Watermark
 from core.tts.backends.base_backend import TtsBackend
 from core.tts.backends.coqui_vits import CoquiVitsBackend, is_coqui_voice
 from core.tts.backends.piper_voice import PiperBackend
@@ -54,6 +55,7 @@ class TtsService(tts_pb2_grpc.TtsServiceServicer):
         self._from_avatars: dict[str, Path] = {}  # voices loaded from avatars' bundles, and where from
         self._turns = PriorityTurns()
         self._loading = asyncio.Lock()
+        self._watermark: Watermark | None = None
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         tts_pb2_grpc.add_TtsServiceServicer_to_server(self, server)
@@ -61,6 +63,12 @@ class TtsService(tts_pb2_grpc.TtsServiceServicer):
     def load(self) -> None:
         for backend in self._voices.values():
             backend.load()
+        if self._settings.watermark:
+            self._watermark = Watermark(self._settings.watermark_dir)
+            default = self._voices[self._default]
+            self._watermark.mark(default.synthesize("Ready.", 1.0).audio, default.voice.sample_rate)  # warm-up
+        else:
+            log.warning("TTS_WATERMARK is off: the speech this service makes is NOT marked as generated")
 
     def _avatar_voices(self) -> dict[str, Path]:
         """Voices of published avatars (`<avatars_dir>/<id>/voice/`), named by the avatar's id."""
@@ -142,7 +150,8 @@ class TtsService(tts_pb2_grpc.TtsServiceServicer):
                 yield request.text
 
         fmt = common_pb2.AudioFormat(sample_rate_hz=rate, encoding=common_pb2.LINEAR16, channels=1)
-        synthesizer = StreamingSynthesizer(backend, rate, speaking_rate, self._turns, s.chunk_ms / 1000)
+        mark = self._watermark.mark if self._watermark else None
+        synthesizer = StreamingSynthesizer(backend, rate, speaking_rate, self._turns, s.chunk_ms / 1000, mark)
         meta = first.meta
         started = time.perf_counter()
         async for item in synthesizer.run(items()):
