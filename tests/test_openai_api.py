@@ -10,6 +10,7 @@ import pytest
 import soundfile
 from skimage import data
 
+from tests import human_speech
 from tests.media_files import probe_mp4, wav_bytes
 from tests.speech import speak, wer
 
@@ -78,8 +79,36 @@ def test_avatar_video_from_wav_and_from_a_photo(api, tmp_path):
     assert refused.status_code == 400 and "no face" in refused.json()["error"]["message"]
 
 
+def test_provenance_finds_the_mark_on_generated_speech_and_the_manifest_on_videos(api):
+    def check(name: str, content: bytes) -> dict:
+        reply = api.post("/v1/provenance", files={"file": (name, content)})
+        assert reply.status_code == 200, reply.text
+        return reply.json()
+
+    spoken = api.post("/v1/audio/speech", json={"input": "Your table for two is booked for eight tonight."}).content
+    assert check("reply.wav", spoken)["watermarked"] is True
+    assert check("piper.wav", wav_bytes(speak(SENTENCE)))["watermarked"] is False  # the same voice, not through us
+    person = human_speech.hear(human_speech.RECORDINGS[0]).samples
+    assert check("person.wav", wav_bytes(person))["watermarked"] is False
+    assert check("reply.wav", spoken)["manifest"] is None
+
+    samples, rate = soundfile.read(io.BytesIO(spoken), dtype="float32")
+    video = api.post("/v1/avatar/video", files={"audio": ("a.wav", wav_bytes(samples, rate))})
+    found = check("video.mp4", video.content)
+    manifest = found["manifest"]
+    assert found["watermarked"] is True and manifest["generated"] is True and not manifest["problems"]
+    assert manifest["state"] == "Valid" and "DEVELOPMENT" in manifest["signer"]  # signed, by a key nobody trusts
+    assert manifest["generation"]["avatar_id"] == "default" and "carries this system's watermark" in manifest["generation"]["audio"]
+    person_video = api.post("/v1/avatar/video", files={"audio": ("a.wav", wav_bytes(person))})
+    told = check("person.mp4", person_video.content)["manifest"]["generation"]["audio"]
+    assert "no watermark" in told
+
+    junk = api.post("/v1/provenance", files={"file": ("x.bin", b"not media at all")})
+    assert junk.status_code == 400 and junk.json()["error"]["message"]
+
+
 def test_openapi_documents_the_endpoints(api):
     paths = api.get("/openapi.json").json()["paths"]
     for path in ("/v1/audio/transcriptions", "/v1/chat/completions", "/v1/audio/speech", "/v1/avatar/video",
-                 "/v1/avatars"):
+                 "/v1/avatars", "/v1/provenance"):
         assert path in paths

@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_late
 
 from core.avatar_jobs import AvatarJobs
 from services.common.tracing import setup_tracing, shutdown_tracing
-from services.gateway import admin_api, avatar_api, openai_api, rest_errors
+from services.gateway import admin_api, avatar_api, openai_api, provenance_api, rest_errors
 from services.gateway.access import Access
 from services.gateway.admission import Admission
 from services.gateway.body_limit import BodyLimit
@@ -41,6 +41,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.clients = StageClients(settings)
         app.state.stages = grpc_stages(app.state.clients, settings)
         app.state.jobs = AvatarJobs.from_url(settings.redis_url)
+        app.state.provenance = await asyncio.to_thread(provenance_api.Provenance, settings)
         app.state.readiness = Readiness(app.state.store, app.state.clients, app.state.drain, app.state.admission,
                                         settings.redis_outage_grace_s)
         setup_tracing("avatar.gateway")
@@ -62,6 +63,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     rest_errors.install(app)
     app.include_router(avatar_api.router, dependencies=[Depends(requires("converse", "make_avatars"))])
     app.include_router(openai_api.router, dependencies=[Depends(requires("rest"))])
+    app.include_router(provenance_api.router, dependencies=[Depends(requires("rest"))])
     app.include_router(admin_api.router, dependencies=[Depends(requires("admin"))])
 
     @app.get("/healthz")

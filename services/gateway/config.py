@@ -2,10 +2,11 @@
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.avatar_bundle import AvatarsDir
+from core.provenance.watermark import WatermarkDir
 from services.gateway.protocol import AudioCodec, VideoCodec
 
 
@@ -102,6 +103,12 @@ class GatewaySettings(BaseSettings):
     opus_kbps: int = Field(default=24, ge=6, le=128)
     # Published avatars (read: which have a voice, which exist); the worker writes them.
     avatars_dir: AvatarsDir
+    # Exported videos carry a C2PA manifest signed with this certificate chain (PEM, the signer's first) and its
+    # private key (PEM), e.g. from a Secret; without them a DEVELOPMENT key is made under <AVATARS_DIR>/.signing.
+    c2pa_chain_file: str = ""
+    c2pa_key_file: str = ""
+    # The audio watermark's model (POST /v1/provenance reads it; the TTS stage writes it).
+    watermark_dir: WatermarkDir
     max_photo_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     # The consent statement (audio, video) or signed document sent with a photo avatar: only its hash is kept.
     max_consent_evidence_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
@@ -113,3 +120,9 @@ class GatewaySettings(BaseSettings):
     # address): this many a minute on average, bursts of `rest_burst`; past it 429 with Retry-After.
     rest_rate_per_min: float = Field(default=60.0, gt=0)
     rest_burst: int = Field(default=30, ge=1)
+
+    @model_validator(mode="after")
+    def _signing_key_whole(self):
+        if bool(self.c2pa_chain_file) != bool(self.c2pa_key_file):
+            raise ValueError("GATEWAY_C2PA_CHAIN_FILE and GATEWAY_C2PA_KEY_FILE go together: set both or neither")
+        return self

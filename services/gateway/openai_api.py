@@ -260,8 +260,9 @@ async def speech(request: Request, body: SpeechRequest):
 @router.post("/avatar/video", response_class=Response, dependencies=[Depends(rate_limited("rest"))])
 async def avatar_video(request: Request, audio: UploadFile = File(...), photo: UploadFile | None = File(None),
                        avatar_id: str = Form("default")):
-    """An MP4 of the avatar (or of the face in `photo`) speaking the uploaded audio; an avatar whose person did
-    not consent to video export (or withdrew) is refused with 403."""
+    """An MP4 of the avatar (or of the face in `photo`) speaking the uploaded audio, with a signed C2PA manifest
+    saying its frames were generated; an avatar whose person did not consent to video export (or withdrew) is
+    refused with 403."""
     if photo is None:
         try:
             consent_to(request.app.state.settings.avatars_dir, avatar_id, "video_export")
@@ -295,4 +296,7 @@ async def avatar_video(request: Request, audio: UploadFile = File(...), photo: U
                     frames.append(item.image)
     except StageFailed as err:
         raise _http_error(err) from None
-    return Response(await asyncio.to_thread(mp4, frames, 25, pcm, rate), media_type="video/mp4")
+    video = await asyncio.to_thread(mp4, frames, 25, pcm, rate)
+    signed = await asyncio.to_thread(request.app.state.provenance.sign_video, video,
+                                     "" if photo is not None else face.avatar_id or "default", samples, rate)
+    return Response(signed, media_type="video/mp4")
