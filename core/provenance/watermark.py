@@ -65,8 +65,9 @@ class Watermark:
         self._decoder = ort.InferenceSession(str(model_dir / "decoder.onnx"), options, providers=["CPUExecutionProvider"])
         self._window = np.hanning(self._spectrum.n_fft + 1)[:-1].astype(np.float32)  # periodic Hann
 
-    def mark(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
-        """The audio with the mark added: same rate, same length, float32."""
+    def mark(self, audio: np.ndarray, sample_rate: int, strength: float = 1.0) -> np.ndarray:
+        """The audio with the mark added: same rate, same length, float32. `strength` scales the model's change
+        (1: as trained; more survives lower-bitrate codecs, and is louder)."""
         audio = np.asarray(audio, dtype=np.float32)
         spec = self._spectrum
         signal = resample(audio, sample_rate, spec.sample_rate)
@@ -77,7 +78,7 @@ class Watermark:
         levels = spec.normalize(magnitudes)
         voiced = _voiced(levels)
         band = levels[: spec.subband]
-        residual = self._encoder.run(None, {"magnitudes": band[None].astype(np.float32)})[0][0] * voiced
+        residual = self._encoder.run(None, {"magnitudes": band[None].astype(np.float32)})[0][0] * voiced * strength
         change = spec.denormalize(band + residual) - np.maximum(magnitudes[: spec.subband], spec.magnitude_floor)
         phase = frames[: spec.subband] / np.maximum(magnitudes[: spec.subband], 1e-20)
         delta = self._istft(change * phase, signal.size)

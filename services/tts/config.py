@@ -30,6 +30,9 @@ class TtsSettings(ServiceSettings):
     # it off is logged as a warning at start. The model's files: WATERMARK_DIR (made by `make setup` / the image).
     watermark: bool = True
     watermark_dir: WatermarkDir
+    # How strongly: 1 is the model as trained, which the gateway's 24 kbit/s Opus wipes from some voices (espeak's:
+    # found in 0 of 12 clips); 1.5 survives it in all (docs/benchmarks.md, provenance), 2.4 dB louder.
+    watermark_strength: float = Field(default=1.5, ge=0.5, le=3.0)
     chunk_ms: int = Field(default=200, ge=20, le=2000)
     max_text_chars: int = Field(default=2000, ge=1, description="longest single text message")
     max_stream_chars: int = Field(default=20000, ge=1, description="most text one stream may carry")

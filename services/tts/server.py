@@ -1,6 +1,7 @@
 """The TTS gRPC servicer: voice selection, request validation, and the mapping of synthesizer output."""
 
 import asyncio
+import functools
 import logging
 import time
 from pathlib import Path
@@ -150,7 +151,7 @@ class TtsService(tts_pb2_grpc.TtsServiceServicer):
                 yield request.text
 
         fmt = common_pb2.AudioFormat(sample_rate_hz=rate, encoding=common_pb2.LINEAR16, channels=1)
-        mark = self._watermark.mark if self._watermark else None
+        mark = functools.partial(self._watermark.mark, strength=s.watermark_strength) if self._watermark else None
         synthesizer = StreamingSynthesizer(backend, rate, speaking_rate, self._turns, s.chunk_ms / 1000, mark)
         meta = first.meta
         started = time.perf_counter()

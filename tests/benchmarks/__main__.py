@@ -15,6 +15,7 @@ from tests.benchmarks import (
     bench_llm,
     bench_media,
     bench_pipeline,
+    bench_provenance,
     bench_memory,
     bench_sda,
     bench_soak,
@@ -27,6 +28,7 @@ from tests.stack import ROOT, Stack
 # memory comes last: it reads the peak memory of the processes the others exercised
 BENCHES = {"asr": bench_asr, "turns": bench_turns, "llm": bench_llm, "tts": bench_tts, "sda": bench_sda, "face": bench_face, "e2e": bench_e2e,
            "barge_in": bench_barge_in, "concurrency": bench_concurrency, "media": bench_media, "pipeline": bench_pipeline,
+           "provenance": bench_provenance,
            "soak": bench_soak, "memory": bench_memory}
 
 
