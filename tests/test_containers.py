@@ -81,6 +81,26 @@ def test_the_gateway_container_answers_a_wav_with_an_mp4(compose_stack, tmp_path
     assert abs(float(info["format"]["duration"]) - audio.size / 16000) < 0.3
 
 
+def test_the_containers_mark_speech_and_sign_videos(compose_stack):
+    """The TTS image marks what it speaks and the gateway image signs videos and checks files: their model files
+    and native libraries made it into the images."""
+    headers = {"Authorization": f"Bearer {compose_stack.token}"}
+
+    def check(content: bytes) -> dict:
+        found = httpx.post(gateway_url(compose_stack, "/v1/provenance"), headers=headers, timeout=120,
+                           files={"file": ("f", content)})
+        assert found.status_code == 200, found.text[:300]
+        return found.json()
+
+    speech = httpx.post(gateway_url(compose_stack, "/v1/audio/speech"), headers=headers, timeout=120,
+                        json={"input": "Your table for two is booked for eight tonight."})
+    assert speech.status_code == 200 and check(speech.content)["watermarked"] is True
+    video = httpx.post(gateway_url(compose_stack, "/v1/avatar/video"), headers=headers, timeout=240,
+                       files={"audio": ("a.wav", speech.content)})
+    manifest = check(video.content)["manifest"]
+    assert manifest["generated"] is True and manifest["state"] == "Valid" and not manifest["problems"]
+
+
 def test_the_shared_avatars_volume_is_writable_by_the_worker_user(compose_stack):
     """A fresh named volume takes the image's /data/avatars (uid 10001), whichever container mounts it first."""
     worker = compose_stack.containers()["worker"]

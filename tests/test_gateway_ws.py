@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import websockets
 
+from core.provenance.watermark import DEFAULT_WATERMARK_DIR, MARKED, Watermark
 from services.gateway import history, media_messages
 from services.gateway.session_store import SessionStore
 from tests import noises
@@ -100,6 +101,8 @@ async def test_a_client_that_decodes_h264_and_opus_gets_a_moving_face_and_speech
     assert audio.size / rate == pytest.approx(len(frames) * 0.04, abs=0.05)  # one 40 ms packet per frame
     loud = np.sqrt(np.mean(audio.reshape(-1, rate // 50) ** 2, axis=1))  # 20 ms windows
     assert (loud > 0.05 * loud.max()).mean() > 0.3, "the reply audio is not speech"
+    watermark = Watermark(DEFAULT_WATERMARK_DIR)
+    assert watermark.score(audio, rate) >= MARKED, "the reply's speech, as the client decodes it, is not marked"
     sent = sum(len(f["image"]) + len(f["audio"]) for f in frames)
     assert sent * 8 / (len(frames) * 0.04) < 1.5e6  # bits per second of reply: what a phone's connection carries
 

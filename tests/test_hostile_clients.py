@@ -125,8 +125,8 @@ def test_decode_bombs_and_oversized_bodies_are_refused_before_they_cost_memory(g
     bomb = httpx.post(f"{base}/v1/avatars", files={"photo": ("p.png", _png_bomb()), **consent_files()},
                       data=consent_form(), timeout=60)
     assert bomb.status_code == 422 and "megapixels" in bomb.json()["error"]["message"]
-    video = httpx.post(f"{base}/v1/avatar/video", files={"audio": ("a.flac", flac), "photo": ("p.png", _png_bomb())},
-                       timeout=60)
+    video = httpx.post(f"{base}/v1/avatar/video", timeout=60, data=consent_form(),
+                       files={"audio": ("a.flac", flac), "photo": ("p.png", _png_bomb()), **consent_files()})
     assert video.status_code == 413
     declared = httpx.post(f"{base}/v1/audio/transcriptions", content=b"\0" * (3 * 1024 * 1024),
                           headers={"content-type": "multipart/form-data; boundary=x"}, timeout=60)

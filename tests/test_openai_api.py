@@ -11,6 +11,7 @@ import soundfile
 from skimage import data
 
 from tests import human_speech
+from tests.consent import consent_files, consent_form
 from tests.media_files import probe_mp4, wav_bytes
 from tests.speech import speak, wer
 
@@ -72,18 +73,33 @@ def test_avatar_video_from_wav_and_from_a_photo(api, tmp_path):
     kinds = {s["codec_type"] for s in info["streams"]}
     assert kinds == {"video", "audio"} and abs(float(info["format"]["duration"]) - seconds) < 0.3
     photo = cv2.imencode(".jpg", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
-    with_photo = api.post("/v1/avatar/video", files={"audio": ("a.wav", wav_bytes(audio)), "photo": ("p.jpg", photo)})
+    sound = {"audio": ("a.wav", wav_bytes(audio))}
+    without_consent = api.post("/v1/avatar/video", files={**sound, "photo": ("p.jpg", photo)})
+    assert without_consent.status_code == 422 and "consent" in without_consent.json()["error"]["message"]
+    no_video = api.post("/v1/avatar/video", files={**sound, "photo": ("p.jpg", photo), **consent_files()},
+                        data=consent_form(consent_scopes="conversation,face"))
+    assert no_video.status_code == 422 and "video_export" in no_video.json()["error"]["message"]
+    with_photo = api.post("/v1/avatar/video", files={**sound, "photo": ("p.jpg", photo), **consent_files()},
+                          data=consent_form())
     assert with_photo.status_code == 200
+    told = check_provenance(api, with_photo.content)["manifest"]["generation"]
+    assert told["avatar_id"] == "a one-off photo" and told["consent"]["person"] == consent_form()["consent_person"]
+    assert len(told["consent"]["evidence_sha256"]) == 64
     blank = cv2.imencode(".png", np.full((300, 300, 3), 200, np.uint8))[1].tobytes()
-    refused = api.post("/v1/avatar/video", files={"audio": ("a.wav", wav_bytes(audio)), "photo": ("p.png", blank)})
+    refused = api.post("/v1/avatar/video", files={**sound, "photo": ("p.png", blank), **consent_files()},
+                       data=consent_form())
     assert refused.status_code == 400 and "no face" in refused.json()["error"]["message"]
+
+
+def check_provenance(api, content: bytes, name: str = "file") -> dict:
+    reply = api.post("/v1/provenance", files={"file": (name, content)})
+    assert reply.status_code == 200, reply.text
+    return reply.json()
 
 
 def test_provenance_finds_the_mark_on_generated_speech_and_the_manifest_on_videos(api):
     def check(name: str, content: bytes) -> dict:
-        reply = api.post("/v1/provenance", files={"file": (name, content)})
-        assert reply.status_code == 200, reply.text
-        return reply.json()
+        return check_provenance(api, content, name)
 
     spoken = api.post("/v1/audio/speech", json={"input": "Your table for two is booked for eight tonight."}).content
     assert check("reply.wav", spoken)["watermarked"] is True

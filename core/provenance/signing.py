@@ -53,9 +53,9 @@ class SigningKey:
         return leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
 
 
-def generation_manifest(title: str, avatar_id: str, models: dict[str, str], audio: str) -> dict:
+def generation_manifest(title: str, avatar_id: str, models: dict[str, str], audio: str, consent: dict) -> dict:
     """The manifest of a video whose frames a model made: `models` names each model by its role, `audio` says
-    where the sound came from."""
+    where the sound came from, `consent` whose face it is and the hash of their consent's evidence."""
     return {
         "claim_generator_info": [{"name": GENERATOR, "version": "1"}],
         "title": title,
@@ -73,7 +73,8 @@ def generation_manifest(title: str, avatar_id: str, models: dict[str, str], audi
                     ]
                 },
             },
-            {"label": ASSERTION, "data": {"avatar_id": avatar_id, "models": models, "audio": audio}},
+            {"label": ASSERTION,
+             "data": {"avatar_id": avatar_id, "models": models, "audio": audio, "consent": consent}},
         ],
     }
 

@@ -8,13 +8,13 @@ from collections import OrderedDict
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Response, UploadFile
 
-from core.avatar_bundle import AVATAR_ID, DEFAULT, AvatarBundle, consent_to
+from core.avatar_bundle import AVATAR_ID, DEFAULT, AvatarBundle
 from core.avatar_jobs import AvatarJobs, new_avatar_id
-from core.consent import Consent, Withdrawals, evidence_kind_of
-from core.errors import BadRequest, NotFound, Refused
+from core.consent import Withdrawals
 from core.sda.face_rig import FaceError, FaceRig, read_photo
 from services.gateway.access import Principal
 from services.gateway.config import GatewaySettings
+from services.gateway.consent_http import MISSING, avatar_consent, consent_from_form
 from services.gateway.rest_auth import requires
 from services.gateway.rest_limits import rate_limited
 from services.gateway.stages import OUTPUT_RATE, Animator, Face, StageFailed, TurnMeta, VideoOut
@@ -44,26 +44,13 @@ async def create_avatar(request: Request, photo: UploadFile = File(...), name: s
     (`consent_recorded_by`, else the caller's token subject). 422 without them or without a usable face; 413 for a
     photo or evidence over the size limit (never cut short)."""
     settings: GatewaySettings = request.app.state.settings
-    if not consent_person.strip() or consent_evidence is None:
-        raise HTTPException(422, "an avatar needs its person's consent on record: send consent_person (who they are) "
-                                 "and consent_evidence (the statement they read, as audio or video, or a signed "
-                                 "document)")
+    if not consent_person.strip() or consent_evidence is None:  # before reading the photo
+        raise HTTPException(422, f"an avatar {MISSING}")
     data = await photo.read(settings.max_photo_bytes + 1)
     if len(data) > settings.max_photo_bytes:
         raise HTTPException(413, f"the photo exceeds {settings.max_photo_bytes} bytes")
-    evidence = await consent_evidence.read(settings.max_consent_evidence_bytes + 1)
-    if len(evidence) > settings.max_consent_evidence_bytes:
-        raise HTTPException(413, f"the consent evidence exceeds {settings.max_consent_evidence_bytes} bytes")
-    try:
-        consent = Consent.recorded(consent_person, consent_recorded_by or principal.subject,
-                                   [s.strip() for s in consent_scopes.split(",") if s.strip()], evidence,
-                                   consent_evidence.filename or "",
-                                   evidence_kind_of(consent_evidence.filename or "", consent_evidence.content_type or ""))
-    except BadRequest as err:
-        raise HTTPException(422, str(err)) from None
-    if not consent.allows("face"):
-        raise HTTPException(422, f"the avatar is the person's face, and their consent covers "
-                                 f"{', '.join(consent.scopes)}: it must include face")
+    consent = await consent_from_form(request, "an avatar", consent_person, consent_evidence, consent_scopes,
+                                      consent_recorded_by, principal, needs=("face",))
     try:
         await asyncio.to_thread(lambda: FaceRig.from_photo(read_photo(data)))
     except FaceError as err:
@@ -85,13 +72,10 @@ async def avatar_still(request: Request, avatar_id: str) -> Response:
     if avatar_id != DEFAULT and not AVATAR_ID.fullmatch(avatar_id):
         raise HTTPException(404, f"unknown avatar {avatar_id!r}")
     try:
-        consent_to(request.app.state.settings.avatars_dir, avatar_id, "conversation")
-    except NotFound as err:
+        avatar_consent(request, avatar_id, "conversation")
+    except HTTPException:
         forget_still(avatar_id)
-        raise HTTPException(404, str(err)) from None
-    except Refused as err:
-        forget_still(avatar_id)
-        raise HTTPException(403, str(err)) from None
+        raise
     if avatar_id not in _STILLS:
         _STILLS[avatar_id] = await _draw_still(request.app.state.stages.sda, avatar_id)
         while len(_STILLS) > _STILLS_KEPT:

@@ -22,11 +22,12 @@ from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from core.audio import encode_linear16
-from core.avatar_bundle import consent_to
-from core.errors import NotFound, Refused
 from services.gateway import reply_processors
 from services.gateway.mp4 import mp4
+from services.gateway.access import Principal
+from services.gateway.consent_http import avatar_consent, consent_from_form
 from services.gateway.reply_processors import ReplyContext, VideoLost
+from services.gateway.rest_auth import requires
 from services.gateway.rest_errors import error_body
 from services.gateway.rest_limits import rate_limited, stage_place
 from services.gateway.stages import (
@@ -259,17 +260,20 @@ async def speech(request: Request, body: SpeechRequest):
 
 @router.post("/avatar/video", response_class=Response, dependencies=[Depends(rate_limited("rest"))])
 async def avatar_video(request: Request, audio: UploadFile = File(...), photo: UploadFile | None = File(None),
-                       avatar_id: str = Form("default")):
+                       avatar_id: str = Form("default"), consent_person: str = Form(""),
+                       consent_evidence: UploadFile | None = File(None),
+                       consent_scopes: str = Form("video_export,face"), consent_recorded_by: str = Form(""),
+                       principal: Principal = Depends(requires("rest"))):
     """An MP4 of the avatar (or of the face in `photo`) speaking the uploaded audio, with a signed C2PA manifest
-    saying its frames were generated; an avatar whose person did not consent to video export (or withdrew) is
-    refused with 403."""
+    saying its frames were generated. An avatar whose person did not consent to video export (or withdrew) is
+    refused with 403; a photo needs its person's consent on record as `POST /v1/avatars` does (`consent_person`,
+    `consent_evidence`; `consent_scopes` must hold video_export and face), else 422."""
     if photo is None:
-        try:
-            consent_to(request.app.state.settings.avatars_dir, avatar_id, "video_export")
-        except NotFound as err:
-            raise HTTPException(404, str(err)) from None
-        except Refused as err:
-            raise HTTPException(403, str(err)) from None
+        consent = avatar_consent(request, avatar_id, "video_export")
+    else:
+        consent = await consent_from_form(request, "a video of a photo", consent_person, consent_evidence,
+                                          consent_scopes, consent_recorded_by, principal,
+                                          needs=("video_export", "face"))
     samples, rate = await _read_audio(request, audio)
     if rate % 25:
         raise HTTPException(400, f"sample rate {rate} Hz is not a whole number of samples per 25 fps frame")
@@ -298,5 +302,5 @@ async def avatar_video(request: Request, audio: UploadFile = File(...), photo: U
         raise _http_error(err) from None
     video = await asyncio.to_thread(mp4, frames, 25, pcm, rate)
     signed = await asyncio.to_thread(request.app.state.provenance.sign_video, video,
-                                     "" if photo is not None else face.avatar_id or "default", samples, rate)
+                                     "" if photo is not None else face.avatar_id or "default", consent, samples, rate)
     return Response(signed, media_type="video/mp4")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from fastapi import APIRouter, Depends, File, HTTPException, Request, UploadFile
 
+from core.consent import Consent
 from core.errors import BadRequest
 from core.provenance.origin import TooLong, examine
 from core.provenance.signing import SigningKey, generation_manifest, sign
@@ -32,14 +33,16 @@ class Provenance:
             log.warning("exported videos are signed with a DEVELOPMENT key (%s): set GATEWAY_C2PA_CHAIN_FILE and "
                         "GATEWAY_C2PA_KEY_FILE to the operator's certificate chain and key", self.key.signer_name)
 
-    def sign_video(self, mp4: bytes, avatar_id: str, audio: np.ndarray, rate: int) -> bytes:
+    def sign_video(self, mp4: bytes, avatar_id: str, consent: Consent, audio: np.ndarray, rate: int) -> bytes:
         """The MP4 with a signed manifest: its frames made by the speech-driven face model, for this avatar (or a
-        one-off photo), and whether the caller's audio carries this system's watermark."""
+        one-off photo), under whose consent, and whether the caller's audio carries this system's watermark."""
         marked = audio.size > 0 and self.watermark.score(audio, rate) >= MARKED
         origin = "supplied by the caller; " + ("carries this system's watermark (generated speech)" if marked
                                                else "no watermark of this system found")
         who = avatar_id or "a one-off photo"
-        manifest = generation_manifest("avatar video", who, {"face": "speech-driven animation (services/sda)"}, origin)
+        manifest = generation_manifest("avatar video", who, {"face": "speech-driven animation (services/sda)"}, origin,
+                                       {"person": consent.person, "recorded_at": consent.recorded_at.isoformat(),
+                                        "evidence_sha256": consent.evidence.sha256})
         return sign(mp4, "video/mp4", manifest, self.key)
 
 
