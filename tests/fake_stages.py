@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from services.gateway.protocol import ErrorCode
 from services.gateway.stages import (
     BYTES_PER_S, OUTPUT_RATE, Avatars, Face, Frame, ListenConfig, ModelInfo, ReplyRequest, SpeechChunk, SpeechEvent, Stages,
-    StageFailed, Transcript, VideoOut, Voice,
+    StageFailed, Transcript, VideoOut, Voice, Voices,
 )
 
 WORD_S = 0.2  # seconds of speech per word
@@ -76,9 +76,16 @@ class FakeTextEngine:
 
 
 class FakeSynthesizer:
-    """Each delta is spoken as its own clause: WORD_S of silence per word."""
+    """Each delta is spoken as its own clause: WORD_S of silence per word; the voices asked for are kept."""
+
+    def __init__(self):
+        self.spoken_with: list[str] = []
+
+    async def voices(self) -> Voices:
+        return Voices("en_US-joe-medium", ["en_US-joe-medium", "en_GB-alba-medium"])
 
     async def synthesize(self, text: AsyncIterator[str], voice: Voice, meta, metadata=()) -> AsyncIterator[SpeechChunk]:
+        self.spoken_with.append(voice.name)
         async for delta in text:
             words = len(delta.split())
             yield SpeechChunk(b"\0\0" * int(16000 * WORD_S * words), delta.strip())

@@ -237,6 +237,7 @@ def test_the_page_shows_the_face_at_once_and_one_button_holds_a_readable_convers
         page.wait_for_function("(window.__avatar?.stats.stillDrawn ?? 0) > 0", timeout=60_000)
         face = page.eval_on_selector("[data-testid=avatar-canvas]", FACE_DRAWN)
         assert face["sd"] > 20 and 30 < face["mean"] < 230, f"no face drawn before the first turn: {face}"
+        page.wait_for_function("window.__avatar.stats.blinks >= 1", timeout=15_000)  # alive, not a photo
         assert page.get_by_test_id("generated-label").is_visible()
         assert "generated" in page.get_by_test_id("generated-label").inner_text().lower()
         layout = page.evaluate("""() => ({scroll: document.scrollingElement.scrollWidth, width: innerWidth,
@@ -250,6 +251,10 @@ def test_the_page_shows_the_face_at_once_and_one_button_holds_a_readable_convers
                                    " nodes: v.nodes.length}))")
         serious = [v for v in violations if v["impact"] in ("serious", "critical")]
         assert not serious, serious
+        page.get_by_test_id("settings-button").click()  # the drawer: the voice is one of the server's
+        page.wait_for_function("[...document.querySelectorAll('[data-testid=voice] option')].length > 1")
+        page.get_by_test_id("voice").select_option("en_US-joe-medium")
+        page.get_by_test_id("settings-close").click()
         page.get_by_test_id("start").click()  # the one button: the microphone is asked for now
         page.get_by_test_id("reply-text").first.wait_for(timeout=90_000)
         assert "name" in page.get_by_test_id("user-text").first.inner_text().lower()

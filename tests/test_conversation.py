@@ -620,3 +620,23 @@ async def test_a_hello_for_an_avatar_withdrawn_unknown_or_not_consented_to_conve
     talk = Talk(store, settings)
     assert (await talk.start(avatar_id="kept"))["avatar_id"] == "kept"
     await talk.close()
+
+
+async def test_the_hello_chooses_a_voice_the_synthesis_has_and_an_unknown_one_is_refused(store):
+    talk = Talk(store)
+    ready = await talk.start(settings={"voice": "en_GB-alba-medium"})
+    assert ready["settings"]["voice"] == "en_GB-alba-medium"
+    talk.ask("Hello there.")
+    await talk.until("turn_end")
+    assert talk.stages.tts.spoken_with == ["en_GB-alba-medium"]
+    await talk.close()
+    refused = Talk(store)
+    await refused.conversation.start(Hello(type="hello", version=1, settings={"voice": "nobody"}))
+    error = refused.events("error")[0]
+    assert error["code"] == "unknown_voice" and "en_US-joe-medium" in error["message"] and not refused.events("ready")
+    plain = Talk(store)
+    await plain.start()
+    plain.ask("Hello there.")
+    await plain.until("turn_end")
+    assert plain.stages.tts.spoken_with == [""]  # the avatar's own, here the default
+    await plain.close()

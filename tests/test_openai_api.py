@@ -123,6 +123,21 @@ def test_provenance_finds_the_mark_on_generated_speech_and_the_manifest_on_video
     assert junk.status_code == 400 and junk.json()["error"]["message"]
 
 
+def test_the_face_at_rest_and_with_its_eyes_closed(api):
+    """What the page shows before anyone speaks, and blinks with: the same picture, only the eyes differ."""
+    still = api.get("/v1/avatars/default/still")
+    closed = api.get("/v1/avatars/default/still", params={"eyes": "closed"})
+    assert still.status_code == 200 and closed.status_code == 200 and closed.headers["content-type"] == "image/jpeg"
+    open_eyes, shut = (cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_GRAYSCALE).astype(np.float32)
+                       for r in (still, closed))
+    assert open_eyes.shape == shut.shape
+    changed = np.abs(open_eyes - shut) > 25
+    rows = np.nonzero(changed.any(axis=1))[0]
+    assert changed.sum() > 100, "the eyelids did not come down"
+    assert rows.max() < open_eyes.shape[0] / 2, "something below the eyes changed"
+    assert api.get("/v1/avatars/default/still", params={"eyes": "half"}).status_code == 400
+
+
 def test_openapi_documents_the_endpoints(api):
     paths = api.get("/openapi.json").json()["paths"]
     for path in ("/v1/audio/transcriptions", "/v1/chat/completions", "/v1/audio/speech", "/v1/avatar/video",

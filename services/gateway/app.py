@@ -62,6 +62,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.admission = Admission(settings.max_sessions)
     rest_errors.install(app)
     app.include_router(avatar_api.router, dependencies=[Depends(requires("converse", "make_avatars"))])
+    app.include_router(avatar_api.voices_router, dependencies=[Depends(requires("converse"))])
     app.include_router(openai_api.router, dependencies=[Depends(requires("rest"))])
     app.include_router(provenance_api.router, dependencies=[Depends(requires("rest"))])
     app.include_router(admin_api.router, dependencies=[Depends(requires("admin"))])

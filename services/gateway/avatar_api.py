@@ -1,10 +1,13 @@
-"""REST for avatars: list them, show one's face at rest, and make a new one from one photo. The photo is checked here (one usable face);
+"""REST for avatars: list them (and the voices they may speak with), show one's face at rest, and make a new one from one photo. The photo is checked here (one usable face);
 the making is a job for the avatar worker, queued in Redis (`core.avatar_jobs`); its status is read back here."""
 
 import asyncio
 import contextlib
 import re
 from collections import OrderedDict
+from typing import Literal
+
+import cv2
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Response, UploadFile
 
@@ -30,6 +33,19 @@ async def list_avatars(request: Request) -> dict:
     except StageFailed as err:
         raise HTTPException(503, err.message) from None
     return {"default": listed.default, "avatars": listed.ids}
+
+
+voices_router = APIRouter(prefix="/v1/voices", tags=["avatars"])
+
+
+@voices_router.get("")
+async def list_voices(request: Request) -> dict:
+    """The voices a conversation can speak with (the hello's `settings.voice`); made avatars' own among them."""
+    try:
+        listed = await request.app.state.stages.tts.voices()
+    except StageFailed as err:
+        raise HTTPException(503, err.message) from None
+    return {"default": listed.default, "voices": listed.names}
 
 
 @router.post("", status_code=202, dependencies=[Depends(rate_limited("make_avatars"))])
@@ -61,14 +77,15 @@ async def create_avatar(request: Request, photo: UploadFile = File(...), name: s
     return {"avatar_id": avatar_id, "status_url": f"/v1/avatars/{avatar_id}"}
 
 
-_STILLS: OrderedDict[str, bytes] = OrderedDict()  # the last avatars' stills, as the animation stage drew them
+_STILLS: OrderedDict[tuple[str, str], bytes] = OrderedDict()  # the last avatars' stills, by (avatar, eyes)
 _STILLS_KEPT = 32
 
 
 @router.get("/{avatar_id}/still", response_class=Response)
-async def avatar_still(request: Request, avatar_id: str) -> Response:
+async def avatar_still(request: Request, avatar_id: str, eyes: Literal["open", "closed"] = "open") -> Response:
     """The avatar's face at rest (a JPEG, as the animation stage draws it): what a page shows before anyone
-    speaks."""
+    speaks; `eyes=closed` is the same face with its eyelids down, for a page to blink with (404 when no eyes are
+    found in it)."""
     if avatar_id != DEFAULT and not AVATAR_ID.fullmatch(avatar_id):
         raise HTTPException(404, f"unknown avatar {avatar_id!r}")
     try:
@@ -76,16 +93,30 @@ async def avatar_still(request: Request, avatar_id: str) -> Response:
     except HTTPException:
         forget_still(avatar_id)
         raise
-    if avatar_id not in _STILLS:
-        _STILLS[avatar_id] = await _draw_still(request.app.state.stages.sda, avatar_id)
+    key = (avatar_id, eyes)
+    if key not in _STILLS:
+        still = _STILLS.get((avatar_id, "open")) or await _draw_still(request.app.state.stages.sda, avatar_id)
+        _STILLS[(avatar_id, "open")] = still
+        if eyes == "closed":
+            _STILLS[key] = await asyncio.to_thread(_eyes_closed, still)
         while len(_STILLS) > _STILLS_KEPT:
             _STILLS.popitem(last=False)
-    _STILLS.move_to_end(avatar_id)
-    return Response(_STILLS[avatar_id], media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})
+    _STILLS.move_to_end(key)
+    return Response(_STILLS[key], media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})
 
 
 def forget_still(avatar_id: str) -> None:
-    _STILLS.pop(avatar_id, None)
+    for key in [k for k in _STILLS if k[0] == avatar_id]:
+        del _STILLS[key]
+
+
+def _eyes_closed(still: bytes) -> bytes:
+    image = read_photo(still)
+    try:
+        closed = FaceRig.from_photo(image).blink(image, 1.0)
+    except FaceError as err:
+        raise HTTPException(404, f"no eyes to close in the avatar's still: {err}") from None
+    return cv2.imencode(".jpg", cv2.cvtColor(closed, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
 
 
 async def _draw_still(animator: Animator, avatar_id: str) -> bytes:

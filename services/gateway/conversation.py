@@ -163,6 +163,8 @@ class Conversation:
             self._session_settings = hello.settings
             self.session_id = await self._store.create(self._avatar_id, self._session_settings.model_dump(),
                                                        principal.subject)
+        if not await self._voice_is_known(self._session_settings.voice):
+            return False
         self._vocabulary = await asyncio.to_thread(session_vocabulary, settings.avatars_dir, self._avatar_id,
                                                    self._session_settings.vocabulary)
         self._audio_format = (hello.audio.encoding, hello.audio.sample_rate)
@@ -181,6 +183,21 @@ class Conversation:
             **self._media.describe(),
         })
         return True
+
+    async def _voice_is_known(self, voice: str) -> bool:
+        """Whether speech synthesis has the voice the settings name (any, when they name none); if not, says which
+        it has. A synthesis stage that cannot answer now is not held against the voice: the replies will say."""
+        if not voice:
+            return True
+        try:
+            voices = await self._stages.tts.voices()
+        except StageFailed:
+            return True
+        if voice in voices.names:
+            return True
+        self._emit(error_event(ErrorCode.UNKNOWN_VOICE, f"no voice {voice!r} here; there are "
+                                                        f"{', '.join(voices.names)} (GET /v1/voices)"))
+        return False
 
     def _may_converse_with(self, avatar_id: str) -> bool:
         """Whether the avatar is published and its person consented to live conversation; if not, says why."""
@@ -325,7 +342,7 @@ class Conversation:
             self._persist(lambda: self._store.replace_last_history(self.session_id, entry))
         else:
             self._remember(entry)
-        voice = avatar_voice(self._settings.avatars_dir, self._avatar_id)
+        voice = self._session_settings.voice or avatar_voice(self._settings.avatars_dir, self._avatar_id)
         pipeline = ReplyPipeline(self._stages, request, voice, self._emit, ended_at, speculation,
                                  Playback(self._clock), self._settings.reply_stall_s, self._media,
                                  self._settings.reply_lead_s)

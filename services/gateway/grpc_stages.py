@@ -18,7 +18,7 @@ from services.gateway.protocol import ErrorCode
 from services.gateway.stage_channels import StageClients
 from services.gateway.stages import (
     OUTPUT_RATE, Avatars, Face, Finish, Frame, ListenConfig, Metadata, ModelInfo, ReplyRequest, SpeechChunk, SpeechEvent,
-    Stages, StageFailed, Transcript, TurnMeta, Usage, VideoOut, Voice, Word,
+    Stages, StageFailed, Transcript, TurnMeta, Usage, VideoOut, Voice, Voices, Word,
 )
 
 _KINDS = {grpc.StatusCode.UNAVAILABLE: "unavailable", grpc.StatusCode.RESOURCE_EXHAUSTED: "busy",
@@ -137,6 +137,13 @@ class GrpcSynthesizer:
     def __init__(self, clients: StageClients, timeout_s: float):
         self._clients = clients
         self._timeout_s = timeout_s
+
+    async def voices(self) -> Voices:
+        try:
+            reply = await self._clients.tts.ListVoices(tts_pb2.ListVoicesRequest(), timeout=5)
+        except grpc.aio.AioRpcError as err:
+            raise stage_failed("speech synthesis", err) from None
+        return Voices(reply.default_voice, [v.name for v in reply.voices])
 
     async def synthesize(self, text: AsyncIterator[str], voice: Voice, meta: TurnMeta,
                          metadata: Metadata = ()) -> AsyncIterator[SpeechChunk]:

@@ -28,6 +28,7 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "forbidden"  # the token is good but does not grant this (an avatar, conversing, another's session)
     TOO_MANY_SOCKETS = "too_many_sockets"  # too many sockets open from this address (or in all): the socket closes
     HELLO_TIMEOUT = "hello_timeout"  # no valid hello soon enough after the socket opened: the socket closes
+    UNKNOWN_VOICE = "unknown_voice"  # the hello's settings.voice is none of those GET /v1/voices lists
 
 
 class AudioSpec(BaseModel):
@@ -42,6 +43,8 @@ class SessionSettings(BaseModel):
     end_of_turn_silence_ms: turn_end.SilenceMs = 500
     max_end_of_turn_silence_ms: int = Field(default=2500, ge=400, le=turn_end.LONGEST_MS)  # 400: the judgement's
     partial_transcripts: bool = True
+    # Which voice speaks the replies: one that GET /v1/voices lists; empty, the avatar's own (else the default).
+    voice: str = Field(default="", max_length=64, pattern=r"^[A-Za-z0-9_.-]*$")
     # Speech over a reply cancels it once the recogniser has heard this many words in it (fillers and backchannels
     # such as "hmm" or "uh-huh" do not count): a cough, a click or a "mm-hmm" does not. 0: at speech start.
     barge_in_min_words: int = Field(default=1, ge=0, le=10)

@@ -176,6 +176,14 @@ class Avatars:
 
 
 @dataclass(frozen=True)
+class Voices:
+    """The voices speech synthesis can speak with (made avatars' own among them)."""
+
+    default: str
+    names: list[str]
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     name: str
     backend: str  # llama_cpp (in the text engine's process) or openai (an OpenAI-compatible server)
@@ -193,6 +201,8 @@ class TextEngine(Protocol):
 class Synthesizer(Protocol):
     def synthesize(self, text: AsyncIterator[str], voice: Voice, meta: TurnMeta,
                    metadata: Metadata = ()) -> AsyncIterator[SpeechChunk]: ...
+
+    async def voices(self) -> Voices: ...
 
 
 class Animator(Protocol):

@@ -7,6 +7,7 @@
 import { OPUS } from "./media.js";
 
 const JITTER_S = 0.12;
+const BLINK_MS = 200;
 
 export class AvatarPlayer {
   constructor(canvas, sampleRate = 16000) {
@@ -19,9 +20,11 @@ export class AvatarPlayer {
     this.frames = [];
     this.sources = new Set();
     this.stats = { audioScheduled: 0, framesDrawn: 0, lateFrames: 0, videoCodec: "jpeg", audioCodec: "linear16",
-                   decodeErrors: 0, paused: false, pauses: 0, underruns: 0, overlaps: 0 };
+                   decodeErrors: 0, paused: false, pauses: 0, underruns: 0, overlaps: 0, blinks: 0 };
     this.playedUntil = 0; // where the audio scheduled so far ends, on the audio clock
     this.still = null; // the face at rest (an ImageBitmap)
+    this.stillEyesClosed = null; // the same with its eyelids down, when the server found its eyes
+    this.nextBlinkAt = 0; // performance.now() of the next blink's start
     this.lag = 0; // how far the reply plays behind its schedule (it ran out, or decoded late)
     this.onFirstAudio = () => {};
     this.onKeyframeNeeded = () => {};
@@ -170,14 +173,28 @@ export class AvatarPlayer {
   }
 
   // The avatar's face at rest, shown before and between replies, breathing gently (a slow rise and fall of a
-  // fraction of a percent) so the face never looks like a frozen picture.
-  showStill(image) {
+  // fraction of a percent) and blinking every 2-6 s (the same face with its eyelids down, faded in and out over
+  // 200 ms), so the face never looks like a frozen picture.
+  showStill(image, eyesClosed = null) {
     this.still = image;
+    this.stillEyesClosed = eyesClosed;
+    this.nextBlinkAt = performance.now() + 1000 + Math.random() * 2000;
     this.paintStill();
   }
 
   get speaking() {
     return this.turn !== -1 && this.audio.currentTime < this.playedUntil;
+  }
+
+  // How far the eyelids are down now (0 open, 1 closed): a blink closes and opens over BLINK_MS.
+  eyelids(now) {
+    if (!this.stillEyesClosed) return 0;
+    if (now >= this.nextBlinkAt + BLINK_MS) {
+      this.nextBlinkAt = now + 2000 + Math.random() * 4000;
+      this.stats.blinks++;
+    }
+    const into = (now - this.nextBlinkAt) / BLINK_MS;
+    return into < 0 || into > 1 ? 0 : 1 - Math.abs(2 * into - 1);
   }
 
   paintStill() {
@@ -187,11 +204,20 @@ export class AvatarPlayer {
       this.canvas.width = image.width;
       this.canvas.height = image.height;
     }
-    const breath = Math.sin((performance.now() / 4200) * 2 * Math.PI);
+    const now = performance.now();
+    const breath = Math.sin((now / 4200) * 2 * Math.PI);
     const scale = 1 + 0.006 * (breath + 1) / 2;
     const w = image.width * scale;
     const h = image.height * scale;
-    this.ctx2d.drawImage(image, (image.width - w) / 2, image.height - h + 0.01 * image.height * breath, w, h);
+    const x = (image.width - w) / 2;
+    const y = image.height - h + 0.01 * image.height * breath;
+    this.ctx2d.drawImage(image, x, y, w, h);
+    const lids = this.eyelids(now);
+    if (lids > 0) {
+      this.ctx2d.globalAlpha = lids;
+      this.ctx2d.drawImage(this.stillEyesClosed, x, y, w, h);
+      this.ctx2d.globalAlpha = 1;
+    }
     this.stats.stillDrawn = (this.stats.stillDrawn ?? 0) + 1;
   }
 
