@@ -20,10 +20,11 @@ class ComposeStack:
     engine: str = field(default_factory=choose_engine)
     project: str = field(default_factory=lambda: f"avatar-test-{os.getpid()}")
     token: str = field(default_factory=lambda: secrets.token_hex(8))
+    redis_password: str = field(default_factory=lambda: secrets.token_hex(12))
     port: int = field(default_factory=free_port)
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, **bases_env(), "GATEWAY_AUTH_TOKEN": self.token,
+        return {**os.environ, **bases_env(), "GATEWAY_AUTH_TOKEN": self.token, "REDIS_PASSWORD": self.redis_password,
                 "GATEWAY_PUBLISH": f"127.0.0.1:{self.port}", "WORKER_STEPS": "3", "WORKER_SENTENCES": "3"}
 
     def compose(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:

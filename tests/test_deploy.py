@@ -44,6 +44,12 @@ def test_compose_runs_every_service_with_health_gating_and_auth():
     # the variable compose requires is the one .env.example documents, and .env reaches every service
     assert "GATEWAY_AUTH_TOKEN:?" in gateway["environment"]["GATEWAY_AUTH_TOKEN"]
     assert "GATEWAY_AUTH_TOKEN=" in (ROOT / ".env.example").read_text()
+    # Redis wants a password, which the gateway and the worker send and no command line shows
+    redis = services["redis"]
+    assert "REDIS_PASSWORD:?" in redis["environment"]["REDIS_PASSWORD"] and "REDIS_PASSWORD=" in (ROOT / ".env.example").read_text()
+    assert "requirepass" in redis["command"][-1] and "${REDIS_PASSWORD}" not in redis["command"][-1]
+    for client in ("gateway", "worker"):
+        assert services[client]["environment"]["REDIS_URL"].startswith("redis://:${REDIS_PASSWORD}@redis:")
     assert all(services[s.name]["env_file"] == [{"path": ".env", "required": False}] for s in SERVICES)
 
 
