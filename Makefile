@@ -9,7 +9,7 @@ REQUIREMENTS := requirements-dev.txt $(wildcard core/requirements*.txt) $(wildca
 # llama.cpp is built from source; its native build uses AMX, which faults on some CPUs, so AMX stays off.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: run test test-unit test-images images bench proto up setup system-deps clean sda-default
+.PHONY: run test test-unit test-images images push bench proto up setup system-deps clean sda-default
 
 run: setup
 	$(PY) -m services.runner
@@ -30,6 +30,10 @@ test-images: setup images
 # sites get base images made from Debian's packages. Build times and sizes: var/images/report.json.
 images:
 	$(PYTHON) -m deploy.images.build
+
+# The images to a registry, named as the Helm chart wants them: make push REGISTRY=reg.example.org/team [TAG=1.2.3]
+push: images
+	$(PYTHON) -m deploy.images.push $(REGISTRY) $(TAG)
 
 bench: setup
 	$(PY) -m tests.benchmarks

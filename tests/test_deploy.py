@@ -1,4 +1,5 @@
-"""Deployment files, checked offline: compose schema, Dockerfile lint, Kubernetes schemas, entrypoints."""
+"""Deployment files, checked offline: compose schema, Dockerfile lint, the Helm chart rendered and checked against
+the Kubernetes schemas, entrypoints."""
 
 import json
 import re
@@ -7,16 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jsonpatch
+import helm_python as helm
 import pytest
 import yaml
 
 from services.runner.topology import SERVICES, command
+from tests.helm_chart import documents, render
 
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[1]
-K8S = ROOT / "deploy" / "k8s"
 BIN = Path(sys.executable).parent
 
 
@@ -91,37 +92,55 @@ def test_the_build_context_leaves_out_nested_builds_and_secrets():
     assert "wheels" not in ignored, "the CPU torch wheel is installed from the build context"
 
 
-def _documents(path: Path) -> list[dict]:
-    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+CHART_VALUES = {
+    "cpu": ((), ()),
+    "gpu": (("values-gpu.yaml",), ()),
+    "exposed": ((), ("ingress.enabled=true,ingress.host=avatar.example.org,ingress.tlsSecret=avatar-tls",
+                     "serviceMonitor.enabled=true,namespace.create=true,gateway.autoscaling.sessionsPerPod=3",
+                     "secrets.existingSecret=ops-avatar,secrets.c2paSecret=ops-c2pa,storage.storageClass=nfs",
+                     "redis.enabled=false,redis.externalUrl=rediss://redis.ops:6380/0,image.registry=reg.example.org/team",
+                     "image.tag=1.2.3")),
+}
 
 
-def test_kubernetes_manifests_match_the_kubernetes_schemas():
-    manifests = sorted(p for p in (K8S / "base").glob("*.yaml") if p.name != "kustomization.yaml")
-    result = run(str(BIN / "kubernetes-validate"), "--strict", "--quiet", *map(str, manifests))
+def _chart(kind: str) -> list[dict]:
+    files, sets = CHART_VALUES[kind]
+    return documents(*files, sets=sets)
+
+
+def _of(docs: list[dict], kind: str) -> dict[str, dict]:
+    return {d["metadata"]["name"].removeprefix("avatar-"): d for d in docs if d["kind"] == kind}
+
+
+@pytest.mark.parametrize("kind", CHART_VALUES)
+def test_the_helm_chart_renders_manifests_that_match_the_kubernetes_schemas(kind, tmp_path):
+    docs = _chart(kind)
+    custom = [d for d in docs if d["apiVersion"].startswith("monitoring.coreos.com/")]  # a CRD: no schema here
+    path = tmp_path / "manifests.yaml"
+    path.write_text(yaml.safe_dump_all([d for d in docs if d not in custom]))
+    result = run(str(BIN / "kubernetes-validate"), "--strict", "--quiet", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
-    listed = yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text())["resources"]
-    assert sorted(listed) == sorted(p.name for p in manifests)
+    for monitor in custom:
+        assert monitor["kind"] == "ServiceMonitor" and monitor["spec"]["endpoints"][0]["port"] == "metrics"
 
 
-def _deployments() -> dict[str, dict]:
-    docs = (d for p in (K8S / "base").glob("*.yaml") for d in _documents(p))
-    return {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
-
-
-def test_pods_run_restricted_and_autoscaled_deployments_leave_replicas_to_the_autoscaler():
-    for name, deployment in _deployments().items():
+@pytest.mark.parametrize("kind", CHART_VALUES)
+def test_pods_run_restricted_with_read_only_roots_and_autoscalers_own_the_replicas(kind):
+    for name, deployment in _of(_chart(kind), "Deployment").items():
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["fsGroup"]
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         for container in pod["containers"]:
-            assert container["securityContext"]["allowPrivilegeEscalation"] is False
-            assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+            security = container["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False and security["capabilities"]["drop"] == ["ALL"]
+            assert security["readOnlyRootFilesystem"] is True
+            assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"], f"{name}: nowhere to write"
         if name != "redis":
             assert "replicas" not in deployment["spec"], f"{name}: replicas beside an autoscaler"
 
 
 def test_only_the_gateway_reaches_the_stages_and_only_the_gateway_and_worker_reach_redis():
-    policies = _documents(K8S / "base" / "network.yaml")
+    policies = list(_of(_chart("cpu"), "NetworkPolicy").values())
     allowed = {"grpc": {"gateway"}, "redis": {"gateway", "worker"}}
     for policy in policies:
         for rule in (rule for rule in policy["spec"]["ingress"] if "from" in rule):
@@ -132,37 +151,65 @@ def test_only_the_gateway_reaches_the_stages_and_only_the_gateway_and_worker_rea
     assert {"asr", "llm", "tts", "sda", "redis"} <= selected
 
 
-def test_every_stage_scales_alone_with_grpc_probes():
+def test_every_stage_scales_alone_with_grpc_probes_and_disruption_budgets():
+    docs = _chart("cpu")
+    config = _of(docs, "ConfigMap")["config"]["data"]
     for spec in SERVICES:
-        kinds = {d["kind"]: d for d in _documents(K8S / "base" / f"{spec.name}.yaml")}
-        assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"} <= set(kinds)
+        for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"):
+            assert spec.name in _of(docs, kind), f"{spec.name}: no {kind}"
         if spec.grpc:
-            container = kinds["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+            container = _of(docs, "Deployment")[spec.name]["spec"]["template"]["spec"]["containers"][0]
             assert container["startupProbe"]["grpc"]["port"] == spec.port
             assert container["readinessProbe"]["grpc"]["port"] == spec.port
-            assert kinds["Service"]["spec"]["clusterIP"] == "None"  # headless: the gateway balances per pod
+            assert _of(docs, "Service")[spec.name]["spec"]["clusterIP"] == "None"  # the gateway balances per pod
+            assert config[f"GATEWAY_{spec.name.upper()}_ADDRESS"] == f"dns:///avatar-{spec.name}:{spec.port}"
+    gateway = _of(docs, "PodDisruptionBudget")["gateway"]["spec"]
+    assert gateway["minAvailable"] == 1 and _of(docs, "HorizontalPodAutoscaler")["gateway"]["spec"]["minReplicas"] >= 2
 
 
-def test_gpu_overlay_patch_applies_to_the_stages(tmp_path):
-    overlay = yaml.safe_load((K8S / "overlays" / "gpu" / "kustomization.yaml").read_text())
-    ops = yaml.safe_load((K8S / "overlays" / "gpu" / "gpu-stage.yaml").read_text())
-    target = re.compile(overlay["patches"][0]["target"]["name"])
-    patched = []
-    for spec in SERVICES:
-        deployment = next(d for d in _documents(K8S / "base" / f"{spec.name}.yaml") if d["kind"] == "Deployment")
-        if target.fullmatch(spec.name):
-            deployment = jsonpatch.apply_patch(deployment, ops)
-            path = tmp_path / f"{spec.name}.yaml"
-            path.write_text(yaml.safe_dump(deployment))
-            patched.append(str(path))
-            assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
-    assert len(patched) == 3
-    scaling = yaml.safe_load((K8S / "overlays" / "gpu" / "gpu-autoscaling.yaml").read_text())
-    hpa = jsonpatch.apply_patch(next(d for d in _documents(K8S / "base" / "sda.yaml")
-                                     if d["kind"] == "HorizontalPodAutoscaler"), scaling)
-    assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "avatar_streams_in_flight"
-    result = run(str(BIN / "kubernetes-validate"), "--strict", "--quiet", *patched)
-    assert result.returncode == 0, result.stdout + result.stderr
+def test_the_gpu_values_put_three_stages_on_gpus_and_scale_them_on_streams():
+    docs = _chart("gpu")
+    deployments, scalers = _of(docs, "Deployment"), _of(docs, "HorizontalPodAutoscaler")
+    for name in ("asr", "tts", "sda"):
+        pod = deployments[name]["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == 1 and container["image"] == f"avatar-{name}:cuda"
+        assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"} and pod["tolerations"]
+        assert scalers[name]["spec"]["metrics"][0]["pods"]["metric"]["name"] == "avatar_streams_in_flight"
+    llm = deployments["llm"]["spec"]["template"]["spec"]
+    assert "nodeSelector" not in llm and "nvidia.com/gpu" not in llm["containers"][0]["resources"]["limits"]
+    assert {e["name"]: e["value"] for e in deployments["sda"]["spec"]["template"]["spec"]["containers"][0]["env"]
+            if "value" in e}["SDA_DEVICE"] == "cuda"
+
+
+def test_an_exposed_install_uses_the_operators_secrets_registry_redis_and_scales_the_gateway_on_sessions():
+    docs = _chart("exposed")
+    assert "Secret" not in {d["kind"] for d in docs} and "redis" not in _of(docs, "Deployment")
+    gateway = _of(docs, "Deployment")["gateway"]["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in gateway["containers"][0]["env"]}
+    assert env["REDIS_URL"]["value"] == "rediss://:$(REDIS_PASSWORD)@redis.ops:6380/0"
+    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "ops-avatar"
+    assert env["GATEWAY_C2PA_KEY_FILE"]["value"].startswith("/etc/avatar/c2pa/")
+    assert gateway["containers"][0]["image"] == "reg.example.org/team/avatar-gateway:1.2.3"
+    ingress = _of(docs, "Ingress")["gateway"]["spec"]
+    assert ingress["tls"][0]["secretName"] == "avatar-tls" and ingress["rules"][0]["host"] == "avatar.example.org"
+    scaler = _of(docs, "HorizontalPodAutoscaler")["gateway"]["spec"]["metrics"][0]
+    assert scaler["pods"]["metric"]["name"] == "avatar_gateway_sessions_open"
+    namespace = next(d for d in docs if d["kind"] == "Namespace")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert _of(docs, "PersistentVolumeClaim")["avatars"]["spec"]["storageClassName"] == "nfs"
+
+
+def test_no_secret_value_is_written_into_a_pod_and_a_missing_redis_address_is_a_clear_error():
+    for docs in (_chart("cpu"), _chart("exposed")):
+        for deployment in _of(docs, "Deployment").values():
+            for container in deployment["spec"]["template"]["spec"]["containers"]:
+                for variable in container.get("env", []):
+                    if re.search(r"TOKEN|PASSWORD|SECRET", variable["name"]):
+                        assert "valueFrom" in variable, variable
+                assert not any("requirepass" in a and "$(REDIS_PASSWORD)" in a for a in container.get("args", []))
+    with pytest.raises(helm.HelmError, match="redis.externalUrl is required"):
+        render(sets=("redis.enabled=false",))
 
 
 def test_one_setting_names_the_avatars_folder_for_every_process_that_reads_or_writes_avatars(monkeypatch):
@@ -177,3 +224,16 @@ def test_one_setting_names_the_avatars_folder_for_every_process_that_reads_or_wr
         "/srv/avatars"}
     compose = _compose()["services"]
     assert all(compose[name]["environment"]["AVATARS_DIR"] == "/data/avatars" for name in ("gateway", "llm", "sda", "tts"))
+
+
+def test_push_names_each_built_image_as_the_chart_wants_it():
+    from deploy.images.push import pushes
+
+    present = {"avatar-gateway:latest", "avatar-sda:latest", "avatar-sda:cuda", "python:3.11-slim-bookworm"}
+    assert pushes("reg.example.org/team/", "1.2.3", present) == [
+        ("avatar-sda:latest", "reg.example.org/team/avatar-sda:1.2.3"),
+        ("avatar-sda:cuda", "reg.example.org/team/avatar-sda:cuda"),
+        ("avatar-gateway:latest", "reg.example.org/team/avatar-gateway:1.2.3"),
+    ]
+    sda = _of(documents(sets=("image.registry=reg.example.org/team/,image.tag=1.2.3",)), "Deployment")["sda"]
+    assert sda["spec"]["template"]["spec"]["containers"][0]["image"] == "reg.example.org/team/avatar-sda:1.2.3"
