@@ -1,5 +1,7 @@
-"""Hostile clients against a real gateway process: a thousand idle sockets, decode bombs and oversized bodies. Each is refused or dropped with a clear answer, the gateway's memory
-stays within a stated bound, and a well-behaved session alongside answers its turn."""
+"""Hostile clients against a real gateway process: a thousand idle sockets, a junk flood from a client that reads
+nothing, a listener that never reads its reply, decode bombs and oversized bodies. Each is refused or dropped with
+a clear answer, the gateway's memory stays within a stated bound, and a well-behaved session alongside answers its
+turn."""
 
 import asyncio
 import io
@@ -24,6 +26,8 @@ pytestmark = pytest.mark.e2e
 IDLE = 990  # sockets from one address that send no hello
 HELLO_TIMEOUT_S = 120  # room to open all of them on a slow, busy machine before the first is closed
 RSS_BOUND_MB = 250  # the gateway's growth with every attack at once (measured: see docs/reliability.md)
+FLOOD = 50_000  # junk messages a flooding client sends
+REFUSED_BURST = 50
 
 
 def rss_mb(pid: int) -> float:
@@ -38,7 +42,8 @@ def guarded(stack):
     gateway = ExtraGateway(stack, env={
         "GATEWAY_HELLO_TIMEOUT_S": str(HELLO_TIMEOUT_S), "GATEWAY_MAX_SOCKETS": str(IDLE + 10),
         "GATEWAY_MAX_SOCKETS_PER_ADDRESS": str(IDLE), "GATEWAY_MAX_QUEUED_BYTES": str(256 * 1024),
-        "GATEWAY_MAX_BODY_BYTES": str(2 * 1024 * 1024), "GATEWAY_MAX_UPLOAD_AUDIO_S": "600"})
+        "GATEWAY_MAX_BODY_BYTES": str(2 * 1024 * 1024), "GATEWAY_MAX_UPLOAD_AUDIO_S": "600",
+        "GATEWAY_MAX_REFUSED_BURST": str(REFUSED_BURST)})
     yield gateway
     gateway.stop()
 
@@ -96,6 +101,69 @@ async def _closed_for_no_hello(ws) -> bool:
     except TimeoutError:
         return False
     return False
+
+
+async def _flood(url: str) -> tuple[int, int]:
+    """Junk as fast as the socket takes it, reading nothing meanwhile (the client's queue holds one message, so
+    the server's answers back up); then what came back before the socket closed: (junk sent, answers read)."""
+    async with websockets.connect(url, max_queue=1, local_addr=("127.0.0.5", 0)) as ws:
+        sent = 0
+        try:
+            for sent in range(1, FLOOD + 1):
+                await ws.send("x" * 200)
+        except websockets.ConnectionClosed:
+            pass
+        answers = 0
+        try:
+            while True:
+                await asyncio.wait_for(ws.recv(), 60)
+                answers += 1
+        except websockets.ConnectionClosed:
+            return sent, answers
+
+
+async def _never_reads(url: str, question: str) -> float:
+    """A listener that asks a question, then reads nothing of the answer: seconds until the gateway drops it."""
+    loop = asyncio.get_running_loop()
+    async with websockets.connect(url, max_queue=1, max_size=None, local_addr=("127.0.0.6", 0)) as ws:
+        await hello(ws)
+        await send_speech(ws, question)
+        started = loop.time()
+        try:
+            while loop.time() - started < 240:
+                await ws.send(b"\0\0" * 320)  # silence, as an open microphone sends
+                await asyncio.sleep(0.02)
+        except websockets.ConnectionClosed:
+            return loop.time() - started
+    raise AssertionError("a client that read nothing of a reply was never dropped")
+
+
+async def test_a_junk_flood_and_a_listener_that_never_reads_are_dropped_while_a_conversation_goes_on(guarded):
+    base_mb = rss_mb(guarded.process.pid)
+    flood, listener, end = await asyncio.gather(
+        _flood(guarded.url), _never_reads(guarded.url, "Please tell me a long story about the sea."),
+        _converse(guarded.url, "What is your name?"))
+    sent, answers = flood
+    assert answers <= REFUSED_BURST + 1, f"{answers} answers to a junk flood: the gateway went on reading it"
+    assert end["reply"], "the well-behaved conversation was not answered"
+    grown = rss_mb(guarded.process.pid) - base_mb
+    record("floods", f"a client sending {sent} junk messages and reading nothing was answered {answers} times, "
+                     f"then dropped; one that asked for a story and read none of it was dropped "
+                     f"{listener:.0f} s after asking, when 256 kB waited for it; a conversation from another "
+                     f"address was answered meanwhile; gateway RSS grew {grown:.0f} MB")
+    assert grown < RSS_BOUND_MB
+
+
+async def test_a_client_sending_junk_is_told_why_it_is_closed(guarded):
+    async with websockets.connect(guarded.url, max_size=None) as ws:
+        for _ in range(REFUSED_BURST + 20):
+            await ws.send("not json")
+        codes = []
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            while True:
+                codes.append(json.loads(await asyncio.wait_for(ws.recv(), 10))["code"])
+    assert codes[-1] == "too_many_refusals" and set(codes[:-1]) == {"bad_message"}
+    assert len(codes) <= REFUSED_BURST + 1 and closed.value.rcvd.code == 1008
 
 
 def _png_bomb() -> bytes:

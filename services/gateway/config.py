@@ -43,6 +43,9 @@ class GatewaySettings(BaseSettings):
     max_sockets_per_address: int = Field(default=16, ge=1)
     max_sockets: int = Field(default=1000, ge=1)
     max_queued_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
+    # Messages refused (junk, audio before the hello, oversized frames): a burst of this many, then one a second;
+    # past that the client is dropped at once (what it sends is no longer read, and nothing more is queued for it).
+    max_refused_burst: int = Field(default=50, ge=1)
     # Browser pages allowed to open the WebSocket (their Origin header): the gateway's own page always; "*" any.
     # A client that sends no Origin (not a browser) is not affected.
     allowed_origins: list[str] = []

@@ -28,6 +28,7 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "forbidden"  # the token is good but does not grant this (an avatar, conversing, another's session)
     TOO_MANY_SOCKETS = "too_many_sockets"  # too many sockets open from this address (or in all): the socket closes
     HELLO_TIMEOUT = "hello_timeout"  # no valid hello soon enough after the socket opened: the socket closes
+    TOO_MANY_REFUSALS = "too_many_refusals"  # message after refused message (junk, a flood): the socket closes
     UNKNOWN_VOICE = "unknown_voice"  # the hello's settings.voice is none of those GET /v1/voices lists
 
 

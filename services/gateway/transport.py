@@ -6,7 +6,9 @@ messages (`media_messages.py`); everything goes out through one queue, in order.
 
 What a hostile client can cost is bounded: a page from an origin not allowed is refused, sockets are capped per
 client address and in all, a socket without a valid hello soon after it opened is closed, and a client that does
-not read what is sent (so that more than `max_queued_bytes` wait for it) is dropped instead of buffered.
+not read what is sent (so that more than `max_queued_bytes` wait for it) is dropped instead of buffered, and so is
+one that sends message after refused message (past `max_refused_burst`): neither can keep the gateway reading or
+answering.
 """
 
 import asyncio
@@ -30,6 +32,7 @@ from services.gateway.stages import Stages
 log = logging.getLogger(__name__)
 _SAMPLE_WIDTH = {"linear16": 2, "float32": 4}
 POLICY_CLOSE_CODE = 1008
+_LAST_WORD_S = 2.0  # how long a dropped client's last event may take to go out
 
 
 class WebSocketTransport:
@@ -45,7 +48,9 @@ class WebSocketTransport:
         self._settings = settings
         self._outbox: asyncio.Queue[dict | bytes | None] = asyncio.Queue()
         self._queued_bytes = 0
-        self._overflowed = False
+        self._dropped = ""  # why the client was dropped: what is queued for it will not be sent
+        self._refusals = float(settings.max_refused_burst)  # a token bucket: one back a second
+        self._refused_at = 0.0
         self._conversation = Conversation(stages, store, settings, self._put, clients.statuses)
         self._hello: Hello | None = None
         self._receiving: asyncio.Task | None = None
@@ -89,15 +94,17 @@ class WebSocketTransport:
         except WebSocketDisconnect:
             pass
         except asyncio.CancelledError:
-            if not self._overflowed:
+            if not self._dropped:
                 raise
         finally:
             self._drain.forget(self.finish)
             if self._admitted:
                 self._admission.release()
             await self._conversation.close()
-            if self._overflowed:
-                sender.cancel()  # what it is sending will never be read
+            if self._dropped:
+                # what is queued for it goes no further; a last word (why it is closed) gets a moment, no more
+                await asyncio.wait([sender], timeout=_LAST_WORD_S)
+                sender.cancel()
             else:
                 self._outbox.put_nowait(None)
             await asyncio.gather(sender, return_exceptions=True)
@@ -105,16 +112,25 @@ class WebSocketTransport:
     def _put(self, event: dict | bytes) -> None:
         """Queue an event or media message for the client; one that lets more than `max_queued_bytes` wait drops
         the client (it does not read: a dead connection, or a client that only sends)."""
-        if self._overflowed:
+        if self._dropped:
             return
         self._queued_bytes += len(event) if isinstance(event, bytes) else 256
         if self._queued_bytes > self._settings.max_queued_bytes:
-            self._overflowed = True
-            log.warning("a client read nothing of %d bytes sent to it: dropped", self._queued_bytes)
-            if self._receiving is not None:
-                self._receiving.cancel()
+            self._drop(f"it read nothing of {self._queued_bytes} bytes sent to it")
             return
         self._outbox.put_nowait(event)
+
+    def _drop(self, why: str, last_word: dict | None = None) -> None:
+        """Stop reading from the client and sending it what is queued; only `last_word` may still go (for a
+        moment), then the socket closes."""
+        self._dropped = why
+        log.warning("a client was dropped: %s", why)
+        while not self._outbox.empty():
+            self._outbox.get_nowait()
+        if last_word is not None:
+            self._outbox.put_nowait(last_word)
+        if self._receiving is not None:
+            self._receiving.cancel()
 
     async def finish(self, grace_s: float) -> None:
         """The gateway drains: the reply in flight may finish (up to `grace_s`), then the client is told to
@@ -126,6 +142,18 @@ class WebSocketTransport:
 
     def _error(self, code: ErrorCode, message: str, fatal: bool = False) -> None:
         self._put(error_event(code, message, fatal))
+
+    def _refuse(self, code: ErrorCode, message: str) -> None:
+        """A message refused, the session going on: answered while the client keeps within its budget."""
+        now = asyncio.get_running_loop().time()
+        self._refusals = min(self._settings.max_refused_burst, self._refusals + (now - self._refused_at))
+        self._refused_at = now
+        if self._refusals < 1:
+            why = f"more than {self._settings.max_refused_burst} refused messages at once"
+            self._drop(why, error_event(ErrorCode.TOO_MANY_REFUSALS, f"{why}: closed", fatal=True))
+            return
+        self._refusals -= 1
+        self._error(code, message)
 
     async def _send_loop(self) -> None:
         while (event := await self._outbox.get()) is not None:
@@ -166,13 +194,13 @@ class WebSocketTransport:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
-            self._error(ErrorCode.BAD_MESSAGE, f"not JSON: {err}")
+            self._refuse(ErrorCode.BAD_MESSAGE, f"not JSON: {err}")
             return False
         kind = data.get("type") if isinstance(data, dict) else None
         if kind == "hello":
             return await self._on_hello(data)
         if self._hello is None:
-            self._error(ErrorCode.NOT_READY, f"send a hello before `{kind}`")
+            self._refuse(ErrorCode.NOT_READY, f"send a hello before `{kind}`")
         elif kind == "end_of_audio":
             EndOfAudio.model_validate(data)
             self._conversation.end_of_audio()
@@ -180,18 +208,18 @@ class WebSocketTransport:
             KeyframeRequest.model_validate(data)
             self._conversation.keyframe()
         else:
-            self._error(ErrorCode.BAD_MESSAGE, f"unknown message type {kind!r}")
+            self._refuse(ErrorCode.BAD_MESSAGE, f"unknown message type {kind!r}")
         return False
 
     async def _on_hello(self, data: dict) -> bool:
         if self._hello is not None:
-            self._error(ErrorCode.BAD_MESSAGE, "hello was already sent")
+            self._refuse(ErrorCode.BAD_MESSAGE, "hello was already sent")
             return False
         try:
             hello = Hello.model_validate(data)
         except ValidationError as err:
             first = err.errors()[0]
-            self._error(ErrorCode.BAD_MESSAGE, f"bad hello: {first['msg']} at {first['loc']}")
+            self._refuse(ErrorCode.BAD_MESSAGE, f"bad hello: {first['msg']} at {first['loc']}")
             return False
         if hello.version != PROTOCOL_VERSION:
             self._error(ErrorCode.UNSUPPORTED_VERSION, f"protocol version {PROTOCOL_VERSION} only", fatal=True)
@@ -222,13 +250,13 @@ class WebSocketTransport:
 
     def _on_audio(self, frame: bytes) -> None:
         if self._hello is None:
-            self._error(ErrorCode.NOT_READY, "send a hello before audio")
+            self._refuse(ErrorCode.NOT_READY, "send a hello before audio")
             return
         width = _SAMPLE_WIDTH[self._hello.audio.encoding]
         if len(frame) > self._settings.max_audio_frame_bytes:
-            self._error(ErrorCode.AUDIO_TOO_LARGE,
+            self._refuse(ErrorCode.AUDIO_TOO_LARGE,
                         f"audio frame of {len(frame)} bytes exceeds {self._settings.max_audio_frame_bytes}")
         elif len(frame) % width:
-            self._error(ErrorCode.BAD_MESSAGE, f"audio frame of {len(frame)} bytes is not whole {width}-byte samples")
+            self._refuse(ErrorCode.BAD_MESSAGE, f"audio frame of {len(frame)} bytes is not whole {width}-byte samples")
         else:
             self._conversation.audio(frame)
