@@ -23,9 +23,9 @@ from pydantic import BaseModel, Field
 
 from core.audio import encode_linear16
 from services.gateway import reply_processors
-from services.gateway.mp4 import mp4
 from services.gateway.access import Principal
 from services.gateway.consent_http import avatar_consent, consent_from_form
+from services.gateway.mp4 import mp4
 from services.gateway.reply_processors import ReplyContext, VideoLost
 from services.gateway.rest_auth import requires
 from services.gateway.rest_errors import error_body
