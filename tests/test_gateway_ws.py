@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 import time
 
 import httpx
@@ -13,6 +14,7 @@ from core.provenance.watermark import DEFAULT_WATERMARK_DIR, MARKED, Watermark
 from services.gateway import history, media_messages
 from services.gateway.session_store import SessionStore
 from tests import noises
+from tests.fault_proxy import FaultProxy
 from tests.grpc_helpers import with_silence
 from tests.speech import speak, to_linear16, wer
 from tests.stack import ExtraGateway
@@ -284,7 +286,8 @@ async def test_a_full_gateway_refuses_a_new_conversation_with_busy_and_takes_one
         async with websockets.connect(gateway.url, max_size=None) as first:
             await hello(first)
             ready = httpx.get(f"{gateway.ops}/readyz", timeout=10)
-            assert ready.status_code == 503 and ready.json()["sessions"] == {"admitted": 1, "capacity": 1, "full": True}
+            assert ready.status_code == 503 and ready.json()["sessions"] == {"admitted": 1, "capacity": 1, "ceiling": 1,
+                                                                             "full": True}
             async with websockets.connect(gateway.url, max_size=None) as second:
                 await second.send(json.dumps({"type": "hello", "version": 1, "audio": {"sample_rate": 16000}}))
                 refusal = await next_event(second, "error", timeout=10)
@@ -304,6 +307,52 @@ async def test_a_full_gateway_refuses_a_new_conversation_with_busy_and_takes_one
         assert "avatar_gateway_sessions_refused_total 1.0" in metrics
     finally:
         gateway.stop()
+
+
+async def test_a_reply_that_runs_late_makes_the_gateway_admit_fewer_until_it_has_kept_up_a_while(stack):
+    """The machine holds fewer than the configured ceiling: the animation stage stalls 1.5 s mid-reply (a proxy
+    holds its stream), so the reply's media runs out while its listener plays it. With two conversations open, the
+    gateway learns it holds one: a newcomer gets `busy`, until it has gone a while without late media."""
+    proxy = await FaultProxy(stack.specs["sda"].port).start()
+    env = {"GATEWAY_SDA_ADDRESS": f"127.0.0.1:{proxy.port}", "GATEWAY_MAX_SESSIONS": "3",
+           "GATEWAY_LEARN_CAPACITY": "true", "GATEWAY_CAPACITY_RELAX_S": "20"}
+    gateway = await asyncio.to_thread(ExtraGateway, stack, None, env)
+
+    async def newcomer() -> str:
+        async with websockets.connect(gateway.url, max_size=None) as ws:
+            await ws.send(json.dumps({"type": "hello", "version": 1}))
+            while True:
+                event = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                if event["type"] in ("ready", "error"):
+                    return event.get("code", "ready")
+
+    try:
+        async with websockets.connect(gateway.url, max_size=None) as talker, \
+                websockets.connect(gateway.url, max_size=None) as quiet:
+            await hello(talker)
+            await hello(quiet)
+            await send_speech(talker, "Please tell me a long story about a dragon who lived in the mountains.")
+            while not isinstance(await asyncio.wait_for(talker.recv(), 120), bytes):
+                pass  # the reply's media has begun
+            proxy.set("hold")
+            await asyncio.sleep(1.5)
+            proxy.set("pass")
+            deadline = time.monotonic() + 10
+            while (sessions := httpx.get(f"{gateway.ops}/readyz", timeout=10).json()["sessions"])["capacity"] > 1:
+                assert time.monotonic() < deadline, f"the late reply taught the gateway nothing: {sessions}"
+                await asyncio.sleep(0.2)
+            assert sessions == {"admitted": 2, "capacity": 1, "ceiling": 3, "full": True}, sessions
+            assert await newcomer() == "busy"
+            await next_event(talker, "turn_end", timeout=180)
+        deadline = time.monotonic() + 60
+        while (code := await newcomer()) != "ready":  # a quiet while raises the ceiling again
+            assert code == "busy" and time.monotonic() < deadline, code
+            await asyncio.sleep(1)
+        metrics = httpx.get(f"{gateway.ops}/metrics", timeout=10).text
+        assert re.search(r"avatar_gateway_late_media_total [1-9]", metrics), "no late media counted"
+    finally:
+        gateway.stop()
+        await proxy.stop()
 
 
 class EchoingClient:

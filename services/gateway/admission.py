@@ -1,30 +1,64 @@
-"""How many conversations one gateway (and the stages behind it) takes at once.
+"""How many conversations one gateway (and the stages behind it) takes at once: a configured ceiling, and below
+it what this machine was seen to hold.
 
-A box has room for a few conversations before every one of them slows down (docs/benchmarks.md, concurrency).
-Past `GATEWAY_MAX_SESSIONS` a new or resumed session is refused at its hello with a `busy` error and close code
-1013 (try again later; the browser app retries with backoff), instead of being admitted into seconds of
-silence. While full, `/readyz` answers 503 so a load balancer sends new connections to another replica (the open
-ones stay); the metrics give the autoscaler sessions against capacity.
+`GATEWAY_MAX_SESSIONS` is a number someone chose; a slower machine, or one whose cores another process takes,
+holds fewer. So the gateway watches its admitted replies: when one runs out of media while its listener plays it
+(the stages fell behind real time by more than `GATEWAY_LATE_MEDIA_S`), the machine held fewer conversations than
+were open, and the learned ceiling drops to one below that count (never below one). It rises again by one for
+every `GATEWAY_CAPACITY_RELAX_S` without late media, up to the configured ceiling. Past the ceiling a new or
+resumed session is refused at its hello with a `busy` error and close code 1013 (try again later; the browser app
+retries with backoff), instead of being admitted into a stuttering avatar. While full, `/readyz` answers 503 so a
+load balancer sends new connections to another replica (the open ones stay); the metrics give the autoscaler
+sessions against capacity.
 """
+
+import logging
+import time
+from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge
 
+log = logging.getLogger(__name__)
 ADMITTED = Gauge("avatar_gateway_sessions_admitted", "Conversations admitted and open now")
-CAPACITY = Gauge("avatar_gateway_sessions_capacity", "Conversations this gateway admits at once (0: no limit)")
+CAPACITY = Gauge("avatar_gateway_sessions_capacity",
+                 "Conversations this gateway admits at once now: the configured ceiling, or what it learned it holds "
+                 "(0: no limit)")
 REFUSED = Counter("avatar_gateway_sessions_refused_total", "Hellos refused with `busy` because the gateway was full")
+LATE = Counter("avatar_gateway_late_media_total",
+               "Replies whose media ran out while their listener played them (the stages fell behind real time)")
 
 BUSY_CLOSE_CODE = 1013  # WebSocket "try again later"
 
 
 class Admission:
-    def __init__(self, max_sessions: int):
+    def __init__(self, max_sessions: int, learns: bool = True, relax_s: float = 600.0,
+                 clock: Callable[[], float] = time.monotonic):
         self.max_sessions = max_sessions  # 0: no limit
+        self._learns = learns
+        self._relax_s = relax_s
+        self._clock = clock
+        self._learned: int | None = None  # the ceiling late media taught, None: none
+        self._learned_at = 0.0  # when it was last lowered or raised
         self.admitted = 0
         CAPACITY.set(max_sessions)
 
     @property
+    def capacity(self) -> int:
+        """How many conversations are admitted at once now (0: no limit)."""
+        if self._learned is not None and self._clock() - self._learned_at >= self._relax_s:
+            self._learned += 1  # a while without late media: try one more
+            self._learned_at = self._clock()
+            if self.max_sessions and self._learned >= self.max_sessions:
+                self._learned = None
+        if self._learned is None:
+            return self.max_sessions
+        return min(self._learned, self.max_sessions) if self.max_sessions else self._learned
+
+    @property
     def full(self) -> bool:
-        return bool(self.max_sessions) and self.admitted >= self.max_sessions
+        capacity = self.capacity
+        CAPACITY.set(capacity)
+        return bool(capacity) and self.admitted >= capacity
 
     def admit(self) -> bool:
         if self.full:
@@ -37,3 +71,16 @@ class Admission:
     def release(self) -> None:
         self.admitted -= 1
         ADMITTED.set(self.admitted)
+
+    def ran_late(self) -> None:
+        """An admitted reply's media ran out while its listener played it: the open conversations were more than
+        this machine holds in real time."""
+        LATE.inc()
+        if not self._learns:
+            return
+        held = max(1, self.admitted - 1)
+        if self._learned is None or held < self._learned:
+            log.warning("media ran late with %d conversations open: admitting %d at most for now", self.admitted, held)
+            self._learned = held
+        self._learned_at = self._clock()  # late again: the ceiling waits a whole while before it rises
+        CAPACITY.set(self.capacity)

@@ -59,7 +59,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.rest_rate = RateLimiter(settings.rest_rate_per_min, settings.rest_burst)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.state.drain = Drain()
-    app.state.admission = Admission(settings.max_sessions)
+    app.state.admission = Admission(settings.max_sessions, settings.learn_capacity, settings.capacity_relax_s)
     rest_errors.install(app)
     app.include_router(avatar_api.router, dependencies=[Depends(requires("converse", "make_avatars"))])
     app.include_router(avatar_api.voices_router, dependencies=[Depends(requires("converse"))])

@@ -53,6 +53,12 @@ class GatewaySettings(BaseSettings):
     # Conversations admitted at once; past it a hello gets `busy` (0: no limit). The default is what the
     # concurrency bench measured a 2-core box to hold without slowing every session down.
     max_sessions: int = Field(default=3, ge=0)
+    # Below that ceiling, what this machine is seen to hold (admission.py): a reply whose media runs out for more
+    # than `late_media_s` while its listener plays it lowers the ceiling to one below the conversations open then;
+    # it rises by one for every `capacity_relax_s` without late media.
+    learn_capacity: bool = True
+    late_media_s: float = Field(default=0.2, gt=0)
+    capacity_relax_s: float = Field(default=600.0, gt=0)
     # Start the LLM on the transcript decoded when the user pauses, before the end of turn (kept if the final
     # transcript is the same).
     speculation: bool = True

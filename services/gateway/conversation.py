@@ -85,8 +85,9 @@ class _Reply:
 class Conversation:
     def __init__(self, stages: Stages, store: SessionStore, settings: GatewaySettings,
                  emit: Callable[[dict | bytes], None], statuses: Callable[[], Awaitable[dict]],
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, on_late: Callable[[], None] = lambda: None):
         self._stages = stages
+        self._on_late = on_late  # a reply's media ran out while the user played it
         self._store = store
         self._settings = settings
         self._emit = emit
@@ -344,7 +345,8 @@ class Conversation:
             self._remember(entry)
         voice = self._session_settings.voice or avatar_voice(self._settings.avatars_dir, self._avatar_id)
         pipeline = ReplyPipeline(self._stages, request, voice, self._emit, ended_at, speculation,
-                                 Playback(self._clock), self._settings.reply_stall_s, self._media,
+                                 Playback(self._clock, self._on_late, self._settings.late_media_s),
+                                 self._settings.reply_stall_s, self._media,
                                  self._settings.reply_lead_s)
         reply = _Reply(turn, text, pipeline)
         reply.task = asyncio.create_task(self._run_reply(reply))

@@ -21,8 +21,11 @@ _MOST_S = 120.0  # of the reply's audio kept in all: what was heard lately and w
 
 
 class Playback:
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, clock: Callable[[], float] = time.monotonic, on_late: Callable[[], None] = lambda: None,
+                 late_s: float = 0.2):
         self._clock = clock
+        self._on_late = on_late  # told when the media ran out more than `late_s` before more came
+        self._late_s = late_s
         # Each time playing (re)started: when, and from where in the reply's audio. A run plays on until the next
         # one's start position (where the client ran out or paused), the last one up to what was sent.
         self._runs: list[tuple[float, float]] = []
@@ -42,6 +45,10 @@ class Playback:
     def sent(self, end_s: float, pcm: bytes = b"") -> None:
         """Media up to `end_s` of the reply's audio went to the client; `pcm`: the audio that ends there."""
         if not self._runs or (self._paused_at is None and self.heard_s() >= self._sent_s):
+            if self._runs:  # it ran out: the user heard silence since the media's end
+                at, position = self._runs[-1]
+                if self._clock() - (at + self._sent_s - position) > self._late_s:
+                    self._on_late()
             self._start(self._sent_s)  # first media, or after running out
         self._sent_s = max(self._sent_s, end_s)
         if pcm:

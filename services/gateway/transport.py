@@ -51,7 +51,8 @@ class WebSocketTransport:
         self._dropped = ""  # why the client was dropped: what is queued for it will not be sent
         self._refusals = float(settings.max_refused_burst)  # a token bucket: one back a second
         self._refused_at = 0.0
-        self._conversation = Conversation(stages, store, settings, self._put, clients.statuses)
+        self._conversation = Conversation(stages, store, settings, self._put, clients.statuses,
+                                          on_late=admission.ran_late)
         self._hello: Hello | None = None
         self._receiving: asyncio.Task | None = None
 
@@ -235,8 +236,8 @@ class WebSocketTransport:
             self._error(ErrorCode.FORBIDDEN, str(err), fatal=True)
             return True
         if not self._admitted and not self._admission.admit():
-            self._error(ErrorCode.BUSY, f"this avatar server holds {self._admission.max_sessions} conversations "
-                                        "already; try again in a moment", fatal=True)
+            self._error(ErrorCode.BUSY, f"this avatar server holds {self._admission.admitted} conversations, as "
+                                        "many as it can keep in real time; try again in a moment", fatal=True)
             return True
         self._admitted = True
         try:
