@@ -635,8 +635,14 @@ async def test_the_hello_chooses_a_voice_the_synthesis_has_and_an_unknown_one_is
     error = refused.events("error")[0]
     assert error["code"] == "unknown_voice" and "en_US-joe-medium" in error["message"] and not refused.events("ready")
     plain = Talk(store)
-    await plain.start()
+    session_id = (await plain.start())["session_id"]
     plain.ask("Hello there.")
     await plain.until("turn_end")
     assert plain.stages.tts.spoken_with == [""]  # the avatar's own, here the default
     await plain.close()
+    wrong = Talk(store)  # a resume naming an unknown voice is refused and changes nothing stored
+    await wrong.conversation.start(Hello(type="hello", version=1, session_id=session_id, settings={"voice": "nobody"}))
+    assert wrong.events("error")[0]["code"] == "unknown_voice"
+    resumed = Talk(store)
+    assert (await resumed.start(session_id=session_id))["settings"]["voice"] == ""
+    await resumed.close()

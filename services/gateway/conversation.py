@@ -155,17 +155,19 @@ class Conversation:
             self._turn = stored["next_turn"]
             self._history = await self._store.history(self.session_id)
             self._appended = stored["appended"]
-            await self._store.update(self.session_id, self._avatar_id, self._session_settings.model_dump())
         else:
             principal.require_avatar(hello.avatar_id)
             if not self._may_converse_with(hello.avatar_id):
                 return False
             self._avatar_id = hello.avatar_id
             self._session_settings = hello.settings
+        if not await self._voice_is_known(self._session_settings.voice):
+            return False  # before anything is stored: a refused hello leaves the session as it was
+        if hello.session_id:
+            await self._store.update(self.session_id, self._avatar_id, self._session_settings.model_dump())
+        else:
             self.session_id = await self._store.create(self._avatar_id, self._session_settings.model_dump(),
                                                        principal.subject)
-        if not await self._voice_is_known(self._session_settings.voice):
-            return False
         self._vocabulary = await asyncio.to_thread(session_vocabulary, settings.avatars_dir, self._avatar_id,
                                                    self._session_settings.vocabulary)
         self._audio_format = (hello.audio.encoding, hello.audio.sample_rate)
