@@ -8,7 +8,6 @@ from collections import OrderedDict
 from typing import Literal
 
 import cv2
-
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Response, UploadFile
 
 from core.avatar_bundle import AVATAR_ID, DEFAULT, AvatarBundle
@@ -19,7 +18,7 @@ from services.gateway.access import Principal
 from services.gateway.config import GatewaySettings
 from services.gateway.consent_http import MISSING, avatar_consent, consent_from_form
 from services.gateway.rest_auth import requires
-from services.gateway.rest_limits import rate_limited
+from services.gateway.rest_limits import rate_limited, read_upload
 from services.gateway.stages import OUTPUT_RATE, Animator, Face, StageFailed, TurnMeta, VideoOut
 
 router = APIRouter(prefix="/v1/avatars", tags=["avatars"])
@@ -62,9 +61,7 @@ async def create_avatar(request: Request, photo: UploadFile = File(...), name: s
     settings: GatewaySettings = request.app.state.settings
     if not consent_person.strip() or consent_evidence is None:  # before reading the photo
         raise HTTPException(422, f"an avatar {MISSING}")
-    data = await photo.read(settings.max_photo_bytes + 1)
-    if len(data) > settings.max_photo_bytes:
-        raise HTTPException(413, f"the photo exceeds {settings.max_photo_bytes} bytes")
+    data = await read_upload(photo, settings.max_photo_bytes, "the photo")
     consent = await consent_from_form(request, "an avatar", consent_person, consent_evidence, consent_scopes,
                                       consent_recorded_by, principal, needs=("face",))
     try:

@@ -7,6 +7,7 @@ from core.avatar_bundle import consent_to
 from core.consent import Consent, Scope, evidence_kind_of
 from core.errors import BadRequest, NotFound, Refused
 from services.gateway.access import Principal
+from services.gateway.rest_limits import read_upload
 
 MISSING = ("needs its person's consent on record: send consent_person (who they are) and consent_evidence (the "
            "statement they read, as audio or video, or a signed document)")
@@ -28,10 +29,7 @@ async def consent_from_form(request: Request, what: str, person: str, evidence: 
     invalid or short of `needs`, 413 for evidence over the size limit (never cut short)."""
     if not person.strip() or evidence is None:
         raise HTTPException(422, f"{what} {MISSING}")
-    limit = request.app.state.settings.max_consent_evidence_bytes
-    data = await evidence.read(limit + 1)
-    if len(data) > limit:
-        raise HTTPException(413, f"the consent evidence exceeds {limit} bytes")
+    data = await read_upload(evidence, request.app.state.settings.max_consent_evidence_bytes, "the consent evidence")
     try:
         consent = Consent.recorded(person, recorded_by or principal.subject,
                                    [s.strip() for s in scopes.split(",") if s.strip()], data, evidence.filename or "",

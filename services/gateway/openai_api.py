@@ -29,7 +29,7 @@ from services.gateway.mp4 import mp4
 from services.gateway.reply_processors import ReplyContext, VideoLost
 from services.gateway.rest_auth import requires
 from services.gateway.rest_errors import error_body
-from services.gateway.rest_limits import rate_limited, stage_place
+from services.gateway.rest_limits import MAX_UPLOAD_BYTES, rate_limited, read_upload, stage_place
 from services.gateway.stages import (
     Face, Finish, Frame, Generation, ListenConfig, ReplyRequest, SpeechChunk, StageFailed, Stages, Transcript,
     TurnMeta, Usage, VideoOut, Voice,
@@ -38,7 +38,6 @@ from services.gateway.stages import (
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
 _HTTP_OF = {"not_found": 404, "invalid_argument": 400, "unavailable": 503, "busy": 429, "timeout": 504}
-MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 
 
 def _http_error(err: StageFailed) -> HTTPException:
@@ -64,9 +63,7 @@ def _default(name: str | None) -> str:
 async def _read_audio(request: Request, upload: UploadFile) -> tuple[np.ndarray, int]:
     """An uploaded WAV, FLAC or OGG as mono float32. Refused by its length before it is decoded (413): a few
     megabytes of FLAC or Ogg can hold hours of audio."""
-    data = await upload.read(MAX_UPLOAD_BYTES + 1)
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise HTTPException(413, f"the file exceeds {MAX_UPLOAD_BYTES} bytes")
+    data = await read_upload(upload, MAX_UPLOAD_BYTES, "the file")
     return await asyncio.to_thread(_decode_audio, data, request.app.state.settings.max_upload_audio_s)
 
 

@@ -14,11 +14,10 @@ from core.provenance.origin import TooLong, examine
 from core.provenance.signing import SigningKey, generation_manifest, sign
 from core.provenance.watermark import MARKED, Watermark
 from services.gateway.config import GatewaySettings
-from services.gateway.rest_limits import rate_limited
+from services.gateway.rest_limits import MAX_UPLOAD_BYTES, rate_limited, read_upload
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["provenance"])
-MAX_FILE_BYTES = 50 * 1024 * 1024
 
 
 class Provenance:
@@ -51,9 +50,7 @@ async def provenance(request: Request, file: UploadFile = File(...)):
     """Does the file (WAV, MP4, WebM, Ogg, ...) carry this system's audio watermark or a C2PA manifest, and what
     does the manifest say? The watermark's verdict is made for speech: other sound (music, tones) may read either
     way."""
-    data = await file.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:
-        raise HTTPException(413, f"the file exceeds {MAX_FILE_BYTES} bytes")
+    data = await read_upload(file, MAX_UPLOAD_BYTES, "the file")
     settings = request.app.state.settings
     try:
         found = await asyncio.to_thread(examine, data, request.app.state.provenance.watermark,

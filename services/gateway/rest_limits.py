@@ -1,4 +1,4 @@
-"""What REST work a client may cost: a rate per client (a token bucket: `GATEWAY_REST_RATE_PER_MIN`, bursts up to
+"""What REST work a client may cost: uploads read no further than their limit (`read_upload`), a rate per client (a token bucket: `GATEWAY_REST_RATE_PER_MIN`, bursts up to
 `GATEWAY_REST_BURST`) answered with 429 and `Retry-After`, and a share of the same capacity that guards
 conversations (`admission.py`): a REST call that needs the stages holds one of its places while it runs, so
 REST calls cannot starve the conversations, and are refused with 429 `busy` while the gateway is full."""
@@ -9,12 +9,22 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, UploadFile
 
 from services.gateway.access import ANONYMOUS, SHARED, Grant, Principal
 from services.gateway.rest_auth import requires
 
 _CLIENTS_KEPT = 10_000  # buckets remembered; the least recently seen are forgotten (a full bucket again)
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # a media file sent to a REST call
+
+
+async def read_upload(upload: UploadFile, limit: int, what: str) -> bytes:
+    """The uploaded file's bytes, or 413 when it holds more than `limit` (read one byte past it, never cut short
+    and never read whole)."""
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise HTTPException(413, f"{what} exceeds {limit} bytes")
+    return data
 
 
 class RateLimiter:
