@@ -256,7 +256,7 @@ class WebSocketTransport:
         width = _SAMPLE_WIDTH[self._hello.audio.encoding]
         if len(frame) > self._settings.max_audio_frame_bytes:
             self._refuse(ErrorCode.AUDIO_TOO_LARGE,
-                        f"audio frame of {len(frame)} bytes exceeds {self._settings.max_audio_frame_bytes}")
+                         f"audio frame of {len(frame)} bytes exceeds {self._settings.max_audio_frame_bytes}")
         elif len(frame) % width:
             self._refuse(ErrorCode.BAD_MESSAGE, f"audio frame of {len(frame)} bytes is not whole {width}-byte samples")
         else:
