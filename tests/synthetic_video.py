@@ -106,8 +106,7 @@ def _openings(audio: np.ndarray, turns: list[Turn], frames: int) -> np.ndarray:
 
 def _write(path: Path, audio: np.ndarray, turns: list[Turn]) -> None:
     photo = cv2.resize(default_photo(), (SIZE, SIZE), interpolation=cv2.INTER_AREA)
-    rig = FaceRig.from_photo(photo)
-    renderer = MouthRenderer.fit(rig.still, rig.points)
+    renderer = MouthRenderer.fit(photo, FaceRig.from_photo(photo).photo_points)
     frames = int(audio.size / RATE * FPS)
     openings = _openings(audio, turns, frames)
     empty = np.full((SIZE, SIZE, 3), 90, np.uint8)
@@ -123,7 +122,7 @@ def _write(path: Path, audio: np.ndarray, turns: list[Turn]) -> None:
         )
         for i in range(frames):
             hidden = any(a <= i <= b for a, b in faceless)
-            frame = empty if hidden else rig.paste(renderer.render(float(openings[i])))
+            frame = empty if hidden else renderer.render(float(openings[i]))
             ffmpeg.stdin.write(frame.tobytes())
         ffmpeg.stdin.close()
         assert ffmpeg.wait() == 0, "ffmpeg could not write the test video"

@@ -49,7 +49,7 @@ def test_an_open_mouth_shows_teeth_a_dark_cavity_and_a_tongue(face):
     mouth = _mouth(rig, frame)  # the detector's inner lip middles: 62 above, 66 below
     x = int(round(mouth[[14, 18], 0].mean()))
     column = frame[int(mouth[14, 1]) + 1 : int(mouth[18, 1]) - 1, x - 1 : x + 2].astype(np.float32).mean(axis=1)
-    brightness, lips = column.mean(axis=1), renderer.lip_color.mean()
+    brightness, lips = column.mean(axis=1), renderer.geometry.lip_color.mean()
     third = len(column) // 3
     assert brightness[:third].max() > max(lips, 140)  # light teeth under the upper lip
     cavity = brightness[third : 2 * third].min()

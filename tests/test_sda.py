@@ -71,7 +71,15 @@ def mouth_gap(image: np.ndarray, rig: FaceRig, box) -> float:
     return lip_gap(mouth_points(crop, box))
 
 
-def test_at_rest_the_photo_shows_as_it_is_and_speech_moves_the_mouth(sda):
+def still_background(photo: np.ndarray, rig: FaceRig) -> np.ndarray:
+    """Where no motion reaches: away from the head, the mouth and the brows (True there)."""
+    from core.sda.face_warp import FaceGeometry
+
+    geo = FaceGeometry.fit(photo, rig.photo_points)
+    return (geo.head_weight == 0) & (geo.field == 0) & (geo.lips_field == 0) & (geo.brow_field == 0)
+
+
+def test_at_rest_the_mouth_is_the_photos_own_and_speech_moves_it(sda):
     from skimage import data
 
     photo = data.astronaut()  # the default avatar's face, smiling with her teeth showing
@@ -79,10 +87,11 @@ def test_at_rest_the_photo_shows_as_it_is_and_speech_moves_the_mouth(sda):
     box = (*rig.points.min(axis=0), *rig.points.max(axis=0))
     framed = {"framing": sda_pb2.PHOTO, "image_encoding": sda_pb2.RGB24}  # the photo's own pixels and coordinates
     silent = [rgb(f) for f in frames_of(animate(sda, np.zeros(RATE, np.float32), **framed))]
-    assert all(np.array_equal(f, photo) for f in silent)  # her smile, not a generated neutral mouth
+    at_rest = mouth_gap(photo, rig, box)
+    assert all(abs(mouth_gap(f, rig, box) - at_rest) < 1.0 for f in silent)  # her smile, not a generated mouth
     speech = speak("Wow, how wonderful, all of our apples are ready!", RATE)
     talking = [mouth_gap(rgb(f), rig, box) for f in frames_of(animate(sda, speech, **framed))]
-    assert np.percentile(talking, 90) > mouth_gap(photo, rig, box) + 2.0, talking  # opens wider than at rest
+    assert np.percentile(talking, 90) > at_rest + 2.0, talking  # opens wider than at rest
     assert np.std(talking) > 1.0  # and it moves
 
 
@@ -100,17 +109,12 @@ def test_a_face_it_never_trained_on_keeps_its_colour_and_contrast(sda):
         face = cv2.imencode(".png", cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))[1].tobytes()
         frames = [rgb(f) for f in frames_of(animate(sda, speech, face_image=face, framing=sda_pb2.PHOTO,
                                                      image_encoding=sda_pb2.RGB24))]
-        rig = FaceRig.from_photo(photo)
-        left, top, right, bottom = rig.box
-        skin = cv2.resize(rig.mask, (right - left, bottom - top)) > 0.9  # where the generated face shows ...
-        scale = (bottom - top) / rig.still.shape[0]
-        (x0, y0), (x1, y1) = rig.points[48:60].min(axis=0) * scale, rig.points[48:60].max(axis=0) * scale
-        pad = 0.3 * (x1 - x0)
-        skin[int(y0 - pad) : int(y1 + pad), int(x0 - pad) : int(x1 + pad)] = False  # ... but the mouth
+        points = FaceRig.from_photo(photo).photo_points
+        (x0, y0), (x1, y1) = points.min(axis=0).astype(int), points.max(axis=0).astype(int)  # brows to chin
         talking = max(frames, key=lambda f: np.abs(f.astype(int) - photo).sum())
-        made, real = talking[top:bottom, left:right][skin], photo[top:bottom, left:right][skin]
+        made, real = talking[y0:y1, x0:x1].reshape(-1, 3), photo[y0:y1, x0:x1].reshape(-1, 3)
         if photo is grey:
-            assert np.ptp(made.astype(int), axis=1).max() <= 1  # a greyscale photo stays grey
+            assert np.ptp(made.astype(int), axis=1).max() <= 12  # a greyscale photo stays grey, its mouth too
         else:
             balance = made.mean(axis=0) / made.mean() - real.mean(axis=0) / real.mean()
             assert np.abs(balance).max() < 0.03 and np.abs(made.mean() - real.mean()) < 8  # no tint, same light
@@ -173,7 +177,7 @@ def test_after_a_clear_encoded_video_starts_again_with_a_keyframe(sda):
     assert len(decode_video(after, "h264")) == len(after)
 
 
-def test_the_face_is_composited_eyes_hair_and_background_stay_the_photo_and_the_mouth_moves(sda):
+def test_the_photos_own_pixels_move_the_background_stays_still_and_the_eyes_stay_sharp(sda):
     from skimage import data
 
     photo = data.astronaut()
@@ -183,18 +187,26 @@ def test_the_face_is_composited_eyes_hair_and_background_stay_the_photo_and_the_
               for f in frames_of(animate(sda, speech, face_image=face, image_encoding=sda_pb2.RGB24,
                                          framing=sda_pb2.PHOTO))]
     rig = FaceRig.from_photo(photo)
-    left, top, right, bottom = rig.box
-    scale = (bottom - top) / rig.still.shape[0]
-    brows_top = top + int(rig.points[17:27, 1].min() * scale)
-    eyes_bottom = top + int(rig.points[36:48, 1].max() * scale) + 3  # below the lower eyelids
+    still = still_background(photo, rig)
+    assert still.mean() > 0.3
     for frame in frames:
-        assert np.array_equal(frame[:brows_top], photo[:brows_top])  # hair, forehead, background: sharp
-        assert np.array_equal(frame[:, :left], photo[:, :left]) and np.array_equal(frame[:, right:], photo[:, right:])
-    open_eyes = [np.array_equal(f[:eyes_bottom], photo[:eyes_bottom]) for f in frames]
-    assert np.mean(open_eyes) > 0.8  # the photo's own eyes, but for a blink now and then
-    mouth_top = top + int(rig.points[48:68, 1].min() * scale)
-    mouth = np.stack([f[mouth_top : bottom, left:right].astype(np.float32) for f in frames])
-    assert mouth.std(axis=0).mean() > 3.0  # the lower face is what moves
+        assert np.array_equal(frame[still], photo[still])  # the background does not swim
+    points = rig.photo_points
+    (x0, y0), (x1, y1) = points[17:27].min(axis=0) - 4, points[36:48].max(axis=0) + 4  # brows down to the eyes
+    eyes = (slice(int(y0), int(y1)), slice(int(x0), int(x1)))
+
+    def sharpness(image):
+        return cv2.Laplacian(cv2.cvtColor(image[eyes], cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()
+
+    # the photo's own eyes, moved by fractions of a pixel: resampled bicubically they keep three quarters of their
+    # fine detail or more (bilinear resampling kept half; a generated upper face, far less)
+    assert np.median([sharpness(f) for f in frames]) > 0.72 * sharpness(photo)
+    head = np.stack([f[eyes].astype(np.float32) for f in frames])
+    assert head.std(axis=0).mean() > 0.5  # the head is alive: it sways, nods and blinks
+    mouth_top = int(points[48:68, 1].min())
+    mouth = np.stack([f[mouth_top : int(points[8, 1]), int(points[4, 0]) : int(points[12, 0])].astype(np.float32)
+                      for f in frames])
+    assert mouth.std(axis=0).mean() > 3.0  # the lower face moves most
 
 
 def test_frames_are_centred_on_the_head_or_show_the_whole_photo(sda):
@@ -210,6 +222,21 @@ def test_frames_are_centred_on_the_head_or_show_the_whole_photo(sda):
     (l0, _, r0, _), (l1, t1, r1, b1) = find_face(whole), find_face(head)
     assert (r1 - l1) > 1.6 * (r0 - l0)  # the face is drawn much larger
     assert abs((l1 + r1) / 2 - 256) < 40 and abs((t1 + b1) / 2 - 256) < 80  # near the middle
+
+
+def test_a_portrait_is_framed_from_hair_to_chin_with_room_around_it(sda):
+    from matplotlib import cbook
+
+    from core.sda.face_rig import find_face, landmarks
+
+    photo = cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))  # head and shoulders
+    face = cv2.imencode(".png", photo)[1].tobytes()
+    head = decode(frames_of(animate(sda, np.zeros(RATE // 5, np.float32), face_image=face))[0])
+    points = landmarks(head, find_face(head))
+    chin, brows = points[8, 1], points[17:27, 1].min()
+    assert chin < 0.92 * head.shape[0]  # the whole chin, with room below it
+    assert brows - 0.5 * (chin - brows) > 0  # and the top of the head above the brows
+    assert abs(points[:, 0].mean() - head.shape[1] / 2) < 0.1 * head.shape[1]  # centred across
 
 
 def test_clear_buffer_stops_frames_at_once(sda):

@@ -9,7 +9,7 @@ import torch
 from core.atomic import atomic_path
 from core.sda.model import Generator, SdaConfig
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the generator predicts motion (core.sda.face_warp renders it)
 # The generator that ships: the default avatar, and where fine-tuning starts.
 DEFAULT_GENERATOR = Path(__file__).parent / "checkpoints" / "default.pt"
 

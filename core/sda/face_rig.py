@@ -1,8 +1,7 @@
 """Finds one face in a photo, measures its 68 landmarks, and cuts the model's aligned crop out of it.
 
-The crop is what the SDA model sees (128×96 by default); `paste` puts the moving part of a generated crop, the
-lower face (cheeks, mouth, jaw), back into the full photo under a soft mask, so the user sees the whole portrait
-with eyes, hair and background exactly as photographed.
+The crop is what the SDA model trains on (128×96 by default); the service moves the full photo's own pixels
+(`core.sda.face_warp`), with the landmarks in photo pixels (`photo_points`). `blink` lowers a face's eyelids.
 """
 
 import importlib.util
@@ -110,13 +109,13 @@ def find_face(image: np.ndarray) -> tuple[int, int, int, int]:
 
 @dataclass(frozen=True)
 class FaceRig:
-    """A face photo prepared for the model: the crop, its place in the photo, and the crop's landmarks."""
+    """A face photo prepared for the model: the crop, its place in the photo, and the landmarks in both."""
 
     photo: np.ndarray  # RGB uint8, full resolution
     box: tuple[int, int, int, int]  # crop (left, top, right, bottom) in photo pixels; may reach past the edges
-    still: np.ndarray  # RGB uint8 (height, width): the neutral crop the model animates
+    still: np.ndarray  # RGB uint8 (height, width): the neutral crop
     points: np.ndarray  # 68 landmarks in crop pixels
-    mask: np.ndarray  # float32 (height, width): where a generated crop replaces the photo (1), softly to 0
+    photo_points: np.ndarray  # the same 68 landmarks in photo pixels
 
     @classmethod
     def from_photo(cls, photo: np.ndarray, height: int = 128, width: int = 96) -> "FaceRig":
@@ -127,36 +126,19 @@ class FaceRig:
         still = crop(photo, box, width, height)
         scale = np.array([width / (box[2] - box[0]), height / (box[3] - box[1])], dtype=np.float32)
         crop_points = (points - np.array(box[:2], dtype=np.float32)) * scale
-        return cls(photo=photo, box=box, still=still, points=crop_points, mask=lower_face_mask(crop_points, height, width))
+        return cls(photo=photo, box=box, still=still, points=crop_points, photo_points=points)
 
-    def paste(self, frame: np.ndarray, weight: float = 1.0) -> np.ndarray:
-        """The full photo with the lower face of `frame` (a generated crop) blended in over the crop box, `weight`
-        of it (0: the photo as it is)."""
-        left, top, right, bottom = self.box
-        w, h = right - left, bottom - top
-        patch = cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-        mask = cv2.resize(self.mask, (w, h), interpolation=cv2.INTER_LINEAR) * weight
-        out = self.photo.copy()
-        x0, y0, x1, y1 = max(left, 0), max(top, 0), min(right, out.shape[1]), min(bottom, out.shape[0])
-        region = out[y0:y1, x0:x1].astype(np.float32)
-        p = patch[y0 - top : y1 - top, x0 - left : x1 - left]
-        m = mask[y0 - top : y1 - top, x0 - left : x1 - left, None]
-        out[y0:y1, x0:x1] = (m * p + (1 - m) * region).round().astype(np.uint8)
-        return out
 
-    def blink(self, image: np.ndarray, amount: float) -> np.ndarray:
-        """`image` (the full photo's frame) with both upper eyelids lowered by `amount` (0 open, 1 closed): the
-        skin between brow and lid stretches down over the eye, most in the middle of the lid, none at the
-        corners."""
-        if amount <= 0:
-            return image
-        left, top, right, bottom = self.box
-        scale = np.array([(right - left) / self.still.shape[1], (bottom - top) / self.still.shape[0]], np.float32)
-        points = self.points * scale + np.array([left, top], np.float32)
-        out = image.copy()
-        for eye, brow in ((points[36:42], points[17:22]), (points[42:48], points[22:27])):
-            _lower_lid(out, image, eye, brow, amount)
-        return out
+def blink(image: np.ndarray, points: np.ndarray, amount: float) -> np.ndarray:
+    """`image` with both upper eyelids lowered by `amount` (0 open, 1 closed), `points` its face's 68 landmarks in
+    its pixels: the skin between brow and lid stretches down over the eye, most in the middle of the lid, none at
+    the corners."""
+    if amount <= 0:
+        return image
+    out = image.copy()
+    for eye, brow in ((points[36:42], points[17:22]), (points[42:48], points[22:27])):
+        _lower_lid(out, image, eye, brow, amount)
+    return out
 
 
 def _lower_lid(out: np.ndarray, image: np.ndarray, eye: np.ndarray, brow: np.ndarray, amount: float) -> None:
@@ -179,25 +161,6 @@ def _lower_lid(out: np.ndarray, image: np.ndarray, eye: np.ndarray, brow: np.nda
     source_x = np.broadcast_to(xs, source_y.shape)
     out[y0:y1, x0 : x1 + 1] = cv2.remap(image, source_x.astype(np.float32), source_y.astype(np.float32),
                                         cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-
-def lower_face_mask(points: np.ndarray, height: int, width: int) -> np.ndarray:
-    """The part of the crop speech moves: inside the jaw line, from the middle of the nose down, with edges
-    softened over about a tenth of the crop's width (1 there, 0 over the eyes, brows, hair and background)."""
-    jaw = points[1:16]
-    top = points[29, 1]  # halfway down the nose
-    polygon = np.concatenate([[[jaw[0, 0], top]], jaw, [[jaw[-1, 0], top]]]).round().astype(np.int32)
-    mask = np.zeros((height, width), np.float32)
-    cv2.fillPoly(mask, [polygon], 1.0)
-    soft = max(3, int(0.1 * width) | 1)
-    return cv2.GaussianBlur(mask, (soft, soft), 0) * _feather_mask(height, width, 0.06)
-
-
-@cache
-def _feather_mask(h: int, w: int, feather: float) -> np.ndarray:
-    ramp_y = np.clip(np.minimum(np.arange(h), np.arange(h)[::-1]) / max(feather * h, 1), 0, 1)
-    ramp_x = np.clip(np.minimum(np.arange(w), np.arange(w)[::-1]) / max(feather * w, 1), 0, 1)
-    return np.outer(ramp_y, ramp_x).astype(np.float32)
 
 
 def crop_box(points: np.ndarray, height: int, width: int) -> tuple[int, int, int, int]:

@@ -26,3 +26,8 @@ def audio_windows(audio: np.ndarray, frames: int, cfg: SdaConfig, start: int = 0
     centers = (np.arange(start, start + frames) * spf + spf // 2) + half
     index = centers[:, None] - half + np.arange(cfg.window_samples)[None, :]
     return padded[index].astype(np.float32)
+
+
+def lip_code(lip_color: np.ndarray) -> torch.Tensor:
+    """The person's lip colour (RGB 0-255) as the generator takes it: (3,) in [-1, 1]."""
+    return torch.from_numpy(np.asarray(lip_color, np.float32)) / 127.5 - 1.0

@@ -1,15 +1,19 @@
-"""The SDA generator and its three discriminators (frame, sequence, sync), written from the paper's description.
+"""The SDA generator and its three discriminators (frame, sequence, sync), after the paper's description, with
+one change: the generator predicts motion, not pixels.
 
-Generator: an identity encoder over the still face (its feature maps feed the decoder as U-Net skips), an audio
-encoder over a 0.2 s raw-audio window centred on each video frame, a temporal GRU over the audio codes, a noise
-GRU for spontaneous motion, and a frame decoder. A checkpoint carries its `SdaConfig`, so a service rebuilds the
-model from the file alone.
+Generator: an audio encoder over a 0.2 s raw-audio window centred on each video frame, a temporal GRU over the
+audio codes, a noise GRU for spontaneous motion; from them, each frame's mouth pose (opening, rounding) and a small
+texture of the inside of the mouth. `core.sda.face_warp` turns them into the frame: the photo's own pixels warped
+to the pose, the texture between the lips. The discriminators judge those rendered frames. A checkpoint carries
+its `SdaConfig`, so a service rebuilds the model from the file alone.
 """
 
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+
+from core.sda.face_warp import MAX_OPENING
 
 
 @dataclass(frozen=True)
@@ -20,7 +24,8 @@ class SdaConfig:
     sample_rate: int = 16000
     audio_window_s: float = 0.2
     channels: int = 16  # width of the networks; 16 ≈ 6M generator parameters (CPU), 64 for a GPU model
-    identity_dim: int = 128
+    cavity_height: int = 16  # the inside of the mouth's texture
+    cavity_width: int = 32
     audio_dim: int = 128
     temporal_dim: int = 128
     noise_dim: int = 16
@@ -77,51 +82,33 @@ class AudioEncoder(nn.Module):
         return self.out(self.net(windows.unsqueeze(1)).flatten(1))
 
 
-class IdentityEncoder(nn.Module):
-    """Still face (N, 3, H, W) → identity code (N, identity_dim) and skip maps at 1/2, 1/4, 1/8, 1/16 size."""
-
-    def __init__(self, cfg: SdaConfig):
-        super().__init__()
-        c = cfg.channels
-        self.blocks = nn.ModuleList([_down(3, c, norm=False), _down(c, 2 * c), _down(2 * c, 4 * c), _down(4 * c, 8 * c)])
-        self.code = nn.Linear(8 * c * (cfg.height // 16) * (cfg.width // 16), cfg.identity_dim)
-
-    def forward(self, still: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        skips, x = [], still
-        for block in self.blocks:
-            x = block(x)
-            skips.append(x)
-        return torch.tanh(self.code(x.flatten(1))), skips
-
-
 @dataclass
-class Identity:
-    """The still face, encoded once per avatar and reused for every frame."""
+class Motion:
+    """What the generator makes of each frame's audio: the mouth's pose and the inside of the mouth."""
 
-    still: torch.Tensor
-    code: torch.Tensor
-    skips: list[torch.Tensor]
+    opening: torch.Tensor  # (B, T): 0 closed … 1 wide open (up to 1.2)
+    rounding: torch.Tensor  # (B, T): −1 spread … 1 rounded
+    cavity: torch.Tensor  # (B, T, 3, cavity_height, cavity_width) in [-1, 1]: teeth, tongue and the dark between
 
 
 class Generator(nn.Module):
+    """Audio → the mouth's motion. It paints no face: the face is the photo's own pixels, moved by
+    `core.sda.face_warp` to the pose it predicts, with only the inside of the mouth drawn from its texture (coloured
+    from the person's lips, which is all it knows of the face)."""
+
     NOISE_STD = 0.33  # spread of the noise that drives the noise GRU (spontaneous motion)
 
     def __init__(self, cfg: SdaConfig):
         super().__init__()
         self.cfg = cfg
         c = cfg.channels
-        self.identity = IdentityEncoder(cfg)
         self.audio = AudioEncoder(cfg, cfg.audio_dim)
         self.temporal = nn.GRU(cfg.audio_dim, cfg.temporal_dim, batch_first=True)
         self.noise = nn.GRU(cfg.noise_dim, cfg.noise_dim, batch_first=True)
-        self._base = (8 * c, cfg.height // 16, cfg.width // 16)
-        self.project = nn.Linear(cfg.identity_dim + cfg.temporal_dim + cfg.noise_dim, 8 * c * self._base[1] * self._base[2])
-        self.ups = nn.ModuleList([_up(16 * c, 4 * c), _up(8 * c, 2 * c), _up(4 * c, c), _up(2 * c, c)])
-        self.to_rgb = nn.Sequential(nn.Conv2d(c + 3, 3, 3, 1, 1), nn.Tanh())
-
-    def encode_identity(self, still: torch.Tensor) -> Identity:
-        code, skips = self.identity(still)
-        return Identity(still, code, skips)
+        self.pose = nn.Sequential(nn.Linear(cfg.temporal_dim + cfg.noise_dim, 64), nn.LeakyReLU(0.2), nn.Linear(64, 2))
+        self._seed = (4 * c, cfg.cavity_height // 4, cfg.cavity_width // 4)
+        self.cavity_seed = nn.Linear(cfg.temporal_dim + 3, 4 * c * self._seed[1] * self._seed[2])
+        self.cavity = nn.Sequential(_up(4 * c, 2 * c), _up(2 * c, c), nn.Conv2d(c, 3, 3, 1, 1), nn.Tanh())
 
     def initial_state(self, batch: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.cfg
@@ -129,12 +116,13 @@ class Generator(nn.Module):
 
     def forward(
         self,
-        identity: Identity,
+        lips: torch.Tensor,
         windows: torch.Tensor,
         state: tuple[torch.Tensor, torch.Tensor] | None = None,
         noise: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """windows (B, T, window_samples) → frames (B, T, 3, H, W) in [-1, 1], and the GRU state to carry on."""
+    ) -> tuple[Motion, tuple[torch.Tensor, torch.Tensor]]:
+        """lips (B, 3): the person's lip colour in [-1, 1]; windows (B, T, window_samples) → the motion of T frames,
+        and the GRU state to carry on."""
         b, t, _ = windows.shape
         cfg = self.cfg
         if state is None:
@@ -144,15 +132,12 @@ class Generator(nn.Module):
         if noise is None:
             noise = torch.randn(b, t, cfg.noise_dim, device=windows.device) * self.NOISE_STD
         motion, h_noise = self.noise(noise, state[1])
-        code = identity.code.unsqueeze(1).expand(b, t, -1)
-        z = torch.cat([code, temporal, motion], dim=-1).reshape(b * t, -1)
-        x = self.project(z).reshape(b * t, *self._base)
-        skips = [s.repeat_interleave(t, dim=0) for s in identity.skips]
-        for up, skip in zip(self.ups, reversed(skips)):
-            x = up(torch.cat([x, skip], dim=1))
-        still = identity.still.repeat_interleave(t, dim=0)
-        frames = self.to_rgb(torch.cat([x, still], dim=1))
-        return frames.reshape(b, t, 3, cfg.height, cfg.width), (h_audio, h_noise)
+        pose = self.pose(torch.cat([temporal, motion], dim=-1))
+        opening = MAX_OPENING * torch.sigmoid(pose[..., 0])
+        rounding = torch.tanh(pose[..., 1])
+        seed = self.cavity_seed(torch.cat([temporal, lips[:, None].expand(b, t, 3)], dim=-1))
+        cavity = self.cavity(seed.reshape(b * t, *self._seed)).reshape(b, t, 3, cfg.cavity_height, cfg.cavity_width)
+        return Motion(opening, rounding, cavity), (h_audio, h_noise)
 
 
 class FrameDiscriminator(nn.Module):

@@ -1,4 +1,8 @@
-"""Training samples from a synthetic dataset: random windows of frames, rendered on the fly, with their audio."""
+"""Training samples from a synthetic dataset: random windows of frames, rendered on the fly, with their audio.
+
+Each sample is spoken by one variant of the set's face: as photographed, mirrored, in grey, with its colours
+shifted, or wider or narrower, so that the generator (which sees the face only through its warp and its lip
+colour) meets faces of other shapes and colours."""
 
 import json
 from dataclasses import dataclass
@@ -10,7 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from core.sda.face_rig import FaceRig
-from core.sda.features import audio_windows, to_tensor
+from core.sda.features import audio_windows, lip_code, to_tensor
 from core.sda.model import SdaConfig
 from pipelines.sda.mouth_render import MouthRenderer
 from pipelines.sda.synthetic import FORMAT_VERSION
@@ -22,6 +26,32 @@ class Clip:
     openings: np.ndarray
     roundings: np.ndarray
     text: str
+
+
+@dataclass
+class Face:
+    """One face of the set, ready to train on: its crop, its warp, and the renderer of its target frames."""
+
+    still: torch.Tensor
+    geometry: dict[str, torch.Tensor]
+    lips: torch.Tensor
+    renderer: MouthRenderer
+
+    @classmethod
+    def of(cls, rig: FaceRig) -> "Face":
+        renderer = MouthRenderer.fit(rig.still, rig.points)
+        geometry = renderer.geometry
+        return cls(to_tensor(rig.still), geometry.tensors(), lip_code(geometry.lip_color), renderer)
+
+
+def variants(photo: np.ndarray) -> list[np.ndarray]:
+    """The photo, mirrored, in grey, warmer and cooler, 15% wider and narrower."""
+    h, w = photo.shape[:2]
+    grey = cv2.cvtColor(cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    tint = lambda gains: np.clip(photo.astype(np.float32) * gains, 0, 255).astype(np.uint8)
+    return [photo, np.ascontiguousarray(photo[:, ::-1]), grey, tint([1.12, 1.0, 0.85]), tint([0.88, 1.0, 1.12]),
+            cv2.resize(photo, (int(w * 1.15), h), interpolation=cv2.INTER_AREA),
+            cv2.resize(photo, (int(w * 0.87), h), interpolation=cv2.INTER_AREA)]
 
 
 class SyntheticClips(Dataset):
@@ -45,8 +75,7 @@ class SyntheticClips(Dataset):
         self.clips = [c for c in self.clips if c.openings.size >= window]
         photo = cv2.cvtColor(cv2.imread(str(folder / "face.png")), cv2.COLOR_BGR2RGB)
         self.rig = FaceRig.from_photo(photo, cfg.height, cfg.width)
-        self.renderer = MouthRenderer.fit(self.rig.still, self.rig.points)
-        self.still = to_tensor(self.rig.still)
+        self.faces = [Face.of(FaceRig.from_photo(v, cfg.height, cfg.width)) for v in variants(photo)]
         self.cfg = cfg
         self.window = window
         self.samples = samples
@@ -54,17 +83,15 @@ class SyntheticClips(Dataset):
     def __len__(self) -> int:
         return self.samples
 
-    def render(self, clip: Clip, start: int, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """frames (T, 3, H, W), windows (T, S), openings (T,) for frames [start, start + count) of `clip`."""
-        openings = clip.openings[start : start + count]
-        roundings = clip.roundings[start : start + count]
-        frames = torch.stack([to_tensor(self.renderer.render(o, r)) for o, r in zip(openings, roundings)])
-        windows = audio_windows(clip.audio, clip.openings.size, self.cfg)[start : start + count]
-        return frames, torch.from_numpy(windows), torch.from_numpy(openings.copy())
-
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng(index + 7919 * torch.initial_seed() % 100_003)
         clip = self.clips[rng.integers(len(self.clips))]
         start = int(rng.integers(0, max(clip.openings.size - self.window, 0) + 1))
-        frames, windows, openings = self.render(clip, start, self.window)
-        return {"still": self.still, "frames": frames, "windows": windows, "openings": openings}
+        face = self.faces[0 if rng.random() < 0.4 else rng.integers(len(self.faces))]
+        openings = clip.openings[start : start + self.window]
+        roundings = clip.roundings[start : start + self.window]
+        frames = torch.stack([to_tensor(f) for f in face.renderer.render_many(openings, roundings)])
+        windows = audio_windows(clip.audio, clip.openings.size, self.cfg)[start : start + self.window]
+        return {"still": face.still, "geometry": face.geometry, "lips": face.lips, "frames": frames,
+                "windows": torch.from_numpy(windows), "openings": torch.from_numpy(openings.copy()),
+                "roundings": torch.from_numpy(roundings.copy())}

@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from core.sda import face_warp
 from core.sda.checkpoint import load_generator
 from core.sda.face_rig import OUTER_LIPS, FaceRig, landmarks
-from core.sda.features import audio_windows, to_image, to_tensor
+from core.sda.features import audio_windows, lip_code, to_image, to_tensor
 from core.sda.model import Generator
 from pipelines.sda.mouth_render import MouthRenderer
 from pipelines.sda.speech_script import random_sentences, speak_clip
@@ -47,12 +48,16 @@ def lip_gap(points: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def animate(generator: Generator, still: np.ndarray, audio: np.ndarray, frames: int) -> list[np.ndarray]:
+def animate(generator: Generator, renderer: MouthRenderer, audio: np.ndarray, frames: int) -> list[np.ndarray]:
+    """The still, moved to the poses the generator makes of `audio`, the inside of its mouth painted in."""
     cfg = generator.cfg
-    identity = generator.encode_identity(to_tensor(still)[None])
+    geometry = renderer.geometry
     windows = torch.from_numpy(audio_windows(audio, frames, cfg))[None]
-    out, _ = generator(identity, windows, noise=torch.zeros(1, frames, cfg.noise_dim))
-    return [to_image(f) for f in out[0]]
+    motion, _ = generator(lip_code(geometry.lip_color)[None], windows, noise=torch.zeros(1, frames, cfg.noise_dim))
+    geo = {k: v.expand(frames, *v.shape) for k, v in geometry.tensors().items()}
+    still = to_tensor(renderer.still)[None].expand(frames, -1, -1, -1)
+    out = face_warp.render(still, geo, motion.opening[0], motion.rounding[0], motion.cavity[0])
+    return [to_image(f) for f in out]
 
 
 def evaluate(path: Path, sentences: int = 12, seed: int = HELD_OUT_SEED) -> Scores:
@@ -69,7 +74,7 @@ def evaluate(path: Path, sentences: int = 12, seed: int = HELD_OUT_SEED) -> Scor
     gaps, targets, l1, psnr, ssim, identity, lmd = [], [], [], [], [], [], []
     for text in random_sentences(sentences, seed):
         clip = speak_clip(voice, text, cfg.sample_rate, cfg.fps)
-        generated = animate(generator, rig.still, clip.audio, clip.openings.size)
+        generated = animate(generator, renderer, clip.audio, clip.openings.size)
         for opening, rounding, fake in zip(clip.openings, clip.roundings, generated):
             real = renderer.render(opening, rounding)
             fake_mouth, real_mouth = mouth_points(fake, box), mouth_points(real, box)

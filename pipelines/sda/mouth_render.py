@@ -13,92 +13,50 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
-from core.sda.face_rig import INNER_LIPS, JAW, OUTER_LIPS
+from core.sda import face_warp
+from core.sda.face_warp import FaceGeometry
 
 _TEETH = np.array([236, 231, 220], np.float32)
 _SUPER = 4  # the inside of the mouth is drawn at this many times the crop's resolution
-_ROUND_PULL = 0.22  # how far full rounding draws the mouth's sides towards its middle (share of their distance)
-_SPREAD_PUSH = 0.10  # how far full spreading pushes them out
 
 
 @dataclass(frozen=True)
 class MouthRenderer:
     still: np.ndarray  # RGB uint8 (H, W)
-    field: np.ndarray  # (H, W) float32: share of the jaw displacement each pixel takes
-    lips_field: np.ndarray  # (H, W) float32: share of the rounding/spreading each pixel takes
-    center: np.ndarray  # (2,) middle of the mouth
-    upper_inner: np.ndarray  # (5, 2) upper inner lip, left corner to right corner
-    lower_inner: np.ndarray  # (5, 2) lower inner lip, right corner to left corner
-    lower_weights: np.ndarray  # (5,) field value under each lower inner lip point
-    neutral_gap: float  # lip gap of the still, pixels
-    max_gap: float  # lip gap at opening 1, pixels
-    mouth_width: float  # outer lip corners apart, pixels
-    lip_color: np.ndarray  # (3,) float32: the person's lips, measured on the still
+    geometry: FaceGeometry
 
     @classmethod
     def fit(cls, still: np.ndarray, points: np.ndarray) -> "MouthRenderer":
-        h, w = still.shape[:2]
-        inner = points[INNER_LIPS]
-        upper = inner[[0, 1, 2, 3, 4]]
-        lower = inner[[4, 5, 6, 7, 0]]
-        corners_x = (inner[0, 0], inner[4, 0])
-        outer = points[OUTER_LIPS]
-        mouth_w = float(np.ptp(outer[:, 0]))
-        jaw = points[JAW]
-        chin_y = jaw[8, 1]
-        center = np.array([(corners_x[0] + corners_x[1]) / 2, inner[:, 1].mean()], np.float32)
-        half_jaw = max(np.ptp(jaw[:, 0]) * 0.42, mouth_w)
-        xs = np.arange(w, dtype=np.float32)
-        ys = np.arange(h, dtype=np.float32)[:, None]
-        order = np.argsort(upper[:, 0])
-        line = np.interp(xs, upper[order, 0], upper[order, 1])  # upper inner lip, flat past the corners
-        outside = np.maximum(0, np.maximum(corners_x[0] - xs, xs - corners_x[1]))
-        ramp = 1.0 + outside * 0.8  # sharp inside the mouth, soft over the cheeks
-        wy = np.clip((ys - line) / ramp, 0, 1)
-        fall = max(0.25 * (chin_y - line.min()), 4.0)
-        wy = wy * np.clip(1 - (ys - chin_y) / fall, 0, 1)  # the neck below the chin barely moves
-        wx = np.cos(np.clip(np.abs(xs - center[0]) / half_jaw, 0, 1) * np.pi / 2) ** 2
-        field = (wy * wx).astype(np.float32)
-        lips_field = np.exp(-(((xs - center[0]) / (0.75 * mouth_w)) ** 2) - ((ys - center[1]) / (0.55 * mouth_w)) ** 2)
-        lower_weights = wx[np.clip(lower[:, 0].round().astype(int), 0, w - 1)]
-        neutral_gap = float(np.mean(lower[1:4, 1]) - np.mean(upper[1:4, 1]))
-        return cls(still, field, lips_field.astype(np.float32), center, upper, lower, lower_weights.astype(np.float32),
-                   max(neutral_gap, 0.0), 0.45 * mouth_w, mouth_w, _lip_color(still, outer, inner))
+        return cls(still, FaceGeometry.fit(still, points))
 
     def render(self, opening: float, rounding: float = 0.0) -> np.ndarray:
         """The still with the mouth at `opening` (0 closed … 1 wide open) and `rounding` (−1 spread … 1 rounded)."""
-        h, w = self.field.shape
-        rounding = float(np.clip(rounding, -1, 1))
-        pull = _ROUND_PULL * rounding if rounding > 0 else _SPREAD_PUSH * rounding
-        shift = float(np.clip(opening, 0, 1.2)) * self.max_gap - self.neutral_gap
-        shift *= 1 - 0.25 * max(rounding, 0)  # rounded lips open less far
-        grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        squeeze = pull * self.lips_field
-        source_x = grid_x + squeeze / (1 - squeeze) * (grid_x - self.center[0])
-        frame = cv2.remap(self.still, source_x, grid_y - shift * self.field, cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
-        gap = self.neutral_gap + shift
-        if gap > 0.8:
-            upper = self._moved(self.upper_inner, pull, 0.0)
-            lower = self._moved(self.lower_inner, pull, shift * self.lower_weights)
-            if rounding > 0:  # a rounded mouth is a rounder hole: the middle of each lip bows away
-                upper[1:4, 1] -= 0.12 * rounding * gap * np.array([0.6, 1.0, 0.6])
-                lower[1:4, 1] += 0.12 * rounding * gap * np.array([0.6, 1.0, 0.6])
-            self._draw_inside(frame, upper, lower, gap, opening)
-        return frame
+        return self.render_many(np.array([opening]), np.array([rounding]))[0]
 
-    def _moved(self, points: np.ndarray, pull: float, down) -> np.ndarray:
-        """Lip points where the rounding/spreading and the jaw put them (the inverse of the remap's x)."""
-        moved = points.copy()
-        weight = pull * self.lips_field[np.clip(points[:, 1].round().astype(int), 0, self.field.shape[0] - 1),
-                                        np.clip(points[:, 0].round().astype(int), 0, self.field.shape[1] - 1)]
-        moved[:, 0] = self.center[0] + (points[:, 0] - self.center[0]) * (1 - weight)
-        moved[:, 1] += down
-        return moved
+    def render_many(self, openings: np.ndarray, roundings: np.ndarray) -> list[np.ndarray]:
+        """The still moved by the face's warp to each pose, with the inside of the mouth drawn between the lips."""
+        n = len(openings)
+        geo = {k: v.expand(n, *v.shape) for k, v in self.geometry.tensors().items()}
+        opening = torch.as_tensor(np.asarray(openings, np.float32))
+        rounding = torch.as_tensor(np.asarray(roundings, np.float32))
+        image = torch.from_numpy(self.still).permute(2, 0, 1).float().expand(n, -1, -1, -1)
+        warped = face_warp.render(image, geo, opening, rounding).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+        mouth = face_warp.lips(geo, opening, rounding)
+        frames = []
+        for i in range(n):
+            frame = np.ascontiguousarray(warped[i])
+            gap = float(mouth.gap[i])
+            if gap > 0.8:
+                self._draw_inside(frame, mouth.upper[i].numpy(), mouth.lower[i].numpy(), gap, float(openings[i]))
+            frames.append(frame)
+        return frames
 
     def _draw_inside(self, frame: np.ndarray, upper: np.ndarray, lower: np.ndarray, gap: float, opening: float) -> None:
-        polygon = np.concatenate([upper, lower])
+        geo = self.geometry
+        lip, cx, max_gap, mouth_w = geo.lip_color, float(geo.center[0]), float(geo.max_gap), float(geo.mouth_width)
+        polygon = np.concatenate([upper, lower[::-1]])
         x0, y0 = np.floor(polygon.min(axis=0)).astype(int) - 1
         x1, y1 = np.ceil(polygon.max(axis=0)).astype(int) + 2
         x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, frame.shape[1]), min(y1, frame.shape[0])
@@ -112,29 +70,29 @@ class MouthRenderer:
         bottom = np.interp(xs, *_sorted(lower))
         depth = np.clip((ys - top) / np.maximum(bottom - top, 1e-3), 0, 1)  # 0 at the upper lip, 1 at the lower
         half_w = max(np.ptp(polygon[:, 0]) / 2, 1.0)
-        across = np.clip(np.abs(xs - self.center[0]) / half_w, 0, 1)  # 0 in the middle, 1 at the corners
+        across = np.clip(np.abs(xs - cx) / half_w, 0, 1)  # 0 in the middle, 1 at the corners
 
         # the cavity: darkest deep in the middle, the lips' colour in shadow towards the corners
         shade = 0.06 + 0.2 * across ** 1.5 + 0.06 * depth
-        image = self.lip_color * shade[..., None]
+        image = lip * shade[..., None]
 
         # the tongue lies on the floor of the mouth, seen once the jaw is open
         tongue_top = bottom - (0.25 + 0.25 * min(opening, 1.0)) * (bottom - top) - 0.5
         arch = tongue_top + 0.5 * (bottom - top) * across ** 2
-        tongue = np.clip((ys - arch) * _SUPER / 3, 0, 1) * np.clip(gap / (0.25 * self.max_gap) - 0.6, 0, 1)
-        tongue_color = np.clip(self.lip_color + 0.8 * (self.lip_color - self.lip_color.mean()) + 10, 0, 255)
+        tongue = np.clip((ys - arch) * _SUPER / 3, 0, 1) * np.clip(gap / (0.25 * max_gap) - 0.6, 0, 1)
+        tongue_color = np.clip(lip + 0.8 * (lip - lip.mean()) + 10, 0, 255)
         lit = 0.55 + 0.35 * np.clip(1 - (ys - arch) / np.maximum(bottom - arch, 1e-3), 0, 1) * (1 - across)
         image = image * (1 - tongue[..., None]) + (tongue_color * lit[..., None]) * tongue[..., None]
 
         # upper teeth under the upper lip, lower teeth above the lower lip when the jaw is well open
-        tooth_w = 0.12 * self.mouth_width
-        upper_h = min(0.28 * gap, 0.13 * self.mouth_width + 1)
-        lower_h = min(0.16 * gap, 0.08 * self.mouth_width) * np.clip(gap / (0.45 * self.max_gap) - 0.5, 0, 1)
+        tooth_w = 0.12 * mouth_w
+        upper_h = min(0.28 * gap, 0.13 * mouth_w + 1)
+        lower_h = min(0.16 * gap, 0.08 * mouth_w) * np.clip(gap / (0.45 * max_gap) - 0.5, 0, 1)
         for edge, height, reach, light in ((top, upper_h, 0.82, 1.0), (bottom - lower_h, lower_h, 0.5, 0.92)):
             if height < 0.3:
                 continue
             inside = (ys >= edge) & (ys < edge + height) & (across < reach)
-            seam = 1 - 0.22 * np.exp(-((_to_seam(np.abs(xs - self.center[0]), tooth_w) / 0.4) ** 2))
+            seam = 1 - 0.22 * np.exp(-((_to_seam(np.abs(xs - cx), tooth_w) / 0.4) ** 2))
             fall = light * (1 - 0.3 * (across / reach) ** 2)  # teeth curve away into the dark at the sides
             gum = 0.85 + 0.15 * np.clip((ys - edge) / max(height * 0.35, 0.3), 0, 1)  # the lip's shadow
             tooth = _TEETH * (fall * seam * gum)[..., None]
@@ -161,14 +119,3 @@ def _to_seam(distance: np.ndarray, tooth_w: float) -> np.ndarray:
 def _sorted(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(points[:, 0])
     return points[order, 0], points[order, 1]
-
-
-def _lip_color(still: np.ndarray, outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
-    """The median colour between the outer and the inner lip line (the lips themselves), or of the outer mouth when
-    the lips are too thin to measure."""
-    lips = np.zeros(still.shape[:2], np.uint8)
-    cv2.fillPoly(lips, [np.round(outer).astype(np.int32)], 1)
-    mouth = lips.copy()
-    cv2.fillPoly(lips, [np.round(inner).astype(np.int32)], 0)
-    chosen = lips if lips.sum() >= 12 else mouth
-    return np.median(still[chosen.astype(bool)], axis=0).astype(np.float32)

@@ -14,11 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from core.sda import face_warp
 from core.sda.checkpoint import load_generator, save_generator
 from core.sda.model import (
     SIZES,
     FrameDiscriminator,
     Generator,
+    Motion,
     SdaConfig,
     SequenceDiscriminator,
     SyncDiscriminator,
@@ -34,7 +36,7 @@ def _bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
 
 class SdaGan(pl.LightningModule):
     def __init__(self, config: dict, lr: float = 2e-4, l1_lower: float = 100.0, l1_full: float = 20.0,
-                 w_frame: float = 1.0, w_sequence: float = 0.2, w_sync: float = 0.8):
+                 w_pose: float = 20.0, w_frame: float = 1.0, w_sequence: float = 0.2, w_sync: float = 0.8):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -58,13 +60,23 @@ class SdaGan(pl.LightningModule):
         clip = frames[:, k : k + n]
         return clip, windows[:, k + n // 2]
 
+    def render(self, batch: dict, motion: Motion) -> torch.Tensor:
+        """The frames the service would show: each sample's still warped to the generated poses, the generated
+        inside of the mouth between the lips."""
+        still = batch["still"]
+        b, t = motion.opening.shape
+        geo = {k: v.repeat_interleave(t, dim=0) for k, v in batch["geometry"].items()}
+        frames = face_warp.render(still.repeat_interleave(t, dim=0), geo, motion.opening.flatten(),
+                                  motion.rounding.flatten(), motion.cavity.flatten(0, 1))
+        return frames.reshape(b, t, *frames.shape[1:])
+
     def training_step(self, batch, batch_index):
         opt_g, opt_d = self.optimizers()
         h = self.hparams
         still, real, windows = batch["still"], batch["frames"], batch["windows"]
         b, t = real.shape[:2]
-        identity = self.generator.encode_identity(still)
-        fake, _ = self.generator(identity, windows)
+        motion, _ = self.generator(batch["lips"], windows)
+        fake = self.render(batch, motion)
         stills = still.repeat_interleave(t, dim=0)
         k = int(torch.randint(0, t - SyncDiscriminator.FRAMES + 1, ()))
         real_clip, in_sync = self._sync_pairs(real, windows, k)
@@ -81,21 +93,25 @@ class SdaGan(pl.LightningModule):
         self.manual_backward(d_frame + d_sequence + d_sync)
         opt_d.step()
 
-        # Generator: fool all three, and stay close to the target (the lower face weighs most).
+        # Generator: fool all three, and stay close to the target (the lower face weighs most; the mouth's pose,
+        # where the training set knows it, directly).
         lower = slice(self.cfg.height // 2, None)
         l1_lower = F.l1_loss(fake[..., lower, :], real[..., lower, :])
         l1_full = F.l1_loss(fake, real)
+        pose = torch.zeros((), device=fake.device)
+        if "openings" in batch:
+            pose = F.l1_loss(motion.opening, batch["openings"]) + F.l1_loss(motion.rounding, batch["roundings"])
         g_frame = _bce(self.frame_d(fake.flatten(0, 1), stills), True)
         g_sequence = _bce(self.sequence_d(fake, windows), True)
         g_sync = _bce(self.sync_d(fake_clip, in_sync), True)
-        g_loss = (h.l1_lower * l1_lower + h.l1_full * l1_full + h.w_frame * g_frame
+        g_loss = (h.l1_lower * l1_lower + h.l1_full * l1_full + h.w_pose * pose + h.w_frame * g_frame
                   + h.w_sequence * g_sequence + h.w_sync * g_sync)
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
         opt_g.step()
 
         self.log_dict(
-            {"loss/generator": g_loss, "loss/l1_lower": l1_lower, "loss/frame_d": d_frame,
+            {"loss/generator": g_loss, "loss/l1_lower": l1_lower, "loss/pose": pose, "loss/frame_d": d_frame,
              "loss/sequence_d": d_sequence, "loss/sync_d": d_sync},
             prog_bar=True, on_step=True,
         )

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from core.sda.face_rig import FaceRig
 from core.sda.features import audio_windows, to_tensor
 from core.sda.model import SdaConfig
+from pipelines.sda.dataset import Face
 
 FORMAT_VERSION = 2
 
@@ -55,7 +56,7 @@ class VideoClips(Dataset):
             raise ValueError(f"{folder} has no clip of at least {window} frames")
         photo = cv2.cvtColor(cv2.imread(str(folder / "face.png")), cv2.COLOR_BGR2RGB)
         self.rig = FaceRig.from_photo(photo, cfg.height, cfg.width)
-        self.still = to_tensor(self.rig.still)
+        self.face = Face.of(self.rig)
         self.cfg, self.window, self.samples = cfg, window, samples
 
     def __len__(self) -> int:
@@ -67,4 +68,6 @@ class VideoClips(Dataset):
         start = int(rng.integers(0, len(frames) - self.window + 1))
         images = torch.stack([to_tensor(f) for f in frames[start : start + self.window]])
         windows = audio_windows(audio, len(frames), self.cfg)[start : start + self.window]
-        return {"still": self.still, "frames": images, "windows": torch.from_numpy(windows)}
+        face = self.face
+        return {"still": face.still, "geometry": face.geometry, "lips": face.lips, "frames": images,
+                "windows": torch.from_numpy(windows)}

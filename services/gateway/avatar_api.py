@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Resp
 from core.avatar_bundle import AVATAR_ID, DEFAULT, AvatarBundle
 from core.avatar_jobs import AvatarJobs, new_avatar_id
 from core.consent import Withdrawals
-from core.sda.face_rig import FaceError, FaceRig, read_photo
+from core.sda.face_rig import FaceError, FaceRig, blink, read_photo
 from services.gateway.access import Principal
 from services.gateway.config import GatewaySettings
 from services.gateway.consent_http import MISSING, avatar_consent, consent_from_form
@@ -110,7 +110,7 @@ def forget_still(avatar_id: str) -> None:
 def _eyes_closed(still: bytes) -> bytes:
     image = read_photo(still)
     try:
-        closed = FaceRig.from_photo(image).blink(image, 1.0)
+        closed = blink(image, FaceRig.from_photo(image).photo_points, 1.0)
     except FaceError as err:
         raise HTTPException(404, f"no eyes to close in the avatar's still: {err}") from None
     return cv2.imencode(".jpg", cv2.cvtColor(closed, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()

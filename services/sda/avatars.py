@@ -12,36 +12,11 @@ from core.avatar_bundle import DEFAULT, AvatarBundle, check_avatar_id
 from core.errors import BadRequest, NotFound
 from core.sda.checkpoint import load_generator
 from core.sda.face_rig import FaceError, FaceRig
-from core.sda.features import to_image, to_tensor
-from core.sda.model import Generator, Identity
+from core.sda.face_warp import FaceGeometry
+from core.sda.features import lip_code
+from core.sda.model import Generator
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Tone:
-    """Brings a generated crop to the photo's colour and contrast: per channel, a gain and an offset that map the
-    generator's face at rest onto the photo's over the lower face; a greyscale photo gets grey crops."""
-
-    gain: np.ndarray  # (3,)
-    offset: np.ndarray  # (3,)
-    grey: bool
-
-    @classmethod
-    def fit(cls, generated: np.ndarray, rig: FaceRig) -> "Tone":
-        lower_face = rig.mask > 0.5
-        photo = rig.still.astype(np.float32)[lower_face]
-        made = generated.astype(np.float32)[lower_face]
-        gain = np.clip(photo.std(axis=0) / np.maximum(made.std(axis=0), 1.0), 0.5, 2.0)
-        offset = photo.mean(axis=0) - gain * made.mean(axis=0)
-        spread = np.ptp(rig.photo.astype(np.int16), axis=2)
-        return cls(gain.astype(np.float32), offset.astype(np.float32), bool(np.percentile(spread, 99) <= 8))
-
-    def __call__(self, crop: np.ndarray) -> np.ndarray:
-        toned = crop.astype(np.float32) * self.gain + self.offset
-        if self.grey:
-            toned[:] = toned @ np.array([0.299, 0.587, 0.114], np.float32)[:, None]
-        return np.clip(toned, 0, 255).round().astype(np.uint8)
 
 
 @dataclass
@@ -49,24 +24,19 @@ class Avatar:
     avatar_id: str
     generator: Generator
     rig: FaceRig
-    identity: Identity
-    tone: Tone
+    lips: torch.Tensor  # (1, 3): the person's lip colour, as the generator takes it
 
     @property
     def device(self) -> torch.device:
-        return self.identity.code.device
+        return self.lips.device
 
     @classmethod
     def build(cls, avatar_id: str, generator: Generator, photo: np.ndarray) -> "Avatar":
         cfg = generator.cfg
         rig = FaceRig.from_photo(photo, cfg.height, cfg.width)
         device = next(generator.parameters()).device
-        with torch.no_grad():
-            identity = generator.encode_identity(to_tensor(rig.still)[None].to(device))
-            silence = torch.zeros(1, 1, cfg.window_samples, device=device)
-            noise = torch.zeros(1, 1, cfg.noise_dim, device=device)
-            rest, _ = generator(identity, silence, generator.initial_state(1, device), noise)
-        return cls(avatar_id, generator, rig, identity, Tone.fit(to_image(rest[0, 0]), rig))
+        lips = lip_code(FaceGeometry.fit(rig.still, rig.points).lip_color)[None].to(device)
+        return cls(avatar_id, generator, rig, lips)
 
 
 class AvatarBook:

@@ -1,11 +1,12 @@
-"""The animator of one stream: audio in, face crops out, one clock for both.
+"""The animator of one stream: audio in, the face's motion out, one clock for both.
 
 Frame i of a segment shows the audio [i/fps, (i+1)/fps) of that segment and is made from the 0.2 s window
 centred on it, so it can be generated once 0.1 s of audio past its centre has arrived (or the segment ended).
 The generator's GRU state is carried from chunk to chunk and segment to segment, so a reply streams without
-seams. Each frame also says how much it is speaking (its loudness, smoothed): the generated lower face shows
-over the photo in speech, and at rest the person's own expression does (a smile stays a smile); and how far
-its eyelids are down (a blink every few seconds, on the photo's own eyes).
+seams. Each frame carries the mouth's pose and the inside of the mouth from the generator; how much it is
+speaking (its loudness, smoothed: the generated pose shows in speech, and at rest the person's own mouth does, so
+a smile stays a smile); the head's motion (services.sda.head_motion); and how far its eyelids are down (a blink
+every few seconds, sooner at a pause). The frame codec turns them into the picture.
 """
 
 from dataclasses import dataclass
@@ -15,8 +16,9 @@ import torch
 
 from core import audio as pcm
 from core.errors import BadRequest
-from core.sda.features import audio_windows, to_image
+from core.sda.features import audio_windows
 from services.sda.avatars import Avatar
+from services.sda.head_motion import HeadMotion
 
 _BATCH = 25  # frames generated in one call when several are ready
 
@@ -28,11 +30,15 @@ _RISE, _FALL = 0.7, 0.25
 # Blinks on the photo's own eyes: one every 2-6 s (people blink about every 4 s), closing and opening over 5 frames.
 _BLINK_EVERY_S = (2.0, 6.0)
 _BLINK = (0.4, 0.9, 1.0, 0.7, 0.3)
+_BLINK_AT_PAUSE_AFTER_S = 1.0  # a pause brings the next blink forward once this long has passed since the last
 
 
 @dataclass(frozen=True)
 class AnimatedFrame:
-    crop: np.ndarray  # RGB uint8 (height, width) of the model, in the photo's colour and contrast
+    opening: float  # the generated mouth pose (core.sda.face_warp)
+    rounding: float
+    cavity: np.ndarray  # float32 (3, h, w) in [-1, 1]: the inside of the mouth
+    head: np.ndarray  # (4,): turn, shift right, shift down, brows' lift (services.sda.head_motion)
     pts_s: float
     index: int
     audio: bytes  # the input-format audio this frame shows; empty for idle frames
@@ -58,7 +64,9 @@ class Animator:
         self._frames = 0  # frames of the stream so far: the clock
         self._speaking = 0.0
         self._rng = np.random.default_rng()
+        self._head = HeadMotion(cfg.fps, self._rng)
         self._next_blink = self._blink_gap()  # the frame the next blink starts at
+        self._last_blink = 0
         self.segment = 0
         self._reset_segment()
 
@@ -102,43 +110,53 @@ class Animator:
     def idle(self) -> AnimatedFrame:
         """One frame with no speech: the face at rest, with the noise GRU's motion."""
         silence = np.zeros((1, 1, self._cfg.window_samples), dtype=np.float32)
-        crop = self._run(silence)[0]
-        frame = AnimatedFrame(crop, self.next_pts, self._frames, b"", -1, self._speaking_at(None), self._blink_at())
-        self._frames += 1
-        return frame
+        return self._frame(self._run(silence)[0], None, b"", -1)
 
     def _generate(self, count: int) -> list[AnimatedFrame]:
         out: list[AnimatedFrame] = []
         for start in range(self._done, self._done + count, _BATCH):
             n = min(_BATCH, self._done + count - start)
             windows = audio_windows(self._audio, n, self._cfg, start)[None]
-            for offset, crop in enumerate(self._run(windows)):
+            for offset, motion in enumerate(self._run(windows)):
                 i = start + offset
                 piece = bytes(self._raw[i * self.bytes_per_frame : (i + 1) * self.bytes_per_frame])
                 piece += b"\0" * (self.bytes_per_frame - len(piece))
                 spf = self._cfg.samples_per_frame
-                speaking = self._speaking_at(self._audio[i * spf : (i + 1) * spf])
-                out.append(AnimatedFrame(crop, self.next_pts, self._frames, piece, self.segment, speaking,
-                                         self._blink_at()))
-                self._frames += 1
+                out.append(self._frame(motion, self._audio[i * spf : (i + 1) * spf], piece, self.segment))
         self._done += count
         return out
+
+    def _frame(self, motion: tuple, samples: np.ndarray | None, audio: bytes, segment: int) -> AnimatedFrame:
+        """The stream's next frame: the generated motion, and what the clock adds (speaking, head, eyelids)."""
+        loud = 20 * np.log10(np.sqrt(np.mean(samples**2)) + 1e-9) if samples is not None and samples.size else -120.0
+        was_speaking = self._speaking
+        speaking = self._speaking_at(loud)
+        head = self._head.step(loud, speaking)
+        frame = AnimatedFrame(*motion, head, self.next_pts, self._frames, audio, segment, speaking,
+                              self._blink_at(pause=was_speaking > 0.5 >= speaking))
+        self._frames += 1
+        return frame
 
     def _blink_gap(self) -> int:
         return self._frames + int(self._rng.uniform(*_BLINK_EVERY_S) * self._cfg.fps)
 
-    def _blink_at(self) -> float:
-        """The eyelids for the stream's current frame (frames are numbered on the stream's one clock)."""
+    def _blink_at(self, pause: bool) -> float:
+        """The eyelids for the stream's current frame (frames are numbered on the stream's one clock); a pause in
+        speech brings the next blink forward, as people blink more at pauses."""
+        if pause and self._frames < self._next_blink and \
+                self._frames - self._last_blink > _BLINK_AT_PAUSE_AFTER_S * self._cfg.fps:
+            self._next_blink = self._frames
+        if self._frames == self._next_blink:
+            self._last_blink = self._frames
         step = self._frames - self._next_blink
         if step >= len(_BLINK):
             self._next_blink = self._blink_gap()
             return 0.0
         return _BLINK[step] if step >= 0 else 0.0
 
-    def _speaking_at(self, samples: np.ndarray | None) -> float:
-        """How much of the generated face to show for a frame with these samples (None: silence): its loudness,
-        smoothed so that the face comes in quickly at speech and settles back onto the photo after it."""
-        loud = 20 * np.log10(np.sqrt(np.mean(samples**2)) + 1e-9) if samples is not None and samples.size else -120.0
+    def _speaking_at(self, loud: float) -> float:
+        """How much of the generated mouth to show for a frame this loud (dBFS): smoothed so that it comes in
+        quickly at speech and settles back onto the photo's own mouth after it."""
         target = float(np.clip((loud - _SILENT_DB) / (_SPEAKING_DB - _SILENT_DB), 0.0, 1.0))
         self._speaking += (_RISE if target > self._speaking else _FALL) * (target - self._speaking)
         if self._speaking < 0.02:
@@ -146,10 +164,12 @@ class Animator:
         return self._speaking
 
     @torch.no_grad()
-    def _run(self, windows: np.ndarray) -> list[np.ndarray]:
+    def _run(self, windows: np.ndarray) -> list[tuple[float, float, np.ndarray]]:
+        """(opening, rounding, cavity) of each frame of `windows` (1, T, window_samples)."""
         generator = self._avatar.generator
         t = windows.shape[1]
         device = self._avatar.device
         noise = torch.randn(1, t, self._cfg.noise_dim, device=device) * generator.NOISE_STD
-        frames, self._state = generator(self._avatar.identity, torch.from_numpy(windows).to(device), self._state, noise)
-        return [self._avatar.tone(to_image(f)) for f in frames[0]]
+        motion, self._state = generator(self._avatar.lips, torch.from_numpy(windows).to(device), self._state, noise)
+        cavity = motion.cavity[0].cpu().numpy()
+        return [(float(o), float(r), c) for o, r, c in zip(motion.opening[0].cpu(), motion.rounding[0].cpu(), cavity)]

@@ -1,12 +1,17 @@
-"""Turns a generated face crop into the frame a viewer sees: composited into the photo, framed (the head, or the
-whole photo), sized, encoded (a JPEG or raw RGB per frame, or one stream's H.264/VP8 video)."""
+"""Turns an animated frame into the picture a viewer sees: the photo, framed (the head, or the whole photo) and
+sized once per stream, then for each frame its own pixels moved to the frame's mouth pose and head motion with the
+inside of the mouth painted in and the eyelids as far down as it blinks; encoded (a JPEG or raw RGB per frame, or
+one stream's H.264/VP8 video)."""
 
 import cv2
 import numpy as np
+import torch
 from avatar.sda.v1 import sda_pb2
 
 from core.errors import BadRequest
-from core.sda.face_rig import FaceRig
+from core.sda import face_warp
+from core.sda.face_rig import FaceRig, blink
+from core.sda.face_warp import FaceGeometry
 from services.sda.config import SdaSettings
 from services.sda.engine import AnimatedFrame
 from services.sda.video_encoder import VideoEncoder
@@ -16,13 +21,21 @@ _FRAMING = {sda_pb2.HEAD: "head", sda_pb2.PHOTO: "photo"}
 
 
 def head_box(rig: FaceRig, margin: float) -> tuple[int, int, int, int]:
-    """A square (left, top, right, bottom) of the photo centred on the face's crop box, `margin` of its size
-    around it on every side, moved (and if need be shrunk) to stay inside the photo."""
+    """A square (left, top, right, bottom) of the photo framing the whole head, hair to chin, centred, with `margin`
+    of its size around it on every side; moved (and if need be shrunk) to stay inside the photo, and where it must
+    shrink below the head it keeps the chin and gives up the top of the hair."""
     photo_h, photo_w = rig.photo.shape[:2]
-    left, top, right, bottom = rig.box
-    side = min(int(max(right - left, bottom - top) * (1 + 2 * margin)), photo_w, photo_h)
+    points = rig.photo_points
+    brow, chin = points[17:27, 1].min(), points[8, 1]
+    face = chin - brow
+    top, bottom = brow - 0.55 * face, chin + 0.08 * face  # the hair above the brows, a little below the chin
+    left, right = points[0:17, 0].min() - 0.12 * face, points[0:17, 0].max() + 0.12 * face
+    side = int(min(max(bottom - top, right - left) * (1 + 2 * margin), photo_w, photo_h))
     x = int(np.clip((left + right) / 2 - side / 2, 0, photo_w - side))
-    y = int(np.clip((top + bottom) / 2 - side / 2, 0, photo_h - side))
+    y = (top + bottom) / 2 - side / 2
+    if side < bottom - top:
+        y = bottom - side
+    y = int(np.clip(y, 0, photo_h - side))
     return x, y, x + side, y + side
 
 
@@ -49,19 +62,35 @@ class FrameCodec:
                 raise BadRequest(f"encoded video needs frames of at least 16 px a side, not {self.width}x{self.height}")
             self.width, self.height = self.width // 2 * 2, self.height // 2 * 2  # 4:2:0 video: even sides
             self._video = VideoEncoder(_VIDEO[self.encoding], self.width, self.height, fps, settings.video_quality())
+        left, top, right, bottom = self._region
+        self._base = cv2.resize(rig.photo[top:bottom, left:right], (self.width, self.height), interpolation=cv2.INTER_AREA)
+        scale = np.array([self.width / (right - left), self.height / (bottom - top)], np.float32)
+        self._points = (rig.photo_points - np.array([left, top], np.float32)) * scale
+        geometry = FaceGeometry.fit(self._base, self._points)
+        self._geometry = {k: v[None] for k, v in geometry.tensors().items()}
+        self._rest_opening = geometry.rest_opening
+        self._grey = bool(np.percentile(np.ptp(self._base.astype(np.int16), axis=2), 99) <= 8)  # a greyscale photo
 
     def want_keyframe(self) -> None:
         """Encoded video: the next frame decodes on its own (frames before it were dropped, or a client asked)."""
         if self._video is not None:
             self._video.want_keyframe()
 
+    @torch.no_grad()
+    def picture(self, made: AnimatedFrame) -> np.ndarray:
+        """The frame as RGB: the generated mouth as far as the frame is speaking (at rest, the person's own), the
+        head where its motion puts it, the eyelids as far down as it blinks."""
+        speaking = made.speaking
+        opening = self._rest_opening + speaking * (made.opening - self._rest_opening)
+        cavity = (torch.from_numpy(made.cavity)[None] + 1) * 127.5
+        if self._grey:  # the inside of a grey photo's mouth is grey too
+            cavity = (cavity * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(dim=1, keepdim=True).expand_as(cavity)
+        return face_warp.render_photo(blink(self._base, self._points, made.blink), self._geometry, opening,
+                                      speaking * made.rounding, cavity, speaking, made.head)
+
     def encode(self, made: AnimatedFrame) -> tuple[bytes, bool]:
-        """The frame's bytes and whether it decodes on its own: the generated lower face over the photo as far as
-        the frame is speaking (at rest, the person's own expression), the eyelids as far down as it blinks."""
-        left, top, right, bottom = self._region
-        frame = self._rig.blink(self._rig.paste(made.crop, made.speaking), made.blink)[top:bottom, left:right]
-        if frame.shape[1] != self.width or frame.shape[0] != self.height:
-            frame = cv2.resize(frame, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        """The frame's bytes and whether it decodes on its own."""
+        frame = self.picture(made)
         if self._video is not None:
             return self._video.encode(frame)
         if self.encoding == sda_pb2.RGB24:

@@ -8,7 +8,11 @@ makes it (the animator and the frame codec, whole photo framing) and measured pe
 - lip-sync: correlation of the inner-lip gap with the speech envelope, at the best lag within ±200 ms, and that lag;
 - sharpness: variance of the Laplacian over the eyes and brows against the photo's (1: as sharp as the photo);
 - identity: dlib's face descriptor distance from the photo (under 0.6: the same person);
-- blinks per second: the eye aspect ratio falling under 80% of its median for at least two frames.
+- blinks per second: the eye aspect ratio falling under 80% of its median for at least two frames;
+- head motion: the spread of the nose tip (share of the face's width) and of the eyes' tilt (degrees);
+- flicker: the largest change between two frames where nothing should move (the background away from the head);
+- bilabial closures: for each p, b and m the voice says (phoneme timings from the Piper voice, the only one that
+  gives them), whether the lips close (gap under a third of the reply's median gap) within a frame of it.
 A contact sheet of frames goes to docs/face_contact_sheet.png.
 """
 
@@ -23,8 +27,10 @@ SENTENCE = "Wow, how wonderful, all of our apples are ready, and the oranges are
 VOICES = (UNFAMILIAR[0], UNFAMILIAR[1], UNFAMILIAR[4], UNFAMILIAR[5].noisy())
 MAX_LAG = 5  # frames each way
 MIN_SHARPNESS = 0.9
+MIN_MOUTH_SHARPNESS = 0.8
 SAME_PERSON = 0.6
 SHEET = ROOT / "docs" / "face_contact_sheet.png"
+BILABIAL_FACES = ("default avatar", "another person (colour)")
 
 
 def _faces() -> dict[str, np.ndarray | None]:
@@ -86,16 +92,77 @@ def _measure(frames: list[np.ndarray], loud: np.ndarray, photo: np.ndarray) -> d
     (x0, y0), (x1, y1) = reference[17:27].min(axis=0), reference[36:48].max(axis=0)  # brows down to the eyes
     region = (slice(int(y0) - 4, int(y1) + 4), slice(int(x0) - 4, int(x1) + 4))
 
-    def sharpness(image):
-        return cv2.Laplacian(cv2.cvtColor(image[region], cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()
+    (mx0, my0), (mx1, my1) = reference[[4, 33]].min(axis=0), reference[[12, 8]].max(axis=0)  # nose to chin
+    mouth = (slice(int(my0), int(my1)), slice(int(mx0), int(mx1)))
 
+    def sharpness(image, where=region):
+        return cv2.Laplacian(cv2.cvtColor(image[where], cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()
+
+    nose = np.array([p[30] for p in points]) / width
+    tilt = np.degrees([np.arctan2(p[45, 1] - p[36, 1], p[45, 0] - p[36, 0]) for p in points])
+    still = _still_background(photo, reference)
+    flicker = max(float(np.abs(a[still].astype(int) - b[still]).mean()) for a, b in zip(frames, frames[1:]))
     aspect = np.array([_eye_aspect(p) for p in points])
     eyes = aspect < 0.8 * np.median(aspect)
     blinks = int(np.sum(eyes[1:-1] & eyes[2:] & ~eyes[:-2]))
     reference_id = describe(photo, reference)
     distance = np.mean([np.linalg.norm(describe(f, p) - reference_id) for f, p in list(zip(frames, points))[::10]])
     return {"sync": _corr(gap, loud, best), "lag_ms": best * 40, "sharpness": np.mean([sharpness(f) for f in frames])
-            / sharpness(photo), "identity": float(distance), "blinks_per_s": blinks / (len(frames) / 25)}
+            / sharpness(photo), "nose_spread": float(np.linalg.norm(nose.std(axis=0))),
+            "tilt_spread": float(tilt.std()), "flicker": flicker, "mouth_sharpness": np.mean([sharpness(f, mouth) for f in frames]) / sharpness(photo, mouth),
+            "identity": float(distance), "blinks_per_s": blinks / (len(frames) / 25)}
+
+
+def _still_background(photo: np.ndarray, points: np.ndarray) -> np.ndarray:
+    from core.sda.face_warp import FaceGeometry
+
+    geo = FaceGeometry.fit(photo, points)
+    return (geo.head_weight == 0) & (geo.field == 0) & (geo.lips_field == 0) & (geo.brow_field == 0)
+
+
+BILABIAL_SENTENCES = ("Bob bought a big purple map of Boston.", "My mum baked apple pie for the people next door.",
+                      "Maybe the baby boy bumped his lip on the box.")
+
+
+def _bilabial_closures(book, face) -> tuple[int, int]:
+    """(closed, asked): bilabials (p, b, m) whose lips close within a frame of the phoneme's middle."""
+    from avatar.sda.v1 import sda_pb2
+
+    from core import audio as pcm
+    from core.sda.face_rig import find_face, landmarks
+    from core.tts.backends.piper_voice import PiperBackend
+    from core.tts.visemes import viseme_of
+    from services.sda.config import SdaSettings
+    from services.sda.engine import Animator
+    from services.sda.frame_codec import FrameCodec
+
+    voice = PiperBackend()
+    voice.load()
+    avatar = book.load_default() if face is None else book.from_photo(face)
+    photo = avatar.rig.photo
+    box = find_face(photo)
+    closed = asked = 0
+    for text in BILABIAL_SENTENCES:
+        utterance = voice.synthesize(text, 1.0)
+        speech = pcm.resample(utterance.audio, voice.voice.sample_rate, 16000)
+        animator = Animator(avatar, 16000, pcm.LINEAR16, 0)
+        made = animator.push((np.clip(speech, -1, 1) * 32767).astype(np.int16).tobytes()) + animator.end_segment()[0]
+        codec = FrameCodec(avatar.rig, sda_pb2.AnimateConfig(image_encoding=sda_pb2.RGB24, framing=sda_pb2.PHOTO),
+                           SdaSettings(), animator.fps)
+        gaps = []
+        for frame in made:
+            p = landmarks(codec.picture(frame), box)
+            gaps.append(p[[65, 66, 67], 1].mean() - p[[61, 62, 63], 1].mean())
+        gaps = np.array(gaps)
+        spf = 16000 // animator.fps
+        voiced = [i for i in range(len(gaps)) if np.sqrt(np.mean(speech[i * spf : (i + 1) * spf] ** 2)) > 0.02]
+        shut = max(np.median(gaps[voiced]) / 3, 1.0)
+        for ph in utterance.phonemes:
+            if viseme_of(ph.symbol) == "PP":
+                middle = int((ph.start_s + ph.end_s) / 2 * animator.fps)
+                asked += 1
+                closed += bool(gaps[max(middle - 1, 0) : middle + 2].min() <= shut)
+    return closed, asked
 
 
 def _corr(gap: np.ndarray, loud: np.ndarray, lag: int) -> float:
@@ -128,11 +195,26 @@ def run(stack) -> Section:
         sharp = float(np.mean([r["sharpness"] for r in rows]))
         section.add(f"{name}: sharpness of eyes and brows ÷ the photo's",
                     f"{sharp:.2f} ({met_at_least(sharp, MIN_SHARPNESS, lambda v: f'{v:.2f}')})", f"≥ {MIN_SHARPNESS}")
+        mouth = float(np.mean([r["mouth_sharpness"] for r in rows]))
+        section.add(f"{name}: sharpness of the lower face (nose to chin) ÷ the photo's",
+                    f"{mouth:.2f} ({met_at_least(mouth, MIN_MOUTH_SHARPNESS, lambda v: f'{v:.2f}')})",
+                    f"≥ {MIN_MOUTH_SHARPNESS}")
         identity = max(r["identity"] for r in rows)
         section.add(f"{name}: identity distance from the photo (dlib)",
                     f"{identity:.2f} worst ({met(identity, SAME_PERSON, lambda v: f'{v:.2f}')})", f"< {SAME_PERSON}")
         section.add(f"{name}: blinks per second", f"{np.mean([r['blinks_per_s'] for r in rows]):.2f}",
                     "people: about 0.2–0.5")
+        section.add(f"{name}: head motion (spread of the nose tip ÷ face width; of the eyes' tilt)",
+                    f"{100 * np.mean([r['nose_spread'] for r in rows]):.1f}%; "
+                    f"{np.mean([r['tilt_spread'] for r in rows]):.2f}°")
+        flicker = max(r["flicker"] for r in rows)
+        section.add(f"{name}: flicker where nothing should move (mean change between frames, 0-255)",
+                    f"{flicker:.2f} worst ({met(flicker, 0.5, lambda v: f'{v:.2f}')})", "< 0.5")
+        if name in BILABIAL_FACES:
+            closed, asked = _bilabial_closures(book, face)
+            section.add(f"{name}: lips closed at p, b, m (Piper voice, {len(BILABIAL_SENTENCES)} sentences)",
+                        f"{closed} of {asked}, {100 * closed / asked:.0f}% "
+                        f"({met_at_least(closed / asked, 0.9, lambda v: f'{100 * v:.0f}%')})", "≥ 90%")
         left, top, right, bottom = head_box(rig, 0.15)  # the head, as the service frames it (a little closer)
         picks = np.linspace(0, len(frames) - 1, 6).astype(int)
         sheet.append(np.concatenate([cv2.resize(frames[i][top:bottom, left:right], (192, 192)) for i in picks], axis=1))

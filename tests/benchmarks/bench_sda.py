@@ -53,7 +53,7 @@ def _animator_fps(size: str, audio: np.ndarray) -> float:
 
 
 def run(stack) -> Section:
-    section = Section("SDA (generator width 16, 128×96 crop pasted into the 512×512 portrait, JPEG)")
+    section = Section("SDA (generator width 16; the 512×512 portrait's own pixels warped to each frame's motion, JPEG)")
     audio = np.concatenate([speak(SENTENCES[0], RATE), speak(SENTENCES[1], RATE)])
     first_frame, fps = [], []
     with grpc.insecure_channel(stack.address("sda")) as channel:
@@ -80,7 +80,7 @@ def run(stack) -> Section:
                 f"≤ {ms(MAX_FIRST_FRAME_S)}")
     section.add("training step (batch 4 × 16 frames, G + 3 D)", f"{_training_step_s():.2f} s")
     for size, cfg in SIZES.items():
-        section.add(f"generator alone, size {size} ({cfg.height}×{cfg.width} crop, width {cfg.channels}), this CPU",
+        section.add(f"motion alone, size {size} (trained on {cfg.height}×{cfg.width} crops, width {cfg.channels}), this CPU",
                     f"{_animator_fps(size, audio):.0f} frames/s")
     section.notes.append("The gpu size is meant for a GPU; no GPU was lent to this run, so only its CPU speed is "
                          "shown.")

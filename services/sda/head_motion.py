@@ -1,0 +1,66 @@
+"""The head's own motion, made on the stream's clock from the loudness of what it says (procedural, not learned).
+
+- Sway: a slow turn of about a degree and a sideways drift, from a few incommensurate sines with random phases
+  (coherent, never repeating), wider while speaking.
+- Breathing: the head rises and falls about 15 times a minute.
+- Nods: a small dip of the head at a stressed syllable (the loudness jumping well above its recent floor), at
+  most one every 0.4 s.
+- Brows: a lift at the loudest peaks, at most one every 1.5 s.
+Each frame's motion is (turn in radians, shift right and down in face heights, brows' lift in their distance to
+the eyes): what `core.sda.face_warp.render` takes as `head`.
+"""
+
+import math
+
+import numpy as np
+
+_SWAY_HZ = (0.07, 0.13, 0.23)
+_TURN = math.radians(1.0)  # the sway's turn at rest; 1.6× while speaking
+_DRIFT = 0.006  # sideways, face heights
+_BREATH_HZ, _BREATH = 0.25, 0.003
+_NOD, _NOD_S, _NOD_GAP_S, _NOD_JUMP_DB = 0.012, 0.12, 0.4, 9.0
+_BROW, _BROW_S, _BROW_GAP_S, _BROW_OVER_DB = 0.25, 0.2, 1.5, 4.0
+_SILENT_DB = -50.0
+
+
+class HeadMotion:
+    def __init__(self, fps: int, rng: np.random.Generator):
+        self._fps = fps
+        self._phases = rng.uniform(0, 2 * math.pi, size=(3, len(_SWAY_HZ)))
+        self._frame = 0
+        self._floor_db = _SILENT_DB  # the loudness's recent low, rising slowly
+        self._mean_db = _SILENT_DB  # its running level while speaking
+        self._last_nod = self._last_brow = -10**6
+        self._speaking = 0.0
+
+    def step(self, loudness_db: float, speaking: float) -> np.ndarray:
+        """The motion for the next frame, given its audio's loudness (dBFS) and how much it is speaking (0-1)."""
+        t = self._frame / self._fps
+        if loudness_db - self._floor_db > _NOD_JUMP_DB and loudness_db > _SILENT_DB + 15 \
+                and self._frame - self._last_nod > _NOD_GAP_S * self._fps:
+            self._last_nod = self._frame
+        if speaking > 0.5 and loudness_db > self._mean_db + _BROW_OVER_DB \
+                and self._frame - self._last_brow > _BROW_GAP_S * self._fps:
+            self._last_brow = self._frame
+        self._floor_db = min(loudness_db, self._floor_db + 40.0 / self._fps)  # forgets a low over about 0.4 s
+        if loudness_db > _SILENT_DB + 15:
+            self._mean_db += 0.05 * (loudness_db - self._mean_db)
+        self._speaking += 0.05 * (speaking - self._speaking)  # the sway widens and narrows over seconds
+
+        wave = np.sin(2 * math.pi * np.array(_SWAY_HZ) * t + self._phases).mean(axis=1)  # three coherent curves
+        width = 1.0 + 0.6 * self._speaking
+        turn = _TURN * width * wave[0] * 1.6
+        right = _DRIFT * width * wave[1] * 1.6
+        down = _BREATH * math.sin(2 * math.pi * _BREATH_HZ * t + self._phases[2, 0]) + _DRIFT * 0.5 * wave[2]
+        down += _NOD * _pulse((self._frame - self._last_nod) / self._fps, _NOD_S)
+        brow = _BROW * _pulse((self._frame - self._last_brow) / self._fps, _BROW_S)
+        self._frame += 1
+        return np.array([turn, right, down, brow], np.float32)
+
+
+def _pulse(since_s: float, rise_s: float) -> float:
+    """A smooth bump: 0 at its start, 1 after `rise_s`, back towards 0 over a few times that."""
+    if since_s < 0:
+        return 0.0
+    x = since_s / rise_s
+    return x * math.exp(1 - x)
