@@ -60,7 +60,7 @@ def test_a_turn_completes_in_the_browser(stack, question_wav, webcodecs):
         page = browser.new_page()
         if not webcodecs:
             page.add_init_script("delete window.VideoDecoder")  # a browser without WebCodecs
-        page.goto(f"http://{stack.address('gateway')}/?details")  # latency figures shown
+        page.goto(f"http://{stack.address('gateway')}/?details&transport=websocket")  # latency figures shown
         page.get_by_test_id("start").click()
         page.get_by_test_id("user-text").first.wait_for(timeout=60_000)
         assert "name" in page.get_by_test_id("user-text").first.inner_text().lower()
@@ -77,6 +77,36 @@ def test_a_turn_completes_in_the_browser(stack, question_wav, webcodecs):
         assert stats["audioScheduled"] > 10 and stats["framesDrawn"] > 10 and stats["overlaps"] == 0, stats
         assert stats["videoCodec"] in (("h264", "vp8") if webcodecs else ("jpeg",)) and not stats["decodeErrors"], stats
         page.screenshot(path=str(SCREENSHOTS / f"conversation-{stats['videoCodec']}.png"), full_page=True)
+        assert not page.get_by_test_id("error").count()
+        browser.close()
+
+
+@pytest.mark.parametrize("blocked", [False, True], ids=["webrtc", "webrtc blocked: the websocket"])
+def test_over_webrtc_the_page_plays_the_reply_and_where_it_cannot_connect_the_websocket_does(stack, question_wav,
+                                                                                            blocked):
+    """The page offers WebRTC (the default): the reply's audio and video come over the peer connection and the
+    canvas shows its frames; where the peer connection cannot be made (a network that blocks it, stood in for by a
+    page whose peer connections never get their answer) the page gives up on it and the reply comes over the
+    WebSocket."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args(f"{question_wav}%noloop"),
+                                    headless=True, chromium_sandbox=False)
+        page = browser.new_page()
+        if blocked:
+            page.add_init_script("RTCPeerConnection.prototype.setRemoteDescription = () => new Promise(() => {})")
+        page.goto(f"http://{stack.address('gateway')}/")
+        page.get_by_test_id("start").click()
+        page.get_by_test_id("reply-text").first.wait_for(timeout=90_000)
+        assert "name" in page.get_by_test_id("user-text").first.inner_text().lower()
+        page.wait_for_function("window.__avatar.stats.framesDrawn > 25", timeout=60_000)
+        stats = page.evaluate("window.__avatar.stats")
+        assert stats["transport"] == ("websocket" if blocked else "webrtc"), stats
+        if blocked:
+            assert stats["audioScheduled"] > 10, stats  # the page's own player: the media came on the WebSocket
+        else:
+            assert page.evaluate("window.__avatar.rtcLive()") and stats["audioScheduled"] == 0, stats
         assert not page.get_by_test_id("error").count()
         browser.close()
 
@@ -162,7 +192,7 @@ def test_a_backchannel_over_the_reply_pauses_it_in_the_browser_and_it_plays_on(s
         browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args(f"{wav}%noloop"), headless=True,
                                     chromium_sandbox=False)
         page = browser.new_page()
-        page.goto(f"http://{stack.address('gateway')}/")
+        page.goto(f"http://{stack.address('gateway')}/?transport=websocket")  # the page's own player pauses
         page.get_by_test_id("start").click()
         page.wait_for_function("window.__avatar.stats.pauses >= 1", timeout=90_000)
         page.wait_for_function("!window.__avatar.stats.paused", timeout=30_000)
@@ -192,7 +222,7 @@ def test_after_a_network_stall_the_reply_goes_on_from_where_it_stopped(stack, tm
             browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args(f"{wav}%noloop"),
                                         headless=True, chromium_sandbox=False)
             page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{link.port}/")
+            page.goto(f"http://127.0.0.1:{link.port}/?transport=websocket")  # the media through the impaired link
             page.get_by_test_id("start").click()
             page.wait_for_function("window.__avatar.stats.audioScheduled > 5", timeout=90_000)
             loop.call_soon_threadsafe(link.set, "hold")

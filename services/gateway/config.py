@@ -2,12 +2,18 @@
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, TypeAdapter, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.avatar_bundle import AvatarsDir
 from core.provenance.watermark import WatermarkDir
 from services.gateway.protocol import AudioCodec, VideoCodec
+
+
+class IceServer(BaseModel):
+    urls: list[str] = Field(min_length=1)
+    username: str = ""
+    credential: str = ""
 
 
 class GatewaySettings(BaseSettings):
@@ -110,6 +116,12 @@ class GatewaySettings(BaseSettings):
     video_codecs: list[VideoCodec] = ["h264", "vp8", "jpeg"]
     audio_codecs: list[AudioCodec] = ["opus", "linear16"]
     opus_kbps: int = Field(default=24, ge=6, le=128)
+    # WebRTC beside the WebSocket (services/gateway/webrtc.py): a client that offers it gets its media over RTP.
+    # The ICE servers the gateway's peer connections use, as JSON: [{"urls": ["stun:..."]}, {"urls": ["turn:..."],
+    # "username": "...", "credential": "..."}] (the credential from a Secret); none: host candidates only (a LAN,
+    # or a gateway with a public address).
+    webrtc: bool = True
+    ice_servers: SecretStr = SecretStr("[]")
     # Published avatars (read: which have a voice, which exist); the worker writes them.
     avatars_dir: AvatarsDir
     # Exported videos carry a C2PA manifest signed with this certificate chain (PEM, the signer's first) and its
@@ -129,6 +141,14 @@ class GatewaySettings(BaseSettings):
     # address): this many a minute on average, bursts of `rest_burst`; past it 429 with Retry-After.
     rest_rate_per_min: float = Field(default=60.0, gt=0)
     rest_burst: int = Field(default=30, ge=1)
+
+    def ice_server_list(self) -> list[IceServer]:
+        return TypeAdapter(list[IceServer]).validate_json(self.ice_servers.get_secret_value())
+
+    @model_validator(mode="after")
+    def _ice_servers_valid(self):
+        self.ice_server_list()  # refused at start, not at the first offer
+        return self
 
     @model_validator(mode="after")
     def _signing_key_whole(self):

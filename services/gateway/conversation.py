@@ -184,8 +184,16 @@ class Conversation:
             "stages": await self._statuses(),
             "model": asdict(model) if (model := await self._stages.llm.model()) else None,
             **self._media.describe(),
+            **self._webrtc_offer(),
         })
         return True
+
+    def _webrtc_offer(self) -> dict:
+        """`ready.webrtc` where this connection may move its media to WebRTC: the ICE servers to use (STUN, TURN
+        with its credentials)."""
+        if not self._settings.webrtc or self._media.video.codec not in ("h264", "vp8") or self._media.audio != "opus":
+            return {}
+        return {"webrtc": {"ice_servers": [s.model_dump() for s in self._settings.ice_server_list()]}}
 
     async def _voice_is_known(self, voice: str) -> bool:
         """Whether speech synthesis has the voice the settings name (any, when they name none); if not, says which
@@ -237,6 +245,11 @@ class Conversation:
         someone = self._echo.heard(frame, self._reply.pipeline.playback if self._reply_audible() else None)
         if someone and self._in_speech:
             self._pause_reply(over_echo=True)  # someone speaks over the reply's echo: the speech's onset was the echo's
+
+    @property
+    def media(self) -> media_messages.ClientMedia:
+        """The codecs this connection's hello chose."""
+        return self._media
 
     def keyframe(self) -> None:
         """The client's video decoder lost its place: the reply's next frame decodes on its own."""

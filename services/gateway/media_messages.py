@@ -52,11 +52,15 @@ class ClientMedia:
     def for_reply(self, turn: int) -> "ReplyMedia":
         return ReplyMedia(turn, self.video.codec, OpusEncoder(OUTPUT_RATE, self.opus_kbps) if self.audio == "opus" else None)
 
+    def pre_skip_s(self) -> float:
+        """Silence at the start of each reply's decoded Opus (0 for PCM)."""
+        return _opus_pre_skip_s(self.opus_kbps) if self.audio == "opus" else 0.0
+
     def describe(self) -> dict:
         """`ready`'s output_audio and output_video."""
         audio = {"sample_rate": OUTPUT_RATE, "encoding": self.audio}
         if self.audio == "opus":
-            audio |= {"packet_ms": PACKET_MS, "pre_skip_s": _opus_pre_skip_s(self.opus_kbps)}
+            audio |= {"packet_ms": PACKET_MS, "pre_skip_s": self.pre_skip_s()}
         return {"output_audio": audio,
                 "output_video": {"codec": self.video.codec, "codec_string": VIDEO_CODECS[self.video.codec]}}
 

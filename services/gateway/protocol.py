@@ -30,6 +30,7 @@ class ErrorCode(StrEnum):
     HELLO_TIMEOUT = "hello_timeout"  # no valid hello soon enough after the socket opened: the socket closes
     TOO_MANY_REFUSALS = "too_many_refusals"  # message after refused message (junk, a flood): the socket closes
     UNKNOWN_VOICE = "unknown_voice"  # the hello's settings.voice is none of those GET /v1/voices lists
+    WEBRTC_UNAVAILABLE = "webrtc_unavailable"  # this gateway has WebRTC off, or the hello's media cannot go over it
 
 
 class AudioSpec(BaseModel):
@@ -78,6 +79,19 @@ class Hello(BaseModel):
     audio: AudioSpec = AudioSpec()
     settings: SessionSettings = SessionSettings()
     media: MediaSpec = MediaSpec()
+
+
+class WebRtcOffer(BaseModel):
+    """The client's SDP offer: its microphone as audio (sendrecv or recvonly) and a video section to receive."""
+
+    type: Literal["webrtc_offer"]
+    sdp: str = Field(min_length=1, max_length=64 * 1024)
+
+
+class WebRtcClose(BaseModel):
+    """The client gave up its peer connection (it failed, or the user chose the WebSocket): media come back here."""
+
+    type: Literal["webrtc_close"]
 
 
 class KeyframeRequest(BaseModel):

@@ -23,7 +23,16 @@ from services.gateway.admission import BUSY_CLOSE_CODE, Admission
 from services.gateway.config import GatewaySettings
 from services.gateway.conversation import Conversation
 from services.gateway.draining import RESTART_CLOSE_CODE, Drain, reconnect_event
-from services.gateway.protocol import PROTOCOL_VERSION, EndOfAudio, ErrorCode, Hello, KeyframeRequest, error_event
+from services.gateway.protocol import (
+    PROTOCOL_VERSION,
+    EndOfAudio,
+    ErrorCode,
+    Hello,
+    KeyframeRequest,
+    WebRtcClose,
+    WebRtcOffer,
+    error_event,
+)
 from services.gateway.session_store import SessionStore
 from services.gateway.socket_limits import SocketLimits
 from services.gateway.stage_channels import StageClients
@@ -55,6 +64,7 @@ class WebSocketTransport:
                                           on_late=admission.ran_late)
         self._hello: Hello | None = None
         self._receiving: asyncio.Task | None = None
+        self._peer = None  # a WebRtcPeer once the client has offered WebRTC
 
     def _allowed_origin(self) -> bool:
         """A browser page may open the socket from the gateway's own origin or one allowed; a client that sends no
@@ -101,6 +111,8 @@ class WebSocketTransport:
             self._drain.forget(self.finish)
             if self._admitted:
                 self._admission.release()
+            if self._peer is not None:
+                await self._peer.close()
             await self._conversation.close()
             if self._dropped:
                 # what is queued for it goes no further; a last word (why it is closed) gets a moment, no more
@@ -115,6 +127,14 @@ class WebSocketTransport:
         the client (it does not read: a dead connection, or a client that only sends)."""
         if self._dropped:
             return
+        if self._peer is not None and self._peer.connected:  # media over RTP; events where the client reads them
+            if isinstance(event, bytes):
+                self._peer.media(event)
+                return
+            self._peer.follow(event)
+            closes = event.get("fatal") or event["type"] == "reconnect"  # the socket closes after these
+            if not closes and self._peer.send_event(event):
+                return
         self._queued_bytes += len(event) if isinstance(event, bytes) else 256
         if self._queued_bytes > self._settings.max_queued_bytes:
             self._drop(f"it read nothing of {self._queued_bytes} bytes sent to it")
@@ -208,6 +228,17 @@ class WebSocketTransport:
         elif kind == "keyframe":
             KeyframeRequest.model_validate(data)
             self._conversation.keyframe()
+        elif kind == "webrtc_offer":
+            try:
+                offer = WebRtcOffer.model_validate(data)
+            except ValidationError as err:
+                self._refuse(ErrorCode.BAD_MESSAGE, f"bad webrtc_offer: {err.errors()[0]['msg']}")
+                return False
+            await self._on_offer(offer)
+        elif kind == "webrtc_close":
+            WebRtcClose.model_validate(data)
+            if self._peer is not None:
+                self._peer_closed(self._peer)
         else:
             self._refuse(ErrorCode.BAD_MESSAGE, f"unknown message type {kind!r}")
         return False
@@ -248,6 +279,39 @@ class WebSocketTransport:
         if started:
             self._hello = hello
         return False
+
+    async def _on_offer(self, offer: WebRtcOffer) -> None:
+        """The client offers WebRTC: answered over the WebSocket; the media move to the peer connection once it
+        is up (services/gateway/webrtc.py). A new offer replaces the last peer connection."""
+        media = self._conversation.media
+        if not self._settings.webrtc:
+            self._refuse(ErrorCode.WEBRTC_UNAVAILABLE, "this gateway offers no WebRTC (GATEWAY_WEBRTC)")
+            return
+        if media.video.codec not in ("h264", "vp8") or media.audio != "opus":
+            self._refuse(ErrorCode.WEBRTC_UNAVAILABLE, "WebRTC carries H.264 or VP8 video and Opus audio: list them "
+                                                       "first in the hello's media")
+            return
+        from services.gateway.webrtc import WebRtcPeer  # aiortc loads only for a client that asks for it
+
+        if self._peer is not None:
+            await self._peer.close()
+        peer = WebRtcPeer(self._settings.ice_server_list(), media.video.codec, self._hello.audio,
+                          self._conversation.audio, self._conversation.keyframe, self._peer_closed,
+                          media.pre_skip_s())
+        try:
+            sdp = await peer.answer(offer.sdp)
+        except ValueError as err:
+            await peer.close()
+            self._refuse(ErrorCode.BAD_MESSAGE, f"bad WebRTC offer: {err}")
+            return
+        self._peer = peer
+        self._put({"type": "webrtc_answer", "sdp": sdp})
+
+    def _peer_closed(self, peer) -> None:
+        """The peer connection failed or closed: media go back to the WebSocket (the client may offer again)."""
+        if peer is self._peer:
+            self._peer = None
+            asyncio.get_running_loop().create_task(peer.close())
 
     def _on_audio(self, frame: bytes) -> None:
         if self._hello is None:

@@ -1,5 +1,6 @@
 // Microphone capture through an AudioWorklet: 16 kHz LINEAR16 frames of 100 ms, handed to `onFrame` with the
-// frame's level (0-1, from its RMS on a decibel scale: -60 dBFS is 0) for a live input meter.
+// frame's level (0-1, from its RMS on a decibel scale: -60 dBFS is 0) for a live input meter; the stream itself
+// goes to a WebRTC peer connection where there is one.
 export async function startMic(onFrame) {
   const stream = await navigator.mediaDevices.getUserMedia({
     audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true },
@@ -11,6 +12,7 @@ export async function startMic(onFrame) {
   node.port.onmessage = (event) => onFrame(event.data, level(new Int16Array(event.data)));
   source.connect(node);
   return {
+    stream, // the microphone itself, for a WebRTC peer connection
     stop() {
       node.disconnect();
       source.disconnect();

@@ -8,6 +8,7 @@ import { OPUS } from "./media.js";
 
 const JITTER_S = 0.12;
 const BLINK_MS = 200;
+const IDLE_MS = 400; // WebRTC: no frame for this long, and the reply is over (the face at rest shows)
 
 export class AvatarPlayer {
   constructor(canvas, sampleRate = 16000) {
@@ -20,7 +21,11 @@ export class AvatarPlayer {
     this.frames = [];
     this.sources = new Set();
     this.stats = { audioScheduled: 0, framesDrawn: 0, lateFrames: 0, videoCodec: "jpeg", audioCodec: "linear16",
-                   decodeErrors: 0, paused: false, pauses: 0, underruns: 0, overlaps: 0, blinks: 0 };
+                   decodeErrors: 0, paused: false, pauses: 0, underruns: 0, overlaps: 0, blinks: 0,
+                   transport: "websocket" };
+    this.video = null; // WebRTC: the element that plays the reply's stream
+    this.videoFrameAt = 0; // performance.now() of its last frame
+    this.videoFresh = false; // a frame not drawn yet
     this.playedUntil = 0; // where the audio scheduled so far ends, on the audio clock
     this.still = null; // the face at rest (an ImageBitmap)
     this.stillEyesClosed = null; // the same with its eyelids down, when the server found its eyes
@@ -37,6 +42,35 @@ export class AvatarPlayer {
       requestAnimationFrame(draw);
     };
     requestAnimationFrame(draw);
+  }
+
+  // WebRTC: the reply comes as a stream that the browser plays itself (its jitter buffer keeps the lips on the
+  // voice from the RTP timestamps); each of its frames is drawn onto the canvas as it comes, and the face at rest
+  // shows between replies. null: back to the WebSocket's media.
+  useStream(stream) {
+    if (this.video) {
+      this.video.srcObject = null;
+      this.video.remove();
+    }
+    this.video = null;
+    this.stats.transport = stream ? "webrtc" : "websocket";
+    if (!stream) return;
+    const video = document.createElement("video");
+    video.playsInline = true;
+    video.autoplay = true;
+    video.style.cssText = "position:fixed;width:1px;height:1px;opacity:0;pointer-events:none";
+    video.srcObject = stream;
+    document.body.appendChild(video);
+    video.play().catch(() => {});
+    this.video = video;
+    const onFrame = () => {
+      if (this.video !== video) return;
+      if (performance.now() - this.videoFrameAt > IDLE_MS) this.onFirstAudio(-1); // a reply starts to show
+      this.videoFrameAt = performance.now();
+      this.videoFresh = true;
+      video.requestVideoFrameCallback(onFrame);
+    };
+    video.requestVideoFrameCallback(onFrame);
   }
 
   async resume() {
@@ -183,6 +217,7 @@ export class AvatarPlayer {
   }
 
   get speaking() {
+    if (this.video) return performance.now() - this.videoFrameAt < IDLE_MS;
     return this.turn !== -1 && this.audio.currentTime < this.playedUntil;
   }
 
@@ -222,6 +257,14 @@ export class AvatarPlayer {
   }
 
   drawDue() {
+    if (this.video) {
+      if (this.videoFresh) {
+        this.videoFresh = false;
+        this.paint(this.video, this.video.videoWidth, this.video.videoHeight);
+        this.stats.framesDrawn++;
+      } else if (!this.speaking) this.paintStill();
+      return;
+    }
     const now = this.audio.currentTime;
     if (!this.frames.length && !this.speaking && !this.stats.paused) {
       this.paintStill();
@@ -241,9 +284,8 @@ export class AvatarPlayer {
     }
   }
 
-  paint(image) {
-    const width = image.displayWidth ?? image.width; // a decoded VideoFrame, or an ImageBitmap
-    const height = image.displayHeight ?? image.height;
+  paint(image, width = image.displayWidth ?? image.width, height = image.displayHeight ?? image.height) {
+    // a decoded VideoFrame, an ImageBitmap, or the video element that plays a WebRTC stream
     if (this.canvas.width !== width || this.canvas.height !== height) {
       this.canvas.width = width;
       this.canvas.height = height;

@@ -1,0 +1,73 @@
+"""A conversation over WebRTC: the microphone as an Opus track, the reply as audio and video tracks, events on a
+data channel; barge-in stops both tracks at once; a dropped peer connection gives way to a new one, and the
+session goes on. Real services, a real peer connection (aiortc) over the loopback."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from tests.speech import speak, wer
+from tests.webrtc_client import WebRtcClient
+
+pytestmark = pytest.mark.e2e
+
+
+def _lower_face_moves(frames: list[np.ndarray]) -> bool:
+    lower = np.stack([f[f.shape[0] // 2 :].astype(np.float32) for f in frames])
+    return np.abs(np.diff(lower, axis=0)).mean(axis=(1, 2, 3)).max() > 1.0
+
+
+async def _final(client: WebRtcClient) -> dict:
+    after = 0
+    while True:
+        await client.event("transcript", after=after)
+        finals = [e for _, e in client.received.events[after:] if e["type"] == "transcript" and e["final"]]
+        if finals:
+            return finals[0]
+        after = len(client.received.events)
+
+
+@pytest.mark.parametrize("video", ["h264", "vp8"])
+async def test_a_question_spoken_into_the_microphone_track_is_answered_on_the_audio_and_video_tracks(stack, video):
+    async with WebRtcClient(stack.address("gateway"), video) as client:
+        question = "Hello! What is your name?"
+        client.microphone.say(speak(question))
+        final = await _final(client)
+        assert wer([(question, final["text"])]) <= 0.2
+        end = await client.event("turn_end")
+        await client.played()  # the tracks play in real time: the reply was made well before it is heard
+        received = client.received
+    assert end["reply"].strip() and received.websocket_media == 0  # all media came over the peer connection
+    images = [image for _, image in received.frames]
+    assert len(images) >= 25 and images[0].shape == (512, 512, 3) and _lower_face_moves(images)
+    audio = np.concatenate([a for _, a in received.audio])
+    loud = np.sqrt(np.mean(audio[: audio.size // 960 * 960].reshape(-1, 960) ** 2, axis=1))  # 20 ms windows
+    assert (loud > 0.05 * loud.max()).mean() > 0.1, "the reply audio is not speech"
+    spoken_s = (loud > 0.05 * loud.max()).sum() * 0.02
+    assert spoken_s >= 0.15 * len(end["reply"].split())
+    arrivals = [t for t, _ in received.frames]
+    assert arrivals[-1] - arrivals[0] >= 0.8 * len(arrivals) * 0.04  # played in real time, not all at once
+
+
+async def test_speech_over_a_reply_stops_both_tracks_and_a_dropped_connection_gives_way_to_a_new_one(stack):
+    async with WebRtcClient(stack.address("gateway")) as client:
+        client.microphone.say(speak("Please tell me a long story about a dragon who lived in the mountains."))
+        while len(client.received.frames) < 50:  # two seconds of the story are playing
+            await asyncio.sleep(0.1)
+        client.microphone.say(speak("Stop, tell me about the ocean instead."))
+        interrupted = await client.event("interrupted")
+        stopped_at = next(t for t, e in client.received.events if e is interrupted)
+        await asyncio.sleep(1.0)
+        late = [t for t, _ in client.received.frames if stopped_at + 0.3 < t < stopped_at + 1.0]
+        assert not late, f"{len(late)} frames of the interrupted story after it stopped"
+        await client.event("turn_end", after=len(client.received.events) - 1)
+
+        await client.drop()  # the peer connection goes; the session does not
+        await client.connect()
+        before = len(client.received.frames)
+        mark = len(client.received.events)
+        client.microphone.say(speak("What colour is the sky?"))
+        end = await client.event("turn_end", after=mark)
+        await client.played()
+        assert end["reply"].strip() and len(client.received.frames) - before >= 25

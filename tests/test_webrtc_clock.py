@@ -1,0 +1,53 @@
+"""The clock a WebRTC peer's tracks play replies on (services/gateway/webrtc.py): replies one after another,
+paused and resumed, dropped at once when interrupted."""
+
+import asyncio
+
+import pytest
+
+from services.gateway.webrtc import PacedTrack, ReplyClock
+
+pytestmark = pytest.mark.unit
+
+
+class Clock(ReplyClock):
+    def __init__(self):
+        super().__init__()
+        self.t = 0.0
+
+    def now(self) -> float:
+        return self.t
+
+
+def test_a_reply_starts_when_its_first_media_comes_and_the_next_not_before_it_ends():
+    clock = Clock()
+    clock.t = 5.0
+    assert clock.place(0, 0.0, 0.04) == 5.0 and clock.place(0, 2.96, 0.04) == 7.96
+    clock.t = 6.0
+    assert clock.place(1, 0.0, 0.04) == 8.0  # queued behind the first reply's last piece
+    assert clock.place(0, 3.0, 0.04) is None  # an older reply's
+    assert clock.rtp(8.0, 48000) == 384000
+
+
+def test_a_pause_holds_the_reply_and_a_resume_moves_what_is_left_later_by_the_pause():
+    clock = Clock()
+    at = clock.place(3, 1.0, 0.04)
+    clock.t = 0.5
+    clock.pause(3)
+    assert clock.due(at) == float("inf")
+    clock.t = 2.0
+    clock.resume(3)
+    assert clock.due(at) == pytest.approx(0.5)  # placed at 1.0, paused 1.5 s, now 2.0
+    assert clock.rtp(at, 1000) == 2500  # the receiver's clock ran on through the pause
+
+
+async def test_an_interrupted_reply_is_dropped_from_the_tracks_at_once():
+    clock = ReplyClock()
+    track = PacedTrack("video", clock, 90000)
+    for i in range(50):
+        track.put(0, clock.place(0, i * 0.04, 0.04), b"frame")
+    assert bytes(await asyncio.wait_for(track.recv(), 1.0)) == b"frame"  # the reply plays
+    clock.drop(0)
+    track.put(1, clock.place(1, 0.0, 0.04), b"next")
+    packet = await asyncio.wait_for(track.recv(), 1.0)
+    assert bytes(packet) == b"next"  # nothing of the interrupted reply went out after it
