@@ -48,6 +48,18 @@ async def test_an_interrupted_reply_is_dropped_from_the_tracks_at_once():
         track.put(0, clock.place(0, i * 0.04, 0.04), b"frame")
     assert bytes(await asyncio.wait_for(track.recv(), 1.0)) == b"frame"  # the reply plays
     clock.drop(0)
-    track.put(1, clock.place(1, 0.0, 0.04), b"next")
+    assert clock.place(0, 1.0, 0.04) is None  # what comes late of it goes nowhere
+    at = clock.place(1, 0.0, 0.04)
+    assert abs(at - clock.now()) < 0.05  # the next reply starts now, not after what the story would have played
+    track.put(1, at, b"next")
     packet = await asyncio.wait_for(track.recv(), 1.0)
     assert bytes(packet) == b"next"  # nothing of the interrupted reply went out after it
+
+
+def test_after_an_interruption_the_next_reply_starts_at_once():
+    clock = Clock()
+    for i in range(100):  # four seconds of a story, queued at once
+        clock.place(2, i * 0.04, 0.04)
+    clock.t = 1.0
+    clock.drop(2)
+    assert clock.place(3, 0.0, 0.04) == 1.0  # not at 4.0, after the story that was cut

@@ -47,12 +47,14 @@ _CODEC_MIME = {"h264": "video/H264", "vp8": "video/VP8"}
 
 class ReplyClock:
     """The session's media clock, shared by the audio and the video track: each reply starts on it when its first
-    media message arrives (never before the last reply's end), and it stands still while a reply is paused."""
+    media message arrives (never before the last reply's end), stands still while the reply is paused, and an
+    interrupted reply's media, queued or late, are never played."""
 
     def __init__(self):
         self._origin = time.monotonic()
-        self._turn = -1
-        self._turn_start = 0.0  # the current reply's start, seconds on the session clock
+        self._turn = -1  # the reply playing or last played
+        self._dropped = -1  # the latest interrupted reply
+        self._start = 0.0  # the current reply's start, seconds on the session clock
         self._end = 0.0  # the furthest any track has queued, seconds on the session clock
         self._paused_at: float | None = None
         self._paused_s = 0.0  # the current reply's time spent paused
@@ -62,15 +64,18 @@ class ReplyClock:
         return time.monotonic() - self._origin
 
     def place(self, turn: int, pts_s: float, duration_s: float) -> float | None:
-        """Where on the session clock a piece of `turn` at `pts_s` into its reply plays; None for an older turn."""
-        if turn < self._turn:
+        """Where on the session clock a piece of `turn` at `pts_s` into its reply plays; None for a reply that is
+        over (an older one, or one interrupted)."""
+        if self.stale(turn):
             return None
         if turn > self._turn:
-            self._turn, self._turn_start, self._paused_s = turn, max(self.now(), self._end), 0.0
-            self._paused_at = None
-        at = self._turn_start + pts_s
+            self._turn, self._start, self._paused_s, self._paused_at = turn, max(self.now(), self._end), 0.0, None
+        at = self._start + pts_s
         self._end = max(self._end, at + duration_s)
         return at
+
+    def stale(self, turn: int) -> bool:
+        return turn < self._turn or turn <= self._dropped
 
     def due(self, at: float) -> float:
         """Seconds until a piece placed `at` is due (the reply's pauses push it later); inf while paused."""
@@ -91,19 +96,15 @@ class ReplyClock:
             self._wake()
 
     def drop(self, turn: int) -> None:
-        """The reply was interrupted: the next reply starts now, not after what it would have played."""
-        if turn == self._turn:
+        """The reply was interrupted: what is left of it goes nowhere, and the next reply starts now."""
+        self._dropped = max(self._dropped, turn)
+        if turn >= self._turn:
             self._end, self._paused_at = self.now(), None
-            self._turn += 1  # whatever of it is still queued or arrives late is older now
-            self._wake()
+        self._wake()
 
     def rtp(self, at: float, rate: int) -> int:
         """The RTP timestamp of a piece placed `at` (pauses included, so the receiver's clock runs on)."""
         return int(round((at + self._paused_s) * rate))
-
-    @property
-    def turn(self) -> int:
-        return self._turn
 
     def _wake(self) -> None:
         self.changed.set()
@@ -132,8 +133,8 @@ class PacedTrack(MediaStreamTrack):
         while True:
             if self.readyState != "live":
                 raise MediaStreamError
-            while self._queue and self._queue[0][0] < self._clock.turn:
-                self._queue.popleft()  # an interrupted reply's
+            while self._queue and self._clock.stale(self._queue[0][0]):
+                self._queue.popleft()  # an interrupted reply's, or one played over
             if not self._queue:
                 self._arrived.clear()
                 await self._arrived.wait()
