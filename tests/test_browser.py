@@ -111,6 +111,42 @@ def test_over_webrtc_the_page_plays_the_reply_and_where_it_cannot_connect_the_we
         browser.close()
 
 
+def test_over_webrtc_speech_over_the_reply_stops_it_and_a_lost_peer_connection_is_made_again(stack, tmp_path):
+    """Over WebRTC in the browser: "Stop, ..." over a story stops its audio and video at once (the gateway drops
+    what its tracks still held); then the peer connection is lost (as on a network change), the app offers a new
+    one, and the answer to the words after "Stop" plays over it."""
+    from playwright.sync_api import sync_playwright
+
+    story, stop = speak("Please tell me a long story about a dragon who lived in the mountains."), \
+        speak("Stop, tell me about the ocean instead.")
+    audio = np.concatenate([np.zeros(8000, np.float32), story, np.zeros(96000, np.float32), stop,
+                            np.zeros(400000, np.float32)])
+    wav = tmp_path / "stop.wav"
+    soundfile.write(wav, audio, 16000, subtype="PCM_16")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args(f"{wav}%noloop"), headless=True,
+                                    chromium_sandbox=False)
+        page = browser.new_page()
+        page.goto(f"http://{stack.address('gateway')}/")
+        page.get_by_test_id("start").click()
+        page.wait_for_function("window.__avatar.rtcLive() && window.__avatar.stats.framesDrawn > 10", timeout=90_000)
+        page.wait_for_function("window.__avatar.turns().some(t => t.interrupted)", timeout=60_000)
+        time.sleep(0.5)  # what the browser's jitter buffer held
+        drawn = page.evaluate("window.__avatar.stats.framesDrawn")
+        time.sleep(1.0)
+        assert page.evaluate("window.__avatar.stats.framesDrawn") - drawn <= 2, "the story went on playing"
+        page.evaluate("window.__avatar.dropPeer()")
+        page.wait_for_function("!window.__avatar.rtcLive()", timeout=10_000)
+        page.wait_for_function("window.__avatar.rtcLive()", timeout=30_000)  # offered again, and up
+        page.wait_for_function("window.__avatar.turns().some(t => t.turn > 0 && t.user.toLowerCase().includes('ocean')"
+                               " && t.reply)", timeout=90_000)
+        drawn = page.evaluate("window.__avatar.stats.framesDrawn")
+        page.wait_for_function(f"window.__avatar.stats.framesDrawn > {drawn + 25}", timeout=60_000)
+        assert page.evaluate("window.__avatar.stats.transport") == "webrtc"
+        assert not page.get_by_test_id("error").count()
+        browser.close()
+
+
 def test_the_app_reconnects_to_a_restarted_gateway_and_the_conversation_goes_on(stack, looping_question):
     """The gateway is restarted (SIGTERM: it drains and tells the app to reconnect) after a first turn: the app
     shows it is reconnecting, resumes its session on the new process, and the next turn works."""

@@ -67,9 +67,10 @@ class Received:
 
 
 class WebRtcClient:
-    def __init__(self, address: str, video: str = "h264"):
+    def __init__(self, address: str, video: str = "h264", token: str = ""):
         self._address = address
         self._video = video
+        self._token = token
         self.microphone = Microphone()
         self.received = Received()
         self._ws = None
@@ -79,7 +80,7 @@ class WebRtcClient:
 
     async def __aenter__(self) -> "WebRtcClient":
         self._ws = await websockets.connect(f"ws://{self._address}/ws", max_size=None)
-        await self._ws.send(json.dumps({"type": "hello", "version": 1,
+        await self._ws.send(json.dumps({"type": "hello", "version": 1, "token": self._token,
                                         "media": {"video": [self._video], "audio": ["opus"]}}))
         self._tasks.append(asyncio.create_task(self._read_socket()))
         self.ready = await self.event("ready")
@@ -123,6 +124,11 @@ class WebRtcClient:
                 return
             await asyncio.sleep(0.1)
         raise TimeoutError("the reply kept playing")
+
+    async def bytes_received(self) -> int:
+        """RTP bytes received on the reply's tracks so far."""
+        stats = await self._pc.getStats()
+        return sum(s.bytesReceived for s in stats.values() if s.type == "inbound-rtp")
 
     async def drop(self) -> None:
         """The peer connection goes away (a network change, a closed tab's connection)."""

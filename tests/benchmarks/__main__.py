@@ -17,6 +17,7 @@ from tests.benchmarks import (
     bench_pipeline,
     bench_provenance,
     bench_memory,
+    bench_network,
     bench_sda,
     bench_soak,
     bench_tts,
@@ -28,7 +29,7 @@ from tests.stack import ROOT, Stack
 # memory comes last: it reads the peak memory of the processes the others exercised
 BENCHES = {"asr": bench_asr, "turns": bench_turns, "llm": bench_llm, "tts": bench_tts, "sda": bench_sda, "face": bench_face, "e2e": bench_e2e,
            "barge_in": bench_barge_in, "concurrency": bench_concurrency, "media": bench_media, "pipeline": bench_pipeline,
-           "provenance": bench_provenance,
+           "provenance": bench_provenance, "network": bench_network,
            "soak": bench_soak, "memory": bench_memory}
 
 

@@ -1,10 +1,11 @@
 // WebRTC (docs/websocket.md, "WebRTC"): the microphone goes up as an Opus track, the reply comes down as an audio
 // and a video track, the events come on the data channel "events"; the WebSocket carries the offer and the answer.
-// `onMedia(stream)` gets the reply's stream once both tracks are there, `onLive(live)` says when media travel
-// over the peer connection (and when they stopped: the app falls back to the WebSocket).
+// `onMedia(stream)` gets the reply's stream once both tracks are there, `onLive()` says when media travel over the
+// peer connection, `onLost(wasLive)` when it failed or was lost (the media come over the WebSocket again).
 const CONNECT_TIMEOUT_MS = 8000;
+const DISCONNECTED_MS = 3000; // a peer connection "disconnected" this long (a network change) is given up
 
-export function openPeer({ iceServers, microphone, send, onEvent, onMedia, onLive }) {
+export function openPeer({ iceServers, microphone, send, onEvent, onMedia, onLive, onLost }) {
   const pc = new RTCPeerConnection({
     iceServers: iceServers.map((s) => ({ urls: s.urls, username: s.username || undefined,
                                          credential: s.credential || undefined })),
@@ -20,27 +21,31 @@ export function openPeer({ iceServers, microphone, send, onEvent, onMedia, onLiv
     stream.addTrack(event.track);
     if (stream.getTracks().length === 2) onMedia(stream);
   };
-  const setLive = (value) => {
-    if (live === value) return;
-    live = value;
-    onLive(value);
-  };
   const giveUp = () => {
     if (closed) return;
+    const wasLive = live;
     close();
     send({ type: "webrtc_close" }); // the gateway sends the media over the WebSocket again
+    onLost(wasLive);
   };
   pc.onconnectionstatechange = () => {
-    if (pc.connectionState === "connected") setLive(true);
+    if (pc.connectionState === "connected" && !live) {
+      live = true;
+      onLive();
+    }
     if (pc.connectionState === "failed") giveUp();
+    if (pc.connectionState === "disconnected") dropTimer = setTimeout(giveUp, DISCONNECTED_MS);
+    else clearTimeout(dropTimer);
   };
+  let dropTimer = null;
   const timer = setTimeout(() => { if (!live) giveUp(); }, CONNECT_TIMEOUT_MS);
 
-  function close() {
+  function close() { // on purpose: nothing is told
     closed = true;
+    live = false;
     clearTimeout(timer);
+    clearTimeout(dropTimer);
     pc.close();
-    setLive(false);
   }
 
   (async () => {
@@ -56,6 +61,7 @@ export function openPeer({ iceServers, microphone, send, onEvent, onMedia, onLiv
   return {
     answer: (sdp) => pc.setRemoteDescription({ type: "answer", sdp }).catch(giveUp),
     close,
+    drop: giveUp, // the connection is lost (the app then offers a new one)
     get live() { return live; },
   };
 }

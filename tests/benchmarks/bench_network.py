@@ -1,0 +1,95 @@
+"""Media through impaired networks, over the WebSocket and over WebRTC side by side.
+
+A gateway on this machine; a client (tests/benchmarks/link_client.py, Python: aiortc for WebRTC) in a network
+namespace whose only way out is a link shaped like a real network (tests/impaired_link.py: delay, jitter, loss,
+rate, both ways; shaped in user space, as this kernel has no netem). The bench creates the namespace for each link
+and removes it. For each link and transport, the same spoken questions: end of speech → first frame, the picture
+freezing (over 200 ms) while the reply plays, late frames (WebSocket), audio/video offset at the client
+(WebRTC), bits per second.
+"""
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from tests.benchmarks.report import Section, met, p50
+from tests.impaired_link import ImpairedLink, LinkShape
+from tests.speech import speak
+from tests.stack import ROOT, ExtraGateway
+
+LINKS = {
+    "clean": LinkShape(),
+    "50 ms ± 10": LinkShape(delay_ms=25, jitter_ms=5),
+    "150 ms, 1% loss": LinkShape(delay_ms=75, loss=0.01),
+    "3% loss in bursts": LinkShape(delay_ms=20, loss=0.03, burst=3),
+    "1 Mbit/s": LinkShape(delay_ms=10, rate_kbps=1000),
+}
+QUESTIONS = ("Hello! What is your name?", "What colour is the sky?")
+TOKEN = "bench-network-token"
+MAX_LIP_OFFSET_MS = 45  # where a viewer starts to notice (broadcast practice)
+TARGET = "no freeze over 200 ms; lips ≤ 45 ms from the voice; first frame ≤ 1.5× clean"
+
+
+def _ask(link: ImpairedLink, port: int, transport: str, wav: Path) -> dict | None:
+    done = link.run([sys.executable, "-m", "tests.benchmarks.link_client", f"{link.host}:{port}", transport, TOKEN,
+                     str(wav)], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    if done.returncode:
+        print(f"{transport} client failed: {done.stderr[-2000:]}", flush=True)
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run(stack) -> Section:
+    section = Section("Network: the WebSocket and WebRTC through impaired links")
+    gateway = ExtraGateway(stack, env={"GATEWAY_HOST": "0.0.0.0", "GATEWAY_AUTH_TOKEN": TOKEN})
+    clean_first: dict[str, float] = {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            wavs = []
+            for i, question in enumerate(QUESTIONS):
+                wavs.append(Path(tmp) / f"q{i}.wav")
+                soundfile.write(wavs[-1], np.concatenate([np.zeros(4800, np.float32), speak(question)]), 16000)
+            for name, shape in LINKS.items():
+                with ImpairedLink(shape) as link:
+                    for transport in ("websocket", "webrtc"):
+                        runs = [r for r in (_ask(link, gateway.port, transport, wav) for wav in wavs) if r]
+                        target = TARGET if name.startswith("150") else ""
+                        section.add(f"{name} ({shape.describe()}), {transport}",
+                                    _summary(runs, name, transport, clean_first), target)
+    finally:
+        gateway.stop()
+    section.notes.append(f"Questions: {'; '.join(QUESTIONS)} (Piper's voice), one run each per link and transport. "
+                         "Targets on 150 ms / 1% loss: no freeze over 200 ms, lips within 45 ms of the voice, first "
+                         "frame ≤ 1.5× the clean link's.")
+    section.notes.append("The links are shaped in user space (tests/impaired_link.py: a TUN device in a network "
+                         "namespace, a forwarder that delays, drops and rate-limits its packets), as this kernel has no "
+                         "netem; a Python client (aiortc for WebRTC, no browser jitter buffer: its A/V offset is "
+                         "what arrives, before any lip-sync a browser adds).")
+    return section
+
+
+def _summary(runs: list[dict], link: str, transport: str, clean_first: dict[str, float]) -> str:
+    if not runs:
+        return "the client failed (see the bench log)"
+    first = p50([r["first_frame_s"] for r in runs])
+    if link == "clean":
+        clean_first[transport] = first
+    freezes = sum(r["freezes"] for r in runs)
+    frozen = sum(r["freeze_s"] for r in runs)
+    text = f"first frame {first * 1000:.0f} ms"
+    if link != "clean" and transport in clean_first:
+        ratio = first / clean_first[transport]
+        text += f" ({ratio:.2f}× clean{', ' + met(ratio, 1.5, lambda v: f'{v:.2f}×') if link.startswith('150') else ''})"
+    text += f"; {freezes} freezes over 200 ms ({frozen:.1f} s in all) in {sum(r['frames'] for r in runs)} frames"
+    if transport == "websocket":
+        text += f"; {sum(r['late_frames'] for r in runs)} frames late for a 120 ms buffer"
+    offsets = [abs(r["av_offset_ms"]) for r in runs if r["av_offset_ms"] is not None]
+    if offsets and transport == "webrtc":
+        worst = max(offsets)
+        text += f"; audio/video offset {worst:.0f} ms worst ({met(worst, MAX_LIP_OFFSET_MS, lambda v: f'{v:.0f} ms')})"
+    return text + f"; {p50([r['kbps'] for r in runs]):.0f} kbit/s"
