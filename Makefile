@@ -79,6 +79,6 @@ clean:
 # add ARGS="--accelerator gpu" to train on a GPU.
 sda-default: setup
 	$(PY) -m pipelines.sda.synthetic --out var/sda/data-default --sentences 200 --seed 1
-	$(PY) -m pipelines.sda.train --data var/sda/data-default --out var/sda/run-default --steps 800 --batch-size 4 --no-resume $(ARGS)
+	$(PY) -m pipelines.sda.train --data var/sda/data-default --out var/sda/run-default --steps 1000 --batch-size 4 --no-resume $(ARGS)
 	$(PY) -m pipelines.sda.evaluate var/sda/run-default/generator.pt
 	cp var/sda/run-default/generator.pt core/sda/checkpoints/default.pt

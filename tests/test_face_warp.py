@@ -24,7 +24,7 @@ def face():
     return photo, geometry, {k: v[None] for k, v in geometry.tensors().items()}
 
 
-def _render(face, opening, rounding=0.0, head=(0, 0, 0, 0), cavity=None, weight=1.0):
+def _render(face, opening, rounding=0.0, head=(0, 0, 0, 0, 0, 0), cavity=None, weight=1.0):
     photo, _, geo = face
     image = torch.from_numpy(photo).permute(2, 0, 1).float()[None]
     out = face_warp.render(image, geo, torch.tensor([float(opening)]), torch.tensor([float(rounding)]), cavity,
@@ -53,7 +53,7 @@ def test_opening_drops_the_jaw_and_leaves_everything_above_the_mouth(face):
 
 def test_a_turn_of_the_head_moves_the_face_but_not_the_frames_edges(face):
     photo, geometry, _ = face
-    frame = _render(face, geometry.rest_opening, head=(math.radians(2.0), 0.01, 0.01, 0.3))
+    frame = _render(face, geometry.rest_opening, head=(math.radians(2.0), 0.01, 0.01, 0.3, 0.1, 0.0))
     eyes = slice(int(geometry.center[1] - 0.9 * geometry.face_height), int(geometry.center[1] - 0.4 * geometry.face_height))
     assert np.abs(frame[eyes].astype(int) - photo[eyes]).mean() > 2  # the face moved
     edge = max(2, int(0.01 * min(photo.shape[:2])))
@@ -71,12 +71,25 @@ def test_training_gradients_reach_the_pose_and_the_inside_of_the_mouth(face):
     assert opening.grad.abs() > 0 and rounding.grad.abs() > 0 and cavity.grad.abs().sum() > 0
 
 
+def test_the_eyes_look_aside_and_the_brows_stay(face):
+    photo, geometry, _ = face
+    frame = _render(face, geometry.rest_opening, head=(0, 0, 0, 0, 0.12, 0.0))
+    points = FaceRig.from_photo(photo).photo_points
+    for eye in (points[36:42], points[42:48]):
+        (x0, y0), (x1, y1) = eye.min(axis=0).astype(int), eye.max(axis=0).astype(int) + 1
+        inside = np.abs(frame[y0:y1, x0:x1].astype(int) - photo[y0:y1, x0:x1]).mean()
+        assert inside > 3  # the iris moved
+    brows = int(points[17:27, 1].min())
+    assert np.array_equal(frame[:brows], photo[:brows])  # the brows and the forehead above them did not
+
+
 def test_the_head_sways_gently_and_nods_at_stressed_syllables():
     motion = HeadMotion(25, np.random.default_rng(1))
     quiet = np.array([motion.step(-120.0, 0.0) for _ in range(250)])  # ten seconds at rest
     assert np.degrees(np.abs(quiet[:, 0]).max()) < 3 and np.abs(quiet[:, 1:3]).max() < 0.03
+    assert 2 <= np.count_nonzero(np.abs(np.diff(quiet[:, 4])) > 0.01) <= 30  # the eyes jump now and then
     assert np.degrees(quiet[:, 0].std()) > 0.1  # it is alive
-    assert np.abs(np.diff(quiet, axis=0)).max() < 0.01  # and smooth: no jumps from frame to frame
+    assert np.abs(np.diff(quiet[:, :4], axis=0)).max() < 0.01  # and the head is smooth: no jumps
     syllables = [-60.0] * 10 + [-20.0] * 5  # a loud syllable after a quiet stretch, again and again
     talking = np.array([motion.step(loud, 1.0) for loud in syllables * 8])
     nods = talking[:, 2] - quiet[: len(talking), 2].mean()

@@ -7,7 +7,8 @@ displacement field fitted once per face from its 68 landmarks (`FaceGeometry.fit
 - the lips: rounding draws them and the cheeks towards the middle of the mouth, spreading pulls the corners out;
 - the head: a small turn about the neck and a shift, over the head and its surroundings, fading to nothing at
   the frame's edges so the background stays still;
-- the brows: lifted over the brows and forehead.
+- the brows: lifted over the brows and forehead;
+- the eyes: the iris and the white shift inside the lids (gaze).
 
 `render` is written in torch so that training sees the same frames the service shows and gradients flow from
 them to the generator's mouth parameters and cavity texture; the service runs it on one frame at a time.
@@ -36,6 +37,7 @@ class FaceGeometry:
     lips_field: np.ndarray  # (H, W): share of the rounding/spreading each pixel takes
     head_weight: np.ndarray  # (H, W): share of the head's motion each pixel takes (0 at the frame's edges)
     brow_field: np.ndarray  # (H, W): share of the brows' lift each pixel takes
+    gaze_field: np.ndarray  # (H, W): share of the gaze's shift each pixel takes (the inside of each eye)
     center: np.ndarray  # (2,) middle of the mouth
     pivot: np.ndarray  # (2,) the neck, where the head turns
     upper_inner: np.ndarray  # (5, 2) upper inner lip, left to right
@@ -48,6 +50,7 @@ class FaceGeometry:
     mouth_width: np.ndarray  # ()
     face_height: np.ndarray  # () brows to chin
     brow_gap: np.ndarray  # () brows to eyes
+    eye_width: np.ndarray  # ()
     lip_color: np.ndarray  # (3,) the person's lips, 0-255
     moving: np.ndarray  # (4,) left, top, right, bottom of the part any motion reaches (the rest stays as it is)
 
@@ -81,6 +84,13 @@ class FaceGeometry:
         brow_gap = max(eyes_y - brow_y, 2.0)
         brow_field = _bump(((xs - brows[:, 0].mean()) / (0.9 * np.ptp(brows[:, 0]) + 1)) ** 2
                            + ((ys - brow_y) / (2.0 * brow_gap)) ** 2) * np.clip((eyes_y - ys) / brow_gap, 0, 1)
+        gaze_field = np.zeros((h, w), np.float32)
+        eye_w = float(np.mean([np.ptp(points[36:42, 0]), np.ptp(points[42:48, 0])]))
+        for eye in (points[36:42], points[42:48]):  # the iris and the white move inside the lids, the lids stay
+            cx, cy = eye.mean(axis=0)
+            half_h = max(np.ptp(eye[:, 1]) / 2, 1.0)
+            gaze_field = np.maximum(gaze_field, _bump(((xs - cx) / (0.55 * np.ptp(eye[:, 0]) + 1)) ** 2
+                                                      + ((ys - cy) / (1.2 * half_h + 1)) ** 2))
         middle = np.array([points[:, 0].mean(), brow_y - 0.1 * face_h], np.float32)
         spread = ((xs - middle[0]) / (1.0 * face_h)) ** 2 + ((ys - middle[1]) / (1.35 * face_h)) ** 2
         head = _smoothstep((2.25 - spread) / 1.25)  # all of the head, fading to nothing at 1.5 times its size
@@ -89,14 +99,16 @@ class FaceGeometry:
         return cls(
             field=field, lips_field=lips_field.astype(np.float32),
             head_weight=(head * _edge_fade(h, w)).astype(np.float32), brow_field=brow_field.astype(np.float32),
+            gaze_field=gaze_field,
             center=center, pivot=np.array([jaw[8, 0], chin_y + 0.3 * face_h], np.float32),
             upper_inner=upper, lower_inner=lower, upper_pull=at(lips_field, upper).astype(np.float32),
             lower_pull=at(lips_field, lower).astype(np.float32), lower_drop=(wx[np.clip(lower[:, 0].round().astype(int),
                                                                                       0, w - 1)]).astype(np.float32),
             neutral_gap=np.float32(max(neutral_gap, 0.0)), max_gap=np.float32(0.45 * mouth_w),
-            mouth_width=np.float32(mouth_w), face_height=np.float32(face_h), brow_gap=np.float32(brow_gap),
+            mouth_width=np.float32(mouth_w), face_height=np.float32(face_h), brow_gap=np.float32(brow_gap), eye_width=np.float32(eye_w),
             lip_color=_lip_color(image, outer, inner),
-            moving=_extent((field > 0) | (lips_field > 0) | (brow_field > 0) | (head * _edge_fade(h, w) > 0)),
+            moving=_extent((field > 0) | (lips_field > 0) | (brow_field > 0) | (gaze_field > 0)
+                           | (head * _edge_fade(h, w) > 0)),
         )
 
     @property
@@ -184,7 +196,7 @@ def lips(geo: dict[str, torch.Tensor], opening: torch.Tensor, rounding: torch.Te
     return Lips(upper, lower, gap, pull, shift)
 
 
-_FIELDS = ("field", "lips_field", "head_weight", "brow_field")
+_FIELDS = ("field", "lips_field", "head_weight", "brow_field", "gaze_field")
 
 
 @dataclass
@@ -204,8 +216,8 @@ class Warp:
 def warp(geo: dict[str, torch.Tensor], opening: torch.Tensor, rounding: torch.Tensor, head: torch.Tensor | None,
          h: int, w: int, window: tuple[int, int, int, int] | None = None) -> Warp:
     """The warp of N frames of an H×W image (or of `window`: left, top, right, bottom of it): opening and rounding
-    (N,), `head` (N, 4): turn (radians), shift right and down (face heights), brows' lift (their distance to the
-    eyes), or None for a still head."""
+    (N,), `head` (N, 6): turn (radians), shift right and down (face heights), brows' lift (their distance to the
+    eyes), gaze right and down (shares of an eye's width), or None for a still head."""
     n = opening.shape[0]
     x0, y0, x1, y1 = window or (0, 0, w, h)
     if window is not None:
@@ -298,8 +310,9 @@ def _mouth_window(geo, mouth: Lips, h: int, w: int) -> tuple[tuple[int, int], tu
 
 
 def _head_source(geo, head, qx, qy):
-    """Where each output pixel's content comes from once the head has turned, shifted and raised its brows."""
-    turn, right, down, brow = head.unbind(-1)
+    """Where each output pixel's content comes from once the head has turned, shifted, raised its brows and moved
+    its eyes."""
+    turn, right, down, brow, gaze_x, gaze_y = head.unbind(-1)
     px, py = geo["pivot"][:, 0, None, None], geo["pivot"][:, 1, None, None]
     face = geo["face_height"][:, None, None]
     dx, dy = qx - px - right[:, None, None] * face, qy - py - down[:, None, None] * face
@@ -308,6 +321,9 @@ def _head_source(geo, head, qx, qy):
     sx = qx + weight * (px + cos * dx + sin * dy - qx)
     sy = qy + weight * (py - sin * dx + cos * dy - qy)
     sy = sy + brow[:, None, None] * geo["brow_gap"][:, None, None] * geo["brow_field"]
+    eye = geo["eye_width"][:, None, None] * geo["gaze_field"]  # looking right: the iris shows what was left of it
+    sx = sx - gaze_x[:, None, None] * eye
+    sy = sy - gaze_y[:, None, None] * eye
     return sx, sy
 
 

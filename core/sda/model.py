@@ -88,7 +88,12 @@ class Motion:
 
     opening: torch.Tensor  # (B, T): 0 closed … 1 wide open (up to 1.2)
     rounding: torch.Tensor  # (B, T): −1 spread … 1 rounded
-    cavity: torch.Tensor  # (B, T, 3, cavity_height, cavity_width) in [-1, 1]: teeth, tongue and the dark between
+    cavity: torch.Tensor  # (B, T, 3, cavity_height, cavity_width) in [-1, 1]: teeth, tongue and the dark between,
+    # painted from two maps the generator makes: how lit (the lips' colour, in shadow to lit: the cavity, the tongue)
+    # and how much tooth, so the inside of a mouth has only the colours of a mouth
+
+
+_TEETH = torch.tensor([236, 231, 220]).float()[:, None, None] / 127.5  # 0-2, as the lips' colour is given
 
 
 class Generator(nn.Module):
@@ -108,7 +113,10 @@ class Generator(nn.Module):
         self.pose = nn.Sequential(nn.Linear(cfg.temporal_dim + cfg.noise_dim, 64), nn.LeakyReLU(0.2), nn.Linear(64, 2))
         self._seed = (4 * c, cfg.cavity_height // 4, cfg.cavity_width // 4)
         self.cavity_seed = nn.Linear(cfg.temporal_dim + 3, 4 * c * self._seed[1] * self._seed[2])
-        self.cavity = nn.Sequential(_up(4 * c, 2 * c), _up(2 * c, c), nn.Conv2d(c, 3, 3, 1, 1), nn.Tanh())
+        self.cavity = nn.Sequential(  # no batch norm: a texture made one frame at a time must not depend on a batch
+            nn.ConvTranspose2d(4 * c, 2 * c, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
+            nn.ConvTranspose2d(2 * c, c, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(c, 2, 3, 1, 1), nn.Sigmoid())
 
     def initial_state(self, batch: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.cfg
@@ -136,7 +144,10 @@ class Generator(nn.Module):
         opening = MAX_OPENING * torch.sigmoid(pose[..., 0])
         rounding = torch.tanh(pose[..., 1])
         seed = self.cavity_seed(torch.cat([temporal, lips[:, None].expand(b, t, 3)], dim=-1))
-        cavity = self.cavity(seed.reshape(b * t, *self._seed)).reshape(b, t, 3, cfg.cavity_height, cfg.cavity_width)
+        shade, teeth = self.cavity(seed.reshape(b * t, *self._seed)).unbind(1)
+        lip = lips.repeat_interleave(t, dim=0)[:, :, None, None] + 1  # 0-2
+        inside = (1 - teeth[:, None]) * lip * (0.05 + 1.2 * shade[:, None]) + teeth[:, None] * _TEETH.to(lips)
+        cavity = (inside - 1).clamp(-1, 1).reshape(b, t, 3, cfg.cavity_height, cfg.cavity_width)
         return Motion(opening, rounding, cavity), (h_audio, h_noise)
 
 

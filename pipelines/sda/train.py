@@ -36,7 +36,8 @@ def _bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
 
 class SdaGan(pl.LightningModule):
     def __init__(self, config: dict, lr: float = 2e-4, l1_lower: float = 100.0, l1_full: float = 20.0,
-                 w_pose: float = 20.0, w_frame: float = 1.0, w_sequence: float = 0.2, w_sync: float = 0.8):
+                 w_pose: float = 20.0, w_cavity: float = 400.0, w_frame: float = 1.0, w_sequence: float = 0.2,
+                 w_sync: float = 0.8):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -60,14 +61,17 @@ class SdaGan(pl.LightningModule):
         clip = frames[:, k : k + n]
         return clip, windows[:, k + n // 2]
 
-    def render(self, batch: dict, motion: Motion) -> torch.Tensor:
-        """The frames the service would show: each sample's still warped to the generated poses, the generated
-        inside of the mouth between the lips."""
+    def render(self, batch: dict, motion: Motion, opening: torch.Tensor | None = None,
+               rounding: torch.Tensor | None = None) -> torch.Tensor:
+        """The frames the service would show: each sample's still warped to the generated poses (or to `opening`
+        and `rounding`), the generated inside of the mouth between the lips."""
         still = batch["still"]
         b, t = motion.opening.shape
         geo = {k: v.repeat_interleave(t, dim=0) for k, v in batch["geometry"].items()}
-        frames = face_warp.render(still.repeat_interleave(t, dim=0), geo, motion.opening.flatten(),
-                                  motion.rounding.flatten(), motion.cavity.flatten(0, 1))
+        opening = motion.opening if opening is None else opening
+        rounding = motion.rounding if rounding is None else rounding
+        frames = face_warp.render(still.repeat_interleave(t, dim=0), geo, opening.flatten(), rounding.flatten(),
+                                  motion.cavity.flatten(0, 1))
         return frames.reshape(b, t, *frames.shape[1:])
 
     def training_step(self, batch, batch_index):
@@ -76,7 +80,9 @@ class SdaGan(pl.LightningModule):
         still, real, windows = batch["still"], batch["frames"], batch["windows"]
         b, t = real.shape[:2]
         motion, _ = self.generator(batch["lips"], windows)
-        fake = self.render(batch, motion)
+        # The discriminators and the frame losses judge the motion; the inside of the mouth learns only from the
+        # target's (below): adversarial gradients on a small texture paint it with speckles.
+        fake = self.render(batch, Motion(motion.opening, motion.rounding, motion.cavity.detach()))
         stills = still.repeat_interleave(t, dim=0)
         k = int(torch.randint(0, t - SyncDiscriminator.FRAMES + 1, ()))
         real_clip, in_sync = self._sync_pairs(real, windows, k)
@@ -98,20 +104,23 @@ class SdaGan(pl.LightningModule):
         lower = slice(self.cfg.height // 2, None)
         l1_lower = F.l1_loss(fake[..., lower, :], real[..., lower, :])
         l1_full = F.l1_loss(fake, real)
-        pose = torch.zeros((), device=fake.device)
+        pose = cavity = torch.zeros((), device=fake.device)
         if "openings" in batch:
             pose = F.l1_loss(motion.opening, batch["openings"]) + F.l1_loss(motion.rounding, batch["roundings"])
+            # the inside of the mouth, on its own: the target's pose, so only the texture differs from the target
+            posed = self.render(batch, motion, batch["openings"], batch["roundings"])
+            cavity = F.l1_loss(posed[..., lower, :], real[..., lower, :])
         g_frame = _bce(self.frame_d(fake.flatten(0, 1), stills), True)
         g_sequence = _bce(self.sequence_d(fake, windows), True)
         g_sync = _bce(self.sync_d(fake_clip, in_sync), True)
-        g_loss = (h.l1_lower * l1_lower + h.l1_full * l1_full + h.w_pose * pose + h.w_frame * g_frame
-                  + h.w_sequence * g_sequence + h.w_sync * g_sync)
+        g_loss = (h.l1_lower * l1_lower + h.l1_full * l1_full + h.w_pose * pose + h.w_cavity * cavity
+                  + h.w_frame * g_frame + h.w_sequence * g_sequence + h.w_sync * g_sync)
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
         opt_g.step()
 
         self.log_dict(
-            {"loss/generator": g_loss, "loss/l1_lower": l1_lower, "loss/pose": pose, "loss/frame_d": d_frame,
+            {"loss/generator": g_loss, "loss/l1_lower": l1_lower, "loss/pose": pose, "loss/cavity": cavity, "loss/frame_d": d_frame,
              "loss/sequence_d": d_sequence, "loss/sync_d": d_sync},
             prog_bar=True, on_step=True,
         )

@@ -3,6 +3,10 @@ sized once per stream, then for each frame its own pixels moved to the frame's m
 inside of the mouth painted in and the eyelids as far down as it blinks; encoded (a JPEG or raw RGB per frame, or
 one stream's H.264/VP8 video)."""
 
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 import torch
@@ -39,6 +43,45 @@ def head_box(rig: FaceRig, margin: float) -> tuple[int, int, int, int]:
     return x, y, x + side, y + side
 
 
+@dataclass(frozen=True)
+class _Framed:
+    """A photo framed and sized for a stream, with its face's warp fitted at that size."""
+
+    base: np.ndarray  # RGB uint8 at the stream's size
+    points: np.ndarray  # the face's landmarks in it
+    geometry: dict[str, torch.Tensor]  # batched (1, ...)
+    rest_opening: float
+    grey: bool  # a greyscale photo
+
+
+_FRAMED: OrderedDict[tuple, tuple[FaceRig, _Framed]] = OrderedDict()
+_FRAMED_KEPT = 16
+_FRAMED_LOCK = threading.Lock()
+
+
+def _framed(rig: FaceRig, region: tuple[int, int, int, int], width: int, height: int) -> _Framed:
+    """The framing of a photo for a stream, made once per avatar, region and size (fitting the warp at a 512 px
+    size takes about 20 ms: every stream's first frame would wait for it)."""
+    key = (id(rig), region, width, height)
+    with _FRAMED_LOCK:
+        kept = _FRAMED.get(key)
+        if kept is not None and kept[0] is rig:
+            _FRAMED.move_to_end(key)
+            return kept[1]
+    left, top, right, bottom = region
+    base = cv2.resize(rig.photo[top:bottom, left:right], (width, height), interpolation=cv2.INTER_AREA)
+    scale = np.array([width / (right - left), height / (bottom - top)], np.float32)
+    points = (rig.photo_points - np.array([left, top], np.float32)) * scale
+    geometry = FaceGeometry.fit(base, points)
+    framed = _Framed(base, points, {k: v[None] for k, v in geometry.tensors().items()}, geometry.rest_opening,
+                     bool(np.percentile(np.ptp(base.astype(np.int16), axis=2), 99) <= 8))
+    with _FRAMED_LOCK:
+        _FRAMED[key] = (rig, framed)
+        while len(_FRAMED) > _FRAMED_KEPT:
+            _FRAMED.popitem(last=False)
+    return framed
+
+
 class FrameCodec:
     """One stream's frames, as its config asks (the service's settings where it does not say)."""
 
@@ -62,14 +105,7 @@ class FrameCodec:
                 raise BadRequest(f"encoded video needs frames of at least 16 px a side, not {self.width}x{self.height}")
             self.width, self.height = self.width // 2 * 2, self.height // 2 * 2  # 4:2:0 video: even sides
             self._video = VideoEncoder(_VIDEO[self.encoding], self.width, self.height, fps, settings.video_quality())
-        left, top, right, bottom = self._region
-        self._base = cv2.resize(rig.photo[top:bottom, left:right], (self.width, self.height), interpolation=cv2.INTER_AREA)
-        scale = np.array([self.width / (right - left), self.height / (bottom - top)], np.float32)
-        self._points = (rig.photo_points - np.array([left, top], np.float32)) * scale
-        geometry = FaceGeometry.fit(self._base, self._points)
-        self._geometry = {k: v[None] for k, v in geometry.tensors().items()}
-        self._rest_opening = geometry.rest_opening
-        self._grey = bool(np.percentile(np.ptp(self._base.astype(np.int16), axis=2), 99) <= 8)  # a greyscale photo
+        self._framed = _framed(rig, self._region, self.width, self.height)
 
     def want_keyframe(self) -> None:
         """Encoded video: the next frame decodes on its own (frames before it were dropped, or a client asked)."""
@@ -80,12 +116,13 @@ class FrameCodec:
     def picture(self, made: AnimatedFrame) -> np.ndarray:
         """The frame as RGB: the generated mouth as far as the frame is speaking (at rest, the person's own), the
         head where its motion puts it, the eyelids as far down as it blinks."""
+        framed = self._framed
         speaking = made.speaking
-        opening = self._rest_opening + speaking * (made.opening - self._rest_opening)
+        opening = framed.rest_opening + speaking * (made.opening - framed.rest_opening)
         cavity = (torch.from_numpy(made.cavity)[None] + 1) * 127.5
-        if self._grey:  # the inside of a grey photo's mouth is grey too
+        if framed.grey:  # the inside of a grey photo's mouth is grey too
             cavity = (cavity * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(dim=1, keepdim=True).expand_as(cavity)
-        return face_warp.render_photo(blink(self._base, self._points, made.blink), self._geometry, opening,
+        return face_warp.render_photo(blink(framed.base, framed.points, made.blink), framed.geometry, opening,
                                       speaking * made.rounding, cavity, speaking, made.head)
 
     def encode(self, made: AnimatedFrame) -> tuple[bytes, bool]:

@@ -207,6 +207,9 @@ class _Stream:
     async def _emit(self, frames: list[AnimatedFrame], epoch: int) -> None:
         if not frames:
             return
+        if self._segment_frames == 0 and len(frames) > 1:  # a segment's first frame goes out before the rest are drawn
+            await self._emit(frames[:1], epoch)
+            frames = frames[1:]
         images = await self._work_on(lambda: [self._codec.encode(f) for f in frames])
         if epoch != self._epoch:
             return
