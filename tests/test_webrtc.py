@@ -71,3 +71,29 @@ async def test_speech_over_a_reply_stops_both_tracks_and_a_dropped_connection_gi
         end = await client.event("turn_end", after=mark)
         await client.played()
         assert end["reply"].strip() and len(client.received.frames) - before >= 25
+
+
+async def test_offers_in_a_flood_are_refused_and_the_session_goes_on(stack):
+    """Each offer costs the gateway ports and a handshake: one every 2 s at most; the rest are refused with
+    `webrtc_unavailable`, and the conversation is not harmed."""
+    import json
+
+    from aiortc import RTCPeerConnection
+
+    async with WebRtcClient(stack.address("gateway")) as client:
+        pc = RTCPeerConnection()
+        pc.addTransceiver("audio")
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        mark = len(client.received.events)
+        for _ in range(20):
+            await client._ws.send(json.dumps({"type": "webrtc_offer", "sdp": pc.localDescription.sdp}))
+        await pc.close()
+        await asyncio.sleep(2.0)
+        events = [e for _, e in client.received.events[mark:]]
+        refused = [e for e in events if e["type"] == "error" and e["code"] == "webrtc_unavailable"]
+        answered = [e for e in events if e["type"] == "webrtc_answer"]  # the first, if 2 s had passed since connecting
+        assert len(refused) >= 19 and len(answered) <= 1, events
+        client.microphone.say(speak("What colour is the sky?"))  # the session goes on over the first connection
+        end = await client.event("turn_end", after=len(client.received.events))
+        assert end["reply"].strip()

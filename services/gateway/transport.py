@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 _SAMPLE_WIDTH = {"linear16": 2, "float32": 4}
 POLICY_CLOSE_CODE = 1008
 _LAST_WORD_S = 2.0  # how long a dropped client's last event may take to go out
+_OFFER_GAP_S = 2.0  # a client may offer WebRTC at most this often
 
 
 class WebSocketTransport:
@@ -65,6 +66,7 @@ class WebSocketTransport:
         self._hello: Hello | None = None
         self._receiving: asyncio.Task | None = None
         self._peer = None  # a WebRtcPeer once the client has offered WebRTC
+        self._offered_at = -_OFFER_GAP_S  # when the last offer was taken (each costs ports and a handshake)
 
     def _allowed_origin(self) -> bool:
         """A browser page may open the socket from the gateway's own origin or one allowed; a client that sends no
@@ -284,6 +286,11 @@ class WebSocketTransport:
         """The client offers WebRTC: answered over the WebSocket; the media move to the peer connection once it
         is up (services/gateway/webrtc.py). A new offer replaces the last peer connection."""
         media = self._conversation.media
+        now = asyncio.get_running_loop().time()
+        if now - self._offered_at < _OFFER_GAP_S:
+            self._refuse(ErrorCode.WEBRTC_UNAVAILABLE, f"one WebRTC offer every {_OFFER_GAP_S:.0f} s at most")
+            return
+        self._offered_at = now
         if not self._settings.webrtc:
             self._refuse(ErrorCode.WEBRTC_UNAVAILABLE, "this gateway offers no WebRTC (GATEWAY_WEBRTC)")
             return

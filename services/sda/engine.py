@@ -38,7 +38,7 @@ class AnimatedFrame:
     opening: float  # the generated mouth pose (core.sda.face_warp)
     rounding: float
     cavity: np.ndarray  # float32 (3, h, w) in [-1, 1]: the inside of the mouth
-    head: np.ndarray  # (4,): turn, shift right, shift down, brows' lift (services.sda.head_motion)
+    head: np.ndarray  # (6,): turn, shift right and down, brows' lift, gaze right and down (services.sda.head_motion)
     pts_s: float
     index: int
     audio: bytes  # the input-format audio this frame shows; empty for idle frames
