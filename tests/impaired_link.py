@@ -53,6 +53,7 @@ class _Direction:
     free_at: float = 0.0  # when the link's transmitter is free (rate)
     last_due: float = 0.0
     losing: bool = False
+    delivered: int = 0  # bytes written out
 
     def take(self, packet: bytes, now: float) -> None:
         shape = self.shape
@@ -77,7 +78,7 @@ class _Direction:
         while self.queue and self.queue[0][0] <= now:
             _, packet = self.queue.popleft()
             try:
-                os.write(self.out, packet)
+                self.delivered += os.write(self.out, packet)
             except OSError:
                 pass
         return self.queue[0][0] if self.queue else None
@@ -109,6 +110,7 @@ class ImpairedLink:
                      ["route", "add", "default", "via", self.host]):
             subprocess.run([*inside, *args], check=True, capture_output=True)
         rng = random.Random(self._seed)
+        self._here = here
         self._ways = {here: _Direction(self.shape, rng, there), there: _Direction(self.shape, rng, here)}
         self._thread = threading.Thread(target=self._forward, daemon=True)
         self._thread.start()
@@ -125,6 +127,11 @@ class ImpairedLink:
     def run(self, command: list[str], **kwargs) -> subprocess.CompletedProcess:
         """A command inside the namespace: its only network is the link (and its own loopback)."""
         return subprocess.run(["ip", "netns", "exec", self.name, *command], **kwargs)
+
+    @property
+    def bytes_to_client(self) -> int:
+        """Bytes the link has delivered into the namespace so far (IP packets, headers included)."""
+        return self._ways[self._here].delivered
 
     def _tun(self, name: str) -> int:
         fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)

@@ -125,11 +125,6 @@ class WebRtcClient:
             await asyncio.sleep(0.1)
         raise TimeoutError("the reply kept playing")
 
-    async def bytes_received(self) -> int:
-        """RTP bytes received on the reply's tracks so far."""
-        stats = await self._pc.getStats()
-        return sum(s.bytesReceived for s in stats.values() if s.type == "inbound-rtp")
-
     async def drop(self) -> None:
         """The peer connection goes away (a network change, a closed tab's connection)."""
         await self._pc.close()

@@ -8,7 +8,7 @@ that client saw, as JSON on stdout:
   (such a player then goes on from there, as the browser app does);
 - av_offset_ms (WebRTC): the reply's first video frame's arrival less its first audio's (they start together);
   over the WebSocket every frame carries its own audio, so the offset is 0 by construction;
-- kbps: media bits received per second of reply.
+- reply_s: the reply's length (the bench divides the bits the link carried by it).
 """
 
 import asyncio
@@ -45,7 +45,7 @@ async def _websocket(address: str, token: str, speech: np.ndarray) -> dict:
             await asyncio.sleep(max(0.0, start + i * 0.1 - time.monotonic()))
             await ws.send(pcm[at : at + 3200])
         spoken = time.monotonic()
-        arrivals, size, ended = [], 0, False
+        arrivals, ended = [], False
         silence = b"\0" * 3200
         while not ended or time.monotonic() < (arrivals[-1][0] if arrivals else 0) + 2.0:
             try:
@@ -55,7 +55,6 @@ async def _websocket(address: str, token: str, speech: np.ndarray) -> dict:
                 continue
             if isinstance(raw, bytes):
                 message = media_messages.parse(raw)
-                size += len(raw)
                 if message["kind"] == "video":
                     arrivals.append((time.monotonic(), message["pts"]))
             elif json.loads(raw)["type"] == "turn_end":
@@ -70,9 +69,8 @@ async def _websocket(address: str, token: str, speech: np.ndarray) -> dict:
             due = turn_start + pts + lag
         shown.append(due)
     count, seconds = _freezes(shown)
-    reply_s = arrivals[-1][1] + 0.04
     return {"first_frame_s": first - spoken, "freezes": count, "freeze_s": seconds, "late_frames": late,
-            "frames": len(arrivals), "av_offset_ms": 0.0, "kbps": size * 8 / reply_s / 1000}
+            "frames": len(arrivals), "av_offset_ms": 0.0, "reply_s": arrivals[-1][1] + 0.04}
 
 
 async def _webrtc(address: str, token: str, speech: np.ndarray) -> dict:
@@ -81,14 +79,12 @@ async def _webrtc(address: str, token: str, speech: np.ndarray) -> dict:
         mark = len(client.received.events)
         await client.event("turn_end", after=mark)
         await client.played(quiet_s=1.5)
-        size = await client.bytes_received()
         frames = [t for t, _ in client.received.frames if t > spoken]
         audio = [t for t, a in client.received.audio if t > spoken and np.abs(a).max() > 0.01]
     count, seconds = _freezes(frames)
-    reply_s = frames[-1] - frames[0] + 0.04
     return {"first_frame_s": frames[0] - spoken, "freezes": count, "freeze_s": seconds, "late_frames": 0,
             "frames": len(frames), "av_offset_ms": 1000 * (frames[0] - audio[0]) if audio else None,
-            "kbps": size * 8 / reply_s / 1000}
+            "reply_s": frames[-1] - frames[0] + 0.04}
 
 
 def main() -> None:
