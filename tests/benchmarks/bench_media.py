@@ -158,9 +158,9 @@ def run(stack) -> Section:
     from matplotlib import cbook
 
     hopper = cv2.cvtColor(cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))), cv2.COLOR_BGR2RGB)
-    grey = cv2.cvtColor(cv2.cvtColor(cv2.resize(data.astronaut(), (301, 377)), cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    grey = cv2.cvtColor(cv2.cvtColor(cv2.resize(data.astronaut(), (360, 450)), cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
     faces = {"default avatar": None, "another face (Grace Hopper's portrait)": hopper,
-             "greyscale photo, 301x377": grey}
+             "greyscale photo, 360x450": grey}
     for name, face in faces.items():
         frames = _frames_for(face)
         for codec in CODECS:
