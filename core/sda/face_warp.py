@@ -10,8 +10,9 @@ displacement field fitted once per face from its 68 landmarks (`FaceGeometry.fit
 - the brows: lifted over the brows and forehead;
 - the eyes: the iris and the white shift inside the lids (gaze).
 
-`render` is written in torch so that training sees the same frames the service shows and gradients flow from
-them to the generator's mouth parameters and cavity texture; the service runs it on one frame at a time.
+`warp` computes where each pixel's content comes from, once for both uses: `render` samples it with torch, so
+that training sees the frames the service shows and gradients flow to the generator's mouth pose and cavity
+texture; `render_photo` samples it bicubically for the service, one frame at a time.
 """
 
 from dataclasses import dataclass, fields
@@ -26,6 +27,7 @@ from core.sda.face_rig import INNER_LIPS, JAW, OUTER_LIPS
 ROUND_PULL = 0.22  # how far full rounding draws the mouth's sides towards its middle (share of their distance)
 SPREAD_PUSH = 0.10  # how far full spreading pushes them out
 MAX_OPENING = 1.2
+TEETH_RGB = (236, 231, 220)  # the teeth's colour: the targets' drawn mouth and the generator's painted one
 _EDGE = 2.0  # the cavity's outline is soft over this many pixels, and nothing of it shows past that
 
 
@@ -93,22 +95,22 @@ class FaceGeometry:
                                                       + ((ys - cy) / (1.2 * half_h + 1)) ** 2))
         middle = np.array([points[:, 0].mean(), brow_y - 0.1 * face_h], np.float32)
         spread = ((xs - middle[0]) / (1.0 * face_h)) ** 2 + ((ys - middle[1]) / (1.35 * face_h)) ** 2
-        head = _smoothstep((2.25 - spread) / 1.25)  # all of the head, fading to nothing at 1.5 times its size
+        head = _smoothstep((2.25 - spread) / 1.25) * _edge_fade(h, w)  # the head, fading out at 1.5 its size
         at = lambda f, p: f[np.clip(p[:, 1].round().astype(int), 0, h - 1), np.clip(p[:, 0].round().astype(int), 0, w - 1)]
         neutral_gap = float(np.mean(lower[1:4, 1]) - np.mean(upper[1:4, 1]))
         return cls(
             field=field, lips_field=lips_field.astype(np.float32),
-            head_weight=(head * _edge_fade(h, w)).astype(np.float32), brow_field=brow_field.astype(np.float32),
+            head_weight=head.astype(np.float32), brow_field=brow_field.astype(np.float32),
             gaze_field=gaze_field,
             center=center, pivot=np.array([jaw[8, 0], chin_y + 0.3 * face_h], np.float32),
             upper_inner=upper, lower_inner=lower, upper_pull=at(lips_field, upper).astype(np.float32),
             lower_pull=at(lips_field, lower).astype(np.float32), lower_drop=(wx[np.clip(lower[:, 0].round().astype(int),
                                                                                       0, w - 1)]).astype(np.float32),
             neutral_gap=np.float32(max(neutral_gap, 0.0)), max_gap=np.float32(0.45 * mouth_w),
-            mouth_width=np.float32(mouth_w), face_height=np.float32(face_h), brow_gap=np.float32(brow_gap), eye_width=np.float32(eye_w),
+            mouth_width=np.float32(mouth_w), face_height=np.float32(face_h), brow_gap=np.float32(brow_gap),
+            eye_width=np.float32(eye_w),
             lip_color=_lip_color(image, outer, inner),
-            moving=_extent((field > 0) | (lips_field > 0) | (brow_field > 0) | (gaze_field > 0)
-                           | (head * _edge_fade(h, w) > 0)),
+            moving=_extent((field > 0) | (lips_field > 0) | (brow_field > 0) | (gaze_field > 0) | (head > 0)),
         )
 
     @property

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from core.sda.face_warp import MAX_OPENING
+from core.sda.face_warp import MAX_OPENING, TEETH_RGB
 
 
 @dataclass(frozen=True)
@@ -59,10 +59,6 @@ def _down(cin: int, cout: int, norm: bool = True) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _up(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, 2, 1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-
 class AudioEncoder(nn.Module):
     """(N, window_samples) raw audio → (N, out_dim)."""
 
@@ -93,7 +89,7 @@ class Motion:
     # and how much tooth, so the inside of a mouth has only the colours of a mouth
 
 
-_TEETH = torch.tensor([236, 231, 220]).float()[:, None, None] / 127.5  # 0-2, as the lips' colour is given
+_TEETH = torch.tensor(TEETH_RGB).float()[:, None, None] / 127.5  # 0-2, as the lips' colour is given
 
 
 class Generator(nn.Module):

@@ -40,8 +40,7 @@ class Face:
     @classmethod
     def of(cls, rig: FaceRig) -> "Face":
         renderer = MouthRenderer.fit(rig.still, rig.points)
-        geometry = renderer.geometry
-        return cls(to_tensor(rig.still), geometry.tensors(), lip_code(geometry.lip_color), renderer)
+        return cls(to_tensor(rig.still), renderer.tensors, lip_code(renderer.geometry.lip_color), renderer)
 
 
 def variants(photo: np.ndarray) -> list[np.ndarray]:

@@ -54,7 +54,7 @@ def animate(generator: Generator, renderer: MouthRenderer, audio: np.ndarray, fr
     geometry = renderer.geometry
     windows = torch.from_numpy(audio_windows(audio, frames, cfg))[None]
     motion, _ = generator(lip_code(geometry.lip_color)[None], windows, noise=torch.zeros(1, frames, cfg.noise_dim))
-    geo = {k: v.expand(frames, *v.shape) for k, v in geometry.tensors().items()}
+    geo = {k: v.expand(frames, *v.shape) for k, v in renderer.tensors.items()}
     still = to_tensor(renderer.still)[None].expand(frames, -1, -1, -1)
     out = face_warp.render(still, geo, motion.opening[0], motion.rounding[0], motion.cavity[0])
     return [to_image(f) for f in out]

@@ -10,15 +10,16 @@ resolution and blended in with soft edges.
 """
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
 import torch
 
 from core.sda import face_warp
-from core.sda.face_warp import FaceGeometry
+from core.sda.face_warp import TEETH_RGB, FaceGeometry
 
-_TEETH = np.array([236, 231, 220], np.float32)
+_TEETH = np.array(TEETH_RGB, np.float32)
 _SUPER = 4  # the inside of the mouth is drawn at this many times the crop's resolution
 
 
@@ -31,6 +32,11 @@ class MouthRenderer:
     def fit(cls, still: np.ndarray, points: np.ndarray) -> "MouthRenderer":
         return cls(still, FaceGeometry.fit(still, points))
 
+    @cached_property
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The geometry as tensors, made once (every training sample renders with them)."""
+        return self.geometry.tensors()
+
     def render(self, opening: float, rounding: float = 0.0) -> np.ndarray:
         """The still with the mouth at `opening` (0 closed … 1 wide open) and `rounding` (−1 spread … 1 rounded)."""
         return self.render_many(np.array([opening]), np.array([rounding]))[0]
@@ -38,7 +44,7 @@ class MouthRenderer:
     def render_many(self, openings: np.ndarray, roundings: np.ndarray) -> list[np.ndarray]:
         """The still moved by the face's warp to each pose, with the inside of the mouth drawn between the lips."""
         n = len(openings)
-        geo = {k: v.expand(n, *v.shape) for k, v in self.geometry.tensors().items()}
+        geo = {k: v.expand(n, *v.shape) for k, v in self.tensors.items()}
         opening = torch.as_tensor(np.asarray(openings, np.float32))
         rounding = torch.as_tensor(np.asarray(roundings, np.float32))
         image = torch.from_numpy(self.still).permute(2, 0, 1).float().expand(n, -1, -1, -1)

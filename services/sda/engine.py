@@ -108,7 +108,7 @@ class Animator:
         self._reset_segment()
 
     def idle(self) -> AnimatedFrame:
-        """One frame with no speech: the face at rest, with the noise GRU's motion."""
+        """One frame with no speech: the face at rest, its head, eyes and lids still moving on the stream's clock."""
         silence = np.zeros((1, 1, self._cfg.window_samples), dtype=np.float32)
         return self._frame(self._run(silence)[0], None, b"", -1)
 

@@ -86,7 +86,6 @@ class FrameCodec:
     """One stream's frames, as its config asks (the service's settings where it does not say)."""
 
     def __init__(self, rig: FaceRig, config: sda_pb2.AnimateConfig, settings: SdaSettings, fps: int):
-        self._rig = rig
         photo_h, photo_w = rig.photo.shape[:2]
         if config.framing and config.framing not in _FRAMING:
             raise BadRequest(f"unknown framing {config.framing}")
@@ -121,7 +120,8 @@ class FrameCodec:
         opening = framed.rest_opening + speaking * (made.opening - framed.rest_opening)
         cavity = (torch.from_numpy(made.cavity)[None] + 1) * 127.5
         if framed.grey:  # the inside of a grey photo's mouth is grey too
-            cavity = (cavity * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(dim=1, keepdim=True).expand_as(cavity)
+            luma = (cavity * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(dim=1, keepdim=True)
+            cavity = luma.expand_as(cavity)
         return face_warp.render_photo(blink(framed.base, framed.points, made.blink), framed.geometry, opening,
                                       speaking * made.rounding, cavity, speaking, made.head)
 
