@@ -191,7 +191,7 @@ class Conversation:
     def _webrtc_offer(self) -> dict:
         """`ready.webrtc` where this connection may move its media to WebRTC: the ICE servers to use (STUN, TURN
         with its credentials)."""
-        if not self._settings.webrtc or self._media.video.codec not in ("h264", "vp8") or self._media.audio != "opus":
+        if not self._settings.webrtc or not self._media.webrtc_capable:
             return {}
         return {"webrtc": {"ice_servers": [s.model_dump() for s in self._settings.ice_server_list()]}}
 

@@ -52,6 +52,11 @@ class ClientMedia:
     def for_reply(self, turn: int) -> "ReplyMedia":
         return ReplyMedia(turn, self.video.codec, OpusEncoder(OUTPUT_RATE, self.opus_kbps) if self.audio == "opus" else None)
 
+    @property
+    def webrtc_capable(self) -> bool:
+        """Whether these media can go over WebRTC as they are: H.264 or VP8 frames and Opus packets."""
+        return self.video.codec in ("h264", "vp8") and self.audio == "opus"
+
     def pre_skip_s(self) -> float:
         """Silence at the start of each reply's decoded Opus (0 for PCM)."""
         return _opus_pre_skip_s(self.opus_kbps) if self.audio == "opus" else 0.0

@@ -294,7 +294,7 @@ class WebSocketTransport:
         if not self._settings.webrtc:
             self._refuse(ErrorCode.WEBRTC_UNAVAILABLE, "this gateway offers no WebRTC (GATEWAY_WEBRTC)")
             return
-        if media.video.codec not in ("h264", "vp8") or media.audio != "opus":
+        if not media.webrtc_capable:
             self._refuse(ErrorCode.WEBRTC_UNAVAILABLE, "WebRTC carries H.264 or VP8 video and Opus audio: list them "
                                                        "first in the hello's media")
             return

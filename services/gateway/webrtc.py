@@ -126,9 +126,6 @@ class PacedTrack(MediaStreamTrack):
         self._queue.append((turn, at, packet))
         self._arrived.set()
 
-    def queued_s(self) -> float:
-        return self._queue[-1][1] - self._queue[0][1] if self._queue else 0.0
-
     async def recv(self) -> av.Packet:
         while True:
             if self.readyState != "live":
@@ -198,18 +195,14 @@ class WebRtcPeer:
     def media(self, message: bytes) -> None:
         """A media message of the WebSocket protocol, played over the tracks instead."""
         item = media_messages.parse(message)
-        turn, pts = item["turn"], item["pts"]
+        turn = item["turn"]
+        at = self._clock.place(turn, item["pts"], 0.04)
+        if at is None:
+            return
+        if item["audio"]:
+            self._audio.put(turn, at, item["audio"])
         if item["kind"] == "video":
-            at = self._clock.place(turn, pts, 0.04)
-            if at is None:
-                return
-            if item["audio"]:
-                self._audio.put(turn, at, item["audio"])
             self._video.put(turn, at + self._pre_skip_s, item["image"])
-        else:
-            at = self._clock.place(turn, pts, 0.04)
-            if at is not None:
-                self._audio.put(turn, at, item["audio"])
 
     def follow(self, event: dict) -> None:
         """The tracks act on the events that concern playback."""

@@ -28,16 +28,16 @@ export function openPeer({ iceServers, microphone, send, onEvent, onMedia, onLiv
     send({ type: "webrtc_close" }); // the gateway sends the media over the WebSocket again
     onLost(wasLive);
   };
+  let dropTimer = null;
   pc.onconnectionstatechange = () => {
     if (pc.connectionState === "connected" && !live) {
       live = true;
       onLive();
     }
     if (pc.connectionState === "failed") giveUp();
+    clearTimeout(dropTimer);
     if (pc.connectionState === "disconnected") dropTimer = setTimeout(giveUp, DISCONNECTED_MS);
-    else clearTimeout(dropTimer);
   };
-  let dropTimer = null;
   const timer = setTimeout(() => { if (!live) giveUp(); }, CONNECT_TIMEOUT_MS);
 
   function close() { // on purpose: nothing is told
@@ -62,7 +62,6 @@ export function openPeer({ iceServers, microphone, send, onEvent, onMedia, onLiv
     answer: (sdp) => pc.setRemoteDescription({ type: "answer", sdp }).catch(giveUp),
     close,
     drop: giveUp, // the connection is lost (the app then offers a new one)
-    get live() { return live; },
   };
 }
 
