@@ -24,21 +24,22 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = ROOT / "var" / "screenshots"
 
 
-@pytest.fixture
-def question_wav(tmp_path) -> Path:
-    audio = np.concatenate([np.zeros(8000, np.float32), speak("Hello! What is your name?"), np.zeros(48000, np.float32)])
-    path = tmp_path / "question.wav"
+def spoken_wav(path: Path, *pieces: str | float) -> Path:
+    """A file for the fake microphone: each piece spoken (text, in the test voice) or silent (seconds), 16 kHz."""
+    audio = np.concatenate([speak(p) if isinstance(p, str) else np.zeros(int(p * 16000), np.float32) for p in pieces])
     soundfile.write(path, audio, 16000, subtype="PCM_16")
     return path
+
+
+@pytest.fixture
+def question_wav(tmp_path) -> Path:
+    return spoken_wav(tmp_path / "question.wav", 0.5, "Hello! What is your name?", 3.0)
 
 
 @pytest.fixture
 def looping_question(tmp_path) -> Path:
     """The fake microphone says the question again every ~8 s (Chromium loops the file)."""
-    audio = np.concatenate([np.zeros(8000, np.float32), speak("Hello! What is your name?"), np.zeros(96000, np.float32)])
-    path = tmp_path / "looping.wav"
-    soundfile.write(path, audio, 16000, subtype="PCM_16")
-    return path
+    return spoken_wav(tmp_path / "looping.wav", 0.5, "Hello! What is your name?", 6.0)
 
 
 def chromium_args(fake_audio: str) -> list[str]:
@@ -117,12 +118,8 @@ def test_over_webrtc_speech_over_the_reply_stops_it_and_a_lost_peer_connection_i
     one, and the answer to the words after "Stop" plays over it."""
     from playwright.sync_api import sync_playwright
 
-    story, stop = speak("Please tell me a long story about a dragon who lived in the mountains."), \
-        speak("Stop, tell me about the ocean instead.")
-    audio = np.concatenate([np.zeros(8000, np.float32), story, np.zeros(96000, np.float32), stop,
-                            np.zeros(400000, np.float32)])
-    wav = tmp_path / "stop.wav"
-    soundfile.write(wav, audio, 16000, subtype="PCM_16")
+    wav = spoken_wav(tmp_path / "stop.wav", 0.5, "Please tell me a long story about a dragon who lived in the "
+                     "mountains.", 6.0, "Stop, tell me about the ocean instead.", 25.0)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args(f"{wav}%noloop"), headless=True,
                                     chromium_sandbox=False)
@@ -219,11 +216,7 @@ def test_a_backchannel_over_the_reply_pauses_it_in_the_browser_and_it_plays_on(s
     draws the frames stops), and when the recogniser finds no words in it the reply goes on where it paused."""
     from playwright.sync_api import sync_playwright
 
-    question, backchannel = speak("Please tell me about the sea."), speak("Mm-hmm.")
-    audio = np.concatenate([np.zeros(8000, np.float32), question, np.zeros(56000, np.float32), backchannel,
-                            np.zeros(160000, np.float32)])
-    wav = tmp_path / "backchannel.wav"
-    soundfile.write(wav, audio, 16000, subtype="PCM_16")
+    wav = spoken_wav(tmp_path / "backchannel.wav", 0.5, "Please tell me about the sea.", 3.5, "Mm-hmm.", 10.0)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args(f"{wav}%noloop"), headless=True,
                                     chromium_sandbox=False)
@@ -245,10 +238,7 @@ def test_after_a_network_stall_the_reply_goes_on_from_where_it_stopped(stack, tm
     late times they would all sound at once), and the frames go on with it."""
     from playwright.sync_api import sync_playwright
 
-    audio = np.concatenate([np.zeros(8000, np.float32), speak("Please tell me a long story about a dragon."),
-                            np.zeros(48000, np.float32)])
-    wav = tmp_path / "story.wav"
-    soundfile.write(wav, audio, 16000, subtype="PCM_16")
+    wav = spoken_wav(tmp_path / "story.wav", 0.5, "Please tell me a long story about a dragon.", 3.0)
     link = FaultProxy(stack.specs["gateway"].port)
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, daemon=True).start()
