@@ -16,6 +16,7 @@ from services.gateway.session_store import SessionStore
 from tests import noises
 from tests.fault_proxy import FaultProxy
 from tests.grpc_helpers import with_silence
+from tests.slow_animation import SlowAnimation
 from tests.speech import speak, to_linear16, wer
 from tests.stack import ExtraGateway
 
@@ -353,6 +354,44 @@ async def test_a_reply_that_runs_late_makes_the_gateway_admit_fewer_until_it_has
     finally:
         gateway.stop()
         await proxy.stop()
+
+
+async def test_on_a_machine_that_draws_too_few_pictures_the_reply_sheds_pictures_and_plays_on_time(stack):
+    """The animation stage draws 18 pictures a second (a slower machine, a busy neighbour): every picture would
+    play the reply at 0.72x real time. The gateway sheds every other picture, says so in a `warning`, and the
+    reply's media reach a client that plays them in real time on time, with all their audio and a face that still
+    moves."""
+    slow = await SlowAnimation(stack.address("sda"), pictures_per_s=18).start()
+    gateway = await asyncio.to_thread(ExtraGateway, stack, None, {"GATEWAY_SDA_ADDRESS": f"127.0.0.1:{slow.port}"})
+    try:
+        async with websockets.connect(gateway.url, max_size=None) as ws:
+            await hello(ws)
+            await send_speech(ws, "Please tell me a long story about a dragon who lived in the mountains.")
+            media, warnings, started = [], [], None
+            while started is None or time.monotonic() - started < 8.0:  # eight seconds of the reply
+                raw = await asyncio.wait_for(ws.recv(), 120)
+                if isinstance(raw, bytes):
+                    started = started or time.monotonic()
+                    media.append((time.monotonic() - started, media_messages.parse(raw)))
+                    continue
+                event = json.loads(raw)
+                assert event["type"] not in ("error", "interrupted"), event
+                if event["type"] == "warning":
+                    warnings.append(event | {"at": time.monotonic() - started})
+                if event["type"] == "turn_end":
+                    break
+        metrics = httpx.get(f"{gateway.ops}/metrics", timeout=10).text
+    finally:
+        gateway.stop()
+        await slow.stop()
+    assert [w["code"] for w in warnings][:1] == ["video_rate"] and warnings[0]["pictures"] == "half", warnings
+    late = [(round(at, 2), m["pts"]) for at, m in media if at > m["pts"] + 0.12]  # the browser's 120 ms jitter buffer
+    assert not late, late[:5]
+    pictures = [m["image"] for _, m in media if m["kind"] == "video"]
+    heard_s = sum(len(m["audio"]) for _, m in media) / 32000
+    assert heard_s > 4.0 and len(pictures) < 25 * heard_s * 0.75, (heard_s, len(pictures))
+    assert len({hash(p) for p in pictures}) > len(pictures) / 2  # the face moves in the pictures that come
+    assert re.search(r"avatar_gateway_late_media_total 0\.0", metrics)
 
 
 class EchoingClient:

@@ -177,6 +177,42 @@ def test_after_a_clear_encoded_video_starts_again_with_a_keyframe(sda):
     assert len(decode_video(after, "h264")) == len(after)
 
 
+def test_under_load_fewer_frames_carry_a_picture_and_every_frame_keeps_its_audio(sda):
+    """A stream told to draw every other frame, then none (the gateway sheds pictures when a reply falls behind
+    real time): the frames keep coming with all the audio, the pictures that still come decode and the mouth in
+    them still moves."""
+    speech = speak("The old fisherman mended his nets by the harbour every single morning.", RATE)
+    half = chunks(speech)
+    cut = len(half) // 2
+
+    frames: list = []
+
+    def requests():
+        yield config(image_encoding=sda_pb2.H264)
+        yield sda_pb2.AnimateRequest(picture_rate=sda_pb2.PictureRate(every=2))
+        yield from half[:cut]
+        deadline = time.monotonic() + 30
+        while len(frames) < cut * 5 - 3 and time.monotonic() < deadline:  # the first half is drawn (look-ahead aside)
+            time.sleep(0.05)
+        yield sda_pb2.AnimateRequest(picture_rate=sda_pb2.PictureRate(every=-1))
+        yield from half[cut:]
+        yield sda_pb2.AnimateRequest(end_of_segment=sda_pb2.EndOfSegment())
+
+    for response in sda.StreamingAnimate(requests(), timeout=120):
+        if response.WhichOneof("result") == "frame":
+            frames.append(response.frame)
+    assert len(frames) == -(-speech.size // (RATE // FPS))
+    assert b"".join(f.audio for f in frames)[: speech.size * 2] == to_linear16(speech)
+    drawn = [i for i, f in enumerate(frames) if f.image]
+    assert drawn[0] == 0 and frames[0].keyframe  # a segment's first frame always has its picture
+    early = [i for i in drawn if i < cut * 5]  # 0.2 s chunks: 5 frames each
+    assert 0.35 < len(early) / (cut * 5) < 0.65, drawn  # every other frame
+    assert len(drawn) - len(early) <= 6, drawn  # then none (the chunks in flight when it changed aside)
+    images = decode_video([frames[i] for i in drawn], "h264")
+    assert len(images) == len(drawn)
+    assert np.std([float(np.abs(images[k].astype(int) - images[0]).mean()) for k in range(len(images))]) > 0.1
+
+
 def test_the_photos_own_pixels_move_the_background_stays_still_and_the_eyes_stay_sharp(sda):
     from skimage import data
 

@@ -195,6 +195,13 @@ class GrpcAnimator:
                 video.keyframe_wanted.clear()
                 outgoing.put_nowait(sda_pb2.AnimateRequest(keyframe=sda_pb2.KeyframeRequest(), meta=request_meta))
 
+        async def pictures_in() -> None:
+            while True:
+                await video.picture_rate_changed.wait()
+                video.picture_rate_changed.clear()
+                outgoing.put_nowait(sda_pb2.AnimateRequest(picture_rate=sda_pb2.PictureRate(every=video.picture_every),
+                                                           meta=request_meta))
+
         async def requests():
             yield sda_pb2.AnimateRequest(
                 config=sda_pb2.AnimateConfig(
@@ -204,7 +211,10 @@ class GrpcAnimator:
                                                         channels=1)),
                 meta=request_meta)
             video.keyframe_wanted.clear()  # a stream's first frame is a keyframe anyway
-            feeders = [asyncio.create_task(audio_in()), asyncio.create_task(keyframes_in())]
+            if video.picture_every != 1:
+                video.picture_rate_changed.set()
+            feeders = [asyncio.create_task(audio_in()), asyncio.create_task(keyframes_in()),
+                       asyncio.create_task(pictures_in())]
             try:
                 # The request side stays open until the segment's last frame is back (None), keyframe requests
                 # included.

@@ -78,6 +78,18 @@ class Playback:
         """How far the audio made (by speech synthesis) runs ahead of what the user has heard."""
         return self._spoken_s - self.heard_s()
 
+    def now(self) -> float:
+        """The clock playback is reckoned on."""
+        return self._clock()
+
+    def buffered_s(self) -> float:
+        """Media sent and not played yet: how long the client could play on if no more came."""
+        return self._sent_s - self.heard_s()
+
+    def unsent_s(self) -> float:
+        """Audio speech synthesis made that has not gone out yet (animation has it in hand)."""
+        return self._spoken_s - self._sent_s
+
     @property
     def paused(self) -> bool:
         return self._paused_at is not None

@@ -15,11 +15,14 @@ from opentelemetry import trace
 
 from services.common.tracing import start_turn_span
 from services.gateway import media_messages, reply_processors
+from services.gateway.load_shedding import LoadShedding
 from services.gateway.playback import Playback
 from services.gateway.protocol import ErrorCode, error_event
 from services.gateway.reply_processors import AudioOnly, ReplyContext, VideoLost
 from services.gateway.speculation import Speculation
 from services.gateway.stages import BYTES_PER_S, Frame, ReplyRequest, SpeechChunk, StageFailed, Stages, Voice
+
+_WATCH_S = 0.1  # how often the reply's progress is looked at
 
 
 class ReplyPipeline:
@@ -51,6 +54,8 @@ class ReplyPipeline:
         self._span.set_attribute("avatar.avatar_id", request.avatar_id)
         self._span.add_event("end_of_turn", timestamp=self._ended_ns)
         self._context = ReplyContext(request, Voice(voice), video=self._media.video, span=self._span)
+        self._shedding = LoadShedding(self._media.video, self.playback,
+                                      lambda warning: self._emit(warning | {"turn": self._turn}))
 
     def _mark(self, name: str, processor: str) -> None:
         """`processor` moved the reply on; the first time of `name` is a latency mark (an event on the turn's span)."""
@@ -86,10 +91,12 @@ class ReplyPipeline:
                     "speculated": self._speculation is not None})
 
     async def _watch(self) -> None:
-        """Ends the reply with stage_unavailable when no processor has moved it on for `stall_s` (a stage that
-        hangs, a connection that went silent): a turn never stays open."""
+        """Sheds pictures while the reply runs thin (`load_shedding.py`); ends the reply with stage_unavailable
+        when no processor has moved it on for `stall_s` (a stage that hangs, a connection that went silent): a
+        turn never stays open."""
         while True:
-            await asyncio.sleep(self._stall_s / 5)
+            await asyncio.sleep(_WATCH_S)
+            self._shedding.check()
             at, processor = self._progress
             if time.monotonic() - at > self._stall_s and self.playback.ahead_s() <= 0:  # nothing left to hear
                 raise StageFailed("reply", f"no text, audio or frame for {self._stall_s:.0f} s (last from {processor})",
@@ -113,9 +120,13 @@ class ReplyPipeline:
         async with contextlib.aclosing(run) as made:
             async for item in made:
                 if isinstance(item, Frame):
-                    self._mark("first_frame", "animation")
                     shown += len(item.pcm)
-                    self._emit(self._out.frame(item.pts_s, item.pcm, item.image, item.keyframe))
+                    if item.image:
+                        self._mark("first_frame", "animation")
+                        self._emit(self._out.frame(item.pts_s, item.pcm, item.image, item.keyframe))
+                    else:  # a frame without a picture (pictures shed): its audio goes alone
+                        for message in self._out.audio(item.pts_s, item.pcm):
+                            self._emit(message)
                     self.playback.sent(shown / BYTES_PER_S, item.pcm)
                 elif isinstance(item, VideoLost):
                     self._audio_only = True

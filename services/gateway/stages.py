@@ -145,18 +145,26 @@ class SpeechChunk:
 class Frame:
     pts_s: float
     pcm: bytes  # the audio this frame shows
-    image: bytes  # a JPEG, or one encoded video frame
+    image: bytes  # a JPEG, or one encoded video frame; empty: no picture (keep showing the last one)
     keyframe: bool  # decodes on its own (every JPEG does)
 
 
 @dataclass
 class VideoOut:
-    """How a client takes a reply's frames: the codec its hello chose (media_messages.VIDEO_CODECS), and whether it asked
-    for a keyframe (its decoder lost its place; requests coalesce until the animation stage is told)."""
+    """How a client takes a reply's frames: the codec its hello chose (media_messages.VIDEO_CODECS), whether it asked
+    for a keyframe (its decoder lost its place; requests coalesce until the animation stage is told), and which frames
+    get a picture (fewer while the machine is behind: `load_shedding.py`)."""
 
     codec: str = "jpeg"
     keyframe_wanted: asyncio.Event = field(default_factory=asyncio.Event)
     jpeg_quality: int = 0  # 0 = the animation stage's default
+    picture_every: int = 1  # one frame in this many has a picture; negative: none (the frames carry their audio)
+    picture_rate_changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def set_picture_every(self, every: int) -> None:
+        if every != self.picture_every:
+            self.picture_every = every
+            self.picture_rate_changed.set()
 
 
 @dataclass(frozen=True)

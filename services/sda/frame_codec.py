@@ -125,6 +125,12 @@ class FrameCodec:
         return face_warp.render_photo(blink(framed.base, framed.points, made.blink), framed.geometry, opening,
                                       speaking * made.rounding, cavity, speaking, made.head)
 
+    def skip(self) -> tuple[bytes, bool]:
+        """A frame without a picture (the stream's picture rate): no bytes; encoded video's clock moves on."""
+        if self._video is not None:
+            self._video.skip()
+        return b"", False
+
     def encode(self, made: AnimatedFrame) -> tuple[bytes, bool]:
         """The frame's bytes and whether it decodes on its own."""
         frame = self.picture(made)

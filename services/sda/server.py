@@ -101,6 +101,7 @@ class _Stream:
         self._unsent = 0  # frames queued for the caller of the current epoch
         self._started = time.monotonic()
         self._reading = True
+        self._picture_every = 1  # PictureRate.every: which frames get a picture
 
     async def run(self, requests):
         reader = asyncio.create_task(self._read(requests))
@@ -132,9 +133,11 @@ class _Stream:
                     self._clear()
                 elif kind == "keyframe":
                     self._codec.want_keyframe()
+                elif kind == "picture_rate":
+                    self._picture_every = request.picture_rate.every
                 else:
-                    raise BadRequest("after the config only audio, end_of_segment, clear and keyframe are allowed, "
-                                     f"got `{kind}`")
+                    raise BadRequest("after the config only audio, end_of_segment, clear, keyframe and picture_rate "
+                                     f"are allowed, got `{kind}`")
                 self._wake.set()
         except BaseException as err:
             self._out.put_nowait(err)
@@ -204,17 +207,22 @@ class _Stream:
         """Seconds until the next frame is due on the wall clock (idle frames keep real time)."""
         return max(0.0, self._animator.next_pts - (time.monotonic() - self._started))
 
+    def _pictured(self, frame: AnimatedFrame, first: bool) -> bool:
+        """Whether this frame gets a picture at the stream's picture rate (a segment's first frame always does)."""
+        every = self._picture_every
+        return first or (every >= 0 and frame.index % max(every, 1) == 0)
+
     async def _emit(self, frames: list[AnimatedFrame], epoch: int) -> None:
-        if not frames:
-            return
-        if self._segment_frames == 0 and len(frames) > 1:  # a segment's first frame goes out before the rest are drawn
-            await self._emit(frames[:1], epoch)
-            frames = frames[1:]
-        images = await self._work_on(lambda: [self._codec.encode(f) for f in frames])
-        if epoch != self._epoch:
-            return
-        self._unsent += len(frames)
-        for frame, (image, keyframe) in zip(frames, images):
+        """Each frame drawn and sent in its own turn on the worker: frames go out as they are ready (not a chunk's
+        worth at once), and another stream's frames can come between them (a segment's first frame ahead of all)."""
+        for i, frame in enumerate(frames):
+            first = self._segment_frames == 0 and i == 0
+            drawn = self._pictured(frame, first)
+            image, keyframe = await self._work_on(self._codec.encode if drawn else lambda _: self._codec.skip(), frame,
+                                                  first=first)
+            if epoch != self._epoch:
+                return
+            self._unsent += 1
             self._out.put_nowait((epoch, sda_pb2.AnimateResponse(
                 frame=sda_pb2.VideoFrame(
                     image=image, encoding=self._codec.encoding, width=self._codec.width, height=self._codec.height,

@@ -58,6 +58,10 @@ class VideoEncoder:
         """The next frame encoded decodes on its own."""
         self._keyframe_wanted = True
 
+    def skip(self) -> None:
+        """A frame's time passes without a picture (the next one shows a frame's worth later)."""
+        self._index += 1
+
     def encode(self, rgb: np.ndarray) -> tuple[bytes, bool]:
         """One RGB frame → (its encoded bytes, whether it is a keyframe)."""
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format="yuv420p")
