@@ -44,7 +44,7 @@ def _wire(stack) -> dict[str, dict]:
     for _ in range(ROUNDS):
         for codec in SESSIONS:
             before = {name: _cpu_s(pid) for name, pid in pids.items()}
-            session = asyncio.run(_session(url, 0, 0.0, *codec.split("+")))
+            session = asyncio.run(_session(url, 0, *codec.split("+")))
             for name, pid in pids.items():
                 out[codec]["cpu"][name] += _cpu_s(pid) - before[name]
             out[codec]["turns"] += session["turns"]
@@ -52,7 +52,7 @@ def _wire(stack) -> dict[str, dict]:
 
 
 async def _three(url: str) -> list[dict]:
-    return await asyncio.gather(*(_session(url, i, 0.0, "h264", "opus") for i in range(3)))
+    return await asyncio.gather(*(_session(url, i, "h264", "opus") for i in range(3)))
 
 
 def _frames_for(face: np.ndarray | None) -> list[np.ndarray]:
