@@ -36,10 +36,11 @@ class Stack:
         return self
 
     def env(self) -> dict:
-        # The gateway's learned capacity stays off unless asked for: tests and benches open sessions back to back
-        # and make replies late on purpose; the learning is tested on a gateway of its own (test_gateway_ws.py).
+        # The gateway's learned and predicted capacity stay off unless asked for: tests and benches open sessions back
+        # to back and make replies late on purpose; each is tested on a gateway of its own (test_gateway_ws.py).
         env = {**os.environ, "REDIS_URL": self.redis_url, "PYTHONUNBUFFERED": "1",
-               "AVATARS_DIR": str(self.avatars_dir), "GATEWAY_LEARN_CAPACITY": "false", **self.extra_env}
+               "AVATARS_DIR": str(self.avatars_dir), "GATEWAY_LEARN_CAPACITY": "false",
+               "GATEWAY_PREDICT_CAPACITY": "false", **self.extra_env}
         for spec in self.specs.values():
             env[f"{spec.env_prefix}PORT"] = str(spec.port)
             if spec.metrics_port != spec.port:

@@ -96,7 +96,7 @@ CHART_VALUES = {
     "cpu": ((), ()),
     "gpu": (("values-gpu.yaml",), ()),
     "exposed": ((), ("ingress.enabled=true,ingress.host=avatar.example.org,ingress.tlsSecret=avatar-tls",
-                     "serviceMonitor.enabled=true,namespace.create=true,gateway.autoscaling.sessionsPerPod=3",
+                     "serviceMonitor.enabled=true,namespace.create=true,gateway.autoscaling.sessionLoad=0.7",
                      "secrets.existingSecret=ops-avatar,secrets.c2paSecret=ops-c2pa,storage.storageClass=nfs",
                      "redis.enabled=false,redis.externalUrl=rediss://redis.ops:6380/0,image.registry=reg.example.org/team",
                      "image.tag=1.2.3")),
@@ -195,7 +195,8 @@ def test_an_exposed_install_uses_the_operators_secrets_registry_redis_and_scales
     ingress = _of(docs, "Ingress")["gateway"]["spec"]
     assert ingress["tls"][0]["secretName"] == "avatar-tls" and ingress["rules"][0]["host"] == "avatar.example.org"
     scaler = _of(docs, "HorizontalPodAutoscaler")["gateway"]["spec"]["metrics"][0]
-    assert scaler["pods"]["metric"]["name"] == "avatar_gateway_sessions_open"
+    assert scaler["pods"]["metric"]["name"] == "avatar_gateway_sessions_load"  # what admission measures
+    assert scaler["pods"]["target"]["averageValue"] == "0.7"
     namespace = next(d for d in docs if d["kind"] == "Namespace")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     assert _of(docs, "PersistentVolumeClaim")["avatars"]["spec"]["storageClassName"] == "nfs"

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 import re
 import time
 
@@ -342,7 +343,7 @@ async def test_a_reply_that_runs_late_makes_the_gateway_admit_fewer_until_it_has
             while (sessions := httpx.get(f"{gateway.ops}/readyz", timeout=10).json()["sessions"])["capacity"] > 1:
                 assert time.monotonic() < deadline, f"the late reply taught the gateway nothing: {sessions}"
                 await asyncio.sleep(0.2)
-            assert sessions == {"admitted": 2, "capacity": 1, "ceiling": 3, "full": True}, sessions
+            assert sessions == {"admitted": 2, "capacity": 1, "ceiling": 3, "predicted": None, "full": True}, sessions
             assert await newcomer() == "busy"
             await next_event(talker, "turn_end", timeout=180)
         deadline = time.monotonic() + 60
@@ -354,6 +355,33 @@ async def test_a_reply_that_runs_late_makes_the_gateway_admit_fewer_until_it_has
     finally:
         gateway.stop()
         await proxy.stop()
+
+
+async def test_a_machine_whose_load_leaves_room_for_one_conversation_refuses_a_second_with_busy(stack):
+    """The gateway reads its machine's CPU time: where a reply is known to cost every core (GATEWAY_REPLY_CPU_S set
+    to the machine's cores, so it cannot carry two talking at once), the first conversation is admitted and a
+    second gets `busy`, though the configured ceiling is 8; /readyz and the metrics say what was predicted."""
+    cores = os.cpu_count()
+    gateway = await asyncio.to_thread(ExtraGateway, stack, None, {"GATEWAY_PREDICT_CAPACITY": "true",
+                                                                  "GATEWAY_REPLY_CPU_S": str(cores),
+                                                                  "GATEWAY_MAX_SESSIONS": "8"})
+    try:
+        deadline = time.monotonic() + 20
+        while (sessions := httpx.get(f"{gateway.ops}/readyz", timeout=10).json()["sessions"])["predicted"] is None:
+            assert time.monotonic() < deadline, "the machine's load was never read"
+            await asyncio.sleep(0.5)
+        assert sessions["predicted"] == 1 and sessions["capacity"] == 1, sessions
+        async with websockets.connect(gateway.url, max_size=None) as first, \
+                websockets.connect(gateway.url, max_size=None) as second:
+            await hello(first)
+            await second.send(json.dumps({"type": "hello", "version": 1}))
+            refusal = await next_event(second, "error")
+            assert refusal["code"] == "busy", refusal
+        metrics = httpx.get(f"{gateway.ops}/metrics", timeout=10).text
+        assert re.search(r"avatar_gateway_sessions_predicted 1\.0", metrics)
+        assert re.search(r"avatar_gateway_machine_base_cores \d", metrics)
+    finally:
+        gateway.stop()
 
 
 async def test_on_a_machine_that_draws_too_few_pictures_the_reply_sheds_pictures_and_plays_on_time(stack):

@@ -1,5 +1,6 @@
-"""How many conversations one gateway (and the stages behind it) takes at once: a configured ceiling, and below
-it what this machine was seen to hold.
+"""How many conversations one gateway (and the stages behind it) takes at once: a configured ceiling, below it what
+its machine's measured load says it carries (`machine_load.py`: refused before anyone stutters), and what this
+machine was seen to hold.
 
 `GATEWAY_MAX_SESSIONS` is a number someone chose; a slower machine, or one whose cores another process takes,
 holds fewer. So the gateway watches its admitted replies: when one runs out of media while its listener plays it
@@ -23,6 +24,8 @@ ADMITTED = Gauge("avatar_gateway_sessions_admitted", "Conversations admitted and
 CAPACITY = Gauge("avatar_gateway_sessions_capacity",
                  "Conversations this gateway admits at once now: the configured ceiling, or what it learned it holds "
                  "(0: no limit)")
+LOAD = Gauge("avatar_gateway_sessions_load",
+             "Conversations admitted ÷ what admission takes now (the autoscaler's signal; 0 where there is no limit)")
 REFUSED = Counter("avatar_gateway_sessions_refused_total", "Hellos refused with `busy` because the gateway was full")
 LATE = Counter("avatar_gateway_late_media_total",
                "Replies whose media ran out while their listener played them (the stages fell behind real time)")
@@ -32,8 +35,10 @@ BUSY_CLOSE_CODE = 1013  # WebSocket "try again later"
 
 class Admission:
     def __init__(self, max_sessions: int, learns: bool = True, relax_s: float = 600.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, predicted: Callable[[], int | None] = lambda: None):
+        """`predicted`: what the machine's measured load says it carries (`machine_load.py`), None: unknown."""
         self.max_sessions = max_sessions  # 0: no limit
+        self._predicted = predicted
         self._learns = learns
         self._relax_s = relax_s
         self._clock = clock
@@ -50,15 +55,25 @@ class Admission:
             self._learned_at = self._clock()
             if self.max_sessions and self._learned >= self.max_sessions:
                 self._learned = None
-        if self._learned is None:
-            return self.max_sessions
-        return min(self._learned, self.max_sessions) if self.max_sessions else self._learned
+        limits = [n for n in (self.max_sessions or None, self._learned, self.predicted) if n is not None]
+        return min(limits, default=0)
+
+    @property
+    def predicted(self) -> int | None:
+        """What the machine's measured load says it carries (None: unknown, or not predicted)."""
+        return self._predicted()
 
     @property
     def full(self) -> bool:
+        capacity = self.publish()
+        return bool(capacity) and self.admitted >= capacity
+
+    def publish(self) -> int:
+        """The capacity now, also in the metrics."""
         capacity = self.capacity
         CAPACITY.set(capacity)
-        return bool(capacity) and self.admitted >= capacity
+        LOAD.set(self.admitted / capacity if capacity else 0.0)
+        return capacity
 
     def admit(self) -> bool:
         if self.full:
@@ -66,11 +81,13 @@ class Admission:
             return False
         self.admitted += 1
         ADMITTED.set(self.admitted)
+        self.publish()
         return True
 
     def release(self) -> None:
         self.admitted -= 1
         ADMITTED.set(self.admitted)
+        self.publish()
 
     def ran_late(self) -> None:
         """An admitted reply's media ran out while its listener played it: the open conversations were more than
@@ -83,4 +100,4 @@ class Admission:
             log.warning("media ran late with %d conversations open: admitting %d at most for now", self.admitted, held)
             self._learned = held
         self._learned_at = self._clock()  # late again: the ceiling waits a whole while before it rises
-        CAPACITY.set(self.capacity)
+        self.publish()

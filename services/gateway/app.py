@@ -15,6 +15,7 @@ from services.common.tracing import setup_tracing, shutdown_tracing
 from services.gateway import admin_api, avatar_api, openai_api, provenance_api, rest_errors
 from services.gateway.access import Access
 from services.gateway.admission import Admission
+from services.gateway.machine_load import MachineLoad
 from services.gateway.body_limit import BodyLimit
 from services.gateway.config import GatewaySettings
 from services.gateway.draining import Drain
@@ -33,6 +34,12 @@ TASKS = Gauge("avatar_gateway_asyncio_tasks", "asyncio tasks alive in the gatewa
 WEB_APP = Path(__file__).parent / "web" / "dist"
 
 
+async def watch_machine(machine: MachineLoad, window_s: float = 2.0) -> None:
+    while True:
+        await asyncio.to_thread(machine.step)
+        await asyncio.sleep(window_s)
+
+
 def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -45,7 +52,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.readiness = Readiness(app.state.store, app.state.clients, app.state.drain, app.state.admission,
                                         settings.redis_outage_grace_s)
         setup_tracing("avatar.gateway")
+        watcher = asyncio.create_task(watch_machine(machine)) if machine else None
         yield
+        if watcher:
+            watcher.cancel()
         await app.state.clients.close()
         await app.state.store.close()
         await app.state.jobs.close()
@@ -59,7 +69,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.rest_rate = RateLimiter(settings.rest_rate_per_min, settings.rest_burst)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.state.drain = Drain()
-    app.state.admission = Admission(settings.max_sessions, settings.learn_capacity, settings.capacity_relax_s)
+    machine = MachineLoad(settings.reply_cpu_s, settings.cpu_margin) if settings.predict_capacity else None
+    app.state.admission = Admission(settings.max_sessions, settings.learn_capacity, settings.capacity_relax_s,
+                                    predicted=machine.sessions if machine else lambda: None)
     rest_errors.install(app)
     app.include_router(avatar_api.router, dependencies=[Depends(requires("converse", "make_avatars"))])
     app.include_router(avatar_api.voices_router, dependencies=[Depends(requires("converse"))])
@@ -89,6 +101,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         if not on_ops_port(request):
             raise HTTPException(404, "not here: metrics are served on the gateway's metrics port")
         TASKS.set(len(asyncio.all_tasks()))
+        app.state.admission.publish()  # the capacity moves with the machine's load between hellos
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.websocket("/ws")

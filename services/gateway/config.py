@@ -65,6 +65,11 @@ class GatewaySettings(BaseSettings):
     learn_capacity: bool = True
     late_media_s: float = Field(default=0.2, gt=0)
     capacity_relax_s: float = Field(default=600.0, gt=0)
+    # And what the machine's measured load says it carries (machine_load.py): conversations that could all talk at
+    # once within `cpu_margin` of its cores, a second of reply costing `reply_cpu_s` core-seconds until measured.
+    predict_capacity: bool = True
+    reply_cpu_s: float = Field(default=0.8, gt=0)
+    cpu_margin: float = Field(default=0.85, gt=0, le=1)
     # Start the LLM on the transcript decoded when the user pauses, before the end of turn (kept if the final
     # transcript is the same).
     speculation: bool = True

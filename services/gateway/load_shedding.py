@@ -16,7 +16,7 @@ speech synthesis itself is slow (or the text engine), fewer pictures would not h
 
 from collections import deque
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from services.gateway.playback import Playback
 from services.gateway.stages import VideoOut
@@ -24,6 +24,7 @@ from services.gateway.stages import VideoOut
 STEPS = (1, 2, -1)  # PictureRate.every: every frame, every other, none
 NAMES = {1: "all", 2: "half", -1: "none"}
 SHED = Counter("avatar_gateway_pictures_shed_total", "Times a reply was given fewer pictures to keep it on time")
+SHEDDING = Gauge("avatar_gateway_replies_shedding", "Replies being made with fewer pictures now")
 
 _RATE_WINDOW_S = 0.5  # the media's pace is judged over this long
 _MIN_WINDOW_S = 0.2  # and not on less (since the last step, too)
@@ -77,7 +78,17 @@ class LoadShedding:
         else:
             self._ahead_since = None
 
+    def close(self) -> None:
+        """The reply is over."""
+        if self._step:
+            SHEDDING.dec()
+        self._step = 0
+
     def _move(self, by: int, message: str) -> None:
+        if not self._step:
+            SHEDDING.inc()
+        elif self._step + by == 0:
+            SHEDDING.dec()
         self._step += by
         self._sent.clear()  # the pace is judged afresh at the new step
         self._ahead_since = None

@@ -41,6 +41,7 @@ class Readiness:
         details = {"redis": redis, "redis_out_s": round(redis_out_s, 1), "stages": await self._clients.statuses(),
                    "unresolved": unresolved, "draining": self._drain.draining,
                    "sessions": {"admitted": admission.admitted, "capacity": admission.capacity,
-                                "ceiling": admission.max_sessions, "full": admission.full}}
+                                "ceiling": admission.max_sessions, "predicted": admission.predicted,
+                                "full": admission.full}}
         redis_fine = redis == "ok" or redis_out_s < self._grace_s
         return redis_fine and not unresolved and not self._drain.draining and not admission.full, details

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from opentelemetry import trace
+from prometheus_client import Counter
 
 from services.common.tracing import start_turn_span
 from services.gateway import media_messages, reply_processors
@@ -23,6 +24,7 @@ from services.gateway.speculation import Speculation
 from services.gateway.stages import BYTES_PER_S, Frame, ReplyRequest, SpeechChunk, StageFailed, Stages, Voice
 
 _WATCH_S = 0.1  # how often the reply's progress is looked at
+MEDIA = Counter("avatar_gateway_reply_media_seconds_total", "Seconds of reply media sent to clients")
 
 
 class ReplyPipeline:
@@ -81,6 +83,7 @@ class ReplyPipeline:
             self._span.add_event("cancelled")  # barge-in
             raise
         finally:
+            self._shedding.close()
             for task in (work, watchdog):
                 task.cancel()
             if self._speculation is not None:
@@ -128,6 +131,7 @@ class ReplyPipeline:
                         for message in self._out.audio(item.pts_s, item.pcm):
                             self._emit(message)
                     self.playback.sent(shown / BYTES_PER_S, item.pcm)
+                    MEDIA.inc(len(item.pcm) / BYTES_PER_S)
                 elif isinstance(item, VideoLost):
                     self._audio_only = True
                     self._emit({"type": "warning", "code": "video_unavailable",
@@ -137,6 +141,7 @@ class ReplyPipeline:
                     for message in self._out.audio(item.position_s, item.pcm):
                         self._emit(message)
                     self.playback.sent(item.position_s + len(item.pcm) / BYTES_PER_S, item.pcm)
+                    MEDIA.inc(len(item.pcm) / BYTES_PER_S)
         if self._audio_only:
             for message in self._out.end():
                 self._emit(message)

@@ -4,8 +4,7 @@ uncompressed ones.
 
 Through /ws: sessions that ask for one codec each speak questions in voices the models were not built around
 (tests/voices.py) and count the bytes of video and audio per second of reply, the first frame, and the CPU the
-animation stage and the gateway spent; then three sessions at once on H.264 and Opus, with the browser's jitter buffer,
-count late media. In process: one reply's frames, framed as the service frames them, for three faces (the default
+animation stage and the gateway spent (sessions at once: the concurrency bench). In process: one reply's frames, framed as the service frames them, for three faces (the default
 avatar, another person's photo, a greyscale photo of odd size) are encoded by each codec and decoded again,
 against the uncompressed frames.
 """
@@ -49,10 +48,6 @@ def _wire(stack) -> dict[str, dict]:
                 out[codec]["cpu"][name] += _cpu_s(pid) - before[name]
             out[codec]["turns"] += session["turns"]
     return out
-
-
-async def _three(url: str) -> list[dict]:
-    return await asyncio.gather(*(_session(url, i, "h264", "opus") for i in range(3)))
 
 
 def _frames_for(face: np.ndarray | None) -> list[np.ndarray]:
@@ -148,12 +143,6 @@ def run(stack) -> Section:
         section.add(f"{codec}: end of speech → first frame", f"{ms(first_frames[codec])} P50 ({len(turns)} turns)")
         section.add(f"{codec}: CPU per second of reply", "; ".join(
             f"{name} {spent / seconds * 1000:.0f} ms" for name, spent in result["cpu"].items()))
-    together = asyncio.run(_three(f"ws://{stack.address('gateway')}/ws"))
-    turns = [t for s in together for t in s["turns"]]
-    late = sum(t["late"] for t in turns)
-    section.add("h264+opus, 3 sessions at once: late media", f"{late} of {sum(t['messages'] for t in turns)} messages "
-                f"({met(late, 0, str)}); first frame {ms(p50([t['first_frame'] for t in turns if t['first_frame']]))} P50",
-                "0: no stalls")
 
     from matplotlib import cbook
 
