@@ -35,7 +35,8 @@ async def next_event(ws, kind, timeout=60, media_out=None):
         message = json.loads(raw)
         if message["type"] == kind:
             return message
-        assert message["type"] not in ("error", "warning") or kind == "error", message
+        fewer_pictures = message.get("code") == "video_rate"  # a busy machine keeping the reply on time
+        assert message["type"] not in ("error", "warning") or kind == "error" or fewer_pictures, message
 
 
 async def send_speech(ws, text, gap_s=1.0, speed=5.0):
@@ -289,7 +290,7 @@ async def test_a_full_gateway_refuses_a_new_conversation_with_busy_and_takes_one
             await hello(first)
             ready = httpx.get(f"{gateway.ops}/readyz", timeout=10)
             assert ready.status_code == 503 and ready.json()["sessions"] == {"admitted": 1, "capacity": 1, "ceiling": 1,
-                                                                             "full": True}
+                                                                             "predicted": None, "full": True}
             async with websockets.connect(gateway.url, max_size=None) as second:
                 await second.send(json.dumps({"type": "hello", "version": 1, "audio": {"sample_rate": 16000}}))
                 refusal = await next_event(second, "error", timeout=10)
