@@ -6,8 +6,9 @@ the machine's CPU time (/proc/stat: every process on it counted, the stages' and
 seconds of reply media its sessions were sent. Windows without reply media give the machine's base load (other
 work, listening); windows with it give what a second of reply costs on top (every stage's share: text, speech,
 animation, the gateway's own), as CPU over media summed across windows (a reply's CPU comes in bursts), measured
-only while no reply sheds pictures (a shed reply costs less than a whole one) and not where other work shared a
-saturated machine with the replies (its share then shrinks by an unknown amount). Admission then takes as many conversations as could all talk at once within `margin` of the machine's cores:
+only while no reply sheds pictures (a shed reply costs less than a whole one). On a machine saturated with a
+neighbour's work the neighbour's share shrinks and the cost reads low; the learned ceiling catches what that lets
+through. Admission then takes as many conversations as could all talk at once within `margin` of the machine's cores:
 base + n × cost ≤ margin × cores. Until a reply has been measured, `reply_cpu_s` (the capacity model's figure,
 docs/deploy.md) stands for the cost.
 
@@ -33,11 +34,8 @@ PREDICTED = Gauge("avatar_gateway_sessions_predicted",
 
 _SECONDS_PER_TICK = 1 / os.sysconf("SC_CLK_TCK")
 _QUIET = 0.05  # seconds of reply a second below which a window counts as without replies
-_TALKING = 0.3  # and above which it measures a reply's cost
 _BASE_WEIGHT = 0.3  # how much each new window moves the base load
 _KEEP = 0.9  # how much of the cost's sums each window keeps
-_SATURATED = 0.9  # of the cores busy: the machine is saturated
-_LITTLE_ELSE = 0.25  # cores busy without replies below which a saturated window is still the replies' own
 
 
 @dataclass(frozen=True)
@@ -94,20 +92,14 @@ class MachineLoad:
         if media_rate < _QUIET:
             self.base = busy_cores if self.base is None else self.base + _BASE_WEIGHT * (busy_cores - self.base)
             BASE.set(self.base)
-        elif media_rate >= _TALKING and self.base is not None and not self._shedding() and self._apart(busy_cores):
-            # Sums of CPU and media over the windows, older ones fading: a reply's CPU is spent in bursts (a clause
-            # spoken and animated ahead of its playing) that a window's media does not line up with.
+        elif self.base is not None and not self._shedding():
+            # Sums of CPU and media over the windows, older ones fading: a reply's CPU comes in bursts (a clause
+            # spoken and animated ahead of its playing, the first frames) that one window's media does not match.
             self._cpu_sum = _KEEP * self._cpu_sum + max(0.0, busy_cores - self.base)
             self._media_sum = _KEEP * self._media_sum + media_rate
             self.cost = max(0.05, self._cpu_sum / self._media_sum)
             COST.set(self.cost)
         PREDICTED.set(self.sessions() or 0)
-
-    def _apart(self, busy_cores: float) -> bool:
-        """Whether this window tells the replies' CPU apart from the rest: not where the machine was saturated while
-        other work kept cores busy (that work then got less than its usual share, and what is left is not the
-        replies' alone)."""
-        return busy_cores < _SATURATED * self.cores or self.base < _LITTLE_ELSE
 
     def sessions(self) -> int | None:
         """Conversations this machine could carry all talking at once (at least one); None until its base load is
