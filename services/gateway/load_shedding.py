@@ -10,8 +10,9 @@ client hears of each step in a `warning` (code `video_rate`, `pictures`: "half",
 than of a reply that plays late.
 
 Animation counts as behind when speech synthesis has audio it has not animated yet and the media went out slower
-than real time over the last half second (or since the last step), with little left buffered at the client; when
-speech synthesis itself is slow (or the text engine), fewer pictures would not help, and none are shed.
+than real time over the last half second or so (and since the last step), with little left buffered at the
+client; when speech synthesis itself is slow (or the text engine), fewer pictures would not help, and none are
+shed.
 """
 
 from collections import deque
@@ -26,14 +27,16 @@ NAMES = {1: "all", 2: "half", -1: "none"}
 SHED = Counter("avatar_gateway_pictures_shed_total", "Times a reply was given fewer pictures to keep it on time")
 SHEDDING = Gauge("avatar_gateway_replies_shedding", "Replies being made with fewer pictures now")
 
-_RATE_WINDOW_S = 0.5  # the media's pace is judged over this long
-_MIN_WINDOW_S = 0.2  # and not on less (since the last step, too)
+_RATE_WINDOW_S = 0.6  # the media's pace is judged over about this long
+_MIN_WINDOW_S = 0.45  # and not on less (since the last step, too): a reply's first moments, when every stage works
+# at once, are not judged on their own
+_SETTLE_S = 1.0  # a further step waits this long after the last: frames already made at the last rate come first
 _IN_HAND_S = 0.3  # speech made and not sent beyond animation's look-ahead: animation is what the reply waits for
 
 
 class LoadShedding:
-    def __init__(self, video: VideoOut, playback: Playback, warn, thin_s: float = 1.0, ahead_s: float = 2.0,
-                 hold_s: float = 3.0):
+    def __init__(self, video: VideoOut, playback: Playback, warn, thin_s: float = 0.5, ahead_s: float = 1.0,
+                 hold_s: float = 1.5):
         """`thin_s`: buffered at the client below this, a slower-than-real-time stream sheds a step; `ahead_s`,
         `hold_s`: buffered above this for that long brings a step back (twice as long each time one given back
         had to be shed again). `warn(event)` tells the client."""
@@ -43,6 +46,7 @@ class LoadShedding:
         self._thin_s, self._ahead_s, self._hold_s = thin_s, ahead_s, hold_s
         self._step = 0
         self._restored = False  # a step was given back in this reply
+        self._stepped_at: float | None = None  # when the last step was taken
         self._ahead_since: float | None = None  # since when the media has been comfortably ahead
         self._sent: deque[tuple[float, float]] = deque()  # (when, media sent up to) over the last window
         video.set_picture_every(STEPS[0])  # each reply starts with every picture
@@ -65,16 +69,17 @@ class LoadShedding:
         since, then = self._sent[0]
         slow = now - since >= _MIN_WINDOW_S and sent - then < now - since  # less than a second of media a second
         behind = slow and playback.unsent_s() > _IN_HAND_S and playback.buffered_s() < self._thin_s
-        if behind and self._step + 1 < len(STEPS):
+        settled = self._stepped_at is None or now - self._stepped_at >= _SETTLE_S  # the last step has shown
+        if behind and self._step + 1 < len(STEPS) and settled:
             SHED.inc()
             if self._restored:  # the pictures given back were too many again: wait longer before the next try
                 self._hold_s *= 2
-            self._move(+1, "the machine is behind: fewer pictures until it catches up")
+            self._move(+1, now, "the machine is behind: fewer pictures until it catches up")
         elif playback.buffered_s() > self._ahead_s and self._step:
             self._ahead_since = self._ahead_since if self._ahead_since is not None else now
             if now - self._ahead_since >= self._hold_s:
                 self._restored = True
-                self._move(-1, "caught up: more pictures again")
+                self._move(-1, now, "caught up: more pictures again")
         else:
             self._ahead_since = None
 
@@ -84,12 +89,13 @@ class LoadShedding:
             SHEDDING.dec()
         self._step = 0
 
-    def _move(self, by: int, message: str) -> None:
+    def _move(self, by: int, now: float, message: str) -> None:
         if not self._step:
             SHEDDING.inc()
         elif self._step + by == 0:
             SHEDDING.dec()
         self._step += by
+        self._stepped_at = now
         self._sent.clear()  # the pace is judged afresh at the new step
         self._ahead_since = None
         self._video.set_picture_every(STEPS[self._step])
