@@ -87,12 +87,17 @@ def test_when_speech_synthesis_is_what_is_slow_no_pictures_are_shed():
     assert reply.late and reply.steps == [] and reply.video.picture_every == 1
 
 
-def test_a_paused_reply_sheds_nothing_and_each_reply_starts_with_every_picture():
+def test_a_paused_reply_sheds_nothing_one_that_ends_shed_says_so_and_each_starts_with_every_picture():
     reply = Reply(spoken_s=30.0)
     reply.run(0.4, lambda every: 1.5)
     reply.playback.pause()
     reply.run(3.0, lambda every: 0.0)  # nothing made while the user may be speaking
     assert reply.steps == []
+    reply.playback.resume()
+    while not reply.steps:
+        reply.run(TICK, cost_per_picture(10))
+    reply.shedding.close()  # the reply ended while shedding: the client hears that pictures are back
+    assert reply.steps[-1] == "all" and reply.video.picture_every == 1
     reply.video.set_picture_every(-1)
     LoadShedding(reply.video, Playback(reply.clock), reply.warnings.append)
     assert reply.video.picture_every == 1

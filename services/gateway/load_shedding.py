@@ -5,9 +5,9 @@ Drawing and encoding a picture is most of what a frame costs the animation stage
 time (a slower machine, a neighbour taking a core, more conversations than usual speaking at once) catches up: first
 every other frame gets a picture (12.5 a second), then, if that is not enough, none (the face holds still and the
 voice goes on). When the media is comfortably ahead again for a while, pictures come back a step at a time (and
-if that was too soon, the next time waits twice as long). The
-client hears of each step in a `warning` (code `video_rate`, `pictures`: "half", "none", then "all" again), rather
-than of a reply that plays late.
+if that was too soon, the next time waits twice as long). The client hears of each step in a `warning` (code
+`video_rate`, `pictures`: "half", "none", then "all" again, at the latest when the reply ends: the next one starts
+with every picture), rather than of a reply that plays late.
 
 Animation counts as behind when speech synthesis has audio it has not animated yet and the media went out slower
 than real time over the last half second or so (and since the last step), with little left buffered at the
@@ -84,10 +84,9 @@ class LoadShedding:
             self._ahead_since = None
 
     def close(self) -> None:
-        """The reply is over."""
+        """The reply is over (the next starts with every picture)."""
         if self._step:
-            SHEDDING.dec()
-        self._step = 0
+            self._move(-self._step, self._playback.now(), "the reply is over: the next starts with every picture")
 
     def _move(self, by: int, now: float, message: str) -> None:
         if not self._step:
