@@ -65,14 +65,15 @@ async def test_a_spoken_question_gets_a_spoken_animated_answer(stack):
         received = []
         end = await next_event(ws, "turn_end", timeout=120, media_out=received)
         assert end["reply"].strip(), "no reply text"
+        # Frames with their pictures, and (where a busy machine shed some pictures) audio messages in their place.
         frames = [m for m in received if m["kind"] == "video"]
         assert len(frames) >= 25, "less than a second of video"
-        pts = [f["pts"] for f in frames]
+        pts = [m["pts"] for m in received]
         assert pts == sorted(pts) and max(abs(b - a - 0.04) for a, b in zip(pts, pts[1:])) < 1e-6
-        assert all(len(f["audio"]) == 1280 for f in frames)  # 40 ms of 16 kHz audio with each frame
+        assert all(len(m["audio"]) == 1280 for m in received)  # 40 ms of 16 kHz audio with each frame
         assert all(f["image"][:2] == b"\xff\xd8" for f in frames)
         # The reply audio carried by the frames is speech of plausible length for the reply text.
-        seconds = len(frames) * 0.04
+        seconds = len(received) * 0.04
         assert 0.15 * len(end["reply"].split()) <= seconds <= 1.0 * len(end["reply"].split()) + 1.0
         assert end["speculated"], "the answer did not start on the transcript decoded at the pause"
         latency = end["latency_ms"]
@@ -91,7 +92,7 @@ async def test_a_client_that_decodes_h264_and_opus_gets_a_moving_face_and_speech
         await send_speech(ws, "Hello! What is your name?")
         received = []
         await next_event(ws, "turn_end", timeout=120, media_out=received)
-    frames = [m for m in received if m["kind"] == "video"]
+    frames = [m for m in received if m["kind"] == "video"]  # pictures (a busy machine may shed some: audio alone)
     assert len(frames) >= 25 and all(m["encoded"] for m in frames) and frames[0]["keyframe"]
     video = av.CodecContext.create("h264", "r")
     images = [i.to_ndarray(format="rgb24") for f in frames for i in video.decode(av.Packet(f["image"]))]
@@ -100,16 +101,16 @@ async def test_a_client_that_decodes_h264_and_opus_gets_a_moving_face_and_speech
     assert np.abs(np.diff(lower, axis=0)).mean(axis=(1, 2, 3)).max() > 1.0, "the face does not move"
     voice = av.CodecContext.create("libopus", "r")
     voice.layout = "mono"
-    decoded = [f for m in frames for f in voice.decode(av.Packet(m["audio"]))]
+    decoded = [f for m in received for f in voice.decode(av.Packet(m["audio"]))]
     audio = np.concatenate([f.to_ndarray().ravel() for f in decoded]).astype(np.float32)
     rate = decoded[0].sample_rate
-    assert audio.size / rate == pytest.approx(len(frames) * 0.04, abs=0.05)  # one 40 ms packet per frame
+    assert audio.size / rate == pytest.approx(len(received) * 0.04, abs=0.05)  # one 40 ms packet per frame
     loud = np.sqrt(np.mean(audio.reshape(-1, rate // 50) ** 2, axis=1))  # 20 ms windows
     assert (loud > 0.05 * loud.max()).mean() > 0.3, "the reply audio is not speech"
     watermark = Watermark(DEFAULT_WATERMARK_DIR)
     assert watermark.score(audio, rate) >= MARKED, "the reply's speech, as the client decodes it, is not marked"
-    sent = sum(len(f["image"]) + len(f["audio"]) for f in frames)
-    assert sent * 8 / (len(frames) * 0.04) < 1.5e6  # bits per second of reply: what a phone's connection carries
+    sent = sum(len(m.get("image", b"")) + len(m["audio"]) for m in received)
+    assert sent * 8 / (len(received) * 0.04) < 1.5e6  # bits per second of reply: what a phone's connection carries
 
 
 async def test_barge_in_cancels_the_reply_and_a_new_turn_starts(stack):
