@@ -32,8 +32,14 @@ _ROLES = {"user": llm_pb2.ROLE_USER, "assistant": llm_pb2.ROLE_ASSISTANT}
 _IMAGE_ENCODINGS = {"jpeg": sda_pb2.JPEG, "h264": sda_pb2.H264, "vp8": sda_pb2.VP8}
 
 
+_CUT_BY_TRANSPORT = ("Internal error from Core", "RST_STREAM")  # INTERNAL, as gRPC core reports a stream cut with its
+# connection (a connection ageing out while a stream is open): the stage is not broken, the stream may be re-opened
+
+
 def stage_failed(stage: str, err: grpc.aio.AioRpcError) -> StageFailed:
     kind = _KINDS.get(err.code(), "failed")
+    if err.code() == grpc.StatusCode.INTERNAL and any(cut in (err.details() or "") for cut in _CUT_BY_TRANSPORT):
+        kind = "unavailable"
     code = ErrorCode.STAGE_UNAVAILABLE if kind in _UNAVAILABLE else ErrorCode.STAGE_ERROR
     return StageFailed(stage, err.details() or err.code().name, code, kind)
 
