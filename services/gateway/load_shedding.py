@@ -62,7 +62,7 @@ class LoadShedding:
             self._sent.clear()
             self._ahead_since = None
             return
-        sent = playback.heard_s() + playback.buffered_s()
+        sent = playback.sent_s
         self._sent.append((now, sent))
         while now - self._sent[0][0] > _RATE_WINDOW_S:
             self._sent.popleft()

@@ -82,6 +82,11 @@ class Playback:
         """The clock playback is reckoned on."""
         return self._clock()
 
+    @property
+    def sent_s(self) -> float:
+        """Where the media sent so far ends, in seconds of the reply's audio."""
+        return self._sent_s
+
     def buffered_s(self) -> float:
         """Media sent and not played yet: how long the client could play on if no more came."""
         return self._sent_s - self.heard_s()
