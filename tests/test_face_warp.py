@@ -94,3 +94,13 @@ def test_the_head_sways_gently_and_nods_at_stressed_syllables():
     talking = np.array([motion.step(loud, 1.0) for loud in syllables * 8])
     nods = talking[:, 2] - quiet[: len(talking), 2].mean()
     assert nods.max() > 0.008  # the head dips on the syllables
+
+
+def test_every_stream_starts_from_the_photos_pose_and_then_sways_its_own_way():
+    """The avatar's still is a stream's first frame: it is the same picture wherever it is drawn."""
+    streams = [HeadMotion(25, np.random.default_rng(seed)) for seed in (1, 2)]
+    first = [motion.step(-120.0, 0.0) for motion in streams]
+    assert np.array_equal(first[0], first[1]) and np.abs(first[0]).max() < 1e-6
+    later = [np.array([motion.step(-120.0, 0.0) for _ in range(100)]) for motion in streams]
+    assert np.abs(later[0][-25:, 0] - later[1][-25:, 0]).max() > np.radians(0.05)  # then each sways its own way
+    assert np.abs(np.diff(later[0][:, :4], axis=0)).max() < 0.01  # coming in smoothly

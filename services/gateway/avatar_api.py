@@ -74,7 +74,9 @@ async def create_avatar(request: Request, photo: UploadFile = File(...), name: s
     return {"avatar_id": avatar_id, "status_url": f"/v1/avatars/{avatar_id}"}
 
 
-_STILLS: OrderedDict[tuple[str, str], bytes] = OrderedDict()  # the last avatars' stills, by (avatar, eyes)
+# The last avatars' stills, by avatar then eyes: an avatar's pictures are kept and dropped together, so its
+# closed eyes are always drawn over the open-eyed still served beside them.
+_STILLS: OrderedDict[str, dict[str, bytes]] = OrderedDict()
 _STILLS_KEPT = 32
 
 
@@ -90,21 +92,18 @@ async def avatar_still(request: Request, avatar_id: str, eyes: Literal["open", "
     except HTTPException:
         forget_still(avatar_id)
         raise
-    key = (avatar_id, eyes)
-    if key not in _STILLS:
-        still = _STILLS.get((avatar_id, "open")) or await _draw_still(request.app.state.stages.sda, avatar_id)
-        _STILLS[(avatar_id, "open")] = still
-        if eyes == "closed":
-            _STILLS[key] = await asyncio.to_thread(_eyes_closed, still)
-        while len(_STILLS) > _STILLS_KEPT:
-            _STILLS.popitem(last=False)
-    _STILLS.move_to_end(key)
-    return Response(_STILLS[key], media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})
+    pictures = _STILLS.get(avatar_id) or {"open": await _draw_still(request.app.state.stages.sda, avatar_id)}
+    if eyes not in pictures:
+        pictures[eyes] = await asyncio.to_thread(_eyes_closed, pictures["open"])
+    _STILLS[avatar_id] = pictures
+    _STILLS.move_to_end(avatar_id)
+    while len(_STILLS) > _STILLS_KEPT:
+        _STILLS.popitem(last=False)
+    return Response(pictures[eyes], media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})
 
 
 def forget_still(avatar_id: str) -> None:
-    for key in [k for k in _STILLS if k[0] == avatar_id]:
-        del _STILLS[key]
+    _STILLS.pop(avatar_id, None)
 
 
 def _eyes_closed(still: bytes) -> bytes:

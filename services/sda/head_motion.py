@@ -8,6 +8,9 @@
 - Brows: a lift at the loudest peaks, at most one every 1.5 s.
 - Gaze: saccades, the eyes jumping to a new point every 0.7-3 s (held longer and nearer the middle while
   speaking, as a speaker looks at the listener), each jump over two frames.
+A stream starts from the photo's own pose and the sway and breathing come in over its first seconds: the first
+frame of every stream is the same picture (the avatar's still, wherever it is drawn), and a reply's first frame
+does not jump from it.
 Each frame's motion is (turn in radians, shift right and down in face heights, brows' lift in their distance to
 the eyes, gaze right and down in eye widths): what `core.sda.face_warp.warp` takes as `head`.
 """
@@ -25,6 +28,7 @@ _BROW, _BROW_S, _BROW_GAP_S, _BROW_OVER_DB = 0.25, 0.2, 1.5, 4.0
 _SILENT_DB = -50.0
 _GAZE_X, _GAZE_Y = 0.12, 0.04  # how far the eyes look aside, in eye widths
 _GAZE_HOLD_S = (0.7, 3.0)
+_SETTLE_S = 1.5  # the sway and breathing grow from nothing over a stream's first seconds
 
 
 class HeadMotion:
@@ -57,10 +61,11 @@ class HeadMotion:
         self._speaking += 0.05 * (speaking - self._speaking)  # the sway widens and narrows over seconds
 
         wave = np.sin(2 * math.pi * np.array(_SWAY_HZ) * t + self._phases).mean(axis=1)  # three coherent curves
-        width = 1.0 + 0.6 * self._speaking
+        settled = min(1.0, t / _SETTLE_S)
+        width = (1.0 + 0.6 * self._speaking) * settled * settled * (3 - 2 * settled)
         turn = _TURN * width * wave[0] * 1.6
         right = _DRIFT * width * wave[1] * 1.6
-        down = _BREATH * math.sin(2 * math.pi * _BREATH_HZ * t + self._phases[2, 0]) + _DRIFT * 0.5 * wave[2]
+        down = width * (_BREATH * math.sin(2 * math.pi * _BREATH_HZ * t + self._phases[2, 0]) + _DRIFT * 0.5 * wave[2])
         down += _NOD * _pulse((self._frame - self._last_nod) / self._fps, _NOD_S)
         brow = _BROW * _pulse((self._frame - self._last_brow) / self._fps, _BROW_S)
         gaze = self._saccade()
