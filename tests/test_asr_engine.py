@@ -249,8 +249,8 @@ async def test_words_that_read_complete_end_the_turn_after_a_short_pause():
     judge = FixedJudge(0.9)
     ends = await turn_ends(audio, judge)
     assert [e.reason for e in ends] == ["model", "model"]
-    # The first phrase's turn ends once judged (+ a VAD window or two) after its voice, not after the 2.5 s cap.
-    assert ends[0].offset_s - voiced_end_s < RecognizerConfig.judge_after_s + 0.15
+    # The first phrase's turn ends once judged whole (+ a VAD window or two) after its voice, not after the 2.5 s cap.
+    assert ends[0].offset_s - voiced_end_s < RecognizerConfig.complete_end_s + 0.15
     assert ends[0].complete_probability == 0.9 and judge.read == ["words", "words"]
 
 
@@ -263,6 +263,25 @@ async def test_words_left_open_wait_through_a_thinking_pause_up_to_the_cap():
     assert judge.read == ["I would like to", "I would like to book a table."]
     ends = await turn_ends(audio, FixedJudge(0.0), max_end_of_turn_s=2.0)
     assert [e.reason for e in ends] == ["cap"]
+
+
+@pytest.mark.parametrize("heard, probability, waits", [
+    ("What is your name?", 0.5, "complete_end_s"),  # whole
+    ("Can you help me plan a trip?", 0.001, "asked_end_s"),  # a question only by the recogniser's mark
+    ("Can you help me plan a trip", 0.001, "max_end_of_turn_s"),  # the same words unmarked: left open
+    ("My favourite colour is...", 0.5, "max_end_of_turn_s"),  # the recogniser heard the voice trail off
+])
+async def test_how_whole_the_words_read_says_how_long_a_pause_ends_the_turn_after(heard, probability, waits):
+    question = say("What is your name?", UNFAMILIAR[2])
+    head = question.samples[: int(question.voiced_end_s * RATE)]
+    audio = np.concatenate([head, np.zeros(4 * RATE, np.float32)])
+    config = RecognizerConfig(max_end_of_turn_s=2.0)
+    ends = await turn_ends(audio, FixedJudge(probability), ScriptedBackend([words(heard, 0.3, 0.1)]),
+                           max_end_of_turn_s=2.0)
+    silence_s = ends[0].offset_s - question.voiced_end_s
+    wanted_s = getattr(config, waits)
+    assert wanted_s <= silence_s < wanted_s + 0.15  # VAD's window or two past the voice
+    assert ends[0].reason == ("cap" if waits == "max_end_of_turn_s" else "model")
 
 
 async def test_without_the_model_the_silence_rule_ends_the_turn():

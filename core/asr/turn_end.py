@@ -21,6 +21,8 @@ from core.llm.packaged_model import packaged_model
 
 _SYSTEM = "You are a helpful assistant."
 _CLOSING = re.compile(r"[\s.?!。？！]+$")
+# A transcript that trails off: the recogniser heard the voice stay up ("I would like to...", "my favourite is,")
+TRAILING_OFF = re.compile(r"(\.\.\.|…|,)\s*$")
 
 
 class TurnTextModel:
@@ -46,10 +48,21 @@ class TurnTextModel:
         tokens = self._prefix + self._tokens(words[-400:])
         with self._lock:
             started = time.perf_counter()
-            self._llm.reset()
-            self._llm.eval(tokens)
+            self._eval(tokens)
             logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._llm.ctx, -1),
                                            shape=(self._llm.n_vocab(),)).astype(np.float64)
             self.last_ms = (time.perf_counter() - started) * 1000
         probabilities = np.exp(logits - logits.max())
         return float(probabilities[self._enders].sum() / probabilities.sum())
+
+    def _eval(self, tokens: list[int]) -> None:
+        """Run `tokens` through the model, reusing what the last call left in its cache of the same beginning (the
+        prompt's, and a turn's words judged before at an earlier pause)."""
+        done = self._llm.input_ids[: self._llm.n_tokens]
+        same = 0
+        for had, wanted in zip(done, tokens[:-1]):  # the last token is always run: its logits are the answer
+            if had != wanted:
+                break
+            same += 1
+        self._llm.n_tokens = same
+        self._llm.eval(tokens[same:])

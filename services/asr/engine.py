@@ -18,11 +18,16 @@ arrives and cuts it into turns; a decoder re-transcribes the growing turn buffer
 
 When a turn ends: by the silence rule, after `end_of_turn_s` of silence; or, semantic, the turn is judged once
 the speaker has been silent `judge_after_s`: the whole turn is decoded, unless a decode already covers the pause,
-and the end-of-turn model reads its words (`core/asr/turn_end.py`). Words that read as a whole message end the
-turn at once ("model"); words left open ("I'd like to", "can you tell me about", "um") wait for more
-speech up to `max_end_of_turn_s` of silence ("cap"); a turn without words, or a server without the model, keeps
-the silence rule ("silence"). The feeder waits for the judgement before it reads on, so the decision falls at
-the same place in the audio however fast the audio comes. Each end of turn says which rule ended it.
+and the end-of-turn model reads its words (`core/asr/turn_end.py`), so the verdict is ready before the silence
+it asks for has passed. Words that read as a whole message end the turn after `complete_end_s` of silence
+("model": not sooner, since people and voices pause 250-450 ms between two sentences of one turn, and "Hello!"
+reads whole); words whose only sign of an end is the recogniser's question mark after `asked_end_s` (a small
+model reads "can you help me plan a trip" as a request about to go on); words left open ("I'd like to", "can you
+tell me about", "um", or the recogniser's own trailing "..." or comma) wait for more speech up to
+`max_end_of_turn_s` of silence ("cap"). An early end that proves wrong costs little: speech that comes back before
+any of the reply was heard makes the gateway answer both parts as one message. A turn without words, or a server without the model, keeps the silence rule
+("silence"). The feeder waits for the judgement before it reads on, so the decision falls at the same place in
+the audio however fast the audio comes. Each end of turn says which rule ended it.
 """
 
 import asyncio
@@ -34,6 +39,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from core.asr import turn_end
 from core.asr.backends.base_backend import AsrBackend, Effort, Word, cut_loop
 from core.asr.vad import WINDOW, SileroVad
 from services.common import metrics
@@ -45,9 +51,15 @@ SAMPLE_RATE = 16000
 class RecognizerConfig:
     end_of_turn_s: float = 0.5  # the silence rule
     end_of_turn: Literal["silence", "semantic"] = "silence"
-    judge_after_s: float = 0.4  # semantic: silence after which the model judges the turn
-    max_end_of_turn_s: float = 2.5  # semantic: the longest silence a turn that sounds unfinished waits
-    complete_above: float = 0.01  # semantic: the model's probability from which the words are a whole message
+    # Semantic: the silence after which the model judges the turn; the model's probabilities from which the words
+    # are a whole message, or (with the recogniser's "?") a question, and the silence each ends the turn after; the
+    # longest silence a turn that sounds unfinished waits.
+    judge_after_s: float = 0.25
+    complete_above: float = 0.01
+    complete_end_s: float = 0.4
+    asked_above: float = 0.0005
+    asked_end_s: float = 0.8
+    max_end_of_turn_s: float = 2.5
     partials: bool = True
     language: str | None = "en"
     partial_interval_s: float = 0.5
@@ -342,10 +354,20 @@ class StreamingRecognizer:
         started = time.perf_counter()
         turn.complete_probability = await asyncio.to_thread(self._judge.complete_probability, text)
         metrics.END_OF_TURN_JUDGEMENT.observe(time.perf_counter() - started)
-        if turn.complete_probability >= cfg.complete_above:
-            self._end_turn("model")
-        else:
-            turn.wait = (cfg.max_end_of_turn_s, "cap")
+        turn.wait = self._silence_to_end(text, turn.complete_probability)
+        if (turn.samples - turn.speech_end) / SAMPLE_RATE >= turn.wait[0]:
+            self._end_turn(turn.wait[1])
+
+    def _silence_to_end(self, text: str, probability: float) -> tuple[float, str]:
+        """The silence after which a pause ends the turn whose words read `probability` complete, and why."""
+        cfg = self._cfg
+        if turn_end.TRAILING_OFF.search(text):
+            return cfg.max_end_of_turn_s, "cap"
+        if probability >= cfg.complete_above:
+            return min(cfg.complete_end_s, cfg.max_end_of_turn_s), "model"
+        if probability >= cfg.asked_above and text.rstrip().endswith("?"):
+            return min(cfg.asked_end_s, cfg.max_end_of_turn_s), "model"
+        return cfg.max_end_of_turn_s, "cap"
 
     def _start_turn(self) -> None:
         kept = np.concatenate(list(self._preroll))

@@ -43,7 +43,7 @@ class SessionSettings(BaseModel):
     # a turn that sounds unfinished waits up to max_end_of_turn_silence_ms) or silence (end_of_turn_silence_ms).
     end_of_turn: Literal["semantic", "silence"] = "semantic"
     end_of_turn_silence_ms: turn_end.SilenceMs = 500
-    max_end_of_turn_silence_ms: int = Field(default=2500, ge=400, le=turn_end.LONGEST_MS)  # 400: the judgement's
+    max_end_of_turn_silence_ms: int = Field(default=2500, ge=250, le=turn_end.LONGEST_MS)  # 250: the judgement's
     partial_transcripts: bool = True
     # Which voice speaks the replies: one that GET /v1/voices lists; empty, the avatar's own (else the default).
     voice: str = Field(default="", max_length=64, pattern=r"^[A-Za-z0-9_.-]*$")

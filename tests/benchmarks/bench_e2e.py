@@ -124,7 +124,7 @@ def run(stack) -> Section:
                 f"{met(p95(frame), TARGET_P95)})", f"≤ {ms(TARGET_P50)} P50, ≤ {ms(TARGET_P95)} P95")
     per_run = [p50([r["first_frame"] for r in answered if r["run"] == i]) for i in range(RUNS)]
     section.add("spread: P50 of each run", _spread(per_run))
-    section.add("last voiced sample → end of turn (semantic: the 400 ms judgement, the VAD)",
+    section.add("last voiced sample → end of turn (semantic: the judgement from 250 ms, the VAD)",
                 f"{ms(p50([r['end_of_turn'] for r in answered]))} P50")
     split = sum(1 for r in results if r["turns"] > 1)
     section.add("utterances a pause split into more than one turn", f"{split} of {len(results)}")
@@ -178,7 +178,7 @@ def run(stack) -> Section:
     section.notes.append("The clock starts when the 100 ms chunk holding the utterance's last voiced sample "
                          "(an energy gate, 35 dB under its loudest 10 ms and 12 dB over its floor) was sent, in real "
                          "time; each run starts the questions at another one, so the turn rows pool different "
-                         "questions; the default semantic end of turn (a pause of 400 ms judged by the end-of-turn "
+                         "questions; the default semantic end of turn (a pause judged from 250 ms by the end-of-turn "
                          "model) is part of every figure measured from it. Voices: espeak-ng "
                          + ", ".join(f"{v.name} ({v.espeak}, pitch {v.pitch}, {v.words_per_minute} wpm)"
                                      for v in UNFAMILIAR)
