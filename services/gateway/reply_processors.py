@@ -243,6 +243,7 @@ async def run(processors: list[Processor], reply: ReplyContext, source: AsyncIte
     tasks = [asyncio.create_task(pump(i, p), name=f"reply-{p.name}") for i, p in enumerate(processors)]
     work = asyncio.gather(*tasks)
     last = queues[-1]
+    get: asyncio.Future | None = None
     try:
         while True:
             get = asyncio.ensure_future(last.get())
@@ -258,6 +259,8 @@ async def run(processors: list[Processor], reply: ReplyContext, source: AsyncIte
             yield item
         await work
     finally:
+        if get is not None:
+            get.cancel()  # the run was closed while it waited: its read of the last queue goes too
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -4,9 +4,7 @@ a fan under it at 20 dB SNR, the clock started at the last voiced sample. Repeat
 pipelined vs the stages in sequence."""
 
 import asyncio
-import contextlib
 import os
-import subprocess
 import time
 
 import grpc
@@ -16,15 +14,12 @@ from avatar.llm.v1 import llm_pb2, llm_pb2_grpc
 from avatar.sda.v1 import sda_pb2, sda_pb2_grpc
 from avatar.tts.v1 import tts_pb2, tts_pb2_grpc
 
-from services.runner.health import status
-from services.runner.redis_server import free_port
-from services.runner.topology import GATEWAY, ServiceSpec, command
 from tests.benchmarks.latency_plot import plot_turns
 from tests.benchmarks.report import Section, met, ms, p50, p95
 from tests.benchmarks.spoken_client import open_session, spoken_turn
 from tests.speech import wer
 from tests.human_speech import RECORDINGS, hear
-from tests.stack import ROOT
+from tests.stack import ROOT, ExtraGateway
 from tests.voices import UNFAMILIAR, Utterance, say
 
 # A conversation: everyday questions, two of them asking for a long answer.
@@ -93,21 +88,6 @@ def _sequential_turn(stack, question: str) -> float:
     raise AssertionError("no frame")
 
 
-@contextlib.contextmanager
-def _gateway_without_speculation(stack):
-    port = free_port()
-    env = dict(stack.env(), GATEWAY_PORT=str(port), GATEWAY_SPECULATION="false")
-    process = subprocess.Popen(command(GATEWAY), env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    spec = ServiceSpec("gateway", port, port, grpc=False)
-    try:
-        while status(spec) != "SERVING":
-            time.sleep(0.2)
-        yield f"ws://127.0.0.1:{port}/ws"
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
-
-
 def _spread(values: list[float]) -> str:
     return f"{ms(min(values))}–{ms(max(values))}" if len(values) > 1 else ms(values[0])
 
@@ -147,16 +127,19 @@ def run(stack) -> Section:
         section.add(f"word error rate of the final transcripts, {label}, clean / with noise",
                     f"{wer([p for p, noisy in pairs if not noisy]):.1%} / {wer([p for p, noisy in pairs if noisy]):.1%}")
     speculated = sum(1 for r in results if r["speculated"])
-    section.add("speculation: turns whose early LLM start was kept", f"{speculated} of {len(results)}")
+    section.add("speculation: turns whose early start (text and first speech) was kept", f"{speculated} of {len(results)}")
     missing = len(results) - len(answered)
     if missing:
         section.add("turns without a frame (nothing recognised, or no reply)", str(missing))
 
     # Pipelining's own saving, measured without speculation: the work after the end of turn, overlapped vs
     # done stage after stage.
-    with _gateway_without_speculation(stack) as plain_url:
-        plain = [r for r in asyncio.run(_session(plain_url, UNFAMILIAR[0].name, 0))
+    plain_gateway = ExtraGateway(stack, env={"GATEWAY_SPECULATION": "false"})
+    try:
+        plain = [r for r in asyncio.run(_session(plain_gateway.url, UNFAMILIAR[0].name, 0))
                  if "first_frame" in r and "end_of_turn" in r]
+    finally:
+        plain_gateway.stop()
     pipelined = [r["first_frame"] - r["end_of_turn"] for r in plain]
     sequential = [_sequential_turn(stack, q) for q in QUESTIONS[:5]]
     ratio = p50(pipelined) / p50(sequential)
