@@ -76,12 +76,10 @@ class FakeTextEngine:
 
 
 class FakeSynthesizer:
-    """Each delta is spoken as its own clause: WORD_S of silence per word; the voices asked for, and the seconds of
-    speech made, are kept."""
+    """Each delta is spoken as its own clause: WORD_S of silence per word; the voices asked for are kept."""
 
     def __init__(self):
         self.spoken_with: list[str] = []
-        self.made_s = 0.0
 
     async def voices(self) -> Voices:
         return Voices("en_US-joe-medium", ["en_US-joe-medium", "en_GB-alba-medium"])
@@ -90,7 +88,6 @@ class FakeSynthesizer:
         self.spoken_with.append(voice.name)
         async for delta in text:
             words = len(delta.split())
-            self.made_s += WORD_S * words
             yield SpeechChunk(b"\0\0" * int(16000 * WORD_S * words), delta.strip())
 
 

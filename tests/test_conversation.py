@@ -383,27 +383,6 @@ async def test_a_speculated_reply_is_kept_when_the_final_says_the_same_and_dropp
     await talk.close()
 
 
-async def test_a_speculated_reply_has_its_first_speech_made_while_the_user_pauses_and_none_of_it_sent(store):
-    """Started at the pause, the reply's speech is made up to its lead before the turn ends (so only animation is
-    left to do at the end of turn), and nothing reaches the client until the final says the same words."""
-    talk = Talk(store, GatewaySettings(avatars_dir="", speculation_speech_s=1.0),
-                llm=FakeTextEngine(" ".join(["word"] * 40), word_delay_s=0.002))
-    await talk.start()
-    talk.stages.asr.say(SpeechEvent("speech_start", 0.0), Transcript("Tell me about the sea", False, speech_paused=True))
-    for _ in range(500):
-        await asyncio.sleep(0.002)
-    made_s = talk.stages.tts.made_s
-    assert 1.0 <= made_s <= 1.0 + WORD_S  # its lead (and the word that crossed it), not the whole answer
-    assert not talk.events("reply_delta") and not talk.media(0)  # the user has not finished
-    talk.stages.asr.say(SpeechEvent("end_of_turn", 1.0), Transcript("Tell me about the sea.", True))
-    end = await talk.until("turn_end")
-    assert end["speculated"] and end["reply"] == talk.stages.llm.answer
-    assert len(talk.stages.tts.spoken_with) == 1  # the speculation's speech is the reply's: synthesised once
-    heard_s = sum(len(m["audio"]) for m in talk.media(0)) / 32000
-    assert heard_s == pytest.approx(40 * WORD_S, abs=0.05)  # all of it, the speech made early included
-    await talk.close()
-
-
 async def test_when_animation_fails_the_rest_of_the_reply_comes_as_audio_only(store):
     talk = Talk(store, sda=FakeAnimator(fail_after_frames=10))
     await talk.start()

@@ -70,10 +70,9 @@ class GatewaySettings(BaseSettings):
     predict_capacity: bool = True
     reply_cpu_s: float = Field(default=0.8, gt=0)
     cpu_margin: float = Field(default=0.85, gt=0, le=1)
-    # Start the reply on the transcript decoded when the user pauses, before the end of turn (kept if the final
-    # transcript is the same): its text, and up to `speculation_speech_s` seconds of its speech.
+    # Start the LLM on the transcript decoded when the user pauses, before the end of turn (kept if the final
+    # transcript is the same).
     speculation: bool = True
-    speculation_speech_s: float = Field(default=2.0, ge=0)
     # Speech that begins over a reply pauses it at the client at once; the reply resumes where it paused when the
     # speech turns out to be no words (a cough, a "mm-hmm", the reply's own echo), at the latest after
     # `pause_resume_s`, and is interrupted when it holds words. The reply's echo through the user's speakers is

@@ -7,8 +7,7 @@ It hears the recogniser's events and transcripts, and answers each final transcr
   (`echo.py`); it stops the reply once it holds words (`spoken_words.py`) that are not the reply's own, while
   the reply is being made or still playing at the client, and the reply is then remembered as what the user heard
   of it, marked interrupted; speech that holds no such words (a cough, a "mm-hmm", echo) resumes it;
-- speculation: an answer (its text and first speech) started on the transcript decoded at a pause is kept when
-  the final says the same;
+- speculation: an answer started on the transcript decoded at a pause is kept when the final says the same;
 - history: stored capped, and trimmed before it goes to the text engine (`history.py`);
 - resume: a resumed session keeps its avatar and settings unless the hello changes them.
 Everything it says to the client goes through `emit`; it never raises into the transport.
@@ -35,12 +34,11 @@ from services.gateway.listening import Listener
 from services.gateway.playback import Playback
 from services.gateway.protocol import PROTOCOL_VERSION, ErrorCode, Hello, SessionSettings, error_event
 from services.gateway.reply_pipeline import ReplyPipeline
-from services.gateway.reply_processors import ReplyContext
 from services.gateway.session_store import SessionStore, StoreUnavailable
 from services.gateway.speculation import SpeculationGate
 from services.gateway.spoken_words import interrupts, meaningful_words
 from services.gateway.stages import (
-    ListenConfig, ReplyRequest, SpeechEvent, Stages, StageFailed, Transcript, TurnMeta, VideoOut, Voice, Word,
+    ListenConfig, ReplyRequest, SpeechEvent, Stages, StageFailed, Transcript, TurnMeta, VideoOut, Word,
 )
 
 log = logging.getLogger(__name__)
@@ -114,7 +112,7 @@ class Conversation:
         # Words whose reply was cut before any of it played: the user had only paused, and their next words go on
         # from these (a turn ended on "Hello!" and continued "How are you today?" is one question).
         self._unanswered = ""
-        self._speculation = SpeculationGate(stages, settings.speculation, settings.speculation_speech_s)
+        self._speculation = SpeculationGate(stages.llm, settings.speculation)
         self._writes: asyncio.Task | None = None  # store writes, chained in order
         self._unsaved: list[Callable[[], Awaitable[None]]] = []  # writes not yet taken by the store
 
@@ -315,7 +313,7 @@ class Conversation:
         if not transcript.final:
             if not self._reply_audible():  # speech over a reply that goes on is not a question to answer
                 self._speculation.on_partial(transcript.text, transcript.speech_paused,
-                                             lambda text: ReplyContext(self._request(text, turn), Voice(self._voice())))
+                                             lambda text: self._request(text, turn))
             return
         try:
             taken = await self._store.next_turn(self.session_id)
@@ -344,10 +342,6 @@ class Conversation:
         trimmed = history.for_reply(self._history, self._settings.history_tokens, self._settings.history_messages)
         return ReplyRequest(text, trimmed, self._avatar_id, TurnMeta(self.session_id, turn))
 
-    def _voice(self) -> str:
-        """The voice that speaks the replies: the session's choice, else the avatar's own."""
-        return self._session_settings.voice or avatar_voice(self._settings.avatars_dir, self._avatar_id)
-
     def _answer(self, turn: int, text: str, continues: str = "") -> None:
         """A reply to `text`; `continues`: the words it goes on from (their reply was cut unheard), which the
         reply answers with it and the history keeps as one message."""
@@ -364,7 +358,8 @@ class Conversation:
             self._persist(lambda: self._store.replace_last_history(self.session_id, entry))
         else:
             self._remember(entry)
-        pipeline = ReplyPipeline(self._stages, request, self._voice(), self._emit, ended_at, speculation,
+        voice = self._session_settings.voice or avatar_voice(self._settings.avatars_dir, self._avatar_id)
+        pipeline = ReplyPipeline(self._stages, request, voice, self._emit, ended_at, speculation,
                                  Playback(self._clock, self._on_late, self._settings.late_media_s),
                                  self._settings.reply_stall_s, self._media,
                                  self._settings.reply_lead_s)

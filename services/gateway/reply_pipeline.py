@@ -43,8 +43,7 @@ class ReplyPipeline:
         self._speculation = speculation
         self.playback = playback or Playback()
         self._processors = reply_processors.reply_processors(
-            stages, reply_processors.Paced(self.playback.ahead_s, lead_s),
-            speculation.kept(self.playback.ahead_s, lead_s) if speculation is not None else None)
+            stages, speculation, reply_processors.Paced(self.playback.ahead_s, lead_s))
         self.text = ""
         self._marks: dict[str, int] = {}
         self._audio_only = False

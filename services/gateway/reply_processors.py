@@ -22,6 +22,7 @@ from typing import Protocol
 from opentelemetry import trace
 
 from services.common.tracing import outgoing_metadata, start_child_span
+from services.gateway.speculation import Speculation
 from services.gateway.stages import (
     OUTPUT_RATE, Animator, Face, Finish, Frame, Metadata, ReplyRequest, SpeechChunk, StageFailed, Stages,
     Synthesizer, TextEngine, VideoOut, Voice,
@@ -37,15 +38,6 @@ class AudioOnly:
 
     position_s: float
     pcm: bytes
-
-
-@dataclass(frozen=True)
-class MadeBefore:
-    """An item an earlier processor made before this reply ran (a speculation's text): the tap sees it as that
-    processor's, the next processor does not get it."""
-
-    processor: str
-    item: object
 
 
 @dataclass(frozen=True)
@@ -105,6 +97,19 @@ class Text:
         with reply.call("llm") as metadata:
             async for item in self._engine.generate(reply.request, metadata):
                 yield item
+
+
+class SpeculatedText:
+    """The answer a speculation started before the end of the turn (its own `llm` span covers the call)."""
+
+    name = "text"
+
+    def __init__(self, speculation: Speculation):
+        self._speculation = speculation
+
+    async def process(self, items: AsyncIterable, reply: ReplyContext) -> AsyncIterator[str | Finish]:
+        async for delta in self._speculation.deltas():
+            yield delta
 
 
 class Paced:
@@ -179,12 +184,12 @@ class Animation:
                 yield AudioOnly((len(forwarded) - len(pcm)) / bytes_per_s, pcm)
 
 
-def reply_processors(stages: Stages, pacing: Paced | None = None, speech: Processor | None = None) -> list[Processor]:
-    """The reply's processors in order: a conversation paces speech to its listener (a REST call has none);
-    `speech`, a speculation's text and speech already under way, stands in for the text engine and synthesis."""
-    if speech is not None:
-        return [speech, Animation(stages.sda)]
-    return [Text(stages.llm), *([pacing] if pacing else []), Speech(stages.tts), Animation(stages.sda)]
+def reply_processors(stages: Stages, speculation: Speculation | None = None,
+                     pacing: Paced | None = None) -> list[Processor]:
+    """The reply's processors in order; a speculation already under way stands in for the text engine, and a
+    conversation paces speech to its listener (a REST call has none)."""
+    text = SpeculatedText(speculation) if speculation is not None else Text(stages.llm)
+    return [text, *([pacing] if pacing else []), Speech(stages.tts), Animation(stages.sda)]
 
 
 def part(processors: list[Processor], first: str, last: str) -> list[Processor]:
@@ -231,10 +236,6 @@ async def run(processors: list[Processor], reply: ReplyContext, source: AsyncIte
         else:
             inbox = aiter(source) if source is not None else _nothing()
         async for item in processor.process(inbox, reply):
-            if isinstance(item, MadeBefore):
-                if tap is not None:
-                    tap(item.processor, item.item)
-                continue
             if tap is not None:
                 tap(processor.name, item)
             await queues[index].put(item)
