@@ -127,7 +127,7 @@ def run(stack) -> Section:
         section.add(f"word error rate of the final transcripts, {label}, clean / with noise",
                     f"{wer([p for p, noisy in pairs if not noisy]):.1%} / {wer([p for p, noisy in pairs if noisy]):.1%}")
     speculated = sum(1 for r in results if r["speculated"])
-    section.add("speculation: turns whose early start (text and first speech) was kept", f"{speculated} of {len(results)}")
+    section.add("speculation: turns whose early LLM start was kept", f"{speculated} of {len(results)}")
     missing = len(results) - len(answered)
     if missing:
         section.add("turns without a frame (nothing recognised, or no reply)", str(missing))
