@@ -59,10 +59,6 @@ class TurnTextModel:
         """Run `tokens` through the model, reusing what the last call left in its cache of the same beginning (the
         prompt's, and a turn's words judged before at an earlier pause)."""
         done = self._llm.input_ids[: self._llm.n_tokens]
-        same = 0
-        for had, wanted in zip(done, tokens[:-1]):  # the last token is always run: its logits are the answer
-            if had != wanted:
-                break
-            same += 1
-        self._llm.n_tokens = same
-        self._llm.eval(tokens[same:])
+        # the last token is always run: its logits are the answer
+        self._llm.n_tokens = llama_cpp.Llama.longest_token_prefix(done, tokens[:-1])
+        self._llm.eval(tokens[self._llm.n_tokens :])

@@ -25,9 +25,10 @@ reads whole); words whose only sign of an end is the recogniser's question mark 
 model reads "can you help me plan a trip" as a request about to go on); words left open ("I'd like to", "can you
 tell me about", "um", or the recogniser's own trailing "..." or comma) wait for more speech up to
 `max_end_of_turn_s` of silence ("cap"). An early end that proves wrong costs little: speech that comes back before
-any of the reply was heard makes the gateway answer both parts as one message. A turn without words, or a server without the model, keeps the silence rule
-("silence"). The feeder waits for the judgement before it reads on, so the decision falls at the same place in
-the audio however fast the audio comes. Each end of turn says which rule ended it.
+any of the reply was heard makes the gateway answer both parts as one message. A turn without words, or a server
+without the model, keeps the silence rule ("silence"). The feeder waits for the judgement before it reads on, so
+the decision falls at the same place in the audio however fast the audio comes. Each end of turn says which rule
+ended it.
 """
 
 import asyncio
@@ -147,6 +148,11 @@ class _Turn:
     ended_at: float | None = None  # the event loop's time at the end of turn
     real_time: bool = False  # at the end of turn, its audio was coming as it is spoken (not a recording sent at once)
     closed: asyncio.Event = field(default_factory=asyncio.Event)  # set at the end of turn
+
+    @property
+    def silence_s(self) -> float:
+        """How long the turn has been silent since its last speech."""
+        return (self.samples - self.speech_end) / SAMPLE_RATE
 
     @property
     def whole(self) -> bool:
@@ -289,7 +295,7 @@ class StreamingRecognizer:
         turn, cfg = self._turn, self._cfg
         if turn is None or turn.samples == turn.speech_end:
             return None
-        silence_s = (turn.samples - turn.speech_end) / SAMPLE_RATE
+        silence_s = turn.silence_s
         if not self._semantic:
             rule_s = cfg.end_of_turn_s
         elif not turn.judged:
@@ -320,7 +326,7 @@ class StreamingRecognizer:
                 self._start_turn()
             return
         turn.append(window)
-        silence_s = (turn.samples - turn.speech_end) / SAMPLE_RATE
+        silence_s = turn.silence_s
         if is_speech:
             turn.speech_end = turn.samples
             turn.announced = None
@@ -355,7 +361,7 @@ class StreamingRecognizer:
         turn.complete_probability = await asyncio.to_thread(self._judge.complete_probability, text)
         metrics.END_OF_TURN_JUDGEMENT.observe(time.perf_counter() - started)
         turn.wait = self._silence_to_end(text, turn.complete_probability)
-        if (turn.samples - turn.speech_end) / SAMPLE_RATE >= turn.wait[0]:
+        if turn.silence_s >= turn.wait[0]:
             self._end_turn(turn.wait[1])
 
     def _silence_to_end(self, text: str, probability: float) -> tuple[float, str]:
