@@ -85,8 +85,10 @@ async def test_a_burst_sent_again_at_the_start_does_not_hold_the_pause_decode_of
     assert decoded_at and decoded_at[-1] < ended_at, "the final was not decoded ahead of the end of turn"
 
 
-def words(text: str, start_s: float, step_s: float) -> list[Word]:
-    return [Word(w, start_s + i * step_s, start_s + (i + 1) * step_s, 0.9) for i, w in enumerate(text.split())]
+def words(text: str, start_s: float, step_s: float, last_confidence: float = 0.9) -> list[Word]:
+    said = text.split()
+    return [Word(w, start_s + i * step_s, start_s + (i + 1) * step_s, 0.9 if i < len(said) - 1 else last_confidence)
+            for i, w in enumerate(said)]
 
 
 async def test_committed_words_a_later_decode_times_after_them_are_not_said_twice():
@@ -265,18 +267,20 @@ async def test_words_left_open_wait_through_a_thinking_pause_up_to_the_cap():
     assert [e.reason for e in ends] == ["cap"]
 
 
-@pytest.mark.parametrize("heard, probability, waits", [
-    ("What is your name?", 0.5, "complete_end_s"),  # whole
-    ("Can you help me plan a trip?", 0.001, "asked_end_s"),  # a question only by the recogniser's mark
-    ("Can you help me plan a trip", 0.001, "max_end_of_turn_s"),  # the same words unmarked: left open
-    ("My favourite colour is...", 0.5, "max_end_of_turn_s"),  # the recogniser heard the voice trail off
+@pytest.mark.parametrize("heard, probability, last_confidence, waits", [
+    ("What is your name?", 0.5, 0.9, "complete_end_s"),  # whole
+    ("Can you help me plan a trip?", 0.001, 0.9, "asked_end_s"),  # a question only by the recogniser's mark
+    ("Can you help me plan a trip", 0.001, 0.9, "max_end_of_turn_s"),  # the same words unmarked: left open
+    ("My favourite colour is...", 0.5, 0.9, "max_end_of_turn_s"),  # the recogniser heard the voice trail off
+    ("I was thinking her.", 0.5, 0.25, "max_end_of_turn_s"),  # whole, but its last word may be misheard ("that")
 ])
-async def test_how_whole_the_words_read_says_how_long_a_pause_ends_the_turn_after(heard, probability, waits):
+async def test_how_whole_the_words_read_says_how_long_a_pause_ends_the_turn_after(heard, probability,
+                                                                                    last_confidence, waits):
     question = say("What is your name?", UNFAMILIAR[2])
     head = question.samples[: int(question.voiced_end_s * RATE)]
     audio = np.concatenate([head, np.zeros(4 * RATE, np.float32)])
     config = RecognizerConfig(max_end_of_turn_s=2.0)
-    ends = await turn_ends(audio, FixedJudge(probability), ScriptedBackend([words(heard, 0.3, 0.1)]),
+    ends = await turn_ends(audio, FixedJudge(probability), ScriptedBackend([words(heard, 0.3, 0.1, last_confidence)]),
                            max_end_of_turn_s=2.0)
     silence_s = ends[0].offset_s - question.voiced_end_s
     wanted_s = getattr(config, waits)

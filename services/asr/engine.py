@@ -24,10 +24,12 @@ it asks for has passed. Words that read as a whole message end the turn after `c
 reads whole); words whose only sign of an end is the recogniser's question mark after `asked_end_s` (a small
 model reads "can you help me plan a trip" as a request about to go on); words left open ("I'd like to", "can you
 tell me about", "um", or the recogniser's own trailing "..." or comma) wait for more speech up to
-`max_end_of_turn_s` of silence ("cap"). An early end that proves wrong costs little: speech that comes back before
-any of the reply was heard makes the gateway answer both parts as one message. A turn without words, or a server
-without the model, keeps the silence rule ("silence"). The feeder waits for the judgement before it reads on, so
-the decision falls at the same place in the audio however fast the audio comes. Each end of turn says which rule
+`max_end_of_turn_s` of silence ("cap"), as do words whose last one the recogniser is unsure of: Whisper reads a
+clause cut off by a thinking pause as a whole sentence with a misheard last word ("I was thinking her"), and a
+model that reads only the words cannot tell. An early end that proves wrong costs little: speech that comes back
+before any of the reply was heard makes the gateway answer both parts as one message. A turn without words, or a
+server without the model, keeps the silence rule ("silence"). The feeder waits for the judgement before it reads on,
+so the decision falls at the same place in the audio however fast the audio comes. Each end of turn says which rule
 ended it.
 """
 
@@ -60,6 +62,9 @@ class RecognizerConfig:
     complete_end_s: float = 0.4
     asked_above: float = 0.0005
     asked_end_s: float = 0.8
+    # The recogniser's confidence in the last word below which the words may be misheard: such a turn waits as
+    # one left open.
+    sure_above: float = 0.4
     max_end_of_turn_s: float = 2.5
     partials: bool = True
     language: str | None = "en"
@@ -138,7 +143,8 @@ class _Turn:
     decoded_samples: int = 0  # buffer length covered by the latest decode
     paused_samples: int = 0  # ... by the latest decode of a pause's effort or more (the words a pause is judged by)
     final_samples: int = 0  # ... by the latest decode of a final's effort
-    pause_text: str = ""  # the words before the final's decode read them again: what the turn's end is judged by
+    pause_words: list[Word] = field(default_factory=list)  # the words before the final's decode read them again:
+    # what the turn's end is judged by
     announced: str | None = None  # the text of the speech_paused partial sent for the current pause
     judged: bool = False  # the current pause was judged (semantic end of turn)
     wait: tuple[float, str] | None = None  # the judgement: the silence that ends the turn, and the rule's name
@@ -353,21 +359,24 @@ class StreamingRecognizer:
                 await self._decode(turn, "pause")
         self._wake.set()  # the decode covers the pause: a speech_paused partial is due
         cfg = self._cfg
-        text = turn.pause_text
+        text = _text(turn.pause_words)
         if not text or self._judge is None:
             turn.wait = (cfg.end_of_turn_s, "silence")
             return
         started = time.perf_counter()
         turn.complete_probability = await asyncio.to_thread(self._judge.complete_probability, text)
         metrics.END_OF_TURN_JUDGEMENT.observe(time.perf_counter() - started)
-        turn.wait = self._silence_to_end(text, turn.complete_probability)
+        turn.wait = self._silence_to_end(text, turn.complete_probability, turn.pause_words[-1].confidence)
         if turn.silence_s >= turn.wait[0]:
             self._end_turn(turn.wait[1])
 
-    def _silence_to_end(self, text: str, probability: float) -> tuple[float, str]:
-        """The silence after which a pause ends the turn whose words read `probability` complete, and why."""
+    def _silence_to_end(self, text: str, probability: float, last_confidence: float) -> tuple[float, str]:
+        """The silence after which a pause ends the turn whose words read `probability` complete, and why. Words
+        whose last one the recogniser is unsure of are not trusted to end it: they may be a clause's open end
+        misheard as a sentence's ("I was thinking that" read "I was thinking her", "could you remind me of the" read
+        "could you remind me of her?")."""
         cfg = self._cfg
-        if turn_end.TRAILING_OFF.search(text):
+        if turn_end.TRAILING_OFF.search(text) or last_confidence < cfg.sure_above:
             return cfg.max_end_of_turn_s, "cap"
         if probability >= cfg.complete_above:
             return min(cfg.complete_end_s, cfg.max_end_of_turn_s), "model"
@@ -531,8 +540,8 @@ class StreamingRecognizer:
             turn.committed, turn.tentative, turn.previous = words[:-1], words[-1:], words[-1:]
         else:
             self._agree(turn, words)
-        if effort != "final" or not turn.pause_text:
-            turn.pause_text = _text(turn.words())
+        if effort != "final" or not turn.pause_words:
+            turn.pause_words = turn.words()
         if effort != "partial":
             turn.paused_samples = audio.size
         if effort == "final":
