@@ -6,6 +6,7 @@ pipelined vs the stages in sequence."""
 import asyncio
 import os
 import time
+from collections import Counter
 
 import grpc
 import numpy as np
@@ -104,8 +105,12 @@ def run(stack) -> Section:
                 f"{met(p95(frame), TARGET_P95)})", f"≤ {ms(TARGET_P50)} P50, ≤ {ms(TARGET_P95)} P95")
     per_run = [p50([r["first_frame"] for r in answered if r["run"] == i]) for i in range(RUNS)]
     section.add("spread: P50 of each run", _spread(per_run))
+    ends = [r["end_of_turn"] for r in answered]
     section.add("last voiced sample → end of turn (semantic: the judgement from 250 ms, the VAD)",
-                f"{ms(p50([r['end_of_turn'] for r in answered]))} P50")
+                f"{ms(p50(ends))} P50, {ms(p95(ends))} P95")
+    reasons = Counter(r["end_reason"] for r in answered)
+    section.add("what ended the turns (model: read as whole; cap: read as open or unsure, waited out)",
+                ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items())))
     split = sum(1 for r in results if r["turns"] > 1)
     section.add("utterances a pause split into more than one turn", f"{split} of {len(results)}")
     for speaker in SPEAKERS:

@@ -45,7 +45,7 @@ async def spoken_turn(ws, utterance: Utterance) -> dict:
     marks: dict = {}
     talker = asyncio.create_task(talk(ws, utterance, marks))
     finals: list[tuple[int, str]] = []
-    first_frame, end_of_turn, ended = {}, {}, {}
+    first_frame, end_of_turn, ended, reasons = {}, {}, {}, {}
     try:
         while not (talker.done() and finals and (not finals[-1][1] or finals[-1][0] in ended)):
             try:
@@ -61,6 +61,7 @@ async def spoken_turn(ws, utterance: Utterance) -> dict:
             event = json.loads(raw)
             if event["type"] == "end_of_turn":
                 end_of_turn.setdefault(event["turn"], now)
+                reasons.setdefault(event["turn"], event.get("reason", ""))
             elif event["type"] == "transcript" and event["final"]:
                 finals.append((event["turn"], event["text"]))
             elif event["type"] == "turn_end":
@@ -71,7 +72,8 @@ async def spoken_turn(ws, utterance: Utterance) -> dict:
     finally:
         talker.cancel()
     said = [text for _, text in finals if text]
-    result = {"transcript": " ".join(said), "turns": len(said), "latency": {}, "speculated": False}
+    result = {"transcript": " ".join(said), "turns": len(said), "latency": {}, "speculated": False,
+              "end_reason": reasons.get(finals[-1][0], "")}
     last = finals[-1][0]
     if last in ended:
         result |= {"latency": ended[last]["latency_ms"], "speculated": ended[last]["speculated"],
