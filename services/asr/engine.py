@@ -16,21 +16,20 @@ arrives and cuts it into turns; a decoder re-transcribes the growing turn buffer
   does). The reply is not held for it: when the final's decode is not done `final_late_s` after the end of turn,
   the pause's words are the final (a recording, whose pauses are not decoded, always waits for the final's decode).
 
-When a turn ends: by the silence rule, after `end_of_turn_s` of silence; or, semantic, the turn is judged once
-the speaker has been silent `judge_after_s`: the whole turn is decoded, unless a decode already covers the pause,
-and the end-of-turn model reads its words (`core/asr/turn_end.py`), so the verdict is ready before the silence
-it asks for has passed. Words that read as a whole message end the turn after `complete_end_s` of silence
-("model": not sooner, since people and voices pause 250-450 ms between two sentences of one turn, and "Hello!"
-reads whole); words whose only sign of an end is the recogniser's question mark after `asked_end_s` (a small
-model reads "can you help me plan a trip" as a request about to go on); words left open ("I'd like to", "can you
-tell me about", "um", or the recogniser's own trailing "..." or comma) wait for more speech up to
-`max_end_of_turn_s` of silence ("cap"), as do words whose last one the recogniser is unsure of: Whisper reads a
-clause cut off by a thinking pause as a whole sentence with a misheard last word ("I was thinking her"), and a
-model that reads only the words cannot tell. An early end that proves wrong costs little: speech that comes back
-before any of the reply was heard makes the gateway answer both parts as one message. A turn without words, or a
-server without the model, keeps the silence rule ("silence"). The feeder waits for the judgement before it reads on,
-so the decision falls at the same place in the audio however fast the audio comes. Each end of turn says which rule
-ended it.
+When a turn ends: by the silence rule, after `end_of_turn_s` of silence; or, semantic, the turn is judged once the
+speaker has been silent `judge_after_s`: the whole turn is decoded, unless a decode already covers the pause, and
+the end-of-turn model reads its words (`core/asr/turn_end.py`), so the verdict is ready before the silence it asks
+for has passed. Words that read as a whole message end the turn after `complete_end_s` of silence ("model": not
+sooner, since people and voices pause 250-450 ms between two sentences of one turn, and "Hello!" reads whole); words
+whose only sign of an end is the recogniser's question mark after `asked_end_s` (a small model reads "can you help
+me plan a trip" as a request about to go on); words left open ("I'd like to", "can you tell me about", "um", or the
+recogniser's own trailing "..." or comma) wait for more speech up to `max_end_of_turn_s` of silence ("cap"), as do
+words whose last one the recogniser is unsure of, unless it heard a question: Whisper reads a clause cut off by a
+thinking pause as a whole sentence with a misheard last word ("I was thinking her"), and a model that reads only the
+words cannot tell. An early end that proves wrong costs little: speech that comes back before any of the reply was
+heard makes the gateway answer both parts as one message. A turn without words, or a server without the model, keeps
+the silence rule ("silence"). The feeder waits for the judgement before it reads on, so the decision falls at the
+same place in the audio however fast the audio comes. Each end of turn says which rule ended it.
 """
 
 import asyncio
@@ -373,14 +372,16 @@ class StreamingRecognizer:
     def _silence_to_end(self, text: str, probability: float, last_confidence: float) -> tuple[float, str]:
         """The silence after which a pause ends the turn whose words read `probability` complete, and why. Words
         whose last one the recogniser is unsure of are not trusted to end it: they may be a clause's open end
-        misheard as a sentence's ("I was thinking that" read "I was thinking her", "could you remind me of the" read
-        "could you remind me of her?")."""
+        misheard as a sentence's ("I was thinking that" read "I was thinking her", "my favourite colour is, um" read
+        "my favorite color is foam."), unless the recogniser heard a question: its last word unsure is then more
+        likely a misheard name or noun ("what is your favorite season" read "... Siemens?") than a clause cut off."""
         cfg = self._cfg
-        if turn_end.TRAILING_OFF.search(text) or last_confidence < cfg.sure_above:
+        asked = text.rstrip().endswith("?")
+        if turn_end.TRAILING_OFF.search(text) or (last_confidence < cfg.sure_above and not asked):
             return cfg.max_end_of_turn_s, "cap"
         if probability >= cfg.complete_above:
             return min(cfg.complete_end_s, cfg.max_end_of_turn_s), "model"
-        if probability >= cfg.asked_above and text.rstrip().endswith("?"):
+        if probability >= cfg.asked_above and asked:
             return min(cfg.asked_end_s, cfg.max_end_of_turn_s), "model"
         return cfg.max_end_of_turn_s, "cap"
 

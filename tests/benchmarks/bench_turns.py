@@ -91,5 +91,6 @@ def run(stack) -> Section:
                          "END_OF_TURN event. The silence rule waits 500 ms by design; semantic judges from 250 ms "
                          "(decoding the turn and reading its words) and ends a whole message at 400 ms, a question "
                          "only the recogniser's \"?\" marks at 800 ms; words left open, and words whose last one "
-                         "the recogniser is unsure of (under 0.4), wait for more speech up to the 2.5 s cap.")
+                         "the recogniser is unsure of (under 0.4) unless it heard a question, wait for more speech "
+                         "up to the 2.5 s cap.")
     return section
