@@ -59,8 +59,12 @@ async def test_speech_over_a_reply_stops_both_tracks_and_a_dropped_connection_gi
         interrupted = await client.event("interrupted")
         stopped_at = next(t for t, e in client.received.events if e is interrupted)
         await asyncio.sleep(1.0)
-        late = [t for t, _ in client.received.frames if stopped_at + 0.3 < t < stopped_at + 1.0]
-        assert not late, f"{len(late)} frames of the interrupted story after it stopped"
+        # Frames after the question's own end of turn may be its reply's (on a loaded machine the interruption can
+        # come as late as the question's last words): the story's are those before it.
+        answered_at = [t for t, e in client.received.events if e["type"] == "end_of_turn" and t > stopped_at]
+        until = min([stopped_at + 1.0, *answered_at])
+        late = [round(t - stopped_at, 2) for t, _ in client.received.frames if stopped_at + 0.3 < t < until]
+        assert not late, f"frames of the interrupted story this long after it stopped: {late}"
         await client.event("turn_end", after=len(client.received.events) - 1)
 
         await client.drop()  # the peer connection goes; the session does not
