@@ -74,6 +74,8 @@ class GrpcRecognizer:
             async for frame in audio:
                 yield asr_pb2.StreamingRecognizeRequest(audio=frame, meta=meta)
 
+        # No wait: the listener re-opens a cut stream itself and tells the user at once when it cannot.
+        await self._clients.connected("asr", wait_s=0)
         try:
             async for response in bidi(self._clients.asr.StreamingRecognize, requests()):
                 if response.WhichOneof("result") == "event":

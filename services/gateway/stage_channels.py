@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import json
+import time
 
 import grpc
 from avatar.asr.v1 import asr_pb2_grpc
@@ -41,8 +42,10 @@ CHANNEL_OPTIONS = [
     # the name is resolved again within a second (gRPC's default waits 30 s), and reconnects back off briefly.
     ("grpc.dns_min_time_between_resolutions_ms", 1000),
     ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2000),
+    # gRPC reads this one as the time a connection attempt is given (its minimum connect timeout), not as a backoff:
+    # at 200 ms, attempts on a busy machine were cut before they could finish ("tcp handshaker shutdown").
+    ("grpc.min_reconnect_backoff_ms", 5000),
 ]
 
 
@@ -55,6 +58,14 @@ def target_host_port(address: str) -> tuple[str, int]:
 
 
 class StageClients:
+    """One channel per stage, renewed when its stage went away: a container restarted by its engine comes back at a
+    new address, and while it was down its name did not resolve; gRPC's resolver backs off after each failed lookup
+    (1 s, 1.6 s, 2.6 s ... up to 2 min), so an old channel can take tens of seconds to look the name up again after
+    the stage is back. A new channel looks it up at once."""
+
+    _RENEW_EVERY_S = 2.0  # a stage that stays down gets a new channel this often at most
+    _CLOSE_GRACE_S = 120.0  # calls still open on a channel that was replaced (a draining replica's) get this long
+
     def __init__(self, settings: GatewaySettings):
         self._reconnect_s = settings.stage_reconnect_s
         self.addresses = {
@@ -63,22 +74,57 @@ class StageClients:
             "tts": settings.tts_address,
             "sda": settings.sda_address,
         }
-        self._channels = {
-            name: grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) for name, address in self.addresses.items()
-        }
-        self.asr = asr_pb2_grpc.AsrServiceStub(self._channels["asr"])
-        self.llm = llm_pb2_grpc.LlmServiceStub(self._channels["llm"])
-        self.tts = tts_pb2_grpc.TtsServiceStub(self._channels["tts"])
-        self.sda = sda_pb2_grpc.SdaServiceStub(self._channels["sda"])
+        self._channels = {name: self._open(address) for name, address in self.addresses.items()}
+        self._renewed = dict.fromkeys(self.addresses, float("-inf"))
+        self._retired: dict[asyncio.Task, grpc.aio.Channel] = {}  # replaced channels, closing after their grace
 
-    async def connected(self, stage: str) -> None:
+    @staticmethod
+    def _open(address: str) -> grpc.aio.Channel:
+        return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+
+    @property
+    def asr(self) -> asr_pb2_grpc.AsrServiceStub:
+        return asr_pb2_grpc.AsrServiceStub(self._channels["asr"])
+
+    @property
+    def llm(self) -> llm_pb2_grpc.LlmServiceStub:
+        return llm_pb2_grpc.LlmServiceStub(self._channels["llm"])
+
+    @property
+    def tts(self) -> tts_pb2_grpc.TtsServiceStub:
+        return tts_pb2_grpc.TtsServiceStub(self._channels["tts"])
+
+    @property
+    def sda(self) -> sda_pb2_grpc.SdaServiceStub:
+        return sda_pb2_grpc.SdaServiceStub(self._channels["sda"])
+
+    async def connected(self, stage: str, wait_s: float | None = None) -> None:
         """Before a call: a stage whose connection is down (a replica restarting, maybe at a new address) gets up
-        to GATEWAY_STAGE_RECONNECT_S to come back, instead of the call failing at once; one that stays down fails
-        the call as before."""
+        to `wait_s` (GATEWAY_STAGE_RECONNECT_S) to come back, on a new channel once the old one has failed to
+        connect, instead of the call failing at once; one that stays down fails the call as before."""
         channel = self._channels[stage]
-        if channel.get_state(try_to_connect=True) != grpc.ChannelConnectivity.READY:
+        deadline = time.monotonic() + (self._reconnect_s if wait_s is None else wait_s)
+        while (state := channel.get_state(try_to_connect=True)) != grpc.ChannelConnectivity.READY:
+            if state == grpc.ChannelConnectivity.TRANSIENT_FAILURE and self._may_renew(stage):
+                channel = self._renew(stage)
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(channel.channel_ready(), self._reconnect_s)
+                await asyncio.wait_for(channel.wait_for_state_change(state), left)
+
+    def _may_renew(self, stage: str) -> bool:
+        return time.monotonic() - self._renewed[stage] > self._RENEW_EVERY_S
+
+    def _renew(self, stage: str) -> grpc.aio.Channel:
+        old = self._channels[stage]
+        self._channels[stage] = self._open(self.addresses[stage])
+        self._renewed[stage] = time.monotonic()
+        closing = asyncio.create_task(old.close(grace=self._CLOSE_GRACE_S))
+        self._retired[closing] = old
+        closing.add_done_callback(self._retired.pop)
+        return self._channels[stage]
 
     async def status(self, stage: str, timeout: float = 1.0) -> str:
         """SERVING, NOT_SERVING or UNREACHABLE, from the stage's grpc.health.v1."""
@@ -108,5 +154,5 @@ class StageClients:
         return [stage for stage, ok in zip(self.addresses, found) if not ok]
 
     async def close(self) -> None:
-        for channel in self._channels.values():
+        for channel in [*self._channels.values(), *self._retired.values()]:
             await channel.close()
