@@ -236,6 +236,26 @@ async def test_speech_over_a_reply_pauses_it_and_a_cough_without_words_resumes_i
     await talk.close()
 
 
+async def test_a_backchannel_that_has_ended_resumes_the_reply_before_its_turn_does(store):
+    """The reply goes on as soon as the speaker has stopped and what they said stops nothing: a "mm-hmm" may end its
+    turn only seconds later (a word the recogniser is unsure of waits for more speech), or not at all."""
+    talk = Talk(store)
+    await talk.pause_a_played_reply(played_s=0.5)
+    talk.stages.asr.say(Transcript("Mm-hmm.", False, speech_paused=True))
+    assert (await talk.until("resume"))["turn"] == 0
+    assert not talk.events("interrupted")
+    await talk.close()
+
+
+async def test_a_question_that_pauses_over_a_reply_still_stops_it(store):
+    talk = Talk(store)
+    await talk.pause_a_played_reply(played_s=0.5)
+    talk.stages.asr.say(Transcript("Wait, what was", False, speech_paused=True))
+    assert (await talk.until("interrupted"))["turn"] == 0
+    assert not talk.events("resume")
+    await talk.close()
+
+
 async def test_words_over_a_paused_reply_stop_it_where_it_paused(store):
     talk = Talk(store)
     await talk.pause_a_played_reply(played_s=2 * WORD_S + 0.01)

@@ -74,7 +74,7 @@ class GatewaySettings(BaseSettings):
     # transcript is the same).
     speculation: bool = True
     # Speech that begins over a reply pauses it at the client at once; the reply resumes where it paused when the
-    # speech turns out to be no words (a cough, a "mm-hmm", the reply's own echo), at the latest after
+    # speech stops and turns out to be no words (a cough, a "mm-hmm", the reply's own echo), at the latest after
     # `pause_resume_s`, and is interrupted when it holds words. The reply's echo through the user's speakers is
     # looked for up to `echo_max_delay_s` behind what the user is hearing.
     pause_resume_s: float = Field(default=2.5, gt=0)

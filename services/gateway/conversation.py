@@ -6,7 +6,8 @@ It hears the recogniser's events and transcripts, and answers each final transcr
 - speech over a reply pauses it at the client at once, unless it is the reply's own sound coming back
   (`echo.py`); it stops the reply once it holds words (`spoken_words.py`) that are not the reply's own, while
   the reply is being made or still playing at the client, and the reply is then remembered as what the user heard
-  of it, marked interrupted; speech that holds no such words (a cough, a "mm-hmm", echo) resumes it;
+  of it, marked interrupted; speech that holds no such words (a cough, a "mm-hmm", echo) resumes it once the
+  speaker stops;
 - speculation: an answer started on the transcript decoded at a pause is kept when the final says the same;
 - history: stored capped, and trimmed before it goes to the text engine (`history.py`);
 - resume: a resumed session keeps its avatar and settings unless the hello changes them.
@@ -308,8 +309,8 @@ class Conversation:
         heard = " ".join(w.w for w in words) if transcript.words else transcript.text
         if interrupts(heard, self._session_settings.barge_in_min_words) and not self._echoed(heard, words):
             self._barge_in()  # words, not a cough, a "mm-hmm" or the reply's own: the user speaks over the reply
-        elif transcript.final:
-            self._resume_reply()
+        elif transcript.final or transcript.speech_paused:
+            self._resume_reply()  # the speaker stopped, and what they said so far stops nothing
         if not transcript.final:
             if not self._reply_audible():  # speech over a reply that goes on is not a question to answer
                 self._speculation.on_partial(transcript.text, transcript.speech_paused,

@@ -50,9 +50,10 @@ SOUNDS = {
 }
 
 
-async def _over_a_reply(url: str, sound: np.ndarray) -> tuple[float | None, float | None]:
+async def _over_a_reply(url: str, sound: np.ndarray) -> tuple[float | None, float | None, float | None]:
     """Ask for a long story, make `sound` a second into its playback, and listen on: seconds from the sound's
-    first audible chunk to the reply's `pause` and to its `interrupted` (None: it did not pause, it played on)."""
+    first audible chunk to the reply's `pause` and to its `interrupted`, and from its last audible chunk to the
+    reply's `resume` (None: that did not come)."""
     ws = await open_session(url)
     first_media, stopped = asyncio.Event(), {}
 
@@ -61,7 +62,7 @@ async def _over_a_reply(url: str, sound: np.ndarray) -> tuple[float | None, floa
             if isinstance(raw, bytes):
                 if media_messages.parse(raw)["turn"] == 0:
                     first_media.set()
-            elif (event := json.loads(raw))["type"] in ("interrupted", "pause") and event["turn"] == 0:
+            elif (event := json.loads(raw))["type"] in ("interrupted", "pause", "resume") and event["turn"] == 0:
                 stopped.setdefault(event["type"], time.perf_counter())
 
     listener = asyncio.create_task(listen())
@@ -74,16 +75,19 @@ async def _over_a_reply(url: str, sound: np.ndarray) -> tuple[float | None, floa
         for _ in range(int(1.0 / CHUNK_S)):
             await ws.send(to_linear16(silence))
             await asyncio.sleep(CHUNK_S)
-        audible = np.flatnonzero(np.abs(sound) > 0.05 * np.abs(sound).max())[0]
+        audible = np.flatnonzero(np.abs(sound) > 0.05 * np.abs(sound).max())
         pcm = np.concatenate([sound, np.zeros(int(AFTER_S * RATE), np.float32)])
         step = int(CHUNK_S * RATE)
-        onset = None
+        onset = ended = None
         for start in range(0, pcm.size, step):
             await ws.send(to_linear16(pcm[start : start + step]))
-            if onset is None and start + step > audible:
+            if onset is None and start + step > audible[0]:
                 onset = time.perf_counter()
+            if ended is None and start + step > audible[-1]:
+                ended = time.perf_counter()
             await asyncio.sleep(CHUNK_S)
-        return tuple(stopped[kind] - onset if kind in stopped else None for kind in ("pause", "interrupted"))
+        return (*(stopped[kind] - onset if kind in stopped else None for kind in ("pause", "interrupted")),
+                stopped["resume"] - ended if "resume" in stopped else None)
     finally:
         listener.cancel()
         await ws.close()
@@ -96,16 +100,23 @@ def run(stack) -> Section:
     trials_by_kind = {name: [make(seed) for seed in SEEDS] for name, make in SOUNDS.items()}
     trials_by_kind |= {f'backchannel "{word}"': [say(word, voice).samples for voice in BACKCHANNEL_VOICES]
                        for word in BACKCHANNELS}
+    resumed, paused_false = [], 0  # a false barge-in that paused the reply: how long the avatar stood still
     for name, sounds in trials_by_kind.items():
-        stops = sum(asyncio.run(_over_a_reply(url, sound))[1] is not None for sound in sounds)
+        outcomes = [asyncio.run(_over_a_reply(url, sound)) for sound in sounds]
+        stops = sum(stopped is not None for _, stopped, _ in outcomes)
         section.add(f"{name}: replies stopped", f"{stops} of {len(sounds)}")
         false_total, trials = false_total + stops, trials + len(sounds)
+        paused_false += sum(pause is not None and stopped is None for pause, stopped, _ in outcomes)
+        resumed += [resume for _, stopped, resume in outcomes if stopped is None and resume is not None]
     section.add("false barge-ins, all sounds and backchannels", f"{false_total} of {trials} "
                 f"({met(false_total, 0, str)})", "0")
+    if resumed:
+        section.add("sound's end → paused reply resumed", f"{ms(p50(resumed))} P50, {ms(p95(resumed))} P95 "
+                    f"({len(resumed)} of the {paused_false} sounds that paused it)")
     reactions = [asyncio.run(_over_a_reply(url, say(question, voice).samples))
                  for question in QUESTIONS for voice in UNFAMILIAR]
-    caught = [stopped for _, stopped in reactions if stopped is not None]
-    paused = [pause for pause, _ in reactions if pause is not None]
+    caught = [stopped for _, stopped, _ in reactions if stopped is not None]
+    paused = [pause for pause, _, _ in reactions if pause is not None]
     section.add("questions spoken over a reply that stopped it", f"{len(caught)} of {len(reactions)} "
                 f"({met(len(reactions) - len(caught), 0, str)})", "all")
     if paused:
