@@ -247,6 +247,29 @@ async def test_a_backchannel_that_has_ended_resumes_the_reply_before_its_turn_do
     await talk.close()
 
 
+async def test_one_decode_misreading_a_backchannel_as_a_word_does_not_stop_the_reply(store):
+    """A short "yeah" over the reply, first read "here" (no two decodes agree on it yet): that stops nothing;
+    the speaker pauses, the recogniser reads "Yeah.", and the reply goes on."""
+    talk = Talk(store)
+    await talk.pause_a_played_reply(played_s=0.5)
+    talk.stages.asr.say(Transcript("here", False, words=(Word("here", 5.0, 5.3, 0.8),), committed=0))
+    await asyncio.sleep(0.05)
+    assert not talk.events("interrupted")
+    talk.stages.asr.say(Transcript("Yeah.", False, speech_paused=True, words=(Word("Yeah.", 5.0, 5.4, 0.8),)))
+    assert (await talk.until("resume"))["turn"] == 0
+    assert not talk.events("interrupted")
+    await talk.close()
+
+
+async def test_words_two_decodes_agree_on_stop_the_reply_before_the_speaker_pauses(store):
+    talk = Talk(store)
+    await talk.pause_a_played_reply(played_s=0.5)
+    words = (Word("wait,", 5.0, 5.3, 0.9), Word("what", 5.3, 5.5, 0.9))
+    talk.stages.asr.say(Transcript("wait, what", False, words=words, committed=1))
+    assert (await talk.until("interrupted"))["turn"] == 0
+    await talk.close()
+
+
 async def test_a_question_that_pauses_over_a_reply_still_stops_it(store):
     talk = Talk(store)
     await talk.pause_a_played_reply(played_s=0.5)
@@ -330,7 +353,7 @@ async def test_a_person_speaking_over_the_echo_still_stops_the_reply(store):
     echoed = "".join(e["text"] for e in talk.events("reply_delta")).split()[:6]  # what it heard so far
     words = [Word(w, 0.5 + 0.05 * i, 0.55 + 0.05 * i, 0.9) for i, w in enumerate(echoed)]
     words += [Word("wait,", 0.85, 1.0, 0.9), Word("rivers", 1.0, 1.2, 0.9)]
-    talk.stages.asr.say(Transcript(" ".join(w.w for w in words), False, words=tuple(words)))
+    talk.stages.asr.say(Transcript(" ".join(w.w for w in words), False, words=tuple(words), committed=len(words)))
     await talk.until("interrupted")
     await talk.close()
 

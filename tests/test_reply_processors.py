@@ -127,6 +127,36 @@ async def test_paced_speech_runs_only_a_few_seconds_ahead_of_the_listener():
     assert spoken["s"] == pytest.approx(60 * WORD_S) and shown_s == pytest.approx(spoken["s"])
 
 
+async def test_while_the_listener_is_paused_no_more_is_spoken_or_animated_and_then_all_of_it_is():
+    """Speech began over the reply: the listener's playback is paused until the recogniser decides, and the reply
+    waits with it (what was in hand is finished), leaving the CPU to the recogniser; resumed, it is all made."""
+    paused = {"now": False}
+    spoken, shown = [], []
+    stages = fake_stages(llm=FakeTextEngine(" ".join(["word"] * 40), word_delay_s=0.01))
+    text, speech, animation = reply_processors.reply_processors(stages)
+    pacing = reply_processors.Paced(lambda: 0.0, lead_s=100.0, paused=lambda: paused["now"], poll_s=0.01)
+    holding = reply_processors.HeldWhilePaused(lambda: paused["now"], poll_s=0.01)
+
+    def tap(name, item):
+        if name == "speech":
+            spoken.append(item)
+        if name == "animation":
+            shown.append(item)
+
+    run = asyncio.create_task(made([text, pacing, speech, holding, animation], tap=tap))
+    while len(shown) < 3:
+        await asyncio.sleep(0.005)
+    paused["now"] = True
+    await asyncio.sleep(0.05)  # what was on its way when the pause came
+    during = len(spoken), len(shown)
+    await asyncio.sleep(0.3)
+    assert (len(spoken), len(shown)) == during, "the reply went on being made while its listener was paused"
+    assert len(spoken) < 40
+    paused["now"] = False
+    frames = await asyncio.wait_for(run, 5)
+    assert sum(len(f.pcm) for f in frames) == pytest.approx(40 * WORD_S * BYTES_PER_S, abs=2)
+
+
 class FeedingAnimator:
     """An animator whose audio is read by a feeder task of its own (as a gRPC call's writer reads it), which the
     failure cancels midway."""

@@ -466,13 +466,11 @@ class StreamingRecognizer:
                     await self._decode(turn, "pause")
                     self._wake.set()  # the final's decode is next, while the pause lasts
                 elif paused and not self._final_ready(turn) and self._pause_decode_now():
+                    # The pause's words go out first (the end-of-turn judgement may have decoded them): the final's
+                    # decode takes longer, and a reply to start or a paused one to resume waits on them.
+                    self._announce_pause(turn, paused)
                     await self._final_decode(turn)
-                # A partial that covers all speech once the speaker paused is marked, again when the final's decode
-                # says otherwise.
-                words = _text(turn.words())
-                if cfg.partials and paused and turn.paused_samples >= turn.speech_end and turn.announced != words:
-                    self._emit(turn, final=False, paused=True)
-                    turn.announced = words
+                self._announce_pause(turn, paused)
                 break
             if not self._feeding and not self._turns:
                 self._events.put_nowait(None)
@@ -484,6 +482,14 @@ class StreamingRecognizer:
         if turn.final_samples >= turn.speech_end:
             return True
         return not self._backend.final_differs and turn.paused_samples >= turn.speech_end
+
+    def _announce_pause(self, turn: _Turn, paused: bool) -> None:
+        """A partial that covers all speech once the speaker paused is marked, again when the final's decode says
+        otherwise."""
+        words = _text(turn.words())
+        if self._cfg.partials and paused and turn.paused_samples >= turn.speech_end and turn.announced != words:
+            self._emit(turn, final=False, paused=True)
+            turn.announced = words
 
     async def _final_decode(self, turn: _Turn) -> None:
         """Decodes the turn with the final's effort, or goes on waiting for the decode under way. Where a pause's

@@ -304,8 +304,12 @@ class Conversation:
             "words": [{"w": w.w, "start": round(w.start, 3), "end": round(w.end, 3), "p": round(w.p, 3)}
                       for w in transcript.words],
         })
-        # Words the recogniser was nearly sure were not there (a cough read as "you") are not heard.
-        words = [w for w in transcript.words if w.p >= self._settings.barge_in_min_probability]
+        # A partial's words are heard once the recogniser has settled them (two decodes agreed, or the speaker
+        # paused): one decode's guess at a short sound ("yeah" read "here") stops nothing. Nor do words it was
+        # nearly sure were not there (a cough read as "you").
+        settled = transcript.words if transcript.final or transcript.speech_paused else \
+            transcript.words[:transcript.committed]
+        words = [w for w in settled if w.p >= self._settings.barge_in_min_probability]
         heard = " ".join(w.w for w in words) if transcript.words else transcript.text
         if interrupts(heard, self._session_settings.barge_in_min_words) and not self._echoed(heard, words):
             self._barge_in()  # words, not a cough, a "mm-hmm" or the reply's own: the user speaks over the reply

@@ -86,7 +86,7 @@ class GrpcRecognizer:
                 hyp = response.hypothesis
                 yield Transcript(
                     hyp.transcript, hyp.is_final, hyp.stability, hyp.speech_paused,
-                    tuple(Word(w.word, w.start_s, w.end_s, w.confidence) for w in hyp.words))
+                    tuple(Word(w.word, w.start_s, w.end_s, w.confidence) for w in hyp.words), hyp.committed_words)
         except grpc.aio.AioRpcError as err:
             raise stage_failed("speech recognition", err) from None
 

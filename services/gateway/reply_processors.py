@@ -116,18 +116,38 @@ class Paced:
     """Text goes on to speech only while the reply's audio made runs less than `lead_s` ahead of what the user has
     heard: a long answer is spoken and animated a few seconds ahead of the listener, not as fast as the CPU
     allows, so it does not take the CPU from the frames another session is about to show (the first clauses of
-    every reply still go at once)."""
+    every reply still go at once). Nothing goes on while the listener's playback is paused (speech began over the
+    reply): the recogniser, which decides whether it goes on, gets the CPU."""
 
     name = "pacing"
 
-    def __init__(self, ahead_s: Callable[[], float], lead_s: float, poll_s: float = 0.1):
+    def __init__(self, ahead_s: Callable[[], float], lead_s: float, paused: Callable[[], bool] = lambda: False,
+                 poll_s: float = 0.1):
         self._ahead_s = ahead_s
         self._lead_s = lead_s
+        self._paused = paused
         self._poll_s = poll_s
 
     async def process(self, items: AsyncIterable, reply: ReplyContext) -> AsyncIterator:
         async for item in items:
-            while self._ahead_s() > self._lead_s:
+            while self._ahead_s() > self._lead_s or self._paused():
+                await asyncio.sleep(self._poll_s)
+            yield item
+
+
+class HeldWhilePaused:
+    """Speech goes on to animation except while the listener's playback is paused: the frames of audio already
+    made wait, as the listener does, and the recogniser gets the CPU to decide whether the reply goes on."""
+
+    name = "holding"
+
+    def __init__(self, paused: Callable[[], bool], poll_s: float = 0.05):
+        self._paused = paused
+        self._poll_s = poll_s
+
+    async def process(self, items: AsyncIterable, reply: ReplyContext) -> AsyncIterator:
+        async for item in items:
+            while self._paused():
                 await asyncio.sleep(self._poll_s)
             yield item
 
@@ -184,12 +204,13 @@ class Animation:
                 yield AudioOnly((len(forwarded) - len(pcm)) / bytes_per_s, pcm)
 
 
-def reply_processors(stages: Stages, speculation: Speculation | None = None,
-                     pacing: Paced | None = None) -> list[Processor]:
+def reply_processors(stages: Stages, speculation: Speculation | None = None, pacing: Paced | None = None,
+                     holding: HeldWhilePaused | None = None) -> list[Processor]:
     """The reply's processors in order; a speculation already under way stands in for the text engine, and a
-    conversation paces speech to its listener (a REST call has none)."""
+    conversation paces speech to its listener and holds animation while it is paused (a REST call has neither)."""
     text = SpeculatedText(speculation) if speculation is not None else Text(stages.llm)
-    return [text, *([pacing] if pacing else []), Speech(stages.tts), Animation(stages.sda)]
+    return [text, *([pacing] if pacing else []), Speech(stages.tts), *([holding] if holding else []),
+            Animation(stages.sda)]
 
 
 def part(processors: list[Processor], first: str, last: str) -> list[Processor]:

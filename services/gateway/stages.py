@@ -79,6 +79,7 @@ class Transcript:
     stability: float = 0.0
     speech_paused: bool = False  # the speaker paused: the text covers all speech so far
     words: tuple[Word, ...] = ()
+    committed: int = 0  # leading words the recogniser will not change (two decodes agreed on them)
 
 
 class Recognizer(Protocol):
