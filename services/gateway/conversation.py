@@ -307,13 +307,13 @@ class Conversation:
         # A partial's words are heard once the recogniser has settled them (two decodes agreed, or the speaker
         # paused): one decode's guess at a short sound ("yeah" read "here") stops nothing. Nor do words it was
         # nearly sure were not there (a cough read as "you").
-        settled = transcript.words if transcript.final or transcript.speech_paused else \
-            transcript.words[:transcript.committed]
+        stopped = transcript.final or transcript.speech_paused  # the speaker stopped: all their words are settled
+        settled = transcript.words if stopped else transcript.words[:transcript.committed]
         words = [w for w in settled if w.p >= self._settings.barge_in_min_probability]
         heard = " ".join(w.w for w in words) if transcript.words else transcript.text
         if interrupts(heard, self._session_settings.barge_in_min_words) and not self._echoed(heard, words):
             self._barge_in()  # words, not a cough, a "mm-hmm" or the reply's own: the user speaks over the reply
-        elif transcript.final or transcript.speech_paused:
+        elif stopped:
             self._resume_reply()  # the speaker stopped, and what they said so far stops nothing
         if not transcript.final:
             if not self._reply_audible():  # speech over a reply that goes on is not a question to answer

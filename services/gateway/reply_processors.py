@@ -15,6 +15,7 @@ the latency marks, the echo reference) it does in a tap that sees every item as 
 
 import asyncio
 import contextlib
+import math
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -135,21 +136,15 @@ class Paced:
             yield item
 
 
-class HeldWhilePaused:
+class HeldWhilePaused(Paced):
     """Speech goes on to animation except while the listener's playback is paused: the frames of audio already
-    made wait, as the listener does, and the recogniser gets the CPU to decide whether the reply goes on."""
+    made wait, as the listener does, and the recogniser gets the CPU to decide whether the reply goes on. No lead
+    bounds it: audio already spoken is animated as soon as it may be."""
 
     name = "holding"
 
     def __init__(self, paused: Callable[[], bool], poll_s: float = 0.05):
-        self._paused = paused
-        self._poll_s = poll_s
-
-    async def process(self, items: AsyncIterable, reply: ReplyContext) -> AsyncIterator:
-        async for item in items:
-            while self._paused():
-                await asyncio.sleep(self._poll_s)
-            yield item
+        super().__init__(lambda: 0.0, math.inf, paused, poll_s)
 
 
 class Speech:

@@ -127,5 +127,6 @@ def run(stack) -> Section:
     section.notes.append(f"Each sound twice (two seeds), and each backchannel in {len(BACKCHANNEL_VOICES)} "
                          f"voices, a second into the reply's playback, then {AFTER_S:.0f} s of silence; the questions " + " and ".join(f'"{q}"' for q in QUESTIONS) + " once in each "
                          f"of the {len(UNFAMILIAR)} unfamiliar voices (tests/voices.py). A reply stops once a word of the speech over it is recognised "
-                         "(`barge_in_min_words` 1, the default), so the figure includes recognising that word.")
+                         "for sure: two decodes agree on it, or the speaker paused (`barge_in_min_words` 1, the "
+                         "default), so the figure includes recognising that word.")
     return section
