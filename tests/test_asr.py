@@ -131,6 +131,21 @@ def test_a_thinking_pause_inside_a_sentence_does_not_end_the_turn(stack, voice):
     assert len(split) <= len(HESITATIONS) // 3, split
 
 
+def test_speech_that_goes_on_after_a_pause_is_announced_as_resumed(stack):
+    """Spoken in real time, a thinking pause gets its speech_paused partial (a client may act on those words); the
+    voice going on is announced (SPEECH_RESUMED) before any of its words are decoded, and it is still one turn."""
+    audio = hesitation("I was thinking that", "we could go to the park.", UNFAMILIAR[0], pause_s=1.0)
+    responses = recognize(stack, asr_requests(with_silence(audio, gap_s=3.0), speed=1.0))
+    kinds = [("paused" if r.hypothesis.speech_paused else "partial") if r.WhichOneof("result") == "hypothesis" and
+             not r.hypothesis.is_final else asr_pb2.SpeechEvent.Type.Name(r.event.type) if r.WhichOneof("result") ==
+             "event" else "final" for r in responses]
+    assert kinds.count("SPEECH_START") == 1 and kinds.count("final") == 1, kinds
+    resumed = kinds.index("SPEECH_RESUMED")
+    assert "paused" in kinds[:resumed], kinds
+    assert "park" not in " ".join(h.transcript for h in hypotheses(responses[:resumed])).lower()
+    assert "park" in hypotheses(responses, final=True)[0].transcript.lower()
+
+
 @pytest.mark.parametrize("voice", UNFAMILIAR, ids=lambda v: v.name)
 def test_a_finished_question_ends_its_turn_soon_after_the_voice(stack, voice):
     """A whole question ends its turn as soon as it is judged, some 400-550 ms after the voice, not after a

@@ -113,13 +113,15 @@ def test_over_webrtc_the_page_plays_the_reply_and_where_it_cannot_connect_the_we
 
 
 def test_over_webrtc_speech_over_the_reply_stops_it_and_a_lost_peer_connection_is_made_again(stack, tmp_path):
-    """Over WebRTC in the browser: "Stop, ..." over a story stops its audio and video at once (the gateway drops
-    what its tracks still held); then the peer connection is lost (as on a network change), the app offers a new
-    one, and the answer to the words after "Stop" plays over it."""
+    """Over WebRTC in the browser: "Stop, ..." over a story holds its audio and video at once and drops them (the
+    gateway drops what its tracks still held); the peer connection is lost then (as on a network change) and the
+    answer to the words after "Stop" plays all the same (over the WebSocket, or the new connection); the app offers
+    a new connection, and the next answer plays over it."""
     from playwright.sync_api import sync_playwright
 
     wav = spoken_wav(tmp_path / "stop.wav", 0.5, "Please tell me a long story about a dragon who lived in the "
-                     "mountains.", 6.0, "Stop, tell me about the ocean instead.", 25.0)
+                     "mountains.", 6.0, "Stop, tell me about the ocean instead.", 22.0, "What colour is the sky?",
+                     25.0)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args(f"{wav}%noloop"), headless=True,
                                     chromium_sandbox=False)
@@ -127,19 +129,31 @@ def test_over_webrtc_speech_over_the_reply_stops_it_and_a_lost_peer_connection_i
         page.goto(f"http://{stack.address('gateway')}/")
         page.get_by_test_id("start").click()
         page.wait_for_function("window.__avatar.rtcLive() && window.__avatar.stats.framesDrawn > 10", timeout=90_000)
-        page.wait_for_function("window.__avatar.turns().some(t => t.interrupted)", timeout=60_000)
+        page.wait_for_function("window.__avatar.stats.paused", timeout=60_000)  # "Stop" began
         time.sleep(0.5)  # what the browser's jitter buffer held
         drawn = page.evaluate("window.__avatar.stats.framesDrawn")
         time.sleep(1.0)
         assert page.evaluate("window.__avatar.stats.framesDrawn") - drawn <= 2, "the story went on playing"
+        page.wait_for_function("window.__avatar.turns().some(t => t.interrupted)", timeout=60_000)
+        time.sleep(0.5)
+        drawn = page.evaluate("window.__avatar.stats.framesDrawn")
+        # until the answer's first words, nothing more of the story shows
+        shown = page.wait_for_function("(() => window.__avatar.turns().some(t => t.turn > 0 && t.reply) && "
+                                       "window.__avatar.stats.framesDrawn + 1)()", timeout=90_000).json_value() - 1
+        assert shown - drawn <= 2, "the story came back after it was interrupted"
+
         page.evaluate("window.__avatar.dropPeer()")
         page.wait_for_function("!window.__avatar.rtcLive()", timeout=10_000)
-        page.wait_for_function("window.__avatar.rtcLive()", timeout=30_000)  # offered again, and up
         page.wait_for_function("window.__avatar.turns().some(t => t.turn > 0 && t.user.toLowerCase().includes('ocean')"
                                " && t.reply)", timeout=90_000)
-        drawn = page.evaluate("window.__avatar.stats.framesDrawn")
+        page.wait_for_function(f"window.__avatar.stats.framesDrawn > {shown + 25}", timeout=60_000)  # it plays
+        page.wait_for_function("window.__avatar.rtcLive()", timeout=30_000)  # offered again, and up
+        page.wait_for_function("window.__avatar.turns().some(t => t.user.toLowerCase().includes('sky') && t.reply)",
+                               timeout=90_000)
+        drawn, scheduled = page.evaluate("[window.__avatar.stats.framesDrawn, window.__avatar.stats.audioScheduled]")
         page.wait_for_function(f"window.__avatar.stats.framesDrawn > {drawn + 25}", timeout=60_000)
-        assert page.evaluate("window.__avatar.stats.transport") == "webrtc"
+        stats = page.evaluate("window.__avatar.stats")
+        assert stats["transport"] == "webrtc" and stats["audioScheduled"] == scheduled, "not over the new connection"
         assert not page.get_by_test_id("error").count()
         browser.close()
 

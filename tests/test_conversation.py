@@ -247,6 +247,21 @@ async def test_a_backchannel_that_has_ended_resumes_the_reply_before_its_turn_do
     await talk.close()
 
 
+async def test_speech_that_goes_on_after_the_words_of_its_pause_resumed_the_reply_pauses_it_again(store):
+    """"Stop, tell me ..." with "Stop" misheard (an unsure "Saw."): the comma's pause resumed the reply, and the speech going on
+    pauses it again at once, before any words of it are decoded."""
+    talk = Talk(store)
+    await talk.pause_a_played_reply(played_s=0.5)
+    talk.stages.asr.say(Transcript("Saw.", False, speech_paused=True, words=(Word("Saw.", 5.0, 5.3, 0.02),)))
+    await talk.until("resume")  # a word it was unsure of stops nothing
+    talk.stages.asr.say(SpeechEvent("speech_resumed", 5.6))
+    await talk.until("pause", 2)
+    talk.stages.asr.say(Transcript("Saw, tell me about the ocean", False, speech_paused=True))
+    assert (await talk.until("interrupted"))["turn"] == 0
+    assert [e["turn"] for e in talk.events("speech_start")] == [0, 1]  # one turn for the client, not two
+    await talk.close()
+
+
 async def test_one_decode_misreading_a_backchannel_as_a_word_does_not_stop_the_reply(store):
     """A short "yeah" over the reply, first read "here" (no two decodes agree on it yet): that stops nothing;
     the speaker pauses, the recogniser reads "Yeah.", and the reply goes on."""

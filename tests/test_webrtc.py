@@ -3,6 +3,7 @@ data channel; barge-in stops both tracks at once; a dropped peer connection give
 session goes on. Real services, a real peer connection (aiortc) over the loopback."""
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -38,7 +39,7 @@ async def test_a_question_spoken_into_the_microphone_track_is_answered_on_the_au
         end = await client.event("turn_end")
         await client.played()  # the tracks play in real time: the reply was made well before it is heard
         received = client.received
-    assert end["reply"].strip() and received.websocket_media == 0  # all media came over the peer connection
+    assert end["reply"].strip() and not received.websocket_media  # all media came over the peer connection
     images = [image for _, image in received.frames]
     assert len(images) >= 25 and images[0].shape == (512, 512, 3) and _lower_face_moves(images)
     audio = np.concatenate([a for _, a in received.audio])
@@ -75,6 +76,30 @@ async def test_speech_over_a_reply_stops_both_tracks_and_a_dropped_connection_gi
         end = await client.event("turn_end", after=mark)
         await client.played()
         assert end["reply"].strip() and len(client.received.frames) - before >= 25
+
+
+async def test_a_connection_lost_during_a_reply_hands_what_it_had_not_played_to_the_websocket(stack):
+    """The peer connection is lost two seconds into a story: the story goes on over the WebSocket from where the
+    tracks were (its frames from a keyframe, so they decode), neither from its start nor skipping what they held."""
+    async with WebRtcClient(stack.address("gateway")) as client:
+        client.microphone.say(speak("Please tell me a long story about a dragon who lived in the mountains."))
+        while sum(a.size for _, a in client.received.audio) < 2 * 48000:
+            await asyncio.sleep(0.05)
+        await client.give_up()
+        heard_s = sum(a.size for _, a in client.received.audio) / 48000  # how far into the story the tracks got
+        await client.event("turn_end")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not client.received.websocket_media or
+                                               time.monotonic() - client.received.websocket_media[-1][0] < 1):
+            await asyncio.sleep(0.1)
+        assert client.received.websocket_media, "nothing more of the story came"
+        media = [m for _, m in client.received.websocket_media]
+        assert media[0]["kind"] == "video" and media[0]["keyframe"], "the first frame does not decode on its own"
+        heard = [m for m in media if m["audio"]]
+        assert heard_s - 0.3 <= heard[0]["pts"] <= heard_s + 0.5, (heard_s, heard[0]["pts"])
+        steps = np.diff([m["pts"] for m in heard])
+        assert steps.min() > 0 and steps.max() < 0.1, "the story's audio over the WebSocket has a gap or a repeat"
+        assert heard[-1]["pts"] - heard[0]["pts"] >= 1.0
 
 
 async def test_offers_in_a_flood_are_refused_and_the_session_goes_on(stack):

@@ -63,3 +63,22 @@ def test_after_an_interruption_the_next_reply_starts_at_once():
     clock.t = 1.0
     clock.drop(2)
     assert clock.place(3, 0.0, 0.04) == 1.0  # not at 4.0, after the story that was cut
+
+
+async def test_what_a_lost_connection_had_not_played_goes_on_from_its_last_keyframe():
+    from services.gateway import media_messages
+    from services.gateway.protocol import AudioSpec
+    from services.gateway.webrtc import WebRtcPeer
+
+    peer = WebRtcPeer([], "h264", AudioSpec(), lambda _: None, lambda: None, lambda _: None, 0.0)
+    clock = peer._clock = Clock()
+    for i in range(100):  # four seconds of a reply, a keyframe every two
+        peer.media(media_messages.video_message(0, i * 0.04, b"a%d" % i, b"f%d" % i, "h264", i % 50 == 0))
+    clock.t = 2.5
+    tail = [media_messages.parse(m) for m in peer.unplayed()]
+    assert [m["image"] for m in tail[:14]] == [b"f%d" % i for i in range(50, 64)]
+    assert tail[0]["keyframe"] and all(m["pts"] == pytest.approx(2.52) and not m["audio"] for m in tail[:13])
+    assert [m["audio"] for m in tail[13:]] == [b"a%d" % i for i in range(63, 100)]  # the rest as it came
+    clock.drop(0)
+    assert peer.unplayed() == []  # an interrupted reply's rest is not played anywhere
+    await peer.close()

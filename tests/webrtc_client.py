@@ -17,6 +17,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from core import audio as pcm
+from services.gateway import media_messages
 
 _RATE = 48000
 _FRAME = 960  # 20 ms
@@ -63,7 +64,7 @@ class Received:
     frames: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (arrival, RGB image)
     audio: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (arrival, float mono 48 kHz)
     events: list[tuple[float, dict]] = field(default_factory=list)  # (arrival, event), from both channels
-    websocket_media: int = 0  # binary media messages that came over the WebSocket instead
+    websocket_media: list[tuple[float, dict]] = field(default_factory=list)  # (arrival, parsed): came instead
 
 
 class WebRtcClient:
@@ -130,6 +131,12 @@ class WebRtcClient:
         await self._pc.close()
         self._pc = None
 
+    async def give_up(self) -> None:
+        """The peer connection is lost and the client says so on the WebSocket, as the app does (at once; closing
+        the connection here takes a while)."""
+        await self._ws.send(json.dumps({"type": "webrtc_close"}))
+        await self.drop()
+
     def _new_microphone(self) -> Microphone:
         self.microphone = Microphone()
         return self.microphone
@@ -156,7 +163,7 @@ class WebRtcClient:
     async def _read_socket(self) -> None:
         async for raw in self._ws:
             if isinstance(raw, bytes):
-                self.received.websocket_media += 1
+                self.received.websocket_media.append((time.monotonic(), media_messages.parse(raw)))
             else:
                 self._on_event(json.loads(raw))
 

@@ -94,6 +94,7 @@ class RecognizerConfig:
 class SpeechStarted:
     turn_index: int
     offset_s: float
+    resumed: bool = False  # speech again after the turn's speech_paused partial: its words were not the last
 
 
 @dataclass(frozen=True)
@@ -334,6 +335,8 @@ class StreamingRecognizer:
         silence_s = turn.silence_s
         if is_speech:
             turn.speech_end = turn.samples
+            if turn.announced is not None:
+                self._events.put_nowait(SpeechStarted(turn.index, self._position / SAMPLE_RATE, resumed=True))
             turn.announced = None
             turn.judged, turn.wait = False, None
         elif not self._semantic:

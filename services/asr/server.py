@@ -137,7 +137,8 @@ def _to_response(event, meta: common_pb2.RequestMeta) -> asr_pb2.StreamingRecogn
     if isinstance(event, SpeechStarted):
         return asr_pb2.StreamingRecognizeResponse(
             event=asr_pb2.SpeechEvent(
-                type=asr_pb2.SpeechEvent.SPEECH_START, audio_offset_s=event.offset_s, turn_index=event.turn_index
+                type=asr_pb2.SpeechEvent.SPEECH_RESUMED if event.resumed else asr_pb2.SpeechEvent.SPEECH_START,
+                audio_offset_s=event.offset_s, turn_index=event.turn_index,
             ),
             meta=meta,
         )

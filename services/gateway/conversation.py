@@ -282,6 +282,10 @@ class Conversation:
                 self._audio = None
 
     def _on_speech_event(self, event: SpeechEvent) -> None:
+        if event.kind == "speech_resumed":  # the words of its pause resumed the reply, and there are more
+            if self._session_settings.barge_in_min_words:
+                self._pause_reply()
+            return
         self._in_speech = event.kind == "speech_start"
         if event.kind == "speech_start":
             self._emit({"type": event.kind, "turn": self._turn, "t": round(event.t, 3)})

@@ -26,6 +26,8 @@ _KINDS = {grpc.StatusCode.UNAVAILABLE: "unavailable", grpc.StatusCode.RESOURCE_E
           grpc.StatusCode.NOT_FOUND: "not_found"}
 _UNAVAILABLE = {"unavailable", "busy", "timeout"}
 _ENCODINGS = {"linear16": common_pb2.LINEAR16, "float32": common_pb2.FLOAT32}
+_SPEECH_EVENTS = {asr_pb2.SpeechEvent.SPEECH_START: "speech_start", asr_pb2.SpeechEvent.SPEECH_RESUMED: "speech_resumed",
+                  asr_pb2.SpeechEvent.END_OF_TURN: "end_of_turn"}
 _END_OF_TURN = {"semantic": asr_pb2.RecognitionConfig.END_OF_TURN_SEMANTIC,
                 "silence": asr_pb2.RecognitionConfig.END_OF_TURN_SILENCE}
 _ROLES = {"user": llm_pb2.ROLE_USER, "assistant": llm_pb2.ROLE_ASSISTANT}
@@ -79,8 +81,7 @@ class GrpcRecognizer:
         try:
             async for response in bidi(self._clients.asr.StreamingRecognize, requests()):
                 if response.WhichOneof("result") == "event":
-                    start = response.event.type == asr_pb2.SpeechEvent.SPEECH_START
-                    yield SpeechEvent("speech_start" if start else "end_of_turn", response.event.audio_offset_s,
+                    yield SpeechEvent(_SPEECH_EVENTS[response.event.type], response.event.audio_offset_s,
                                       response.event.end_of_turn_reason)
                     continue
                 hyp = response.hypothesis

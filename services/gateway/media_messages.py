@@ -115,6 +115,10 @@ def video_message(turn: int, pts_s: float, pcm: bytes, image: bytes, codec: str,
     return _HEADER.pack(ENCODED_VIDEO, turn, pts_s) + _FLAGS.pack(flags) + _AUDIO_LEN.pack(len(pcm)) + pcm + image
 
 
+def turn_of(message: bytes) -> int:
+    return _HEADER.unpack_from(message)[1]
+
+
 def parse(message: bytes) -> dict:
     """The inverse, for clients written in Python (and the tests). `audio`: PCM or an Opus packet, as the `ready`
     event's output_audio says."""

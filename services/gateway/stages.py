@@ -59,7 +59,7 @@ class ListenConfig:
 
 @dataclass(frozen=True)
 class SpeechEvent:
-    kind: Literal["speech_start", "end_of_turn"]
+    kind: Literal["speech_start", "speech_resumed", "end_of_turn"]  # resumed: after a speech_paused partial
     t: float  # seconds of the session's audio
     reason: str = ""  # end_of_turn: silence, model, cap or stream_end (what the recogniser ended it by)
 

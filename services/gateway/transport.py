@@ -18,6 +18,7 @@ import logging
 from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
+from services.gateway import media_messages
 from services.gateway.access import Access, Denied
 from services.gateway.admission import BUSY_CLOSE_CODE, Admission
 from services.gateway.config import GatewaySettings
@@ -66,6 +67,7 @@ class WebSocketTransport:
         self._hello: Hello | None = None
         self._receiving: asyncio.Task | None = None
         self._peer = None  # a WebRtcPeer once the client has offered WebRTC
+        self._socket_turn = -1  # the reply whose media the WebSocket carries (it started or went on there)
         self._offered_at = -_OFFER_GAP_S  # when the last offer was taken (each costs ports and a handshake)
 
     def _allowed_origin(self) -> bool:
@@ -129,14 +131,16 @@ class WebSocketTransport:
         the client (it does not read: a dead connection, or a client that only sends)."""
         if self._dropped:
             return
-        if self._peer is not None and self._peer.connected:  # media over RTP; events where the client reads them
-            if isinstance(event, bytes):
+        if self._peer is not None and self._peer.carries_media:  # media over RTP; events where the client reads them
+            if isinstance(event, bytes) and media_messages.turn_of(event) != self._socket_turn:
                 self._peer.media(event)
                 return
             self._peer.follow(event)
             closes = event.get("fatal") or event["type"] == "reconnect"  # the socket closes after these
             if not closes and self._peer.send_event(event):
                 return
+        if isinstance(event, bytes):
+            self._socket_turn = media_messages.turn_of(event)  # a reply plays to its end on the WebSocket
         self._queued_bytes += len(event) if isinstance(event, bytes) else 256
         if self._queued_bytes > self._settings.max_queued_bytes:
             self._drop(f"it read nothing of {self._queued_bytes} bytes sent to it")
@@ -301,7 +305,7 @@ class WebSocketTransport:
         from services.gateway.webrtc import WebRtcPeer  # aiortc loads only for a client that asks for it
 
         if self._peer is not None:
-            await self._peer.close()
+            self._peer_closed(self._peer)
         peer = WebRtcPeer(self._settings.ice_server_list(), media.video.codec, self._hello.audio,
                           self._conversation.audio, self._conversation.keyframe, self._peer_closed,
                           media.pre_skip_s())
@@ -318,6 +322,8 @@ class WebSocketTransport:
         """The peer connection failed or closed: media go back to the WebSocket (the client may offer again)."""
         if peer is self._peer:
             self._peer = None
+            for message in peer.unplayed():  # the reply goes on where the connection left it
+                self._put(message)
             asyncio.get_running_loop().create_task(peer.close())
 
     def _on_audio(self, frame: bytes) -> None:

@@ -11,8 +11,13 @@ through: nothing is encoded twice.
 The tracks play the reply as the WebSocket client would: from its first media message on, in real time; held at
 `pause`, going on at `resume`, and at `interrupted` everything queued of that turn is dropped at once. Audio and
 video take their RTP timestamps from one clock (the session's, on which each reply's frames carry their pts), so a
-browser keeps the lips on the voice from the RTCP sender reports. When the peer connection fails or closes, the
-media go back to the WebSocket; the session goes on, and the client may offer again.
+browser keeps the lips on the voice from the RTCP sender reports.
+
+Moving between the two: a reply plays to its end on the way it started. When the peer connection comes up during
+a reply that the WebSocket carries, that reply goes on there and the next one takes the peer connection. When the
+peer connection fails or closes, the media go back to the WebSocket, and what its tracks still held of the reply
+(not played yet) goes first, from its last keyframe, so the reply goes on where it was cut; the session goes on,
+and the client may offer again.
 """
 
 import asyncio
@@ -168,6 +173,10 @@ class WebRtcPeer:
         self._on_keyframe = on_keyframe
         self._on_closed = on_closed
         self._pre_skip_s = pre_skip_s  # the Opus decoder's first samples are silence: frames wait that much too
+        # The current reply's media messages as they came, from the last keyframe played on: what the WebSocket
+        # takes over if the connection is lost. (turn, place on the session clock, message, keyframe)
+        self._held: deque[tuple[int, float, bytes, bool]] = deque()
+        self._up = False  # connected at least once
         self._channel = None
         self._readers: list[asyncio.Task] = []
         self._pc.on("track", self._on_track)
@@ -175,8 +184,10 @@ class WebRtcPeer:
         self._pc.on("connectionstatechange", self._on_state)
 
     @property
-    def connected(self) -> bool:
-        return self._pc.connectionState == "connected"
+    def carries_media(self) -> bool:
+        """The replies' media go over this connection: it came up and has not failed or closed (a moment's
+        \"disconnected\" holds them; the client gives the connection up if it lasts)."""
+        return self._up and self._pc.connectionState not in ("failed", "closed")
 
     async def answer(self, offer_sdp: str) -> str:
         """The answer to the client's offer (ICE candidates gathered, none trickled). The offer must receive audio
@@ -199,10 +210,42 @@ class WebRtcPeer:
         at = self._clock.place(turn, item["pts"], 0.04)
         if at is None:
             return
+        self._hold(turn, at, message, item["kind"] == "video" and item["keyframe"])
         if item["audio"]:
             self._audio.put(turn, at, item["audio"])
         if item["kind"] == "video":
             self._video.put(turn, at + self._pre_skip_s, item["image"])
+
+    def _hold(self, turn: int, at: float, message: bytes, keyframe: bool) -> None:
+        self._held.append((turn, at, message, keyframe))
+        self._forget_played()
+
+    def _forget_played(self) -> None:
+        """Keep the current reply's messages from its last keyframe played on."""
+        while self._held and self._clock.stale(self._held[0][0]):
+            self._held.popleft()
+        played = [i for i, (_, at, _, key) in enumerate(self._held) if key and self._clock.due(at) <= 0]
+        for _ in range(played[-1] if played else 0):
+            self._held.popleft()
+
+    def unplayed(self) -> list[bytes]:
+        """What the tracks hold of the current reply and have not played, as media messages for the WebSocket: the
+        frames from the last keyframe before it first, without their audio (heard already) and at the pts where it
+        goes on (a decoder starts from a keyframe; a player draws the last of frames due at once), then the rest
+        as it came."""
+        self._forget_played()
+        first = next((i for i, (_, at, _, _) in enumerate(self._held) if self._clock.due(at) > 0), None)
+        if first is None:
+            return []
+        held = list(self._held)
+        goes_on = media_messages.parse(held[first][2])["pts"]
+        lead_in = []
+        for _, _, message, _ in held[:first]:
+            item = media_messages.parse(message)
+            if item["kind"] == "video":
+                lead_in.append(media_messages.video_message(item["turn"], goes_on, b"", item["image"],
+                                                            self._video_codec, item["keyframe"]))
+        return lead_in + [message for _, _, message, _ in held[first:]]
 
     def follow(self, event: dict) -> None:
         """The tracks act on the events that concern playback."""
@@ -239,6 +282,7 @@ class WebRtcPeer:
     async def _on_state(self) -> None:
         state = self._pc.connectionState
         log.info("WebRTC peer connection %s", state)
+        self._up = self._up or state == "connected"
         if state in ("failed", "closed"):
             self._on_closed(self)
 

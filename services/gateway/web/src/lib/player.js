@@ -155,7 +155,8 @@ export class AvatarPlayer {
   async push(message) {
     if (message.turn !== this.turn) {
       this.turn = message.turn;
-      this.turnStart = this.audio.currentTime + JITTER_S;
+      // pts 0, or where a reply the peer connection carried was cut (it goes on here from now)
+      this.turnStart = this.audio.currentTime + JITTER_S - message.pts;
       this.lag = 0;
       this.onFirstAudio(message.turn);
       if (this.audioDecoder) { // a new reply: a new Opus stream
@@ -217,8 +218,12 @@ export class AvatarPlayer {
   }
 
   get speaking() {
-    if (this.video) return performance.now() - this.videoFrameAt < IDLE_MS;
-    return this.turn !== -1 && this.audio.currentTime < this.playedUntil;
+    return this.socketReplyPlaying || (this.video !== null && performance.now() - this.videoFrameAt < IDLE_MS);
+  }
+
+  // A reply that came over the WebSocket plays to its end there, also when a peer connection came up meanwhile.
+  get socketReplyPlaying() {
+    return this.frames.length > 0 || (this.turn !== -1 && this.audio.currentTime < this.playedUntil);
   }
 
   // How far the eyelids are down now (0 open, 1 closed): a blink closes and opens over BLINK_MS.
@@ -257,7 +262,7 @@ export class AvatarPlayer {
   }
 
   drawDue() {
-    if (this.video) {
+    if (this.video && !this.socketReplyPlaying) {
       if (this.videoFresh) {
         this.videoFresh = false;
         this.paint(this.video, this.video.videoWidth, this.video.videoHeight);
