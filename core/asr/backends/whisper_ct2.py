@@ -5,11 +5,7 @@ however short the audio. This backend encodes only the real audio plus a second 
 times faster. On so short a window Whisper often says the utterance again and again ("What is your name? What
 is your name? What is…", or a partial's "Wait wait"): a phrase repeated back to back up to the end of a decode
 is cut to its first saying. A hypothesis that still looks degenerate (implausibly long for the audio,
-compressible, a word said twice in a row, unlikely, stopped before the voice did) is decoded again on an 8 s
-window, and if that still looks degenerate, on the full 30 s one. A lone word loops on the short window nearly
-always ("Right Right Right ...": 64 of 72 one- and two-word clips in six voices); the 8 s window reads 69 of those
-72 as the full one does, in ~95 ms instead of ~560. Its likelihood is no guide there (one word's two or three
-tokens: right and wrong readings alike score -0.7 to -3.0), so only the other signs send it on to 30 s.
+compressible, a word said twice in a row, unlikely) is decoded again on a full 30 s window.
 
 Partials and the decode at a pause (whose words a turn's end is judged by) are greedy; the final searches
 `final_beam_size` beams, which on the benches' clips halves the word errors for ~90 ms more per 3 s turn. (Beam
@@ -32,7 +28,6 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 _FULL_WINDOW_FRAMES = 3000  # 30 s of 10 ms mel frames
-_RETRY_WINDOW_FRAMES = 800  # 8 s: where a short window's decode that looked wrong is tried first
 _PADDING_S = 1.0
 _MAX_WORDS_PER_S = 6.0
 _MAX_COMPRESSION_RATIO = 2.4
@@ -134,31 +129,27 @@ class WhisperCt2Backend:
         features = model.feature_extractor(audio)[:, :-1]
         duration = audio.size / SAMPLE_RATE
         short_frames = min(_FULL_WINDOW_FRAMES, 2 * math.ceil((duration + _PADDING_S) * 50))
-        windows = [short_frames] + [f for f in (_RETRY_WINDOW_FRAMES, _FULL_WINDOW_FRAMES) if f > short_frames]
-        tokenizer = None
+        encoder_output = model.encode(self._fit(features, short_frames))
+        if language is None:
+            language = model.model.detect_language(encoder_output)[0][0][0][2:-2]
+        tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
         beam_size = self._final_beam_size if effort == "final" else self._beam_size
         thorough = effort != "partial"
-        for frames in windows:
-            encoder_output = model.encode(self._fit(features, frames))
-            if tokenizer is None:
-                if language is None:
-                    language = model.model.detect_language(encoder_output)[0][0][0][2:-2]
-                tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
-                                      language=language)
+        tokens, avg_logprob, no_speech = self._generate(encoder_output, tokenizer, prompt, duration, beam_size)
+        # A quick partial ends mid-speech, where a word said twice ("Wait wait") is nearly always a loop; in a
+        # thorough decode it may be meant ("no, no") and goes to the stutter check.
+        words = cut_loop(self._words(tokenizer, tokens, encoder_output, features.shape[-1]), 2 if thorough else 1)
+        text = " ".join(w.text for w in words)
+        suspect = short_frames < _FULL_WINDOW_FRAMES and (
+            avg_logprob < _MIN_AVG_LOGPROB or self._degenerate(text, duration) or self._stopped_early(words, audio)
+        )
+        if suspect and not thorough:
+            return []  # a quick partial is not worth a full-window decode: no hypothesis this time
+        if suspect:
+            log.debug("short-window decode looked wrong (%r); retrying on a full window", text[:80])
+            encoder_output = model.encode(self._fit(features, _FULL_WINDOW_FRAMES))
             tokens, avg_logprob, no_speech = self._generate(encoder_output, tokenizer, prompt, duration, beam_size)
-            # A quick partial ends mid-speech, where a word said twice ("Wait wait") is nearly always a loop; in a
-            # thorough decode it may be meant ("no, no") and goes to the stutter check.
-            words = cut_loop(self._words(tokenizer, tokens, encoder_output, features.shape[-1]), 2 if thorough else 1)
-            text = " ".join(w.text for w in words)
-            unlikely = frames == short_frames and avg_logprob < _MIN_AVG_LOGPROB
-            suspect = frames < _FULL_WINDOW_FRAMES and (
-                unlikely or self._degenerate(text, duration) or self._stopped_early(words, audio)
-            )
-            if not suspect:
-                break
-            if not thorough:
-                return []  # a quick partial is not worth a wider decode: no hypothesis this time
-            log.debug("decode on %d s looked wrong (%r); retrying on a wider window", frames // 100, text[:80])
+            words = cut_loop(self._words(tokenizer, tokens, encoder_output, features.shape[-1]))
         if no_speech > _NO_SPEECH_ABOVE and avg_logprob < _NO_SPEECH_LOGPROB_BELOW:
             log.debug("no speech (%.2f) in %r", no_speech, " ".join(w.text for w in words)[:80])
             return []
