@@ -42,6 +42,17 @@ def looping_question(tmp_path) -> Path:
     return spoken_wav(tmp_path / "looping.wav", 0.5, "Hello! What is your name?", 6.0)
 
 
+def wait_until(page, expression: str, timeout: float = 30_000):
+    """`page.wait_for_function`; one that times out fails with what the page's player counted and its turns."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        return page.wait_for_function(expression, timeout=timeout)
+    except PlaywrightTimeout:
+        seen = page.evaluate("window.__avatar ? {stats: window.__avatar.stats, turns: window.__avatar.turns()} : null")
+        pytest.fail(f"not within {timeout / 1000:.0f} s: {expression}\nthe page: {seen}")
+
+
 def chromium_args(fake_audio: str) -> list[str]:
     """Headless Chromium with a fake microphone reading `fake_audio` (append %noloop to play it once)."""
     return ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
@@ -101,7 +112,7 @@ def test_over_webrtc_the_page_plays_the_reply_and_where_it_cannot_connect_the_we
         page.get_by_test_id("start").click()
         page.get_by_test_id("reply-text").first.wait_for(timeout=90_000)
         assert "name" in page.get_by_test_id("user-text").first.inner_text().lower()
-        page.wait_for_function("window.__avatar.stats.framesDrawn > 25", timeout=60_000)
+        wait_until(page, "window.__avatar.stats.framesDrawn > 25", timeout=60_000)
         stats = page.evaluate("window.__avatar.stats")
         assert stats["transport"] == ("websocket" if blocked else "webrtc"), stats
         if blocked:
@@ -128,30 +139,30 @@ def test_over_webrtc_speech_over_the_reply_stops_it_and_a_lost_peer_connection_i
         page = browser.new_page()
         page.goto(f"http://{stack.address('gateway')}/")
         page.get_by_test_id("start").click()
-        page.wait_for_function("window.__avatar.rtcLive() && window.__avatar.stats.framesDrawn > 10", timeout=90_000)
-        page.wait_for_function("window.__avatar.stats.paused", timeout=60_000)  # "Stop" began
+        wait_until(page, "window.__avatar.rtcLive() && window.__avatar.stats.framesDrawn > 10", timeout=90_000)
+        wait_until(page, "window.__avatar.stats.paused", timeout=60_000)  # "Stop" began
         time.sleep(0.5)  # what the browser's jitter buffer held
         drawn = page.evaluate("window.__avatar.stats.framesDrawn")
         time.sleep(1.0)
         assert page.evaluate("window.__avatar.stats.framesDrawn") - drawn <= 2, "the story went on playing"
-        page.wait_for_function("window.__avatar.turns().some(t => t.interrupted)", timeout=60_000)
+        wait_until(page, "window.__avatar.turns().some(t => t.interrupted)", timeout=60_000)
         time.sleep(0.5)
         drawn = page.evaluate("window.__avatar.stats.framesDrawn")
         # until the answer's first words, nothing more of the story shows
-        shown = page.wait_for_function("(() => window.__avatar.turns().some(t => t.turn > 0 && t.reply) && "
-                                       "window.__avatar.stats.framesDrawn + 1)()", timeout=90_000).json_value() - 1
+        shown = wait_until(page, "(() => window.__avatar.turns().some(t => t.turn > 0 && t.reply) && "
+                                 "window.__avatar.stats.framesDrawn + 1)()", timeout=90_000).json_value() - 1
         assert shown - drawn <= 2, "the story came back after it was interrupted"
 
         page.evaluate("window.__avatar.dropPeer()")
-        page.wait_for_function("!window.__avatar.rtcLive()", timeout=10_000)
-        page.wait_for_function("window.__avatar.turns().some(t => t.turn > 0 && t.user.toLowerCase().includes('ocean')"
+        wait_until(page, "!window.__avatar.rtcLive()", timeout=10_000)
+        wait_until(page, "window.__avatar.turns().some(t => t.turn > 0 && t.user.toLowerCase().includes('ocean')"
                                " && t.reply)", timeout=90_000)
-        page.wait_for_function(f"window.__avatar.stats.framesDrawn > {shown + 25}", timeout=60_000)  # it plays
-        page.wait_for_function("window.__avatar.rtcLive()", timeout=30_000)  # offered again, and up
-        page.wait_for_function("window.__avatar.turns().some(t => t.user.toLowerCase().includes('sky') && t.reply)",
+        wait_until(page, f"window.__avatar.stats.framesDrawn > {shown + 25}", timeout=60_000)  # it plays
+        wait_until(page, "window.__avatar.rtcLive()", timeout=30_000)  # offered again, and up
+        wait_until(page, "window.__avatar.turns().some(t => t.user.toLowerCase().includes('sky') && t.reply)",
                                timeout=90_000)
         drawn, scheduled = page.evaluate("[window.__avatar.stats.framesDrawn, window.__avatar.stats.audioScheduled]")
-        page.wait_for_function(f"window.__avatar.stats.framesDrawn > {drawn + 25}", timeout=60_000)
+        wait_until(page, f"window.__avatar.stats.framesDrawn > {drawn + 25}", timeout=60_000)
         stats = page.evaluate("window.__avatar.stats")
         assert stats["transport"] == "webrtc" and stats["audioScheduled"] == scheduled, "not over the new connection"
         assert not page.get_by_test_id("error").count()
@@ -175,14 +186,14 @@ def test_the_app_reconnects_to_a_restarted_gateway_and_the_conversation_goes_on(
             before = page.evaluate("window.__avatar.session()")
             first_turns = {t["turn"] for t in page.evaluate("window.__avatar.turns()") if t["user"]}
             gateway.process.send_signal(signal.SIGTERM)
-            page.wait_for_function("document.querySelector('[data-testid=status]').textContent === 'reconnecting'",
+            wait_until(page, "document.querySelector('[data-testid=status]').textContent === 'reconnecting'",
                                    timeout=60_000)
             gateway.process.wait(timeout=60)
             gateway = ExtraGateway(stack, port=gateway.port)  # the same address, a new process
-            page.wait_for_function("window.__avatar.session().reconnects >= 1", timeout=60_000)
+            wait_until(page, "window.__avatar.session().reconnects >= 1", timeout=60_000)
             after = page.evaluate("window.__avatar.session()")
             assert after["sessionId"] == before["sessionId"], "the session was not resumed"
-            page.wait_for_function(
+            wait_until(page, 
                 f"window.__avatar.turns().some(t => t.user && t.reply && t.turn > {max(first_turns)})", timeout=90_000)
             page.screenshot(path=str(SCREENSHOTS / "reconnected.png"), full_page=True)
             browser.close()
@@ -212,9 +223,9 @@ def test_with_two_gateways_the_second_takes_the_conversation_over(stack, looping
             first_turns = {t["turn"] for t in page.evaluate("window.__avatar.turns()") if t["user"]}
             loop.call_soon_threadsafe(balancer.retarget, second.port)  # the first replica leaves the rotation
             first.process.send_signal(signal.SIGTERM)
-            page.wait_for_function("window.__avatar.session().reconnects >= 1", timeout=60_000)
+            wait_until(page, "window.__avatar.session().reconnects >= 1", timeout=60_000)
             assert page.evaluate("window.__avatar.session()")["sessionId"] == session
-            page.wait_for_function(
+            wait_until(page, 
                 f"window.__avatar.turns().some(t => t.user && t.reply && t.turn > {max(first_turns)})", timeout=90_000)
             assert first.process.wait(timeout=60) in (0, -signal.SIGTERM)
             browser.close()
@@ -237,10 +248,10 @@ def test_a_backchannel_over_the_reply_pauses_it_in_the_browser_and_it_plays_on(s
         page = browser.new_page()
         page.goto(f"http://{stack.address('gateway')}/?transport=websocket")  # the page's own player pauses
         page.get_by_test_id("start").click()
-        page.wait_for_function("window.__avatar.stats.pauses >= 1", timeout=90_000)
-        page.wait_for_function("!window.__avatar.stats.paused", timeout=30_000)
+        wait_until(page, "window.__avatar.stats.pauses >= 1", timeout=90_000)
+        wait_until(page, "!window.__avatar.stats.paused", timeout=30_000)
         drawn = page.evaluate("window.__avatar.stats.framesDrawn")
-        page.wait_for_function(f"window.__avatar.stats.framesDrawn > {drawn + 10}", timeout=30_000)
+        wait_until(page, f"window.__avatar.stats.framesDrawn > {drawn + 10}", timeout=30_000)
         turns = page.evaluate("window.__avatar.turns()")
         assert turns[0]["reply"].strip() and not page.get_by_test_id("error").count(), turns
         browser.close()
@@ -264,13 +275,13 @@ def test_after_a_network_stall_the_reply_goes_on_from_where_it_stopped(stack, tm
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{link.port}/?transport=websocket")  # the media through the impaired link
             page.get_by_test_id("start").click()
-            page.wait_for_function("window.__avatar.stats.audioScheduled > 5", timeout=90_000)
+            wait_until(page, "window.__avatar.stats.audioScheduled > 5", timeout=90_000)
             loop.call_soon_threadsafe(link.set, "hold")
             time.sleep(3)
             loop.call_soon_threadsafe(link.set, "pass")
-            page.wait_for_function("window.__avatar.stats.underruns >= 1", timeout=60_000)
+            wait_until(page, "window.__avatar.stats.underruns >= 1", timeout=60_000)
             drawn = page.evaluate("window.__avatar.stats.framesDrawn")
-            page.wait_for_function(f"window.__avatar.stats.framesDrawn > {drawn + 25}", timeout=30_000)
+            wait_until(page, f"window.__avatar.stats.framesDrawn > {drawn + 25}", timeout=30_000)
             stats = page.evaluate("window.__avatar.stats")
             assert stats["overlaps"] == 0 and not stats["decodeErrors"], stats
             assert not page.get_by_test_id("error").count()
@@ -304,10 +315,10 @@ def test_the_page_shows_the_face_at_once_and_one_button_holds_a_readable_convers
                                     headless=True, chromium_sandbox=False)
         page = browser.new_page(viewport={"width": size[0], "height": size[1]})
         page.goto(f"http://{stack.address('gateway')}/")
-        page.wait_for_function("(window.__avatar?.stats.stillDrawn ?? 0) > 0", timeout=60_000)
+        wait_until(page, "(window.__avatar?.stats.stillDrawn ?? 0) > 0", timeout=60_000)
         face = page.eval_on_selector("[data-testid=avatar-canvas]", FACE_DRAWN)
         assert face["sd"] > 20 and 30 < face["mean"] < 230, f"no face drawn before the first turn: {face}"
-        page.wait_for_function("window.__avatar.stats.blinks >= 1", timeout=15_000)  # alive, not a photo
+        wait_until(page, "window.__avatar.stats.blinks >= 1", timeout=15_000)  # alive, not a photo
         assert page.get_by_test_id("generated-label").is_visible()
         assert "generated" in page.get_by_test_id("generated-label").inner_text().lower()
         layout = page.evaluate("""() => ({scroll: document.scrollingElement.scrollWidth, width: innerWidth,
@@ -322,13 +333,13 @@ def test_the_page_shows_the_face_at_once_and_one_button_holds_a_readable_convers
         serious = [v for v in violations if v["impact"] in ("serious", "critical")]
         assert not serious, serious
         page.get_by_test_id("settings-button").click()  # the drawer: the voice is one of the server's
-        page.wait_for_function("[...document.querySelectorAll('[data-testid=voice] option')].length > 1")
+        wait_until(page, "[...document.querySelectorAll('[data-testid=voice] option')].length > 1")
         page.get_by_test_id("voice").select_option("en_US-joe-medium")
         page.get_by_test_id("settings-close").click()
         page.get_by_test_id("start").click()  # the one button: the microphone is asked for now
         page.get_by_test_id("reply-text").first.wait_for(timeout=90_000)
         assert "name" in page.get_by_test_id("user-text").first.inner_text().lower()
-        page.wait_for_function("document.querySelector('[data-testid=status]').textContent === 'speaking'",
+        wait_until(page, "document.querySelector('[data-testid=status]').textContent === 'speaking'",
                                timeout=60_000)
         page.get_by_test_id("caption").wait_for(timeout=30_000)
         page.screenshot(path=str(SCREENSHOTS / f"page-{name}-speaking.png"), full_page=True)
@@ -350,7 +361,7 @@ def test_a_refused_microphone_says_what_to_do(stack):
         page.get_by_test_id("error").wait_for(timeout=30_000)
         message = page.get_by_test_id("error").inner_text()
         assert "microphone is blocked" in message.lower() and "allow" in message.lower(), message
-        page.wait_for_function("document.querySelector('[data-testid=status]').textContent === 'disconnected'")
+        wait_until(page, "document.querySelector('[data-testid=status]').textContent === 'disconnected'")
         browser.close()
 
 

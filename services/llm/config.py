@@ -25,7 +25,12 @@ class LlmSettings(ServiceSettings):
     # A GGUF LoRA adapter applied on top (e.g. from the fine-tuning pipeline).
     lora_path: str = ""
     context_tokens: int = Field(default=2048, ge=256)
-    threads: int = Field(default=2, ge=1)
+    # CPU threads of llama.cpp. One by default: its threads wait for each other spinning at every layer, so where
+    # the voice, the face and a browser share the cores, a thread that loses its core stalls the others while they
+    # burn theirs (two threads beside one busy process here: 10x the CPU, the reply's next clause seconds late and
+    # the face's frames starved); one thread writes text several times faster than it is spoken. On a machine of
+    # its own (a dedicated text-engine replica) raise it to its cores.
+    threads: int = Field(default=1, ge=1)
     # Generations served at once (llama.cpp: one context each, taking turns token by token); more wait for a slot.
     slots: int = Field(default=4, ge=1)
     # The first tokens of a reply (about its first clause, what the voice needs to start) go ahead of the tails

@@ -62,7 +62,7 @@ class LlamaCppBackend:
     """`slots` generations at once, each in its own context, taking turns on the CPU token by token
     (core/llm/backends/turns.py): the first `leading_tokens` of a reply go ahead of other replies' tails."""
 
-    def __init__(self, model_path: str = "", lora_path: str = "", context_tokens: int = 2048, threads: int = 2,
+    def __init__(self, model_path: str = "", lora_path: str = "", context_tokens: int = 2048, threads: int = 1,
                  prefix_cache_mb: int = 256, slots: int = 4, leading_tokens: int = 24):
         self._path = Path(model_path) if model_path else packaged_model()
         self._lora = lora_path

@@ -22,7 +22,7 @@ export class AvatarPlayer {
     this.sources = new Set();
     this.stats = { audioScheduled: 0, framesDrawn: 0, lateFrames: 0, videoCodec: "jpeg", audioCodec: "linear16",
                    decodeErrors: 0, paused: false, pauses: 0, underruns: 0, overlaps: 0, blinks: 0,
-                   transport: "websocket" };
+                   transport: "websocket", pictures: "all" };
     this.video = null; // WebRTC: the element that plays the reply's stream
     this.videoFrameAt = 0; // performance.now() of its last frame
     this.videoFresh = false; // a frame not drawn yet
