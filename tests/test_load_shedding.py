@@ -64,19 +64,32 @@ def test_a_machine_that_draws_too_few_pictures_sheds_half_of_them_and_keeps_the_
     assert all(later > earlier for earlier, later in zip(held, held[1:])), held  # every picture tried ever less often
 
 
-def test_when_half_is_not_enough_none_are_drawn_and_they_come_back_once_it_is_ahead():
+def test_when_half_is_not_enough_a_quarter_are_drawn_and_they_come_back_once_it_is_ahead():
     reply = Reply(spoken_s=60.0)
     reply.run(0.4, lambda every: 1.5)
-    slow = cost_per_picture(10)  # half still falls behind (0.8 s of media a second)
-    while reply.steps != ["half", "none"]:
+    slow = cost_per_picture(10)  # half still falls behind (0.8 s of media a second); a quarter keeps ahead (1.6)
+    while reply.steps != ["half", "quarter"]:
         reply.run(TICK, slow)
         assert reply.clock.now < 60.0, reply.steps
     reply.run(TICK, slow)
     late = reply.late  # a machine this slow runs dry for a moment before the second step shows
     reply.run(1.0, slow)
-    assert reply.late == late
+    assert reply.late == late and "none" not in reply.steps  # the lips still move
     reply.run(10.0, lambda every: 3.0)  # the neighbour went away: far ahead again
-    assert reply.steps == ["half", "none", "half", "all"] and reply.late == late
+    assert reply.steps == ["half", "quarter", "half", "all"] and reply.late == late
+
+
+def test_when_a_quarter_is_not_enough_none_are_drawn_and_the_voice_goes_on():
+    reply = Reply(spoken_s=60.0)
+    reply.run(0.4, lambda every: 1.5)
+    slower = cost_per_picture(4)  # a quarter still falls behind (0.64 s of media a second)
+    while reply.steps != ["half", "quarter", "none"]:
+        reply.run(TICK, slower)
+        assert reply.clock.now < 60.0, reply.steps
+    reply.run(TICK, slower)
+    late = reply.late
+    reply.run(10.0, slower)  # the voice goes on without a gap; once far ahead, pictures come back step by step
+    assert reply.late == late and reply.steps[3] == "quarter"
 
 
 def test_when_speech_synthesis_is_what_is_slow_no_pictures_are_shed():

@@ -3,11 +3,12 @@ listener plays it, the frames go on carrying their audio on time but only some o
 
 Drawing and encoding a picture is most of what a frame costs the animation stage, so a stream that fell behind real
 time (a slower machine, a neighbour taking a core, more conversations than usual speaking at once) catches up: first
-every other frame gets a picture (12.5 a second), then, if that is not enough, none (the face holds still and the
-voice goes on). When the media is comfortably ahead again for a while, pictures come back a step at a time (and
-if that was too soon, the next time waits twice as long). The client hears of each step in a `warning` (code
-`video_rate`, `pictures`: "half", "none", then "all" again, at the latest when the reply ends: the next one starts
-with every picture), rather than of a reply that plays late.
+every other frame gets a picture (12.5 a second), then, if that is not enough, every fourth (6.25 a second: the
+lips still open and close with the voice), and only then none (the face holds still and the voice goes on). When
+the media is comfortably ahead again for a while, pictures come back a step at a time (and if that was too soon,
+the next time waits twice as long). The client hears of each step in a `warning` (code `video_rate`, `pictures`:
+"half", "quarter", "none", and back up to "all", at the latest when the reply ends: the next one starts with every
+picture), rather than of a reply that plays late.
 
 Animation counts as behind when speech synthesis has audio it has not animated yet and the media went out slower
 than real time over the last half second or so (and since the last step), with little left buffered at the
@@ -22,8 +23,8 @@ from prometheus_client import Counter, Gauge
 from services.gateway.playback import Playback
 from services.gateway.stages import VideoOut
 
-STEPS = (1, 2, -1)  # PictureRate.every: every frame, every other, none
-NAMES = {1: "all", 2: "half", -1: "none"}
+STEPS = (1, 2, 4, -1)  # PictureRate.every: every frame, every other, every fourth, none
+NAMES = {1: "all", 2: "half", 4: "quarter", -1: "none"}
 SHED = Counter("avatar_gateway_pictures_shed_total", "Times a reply was given fewer pictures to keep it on time")
 SHEDDING = Gauge("avatar_gateway_replies_shedding", "Replies being made with fewer pictures now")
 
