@@ -92,8 +92,9 @@ def _long_conversation(backend: LlamaCppBackend, turns: int = 90) -> dict:
 
 
 def run(stack) -> Section:
-    section = Section("Text engine (SmolLM2-135M-Instruct Q4_1, llama.cpp, 2 threads)")
-    backend = LlamaCppBackend()
+    threads = LlmSettings().threads  # the service's, as the stack runs it
+    section = Section(f"Text engine (SmolLM2-135M-Instruct Q4_1, llama.cpp, {threads} thread{'s' * (threads > 1)})")
+    backend = LlamaCppBackend(threads=threads)
     backend.load()
     sampling = Sampling(MAX_TOKENS, 0.0, 1.0, 1.15)
     direct_ttft, direct_rate, service_ttft, service_rate = [], [], [], []
