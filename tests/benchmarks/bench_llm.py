@@ -13,7 +13,7 @@ from services.gateway import history
 from services.llm.config import LlmSettings
 from services.llm.prompt import build_messages
 from tests.benchmarks.bench_e2e import QUESTIONS
-from tests.benchmarks.report import Section, ms, p50, p95
+from tests.benchmarks.report import Section, met, met_at_least, ms, p50, p95
 
 PROMPTS = [
     "Hi! How are you today?",
@@ -123,9 +123,12 @@ def run(stack) -> Section:
             end = time.perf_counter()
             service_ttft.append(first - start)
             service_rate.append(tokens / (end - first) if end > first else 0)
-    section.add("time to first token, service", f"{ms(p50(service_ttft))} P50, {ms(p95(service_ttft))} P95", "≤ 100 ms")
+    section.add("time to first token, service",
+                f"{ms(p50(service_ttft))} P50, {ms(p95(service_ttft))} P95 ({met(p50(service_ttft), 0.1)})", "≤ 100 ms")
     section.add("time to first token, library", f"{ms(p50(direct_ttft))} P50")
-    section.add("tokens/s after the first, service", f"{p50(service_rate):.0f} P50", "≥ 40")
+    section.add("tokens/s after the first, service",
+                f"{p50(service_rate):.0f} P50 ({met_at_least(p50(service_rate), 40, lambda v: f'{v:.0f} tokens/s')})",
+                "≥ 40")
     section.add("tokens/s after the first, library", f"{p50(direct_rate):.0f} P50")
     section.add("service ÷ library, time to first token", f"{p50(service_ttft) / p50(direct_ttft):.2f}")
     long = _long_conversation(backend)
