@@ -127,7 +127,7 @@ def run(stack) -> Section:
                 f"{ms(p50(service_ttft))} P50, {ms(p95(service_ttft))} P95 ({met(p50(service_ttft), 0.1)})", "≤ 100 ms")
     section.add("time to first token, library", f"{ms(p50(direct_ttft))} P50")
     section.add("tokens/s after the first, service",
-                f"{p50(service_rate):.0f} P50 ({met_at_least(p50(service_rate), 40, lambda v: f'{v:.0f} tokens/s')})",
+                f"{p50(service_rate):.0f} P50 ({met_at_least(p50(service_rate), 40, lambda v: f'{v:.1f} tokens/s')})",
                 "≥ 40")
     section.add("tokens/s after the first, library", f"{p50(direct_rate):.0f} P50")
     section.add("service ÷ library, time to first token", f"{p50(service_ttft) / p50(direct_ttft):.2f}")
