@@ -156,11 +156,11 @@ def test_over_webrtc_speech_over_the_reply_stops_it_and_a_lost_peer_connection_i
         page.evaluate("window.__avatar.dropPeer()")
         wait_until(page, "!window.__avatar.rtcLive()", timeout=10_000)
         wait_until(page, "window.__avatar.turns().some(t => t.turn > 0 && t.user.toLowerCase().includes('ocean')"
-                               " && t.reply)", timeout=90_000)
+                         " && t.reply)", timeout=90_000)
         wait_until(page, f"window.__avatar.stats.framesDrawn > {shown + 25}", timeout=60_000)  # it plays
         wait_until(page, "window.__avatar.rtcLive()", timeout=30_000)  # offered again, and up
         wait_until(page, "window.__avatar.turns().some(t => t.user.toLowerCase().includes('sky') && t.reply)",
-                               timeout=90_000)
+                   timeout=90_000)
         drawn, scheduled = page.evaluate("[window.__avatar.stats.framesDrawn, window.__avatar.stats.audioScheduled]")
         wait_until(page, f"window.__avatar.stats.framesDrawn > {drawn + 25}", timeout=60_000)
         stats = page.evaluate("window.__avatar.stats")
@@ -187,14 +187,14 @@ def test_the_app_reconnects_to_a_restarted_gateway_and_the_conversation_goes_on(
             first_turns = {t["turn"] for t in page.evaluate("window.__avatar.turns()") if t["user"]}
             gateway.process.send_signal(signal.SIGTERM)
             wait_until(page, "document.querySelector('[data-testid=status]').textContent === 'reconnecting'",
-                                   timeout=60_000)
+                       timeout=60_000)
             gateway.process.wait(timeout=60)
             gateway = ExtraGateway(stack, port=gateway.port)  # the same address, a new process
             wait_until(page, "window.__avatar.session().reconnects >= 1", timeout=60_000)
             after = page.evaluate("window.__avatar.session()")
             assert after["sessionId"] == before["sessionId"], "the session was not resumed"
-            wait_until(page, 
-                f"window.__avatar.turns().some(t => t.user && t.reply && t.turn > {max(first_turns)})", timeout=90_000)
+            wait_until(page, f"window.__avatar.turns().some(t => t.user && t.reply && t.turn > {max(first_turns)})",
+                       timeout=90_000)
             page.screenshot(path=str(SCREENSHOTS / "reconnected.png"), full_page=True)
             browser.close()
     finally:
@@ -225,8 +225,8 @@ def test_with_two_gateways_the_second_takes_the_conversation_over(stack, looping
             first.process.send_signal(signal.SIGTERM)
             wait_until(page, "window.__avatar.session().reconnects >= 1", timeout=60_000)
             assert page.evaluate("window.__avatar.session()")["sessionId"] == session
-            wait_until(page, 
-                f"window.__avatar.turns().some(t => t.user && t.reply && t.turn > {max(first_turns)})", timeout=90_000)
+            wait_until(page, f"window.__avatar.turns().some(t => t.user && t.reply && t.turn > {max(first_turns)})",
+                       timeout=90_000)
             assert first.process.wait(timeout=60) in (0, -signal.SIGTERM)
             browser.close()
     finally:
