@@ -79,6 +79,17 @@ def test_when_half_is_not_enough_a_quarter_are_drawn_and_they_come_back_once_it_
     assert reply.steps == ["half", "quarter", "half", "all"] and reply.late == late
 
 
+def test_when_half_only_keeps_pace_with_a_client_that_ran_dry_a_quarter_build_it_a_cushion():
+    reply = Reply(spoken_s=60.0)
+    reply.run(0.4, lambda every: 1.5)
+    just = cost_per_picture(13)  # all: 0.52 s of media a second; half: 1.04, on the edge of running dry again
+    while reply.steps != ["half", "quarter"]:
+        reply.run(TICK, just)
+        assert reply.clock.now < 60.0, reply.steps
+    reply.run(1.0, just)  # a quarter: twice real time
+    assert reply.playback.buffered_s() > 0.5
+
+
 def test_when_a_quarter_is_not_enough_none_are_drawn_and_the_voice_goes_on():
     reply = Reply(spoken_s=60.0)
     reply.run(0.4, lambda every: 1.5)

@@ -82,3 +82,21 @@ async def test_what_a_lost_connection_had_not_played_goes_on_from_its_last_keyfr
     clock.drop(0)
     assert peer.unplayed() == []  # an interrupted reply's rest is not played anywhere
     await peer.close()
+
+
+async def test_a_connection_lost_after_playing_all_it_held_of_a_reply_still_being_made_hands_on_its_frames():
+    from services.gateway import media_messages
+    from services.gateway.protocol import AudioSpec
+    from services.gateway.webrtc import WebRtcPeer
+
+    peer = WebRtcPeer([], "h264", AudioSpec(), lambda _: None, lambda: None, lambda _: None, 0.0)
+    clock = peer._clock = Clock()
+    for i in range(60):  # the stages fell behind: 2.4 s of the reply came, and the tracks played them
+        peer.media(media_messages.video_message(0, i * 0.04, b"a%d" % i, b"f%d" % i, "h264", i % 50 == 0))
+    clock.t = 3.0
+    tail = [media_messages.parse(m) for m in peer.unplayed()]  # what comes next over the WebSocket builds on them
+    assert [m["image"] for m in tail] == [b"f%d" % i for i in range(50, 60)]
+    assert tail[0]["keyframe"] and all(m["pts"] == pytest.approx(2.36) and not m["audio"] for m in tail)
+    peer.follow({"type": "turn_end", "turn": 0})
+    assert peer.unplayed() == []  # a reply played to its end leaves nothing to go on from
+    await peer.close()

@@ -10,10 +10,11 @@ the next time waits twice as long). The client hears of each step in a `warning`
 "half", "quarter", "none", and back up to "all", at the latest when the reply ends: the next one starts with every
 picture), rather than of a reply that plays late.
 
-Animation counts as behind when speech synthesis has audio it has not animated yet and the media went out slower
-than real time over the last half second or so (and since the last step), with little left buffered at the
-client; when speech synthesis itself is slow (or the text engine), fewer pictures would not help, and none are
-shed.
+Animation counts as behind when speech synthesis has audio it has not animated yet and little is left buffered at
+the client, and the media did not go out at least 10% faster than real time over the last half second or so (and
+since the last step): a stream that only keeps pace leaves a client that ran dry on the edge of running dry again,
+so it sheds a further step to build a cushion. When speech synthesis itself is slow (or the text engine), fewer
+pictures would not help, and none are shed.
 """
 
 from collections import deque
@@ -32,6 +33,7 @@ _RATE_WINDOW_S = 0.6  # the media's pace is judged over about this long
 _MIN_WINDOW_S = 0.45  # and not on less (since the last step, too): a reply's first moments, when every stage works
 # at once, are not judged on their own
 _SETTLE_S = 1.0  # a further step waits this long after the last: frames already made at the last rate come first
+_REFILL = 1.1  # seconds of media a second that refill a thin buffer: only keeping pace is behind
 _IN_HAND_S = 0.3  # speech made and not sent beyond animation's look-ahead: animation is what the reply waits for
 
 
@@ -68,7 +70,7 @@ class LoadShedding:
         while now - self._sent[0][0] > _RATE_WINDOW_S:
             self._sent.popleft()
         since, then = self._sent[0]
-        slow = now - since >= _MIN_WINDOW_S and sent - then < now - since  # less than a second of media a second
+        slow = now - since >= _MIN_WINDOW_S and sent - then < (now - since) * _REFILL
         behind = slow and playback.unsent_s() > _IN_HAND_S and playback.buffered_s() < self._thin_s
         settled = self._stepped_at is None or now - self._stepped_at >= _SETTLE_S  # the last step has shown
         if behind and self._step + 1 < len(STEPS) and settled:

@@ -176,6 +176,7 @@ class WebRtcPeer:
         # The current reply's media messages as they came, from the last keyframe played on: what the WebSocket
         # takes over if the connection is lost. (turn, place on the session clock, message, keyframe)
         self._held: deque[tuple[int, float, bytes, bool]] = deque()
+        self._ended = -1  # the latest reply whose media have all come
         self._up = False  # connected at least once
         self._channel = None
         self._readers: list[asyncio.Task] = []
@@ -232,13 +233,16 @@ class WebRtcPeer:
         """What the tracks hold of the current reply and have not played, as media messages for the WebSocket: the
         frames from the last keyframe before it first, without their audio (heard already) and at the pts where it
         goes on (a decoder starts from a keyframe; a player draws the last of frames due at once), then the rest
-        as it came."""
+        as it came. Where the tracks played all they held of a reply still being made (the stages fell behind
+        real time), those frames at the last one's pts, so that the media to come decode."""
         self._forget_played()
-        first = next((i for i, (_, at, _, _) in enumerate(self._held) if self._clock.due(at) > 0), None)
-        if first is None:
-            return []
         held = list(self._held)
-        goes_on = media_messages.parse(held[first][2])["pts"]
+        first = next((i for i, (_, at, _, _) in enumerate(held) if self._clock.due(at) > 0), None)
+        if first is None:
+            if not held or held[-1][0] <= self._ended:
+                return []
+            first = len(held)
+        goes_on = media_messages.parse(held[min(first, len(held) - 1)][2])["pts"]
         lead_in = []
         for _, _, message, _ in held[:first]:
             item = media_messages.parse(message)
@@ -256,6 +260,8 @@ class WebRtcPeer:
             self._clock.resume(turn)
         elif kind == "interrupted":
             self._clock.drop(turn)
+        elif kind == "turn_end":
+            self._ended = max(self._ended, turn)
 
     def send_event(self, event: dict) -> bool:
         """The event over the data channel "events", when the client opened one; False otherwise."""
