@@ -56,13 +56,14 @@ async def test_speech_over_a_reply_stops_both_tracks_and_a_dropped_connection_gi
         client.microphone.say(speak("Please tell me a long story about a dragon who lived in the mountains."))
         while len(client.received.frames) < 50:  # two seconds of the story are playing
             await asyncio.sleep(0.1)
+        asked = len(client.received.events)
         client.microphone.say(speak("Stop, tell me about the ocean instead."))
-        interrupted = await client.event("interrupted")
+        interrupted = await client.event("interrupted", after=asked)
         stopped_at = next(t for t, e in client.received.events if e is interrupted)
         await asyncio.sleep(1.0)
         # Frames after the question's own end of turn may be its reply's (on a loaded machine the interruption can
-        # come as late as the question's last words): the story's are those before it.
-        answered_at = [t for t, e in client.received.events if e["type"] == "end_of_turn" and t > stopped_at]
+        # come as late as the question's last words, after its end of turn): the story's are those before it.
+        answered_at = [t for t, e in client.received.events[asked:] if e["type"] == "end_of_turn"]
         until = min([stopped_at + 1.0, *answered_at])
         late = [round(t - stopped_at, 2) for t, _ in client.received.frames if stopped_at + 0.3 < t < until]
         assert not late, f"frames of the interrupted story this long after it stopped: {late}"
