@@ -81,3 +81,15 @@ def test_what_played_before_the_audio_kept_is_silence_not_an_error():
     assert heard.size == round(1.5 * OUTPUT_RATE) and not heard.any()
     clock.now += 10.0  # 10.4-11.9 s: kept
     assert (playback.audio_heard(1.5) * 32768 == 100).all()
+
+
+def test_text_given_to_speech_and_not_begun_counts_ahead_at_the_replys_own_pace():
+    clock = ManualClock(100.0)
+    playback = Playback(clock)
+    first = "Once upon a time, there was a dragon."  # 30 letters
+    assert playback.lead_s(30) == pytest.approx(30 / 14)  # nothing spoken yet: a voice's usual pace
+    playback.spoken(2.0, first)  # this voice: 15 letters a second
+    playback.sent(2.0, tone(2.0, 100))
+    clock.now += 0.5
+    assert playback.lead_s(30) == pytest.approx(1.5)  # all given is begun: the audio made ahead of the listener
+    assert playback.lead_s(30 + 60) == pytest.approx(1.5 + 4.0)  # and four seconds more to be made

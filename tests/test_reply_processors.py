@@ -3,11 +3,13 @@ the run with its error, and closing the run (a barge-in) stops every processor, 
 
 import asyncio
 import contextlib
+import re
 
 import numpy as np
 import pytest
 
 from services.gateway import reply_processors
+from services.gateway.playback import Playback
 from services.gateway.reply_processors import AudioOnly, ReplyContext, VideoLost
 from services.gateway.stages import BYTES_PER_S, Frame, ReplyRequest, SpeechChunk, StageFailed, TurnMeta
 from tests.fake_stages import WORD_S, FakeAnimator, FakeTextEngine, fake_stages
@@ -105,26 +107,65 @@ async def test_closing_the_run_stops_every_processor_and_the_text_engine_call():
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("reply-")]
 
 
+class EagerSpeech:
+    """Speech as the service makes it: it takes all the text that comes as it comes, and speaks a sentence at a
+    time, each taking `render_s` to make."""
+
+    name = "speech"
+
+    def __init__(self, render_s: float):
+        self.render_s = render_s
+        self.given = ""
+
+    async def process(self, items, reply):
+        sentences: asyncio.Queue = asyncio.Queue()
+
+        async def read():
+            pending = ""
+            async for delta in items:
+                if isinstance(delta, str):
+                    self.given += delta
+                    pending += delta
+                    while match := re.search(r"[.!?]\s", pending):
+                        sentences.put_nowait(pending[: match.end()].strip())
+                        pending = pending[match.end():]
+            sentences.put_nowait(pending.strip())
+            sentences.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (sentence := await sentences.get()) is not None:
+                await asyncio.sleep(self.render_s)
+                yield SpeechChunk(b"\0\0" * int(16000 * WORD_S * len(sentence.split())), sentence)
+        finally:
+            reader.cancel()
+
+
 async def test_paced_speech_runs_only_a_few_seconds_ahead_of_the_listener():
-    """A long answer (60 words, 12 s of speech) for a listener who has heard nothing yet: speech is made up to the
-    lead and waits there; as the listener hears on, the rest is made."""
+    """A long answer (20 sentences, 24 s of speech) written at once, for a listener who has heard nothing yet:
+    speech synthesis is given text up to the lead, not the whole answer (it would speak it all as fast as the CPU
+    allows), and never half a sentence; as the listener hears on, the rest is given and made."""
     heard = {"s": 0.0}
-    spoken = {"s": 0.0}
-    stages = fake_stages(llm=FakeTextEngine(" ".join(["word"] * 60)))
-    text, speech, animation = reply_processors.reply_processors(stages)
-    pacing = reply_processors.Paced(lambda: spoken["s"] - heard["s"], lead_s=2.0, poll_s=0.01)
+    playback = Playback()  # nothing sent yet: nothing heard
+    sentence = "The sea is wide and deep."
+    stages = fake_stages(llm=FakeTextEngine(" ".join([sentence] * 20)))
+    text, _, animation = reply_processors.reply_processors(stages)
+    speech = EagerSpeech(render_s=0.05)
+    pacing = reply_processors.Paced(lambda given: playback.lead_s(given) - heard["s"], lead_s=3.0, poll_s=0.01)
 
     def tap(name, item):
         if name == "speech":
-            spoken["s"] += len(item.pcm) / BYTES_PER_S
+            playback.spoken(len(item.pcm) / BYTES_PER_S, item.text)
 
     run = asyncio.create_task(made([text, pacing, speech, animation], tap=tap))
-    await asyncio.sleep(0.3)
-    assert 2.0 <= spoken["s"] <= 2.0 + WORD_S, f"{spoken['s']} s made for a listener who heard nothing"
+    await asyncio.sleep(0.5)
+    given = speech.given.strip()
+    assert given.endswith(".") and len(given) <= 4 * len(sentence) + 3, f"given to speech: {given!r}"
+    assert 3.0 <= playback.ahead_s() <= 3.0 + 6 * WORD_S, f"{playback.ahead_s()} s made for a listener who heard nothing"
     heard["s"] = 100.0  # the listener has heard it all
     frames = await asyncio.wait_for(run, 5)
     shown_s = sum(len(f.pcm) for f in frames) / BYTES_PER_S
-    assert spoken["s"] == pytest.approx(60 * WORD_S) and shown_s == pytest.approx(spoken["s"])
+    assert playback.ahead_s() == pytest.approx(20 * 6 * WORD_S) and shown_s == pytest.approx(playback.ahead_s())
 
 
 async def test_while_the_listener_is_paused_no_more_is_spoken_or_animated_and_then_all_of_it_is():
@@ -134,7 +175,7 @@ async def test_while_the_listener_is_paused_no_more_is_spoken_or_animated_and_th
     spoken, shown = [], []
     stages = fake_stages(llm=FakeTextEngine(" ".join(["word"] * 40), word_delay_s=0.01))
     text, speech, animation = reply_processors.reply_processors(stages)
-    pacing = reply_processors.Paced(lambda: 0.0, lead_s=100.0, paused=lambda: paused["now"], poll_s=0.01)
+    pacing = reply_processors.Paced(lambda _: 0.0, lead_s=100.0, paused=lambda: paused["now"], poll_s=0.01)
     holding = reply_processors.HeldWhilePaused(lambda: paused["now"], poll_s=0.01)
 
     def tap(name, item):

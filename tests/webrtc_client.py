@@ -14,6 +14,7 @@ import av
 import numpy as np
 import websockets
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError
 
 from core import audio as pcm
@@ -65,6 +66,8 @@ class Received:
     audio: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (arrival, float mono 48 kHz)
     events: list[tuple[float, dict]] = field(default_factory=list)  # (arrival, event), from both channels
     websocket_media: list[tuple[float, dict]] = field(default_factory=list)  # (arrival, parsed): came instead
+    # (arrival, RTP timestamp in seconds) of each audio and video frame: where the sender put it on its track's clock
+    timing: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: {"audio": [], "video": []})
 
 
 class WebRtcClient:
@@ -115,6 +118,14 @@ class WebRtcClient:
                 return
             await asyncio.sleep(0.05)
         raise TimeoutError(f"the peer connection is {pc.connectionState}")
+
+    def buffer_audio_as_video(self) -> None:
+        """aiortc's receiver holds each audio frame until four more have come (160 ms here) and a video frame until
+        the next one's first packet (40 ms): measuring lip sync, both wait for the next one only, as a browser's
+        player would not hold its audio behind its video either."""
+        for transceiver in self._pc.getTransceivers():
+            if transceiver.kind == "audio":
+                transceiver.receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(capacity=16, prefetch=0)
 
     async def played(self, quiet_s: float = 1.0, timeout: float = 120) -> None:
         """Wait until the reply has played out: no audio or frame for `quiet_s`."""
@@ -172,6 +183,8 @@ class WebRtcClient:
             while True:
                 frame = await track.recv()
                 now = time.monotonic()
+                if frame.pts is not None:
+                    self.received.timing[track.kind].append((now, float(frame.pts * frame.time_base)))
                 if track.kind == "video":
                     self.received.frames.append((now, frame.to_ndarray(format="rgb24")))
                 else:

@@ -106,8 +106,9 @@ class GatewaySettings(BaseSettings):
     # with stage_unavailable instead of leaving it open: a reply that makes no progress (no text, audio or frame)
     # for `reply_stall_s` ends; each call also has a deadline.
     reply_stall_s: float = Field(default=15.0, gt=0)
-    # A reply is spoken and animated at most this far ahead of what the user has heard (a long answer does not
-    # take the CPU from other sessions' next frames; the first clauses go at once).
+    # A reply is spoken and animated at most this far ahead of what the user has heard, counting the text speech
+    # synthesis was given and has not spoken yet (a long answer does not take the CPU from this or other
+    # sessions' next frames; the first clauses go at once).
     reply_lead_s: float = Field(default=8.0, gt=0)
     # A stage found disconnected at the start of a call (restarting) is given this long to come back first.
     stage_reconnect_s: float = Field(default=3.0, ge=0)

@@ -18,6 +18,13 @@ from services.gateway.stages import OUTPUT_RATE
 
 _KEEP_S = 6.0  # of the reply's audio heard, for the echo check
 _MOST_S = 120.0  # of the reply's audio kept in all: what was heard lately and what was sent ahead of it
+_LETTERS_PER_S = 14.0  # a voice's pace, spaces not counted, until the reply's own is known
+_PACE_AFTER_S = 1.0  # of audio made: the reply's own pace
+
+
+def letters(text: str) -> int:
+    """Letters of a text, spaces not counted: what takes time to say."""
+    return len(text) - sum(c.isspace() for c in text)
 
 
 class Playback:
@@ -31,6 +38,7 @@ class Playback:
         self._runs: list[tuple[float, float]] = []
         self._sent_s = 0.0  # media end, in seconds of the reply's audio
         self._clauses: list[tuple[float, str]] = []  # (start in seconds of the reply's audio, text)
+        self._letters_begun = 0  # in the clauses speech synthesis began
         self._spoken_s = 0.0  # audio made by speech synthesis so far
         self._paused_at: float | None = None
         self._audio = np.zeros(0, np.int16)  # the reply's audio sent, from _KEEP_S before what is heard now
@@ -40,7 +48,15 @@ class Playback:
         """Speech synthesis made `seconds` more of the reply's audio, starting `clause` when given."""
         if clause:
             self._clauses.append((self._spoken_s, clause))
+            self._letters_begun += letters(clause)
         self._spoken_s += seconds
+
+    def lead_s(self, letters_given: int) -> float:
+        """How far the reply's speech runs ahead of what the user has heard once the `letters_given` letters given
+        to speech synthesis are spoken: the audio made, and the letters of clauses not begun yet at the reply's
+        own pace so far."""
+        pace = self._letters_begun / self._spoken_s if self._spoken_s >= _PACE_AFTER_S else _LETTERS_PER_S
+        return self.ahead_s() + max(0, letters_given - self._letters_begun) / pace
 
     def sent(self, end_s: float, pcm: bytes = b"") -> None:
         """Media up to `end_s` of the reply's audio went to the client; `pcm`: the audio that ends there."""

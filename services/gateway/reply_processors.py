@@ -16,6 +16,7 @@ the latency marks, the echo reference) it does in a tap that sees every item as 
 import asyncio
 import contextlib
 import math
+import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -23,6 +24,7 @@ from typing import Protocol
 from opentelemetry import trace
 
 from services.common.tracing import outgoing_metadata, start_child_span
+from services.gateway.playback import letters
 from services.gateway.speculation import Speculation
 from services.gateway.stages import (
     OUTPUT_RATE, Animator, Face, Finish, Frame, Metadata, ReplyRequest, SpeechChunk, StageFailed, Stages,
@@ -30,6 +32,8 @@ from services.gateway.stages import (
 )
 
 QUEUE = 256  # items waiting between two processors
+_SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*$")  # text that ends here ends a clause once a space follows
+_RUN_ON_LETTERS = 180  # a sentence this long without an end may be held between words (speech cuts it there too)
 _END = object()
 
 
@@ -114,24 +118,43 @@ class SpeculatedText:
 
 
 class Paced:
-    """Text goes on to speech only while the reply's audio made runs less than `lead_s` ahead of what the user has
-    heard: a long answer is spoken and animated a few seconds ahead of the listener, not as fast as the CPU
-    allows, so it does not take the CPU from the frames another session is about to show (the first clauses of
-    every reply still go at once). Nothing goes on while the listener's playback is paused (speech began over the
-    reply): the recogniser, which decides whether it goes on, gets the CPU."""
+    """Text goes on to speech only while the reply's speech runs less than `lead_s` ahead of what the user has
+    heard: `lead(letters)` says how far it runs ahead once the letters given to speech so far are spoken (the audio
+    made, and the text speech synthesis has and has not spoken yet). A long answer is spoken and animated a few
+    seconds ahead of the listener, not as fast as the CPU allows, so it does not take the CPU from the frames this
+    or another session is about to show (the first clauses of every reply still go at once). Text is held only
+    where a sentence ends (or, in a sentence that runs on and on, between words), after the space that ends it:
+    speech synthesis speaks whole clauses, and held mid-sentence it would wait with half of one. Nothing goes on
+    while the listener's playback is paused (speech began over the reply): the recogniser, which decides whether
+    it goes on, gets the CPU."""
 
     name = "pacing"
 
-    def __init__(self, ahead_s: Callable[[], float], lead_s: float, paused: Callable[[], bool] = lambda: False,
+    def __init__(self, lead: Callable[[int], float], lead_s: float, paused: Callable[[], bool] = lambda: False,
                  poll_s: float = 0.1):
-        self._ahead_s = ahead_s
+        self._lead = lead
         self._lead_s = lead_s
         self._paused = paused
         self._poll_s = poll_s
 
     async def process(self, items: AsyncIterable, reply: ReplyContext) -> AsyncIterator:
+        given = 0  # letters given to speech (spaces not counted)
+        running = 0  # of them since the last sentence end
+        last = ""  # the last delta given
         async for item in items:
-            while self._ahead_s() > self._lead_s or self._paused():
+            if isinstance(item, str):
+                rest = item.lstrip()
+                if rest != item and (_SENTENCE_END.search(last) or running > _RUN_ON_LETTERS):
+                    yield item[: len(item) - len(rest)]  # the space that completes the clause for speech
+                    running, item = 0, rest
+                    while self._lead(given) > self._lead_s:
+                        await asyncio.sleep(self._poll_s)
+                if not item:
+                    continue
+                given += letters(item)
+                running += letters(item)
+                last = item
+            while self._paused():
                 await asyncio.sleep(self._poll_s)
             yield item
 
@@ -144,7 +167,7 @@ class HeldWhilePaused(Paced):
     name = "holding"
 
     def __init__(self, paused: Callable[[], bool], poll_s: float = 0.05):
-        super().__init__(lambda: 0.0, math.inf, paused, poll_s)
+        super().__init__(lambda _: 0.0, math.inf, paused, poll_s)
 
 
 class Speech:
