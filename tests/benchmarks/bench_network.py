@@ -74,7 +74,10 @@ def run(stack) -> Section:
                          "what arrives, before any lip-sync a browser adds: each frame's arrival against its RTP "
                          "timestamp from its track's first frame of the reply, the video's median less the audio's; "
                          "the client's audio waits for the next packet only, as its video does, not the four "
-                         "packets aiortc holds it by default).")
+                         "packets aiortc holds it by default). aiortc's audio buffer waits for a lost packet until "
+                         "its 16 places are full, then gives one frame per packet that comes, so it stays ~0.5 s "
+                         "behind for the rest of the reply: a limit of this client (a browser conceals the loss), "
+                         "and such replies' lip sync is not counted.")
     return section
 
 
@@ -94,6 +97,10 @@ def _summary(runs: list[dict], link: str, transport: str, clean_first: dict[str,
     if transport == "websocket":
         text += f"; {sum(r['late_frames'] for r in runs)} frames late for a 120 ms buffer"
     offsets = [r for r in runs if r["av_offset_ms"] is not None]
+    behind = sum(r["audio_fell_behind"] for r in runs)
+    if behind and transport == "webrtc":
+        text += (f"; lip sync not measured in {behind} of {len(runs)} replies (the client's audio buffer fell "
+                 "~0.5 s behind after a lost packet)")
     if offsets and transport == "webrtc":
         worst = max(offsets, key=lambda r: abs(r["av_offset_ms"]))["av_offset_ms"]
         spread = max(r["av_offset_p95_ms"] for r in offsets)
