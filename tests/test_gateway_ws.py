@@ -434,7 +434,7 @@ async def test_on_a_machine_that_draws_too_few_pictures_the_reply_sheds_pictures
                 if event["type"] == "turn_end":
                     break
         metrics = httpx.get(f"{gateway.ops}/metrics", timeout=10).text
-        late_before = await late_at_shed
+        late_before = await late_at_shed if late_at_shed else None  # None: no step (the assertion below says so)
     finally:
         gateway.stop()
         await slow.stop()

@@ -23,6 +23,7 @@ from typing import Protocol
 
 from opentelemetry import trace
 
+from services.common.clauses import MAX_CLAUSE_CHARS, SENTENCE_END
 from services.common.tracing import outgoing_metadata, start_child_span
 from services.gateway.playback import letters
 from services.gateway.speculation import Speculation
@@ -32,8 +33,7 @@ from services.gateway.stages import (
 )
 
 QUEUE = 256  # items waiting between two processors
-_SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*$")  # text that ends here ends a clause once a space follows
-_RUN_ON_LETTERS = 180  # a sentence this long without an end may be held between words (speech cuts it there too)
+_SENTENCE_END = re.compile(SENTENCE_END + "$")  # text that ends here ends a clause once a space follows
 _END = object()
 
 
@@ -139,12 +139,12 @@ class Paced:
 
     async def process(self, items: AsyncIterable, reply: ReplyContext) -> AsyncIterator:
         given = 0  # letters given to speech (spaces not counted)
-        running = 0  # of them since the last sentence end
+        running = 0  # characters given since the text was last held
         last = ""  # the last delta given
         async for item in items:
             if isinstance(item, str):
                 rest = item.lstrip()
-                if rest != item and (_SENTENCE_END.search(last) or running > _RUN_ON_LETTERS):
+                if rest != item and (_SENTENCE_END.search(last) or running > MAX_CLAUSE_CHARS):
                     yield item[: len(item) - len(rest)]  # the space that completes the clause for speech
                     running, item = 0, rest
                     while self._lead(given) > self._lead_s:
@@ -152,7 +152,7 @@ class Paced:
                 if not item:
                     continue
                 given += letters(item)
-                running += letters(item)
+                running += len(item)
                 last = item
             while self._paused():
                 await asyncio.sleep(self._poll_s)

@@ -7,14 +7,16 @@ later clauses wait for longer pieces, which sound more natural.
 
 import re
 
+from services.common.clauses import MAX_CLAUSE_CHARS, SENTENCE_END
+
 # A boundary is punctuation followed by whitespace: "3.5" or "e.g." mid-token is not one.
-_SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*\s")
+_SENTENCE_END = re.compile(SENTENCE_END + r"\s")
 _SOFT_END = re.compile(r"[,;:—–]\s|\s-\s")
 _ABBREVIATION_TAIL = re.compile(r"\b(?:mr|mrs|ms|dr|prof|st|jr|sr|vs|etc|e\.g|i\.e|no|approx|dept)\.\s$", re.I)
 
 
 class ClauseSplitter:
-    def __init__(self, first_min_words: int = 3, min_words: int = 6, max_chars: int = 220):
+    def __init__(self, first_min_words: int = 3, min_words: int = 6, max_chars: int = MAX_CLAUSE_CHARS):
         self._first_min_words = first_min_words
         self._min_words = min_words
         self._max_chars = max_chars
