@@ -93,14 +93,16 @@ def _summary(runs: list[dict], link: str, transport: str, clean_first: dict[str,
     if link != "clean" and transport in clean_first:
         ratio = first / clean_first[transport]
         text += f" ({ratio:.2f}× clean{', ' + met(ratio, 1.5, lambda v: f'{v:.2f}×') if link.startswith('150') else ''})"
-    text += f"; {freezes} freezes over 200 ms ({frozen:.1f} s in all) in {sum(r['frames'] for r in runs)} frames"
+    judged = f", {met(freezes, 0, lambda v: f'{v:.0f}')}" if link.startswith("150") else ""
+    frames = sum(r["frames"] for r in runs)
+    text += f"; {freezes} freezes over 200 ms ({frozen:.1f} s in all{judged}) in {frames} frames"
     if transport == "websocket":
         text += f"; {sum(r['late_frames'] for r in runs)} frames late for a 120 ms buffer"
     offsets = [r for r in runs if r["av_offset_ms"] is not None]
     behind = sum(r["audio_fell_behind"] for r in runs)
     if behind and transport == "webrtc":
         text += (f"; lip sync not measured in {behind} of {len(runs)} replies (the client's audio buffer fell "
-                 "~0.5 s behind after a lost packet)")
+                 f"~0.5 s behind after a lost packet{', target not judged' if link.startswith('150') else ''})")
     if offsets and transport == "webrtc":
         worst = max(offsets, key=lambda r: abs(r["av_offset_ms"]))["av_offset_ms"]
         spread = max(r["av_offset_p95_ms"] for r in offsets)
