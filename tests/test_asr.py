@@ -153,9 +153,9 @@ def test_a_finished_question_ends_its_turn_soon_after_the_voice(stack, voice):
     at the first, a whole message: the gateway answers both together when the speaker goes on before the reply
     plays, test_conversation.py.) The judgement reads the words as heard: a question the recogniser mishears
     may read unfinished (rp-female-low's "Tell me something about the ocean." heard as "...about the notion.",
-    0.0007 complete: it waits for the cap), so of the questions that do not end at once, at most one a voice
-    may be one the recogniser misheard (in its final, or in the pause's decode the model judged), and none may be
-    one it heard right; the word error rates are the ear's tests."""
+    0.0007 complete: it waits, for the cap or for the final's reading of it), so of the questions that do not end
+    at once, at most one a voice may be one the recogniser misheard (in its final, or in a reading of the pause the
+    model judged), and none may be one it heard right; the word error rates are the ear's tests."""
     late, misheard = [], []
     for question in [q for q in QUESTIONS if len(re.findall(r"[.?!]", q)) == 1]:
         utterance = say(question, voice)
@@ -165,9 +165,9 @@ def test_a_finished_question_ends_its_turn_soon_after_the_voice(stack, voice):
         judged = [h.transcript for h in hypotheses(responses, final=False) if h.speech_paused]  # what the model read
         # with_silence puts 0.25 s of quiet before the utterance
         after_voice_s = ends[-1].audio_offset_s - 0.25 - utterance.voiced_end_s
-        outcome = (question, finals, judged[-1:], [e.end_of_turn_reason for e in ends], round(after_voice_s, 2))
+        outcome = (question, finals, judged, [e.end_of_turn_reason for e in ends], round(after_voice_s, 2))
         if len(ends) != 1 or ends[0].end_of_turn_reason != "model" or after_voice_s > 0.6:
-            heard = [" ".join(finals), *judged[-1:]]
+            heard = [" ".join(finals), *judged]
             (misheard if any(wer([(question, text)]) > 0 for text in heard) else late).append(outcome)
     assert not late, late
     assert len(misheard) <= 1, misheard

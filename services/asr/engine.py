@@ -26,7 +26,9 @@ me plan a trip" as a request about to go on); words left open ("I'd like to", "c
 recogniser's own trailing "..." or comma) wait for more speech up to `max_end_of_turn_s` of silence ("cap"), as do
 words whose last one the recogniser is unsure of, unless it heard a question: Whisper reads a clause cut off by a
 thinking pause as a whole sentence with a misheard last word ("I was thinking her"), and a model that reads only the
-words cannot tell. An early end that proves wrong costs little: speech that comes back before any of the reply was
+words cannot tell. Words that would wait out the cap get a second reading, the final's decode (beam search over the
+whole turn, begun in the pause): read whole there, their last word sure, they end the turn after
+`second_reading_end_s`. An early end that proves wrong costs little: speech that comes back before any of the reply was
 heard makes the gateway answer both parts as one message. A turn without words, or a server without the model, keeps
 the silence rule ("silence"). The feeder waits for the judgement before it reads on, so the decision falls at the
 same place in the audio however fast the audio comes. Each end of turn says which rule ended it.
@@ -61,6 +63,8 @@ class RecognizerConfig:
     complete_end_s: float = 0.4
     asked_above: float = 0.0005
     asked_end_s: float = 0.8
+    # Words that would wait out the cap, read whole by the final's decode of them: the silence that ends the turn.
+    second_reading_end_s: float = 1.0
     # The recogniser's confidence in the last word below which the words may be misheard: such a turn waits as
     # one left open.
     sure_above: float = 0.4
@@ -365,25 +369,53 @@ class StreamingRecognizer:
         if not text or self._judge is None:
             turn.wait = (cfg.end_of_turn_s, "silence")
             return
-        started = time.perf_counter()
-        turn.complete_probability = await asyncio.to_thread(self._judge.complete_probability, text)
-        metrics.END_OF_TURN_JUDGEMENT.observe(time.perf_counter() - started)
-        turn.wait = self._silence_to_end(text, turn.complete_probability, turn.pause_words[-1].confidence)
+        turn.complete_probability, turn.wait = await self._judge_words(text, turn.pause_words[-1])
+        if turn.wait[1] == "cap" and self._backend.final_differs:
+            # Words that would wait out the cap get a second reading, the final's (beam search over the whole
+            # turn, usually under way already): a question misheard in the pause ("Tell me something about the
+            # notion.", "Can you recommend a good work?") is often heard right there, and then need not wait.
+            await self._final_words(turn)
+            second = turn.words()
+            if second and _text(second) != text:
+                probability, wait = await self._judge_words(_text(second), second[-1], second_reading=True)
+                if wait[0] < turn.wait[0]:
+                    turn.complete_probability, turn.wait = probability, wait
         if turn.silence_s >= turn.wait[0]:
             self._end_turn(turn.wait[1])
 
-    def _silence_to_end(self, text: str, probability: float, last_confidence: float) -> tuple[float, str]:
+    async def _judge_words(self, text: str, last: Word, second_reading: bool = False) -> tuple[float, tuple[float, str]]:
+        """How complete the model reads the words, and the silence after which they end the turn and why."""
+        started = time.perf_counter()
+        probability = await asyncio.to_thread(self._judge.complete_probability, text)
+        metrics.END_OF_TURN_JUDGEMENT.observe(time.perf_counter() - started)
+        return probability, self._silence_to_end(text, probability, last.confidence, second_reading)
+
+    async def _final_words(self, turn: _Turn) -> None:
+        """Until the final's decode covers the turn's speech: waits for the decode under way, or starts it."""
+        while turn.final_samples < turn.speech_end:
+            if turn.final_decode is not None and not turn.final_decode.done():
+                await asyncio.shield(turn.final_decode)
+            elif turn.decoding is not None:
+                await asyncio.shield(turn.decoding)
+            else:
+                turn.final_decode = asyncio.ensure_future(self._decode(turn, "final"))
+
+    def _silence_to_end(self, text: str, probability: float, last_confidence: float,
+                        second_reading: bool = False) -> tuple[float, str]:
         """The silence after which a pause ends the turn whose words read `probability` complete, and why. Words
         whose last one the recogniser is unsure of are not trusted to end it: they may be a clause's open end
         misheard as a sentence's ("I was thinking that" read "I was thinking her", "my favourite colour is, um" read
         "my favorite color is foam."), unless the recogniser heard a question: its last word unsure is then more
-        likely a misheard name or noun ("what is your favorite season" read "... Siemens?") than a clause cut off."""
+        likely a misheard name or noun ("what is your favorite season" read "... Siemens?") than a clause cut off.
+        On the second reading a question mark counts for nothing: the final's beam search closes a clause cut off
+        by a thinking pause as a question ("could you remind me of the" read "Could you remind me of her?")."""
         cfg = self._cfg
-        asked = text.rstrip().endswith("?")
+        asked = text.rstrip().endswith("?") and not second_reading
         if turn_end.TRAILING_OFF.search(text) or (last_confidence < cfg.sure_above and not asked):
             return cfg.max_end_of_turn_s, "cap"
         if probability >= cfg.complete_above:
-            return min(cfg.complete_end_s, cfg.max_end_of_turn_s), "model"
+            end_s = cfg.second_reading_end_s if second_reading else cfg.complete_end_s
+            return min(end_s, cfg.max_end_of_turn_s), "model"
         if probability >= cfg.asked_above and asked:
             return min(cfg.asked_end_s, cfg.max_end_of_turn_s), "model"
         return cfg.max_end_of_turn_s, "cap"

@@ -92,6 +92,7 @@ class AsrService(asr_pb2_grpc.AsrServiceServicer):
             complete_end_s=s.complete_end_ms / 1000,
             asked_above=s.end_of_turn_asked_above,
             asked_end_s=s.asked_end_ms / 1000,
+            second_reading_end_s=s.second_reading_end_ms / 1000,
             sure_above=s.end_of_turn_sure_above,
             max_end_of_turn_s=max_silence_ms / 1000,
             partials=config.partial_results,
