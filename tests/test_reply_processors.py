@@ -151,7 +151,9 @@ async def test_paced_speech_runs_only_a_few_seconds_ahead_of_the_listener():
     stages = fake_stages(llm=FakeTextEngine(" ".join([sentence] * 20)))
     text, _, animation = reply_processors.reply_processors(stages)
     speech = EagerSpeech(render_s=0.05)
-    pacing = reply_processors.Paced(lambda given: playback.lead_s(given) - heard["s"], lead_s=3.0, poll_s=0.01)
+    pacing = reply_processors.Paced(lambda given: playback.lead_s(given) - heard["s"], lead_s=3.0,
+                                    ahead=lambda: playback.ahead_s() - heard["s"], made=lambda: playback.spoken_s,
+                                    poll_s=0.01)
 
     def tap(name, item):
         if name == "speech":
@@ -168,6 +170,33 @@ async def test_paced_speech_runs_only_a_few_seconds_ahead_of_the_listener():
     assert playback.ahead_s() == pytest.approx(20 * 6 * WORD_S) and shown_s == pytest.approx(playback.ahead_s())
 
 
+async def test_a_sentence_that_runs_on_past_the_longest_clause_is_given_whole_before_the_listener_runs_dry():
+    """Pacing holds a sentence that runs on and on between two words; speech synthesis, waiting for the sentence's
+    end to speak it, begins none of it. The held text must not wait for the letters it holds to be spoken (they
+    never would be, and the reply stood still until its call's deadline): once the speech made is nearly all heard,
+    the text goes on."""
+    heard = {"s": 0.0}
+    playback = Playback()
+    run_on = " ".join(["and the little boat sailed on past the rocks"] * 12) + "."
+    stages = fake_stages(llm=FakeTextEngine("Sure. " + run_on + " The end."))
+    text, _, animation = reply_processors.reply_processors(stages)
+    speech = EagerSpeech(render_s=0.01)
+    pacing = reply_processors.Paced(lambda given: playback.lead_s(given) - min(heard["s"], playback.ahead_s()),
+                                    lead_s=3.0, ahead=lambda: playback.ahead_s() - heard["s"],
+                                    made=lambda: playback.spoken_s, poll_s=0.01)
+
+    def tap(name, item):
+        if name == "speech":
+            playback.spoken(len(item.pcm) / BYTES_PER_S, item.text)
+
+    run = asyncio.create_task(made([text, pacing, speech, animation], tap=tap))
+    await asyncio.sleep(0.3)
+    assert "past the rocks" in speech.given and not speech.given.rstrip().endswith("end.")
+    heard["s"] = 100.0  # the listener heard all that was made
+    frames = await asyncio.wait_for(run, 5)
+    assert sum(len(f.pcm) for f in frames) / BYTES_PER_S == pytest.approx((1 + 12 * 9 + 2) * WORD_S)
+
+
 async def test_while_the_listener_is_paused_no_more_is_spoken_or_animated_and_then_all_of_it_is():
     """Speech began over the reply: the listener's playback is paused until the recogniser decides, and the reply
     waits with it (what was in hand is finished), leaving the CPU to the recogniser; resumed, it is all made."""
@@ -175,7 +204,8 @@ async def test_while_the_listener_is_paused_no_more_is_spoken_or_animated_and_th
     spoken, shown = [], []
     stages = fake_stages(llm=FakeTextEngine(" ".join(["word"] * 40), word_delay_s=0.01))
     text, speech, animation = reply_processors.reply_processors(stages)
-    pacing = reply_processors.Paced(lambda _: 0.0, lead_s=100.0, paused=lambda: paused["now"], poll_s=0.01)
+    pacing = reply_processors.Paced(lambda _: 0.0, lead_s=100.0, ahead=lambda: 0.0, made=lambda: 0.0,
+                                    paused=lambda: paused["now"], poll_s=0.01)
     holding = reply_processors.HeldWhilePaused(lambda: paused["now"], poll_s=0.01)
 
     def tap(name, item):

@@ -99,6 +99,11 @@ class Playback:
         return self._clock()
 
     @property
+    def spoken_s(self) -> float:
+        """Seconds of the reply's audio made by speech synthesis so far."""
+        return self._spoken_s
+
+    @property
     def sent_s(self) -> float:
         """Where the media sent so far ends, in seconds of the reply's audio."""
         return self._sent_s

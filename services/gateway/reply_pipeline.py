@@ -43,7 +43,9 @@ class ReplyPipeline:
         self._speculation = speculation
         self.playback = playback or Playback()
         self._processors = reply_processors.reply_processors(
-            stages, speculation, reply_processors.Paced(self.playback.lead_s, lead_s, lambda: self.playback.paused),
+            stages, speculation,
+            reply_processors.Paced(self.playback.lead_s, lead_s, self.playback.ahead_s, lambda: self.playback.spoken_s,
+                                   lambda: self.playback.paused),
             reply_processors.HeldWhilePaused(lambda: self.playback.paused))
         self.text = ""
         self._marks: dict[str, int] = {}

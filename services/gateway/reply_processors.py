@@ -124,18 +124,36 @@ class Paced:
     seconds ahead of the listener, not as fast as the CPU allows, so it does not take the CPU from the frames this
     or another session is about to show (the first clauses of every reply still go at once). Text is held only
     where a sentence ends (or, in a sentence that runs on and on, between words), after the space that ends it:
-    speech synthesis speaks whole clauses, and held mid-sentence it would wait with half of one. Nothing goes on
-    while the listener's playback is paused (speech began over the reply): the recogniser, which decides whether
-    it goes on, gets the CPU."""
+    speech synthesis speaks whole clauses, and held mid-sentence it would wait with half of one. Held text goes on
+    whatever the letters not begun yet once less than `CUSHION_S` of the speech made (`ahead()`) is left to hear
+    and speech synthesis has made nothing (`made()`, seconds of it) for `IDLE_S`: it may be waiting for the very
+    text held to finish a clause (a sentence cut between words, an abbreviation's full stop), and would never
+    begin them. Nothing goes on while the listener's playback is paused (speech began over the reply): the
+    recogniser, which decides whether it goes on, gets the CPU."""
 
     name = "pacing"
+    CUSHION_S = 2.0
+    IDLE_S = 0.5
 
-    def __init__(self, lead: Callable[[int], float], lead_s: float, paused: Callable[[], bool] = lambda: False,
-                 poll_s: float = 0.1):
+    def __init__(self, lead: Callable[[int], float], lead_s: float, ahead: Callable[[], float],
+                 made: Callable[[], float], paused: Callable[[], bool] = lambda: False, poll_s: float = 0.1):
         self._lead = lead
         self._lead_s = lead_s
+        self._ahead = ahead
+        self._made = made
         self._paused = paused
         self._poll_s = poll_s
+
+    async def _hold(self, given: int) -> None:
+        """Until the speech runs less than the lead ahead of the listener, or its synthesis waits for more text."""
+        loop = asyncio.get_running_loop()
+        made, since = self._made(), loop.time()
+        while self._lead(given) > self._lead_s:
+            if self._made() != made:
+                made, since = self._made(), loop.time()
+            elif loop.time() - since >= self.IDLE_S and self._ahead() < self.CUSHION_S:
+                return
+            await asyncio.sleep(self._poll_s)
 
     async def process(self, items: AsyncIterable, reply: ReplyContext) -> AsyncIterator:
         given = 0  # letters given to speech (spaces not counted)
@@ -147,8 +165,7 @@ class Paced:
                 if rest != item and (_SENTENCE_END.search(last) or running > MAX_CLAUSE_CHARS):
                     yield item[: len(item) - len(rest)]  # the space that completes the clause for speech
                     running, item = 0, rest
-                    while self._lead(given) > self._lead_s:
-                        await asyncio.sleep(self._poll_s)
+                    await self._hold(given)
                 if not item:
                     continue
                 given += letters(item)
@@ -167,7 +184,7 @@ class HeldWhilePaused(Paced):
     name = "holding"
 
     def __init__(self, paused: Callable[[], bool], poll_s: float = 0.05):
-        super().__init__(lambda _: 0.0, math.inf, paused, poll_s)
+        super().__init__(lambda _: 0.0, math.inf, lambda: 0.0, lambda: 0.0, paused, poll_s)
 
 
 class Speech:
