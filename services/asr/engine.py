@@ -383,7 +383,8 @@ class StreamingRecognizer:
         if turn.silence_s >= turn.wait[0]:
             self._end_turn(turn.wait[1])
 
-    async def _judge_words(self, text: str, last: Word, second_reading: bool = False) -> tuple[float, tuple[float, str]]:
+    async def _judge_words(self, text: str, last: Word,
+                           second_reading: bool = False) -> tuple[float, tuple[float, str]]:
         """How complete the model reads the words, and the silence after which they end the turn and why."""
         started = time.perf_counter()
         probability = await asyncio.to_thread(self._judge.complete_probability, text)
