@@ -374,7 +374,8 @@ class StreamingRecognizer:
             # Words that would wait out the cap get a second reading, the final's (beam search over the whole
             # turn, usually under way already): a question misheard in the pause ("Tell me something about the
             # notion.", "Can you recommend a good work?") is often heard right there, and then need not wait.
-            await self._final_words(turn)
+            if not self._final_ready(turn):
+                await self._final_decode(turn)
             second = turn.words()
             if second and _text(second) != text:
                 probability, wait = await self._judge_words(_text(second), second[-1], second_reading=True)
@@ -390,16 +391,6 @@ class StreamingRecognizer:
         probability = await asyncio.to_thread(self._judge.complete_probability, text)
         metrics.END_OF_TURN_JUDGEMENT.observe(time.perf_counter() - started)
         return probability, self._silence_to_end(text, probability, last.confidence, second_reading)
-
-    async def _final_words(self, turn: _Turn) -> None:
-        """Until the final's decode covers the turn's speech: waits for the decode under way, or starts it."""
-        while turn.final_samples < turn.speech_end:
-            if turn.final_decode is not None and not turn.final_decode.done():
-                await asyncio.shield(turn.final_decode)
-            elif turn.decoding is not None:
-                await asyncio.shield(turn.decoding)
-            else:
-                turn.final_decode = asyncio.ensure_future(self._decode(turn, "final"))
 
     def _silence_to_end(self, text: str, probability: float, last_confidence: float,
                         second_reading: bool = False) -> tuple[float, str]:
