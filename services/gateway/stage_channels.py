@@ -63,11 +63,14 @@ class StageClients:
     (1 s, 1.6 s, 2.6 s ... up to 2 min), so an old channel can take tens of seconds to look the name up again after
     the stage is back. A new channel looks it up at once."""
 
-    _RENEW_EVERY_S = 2.0  # a stage that stays down gets a new channel this often at most
+    # A stage that stays down gets a new channel this often at most: twice within one call's wait (a stage back just
+    # after a renewal is found within that wait), never more than every 2 s or less than every 0.2 s.
+    _RENEW_MIN_S, _RENEW_MAX_S = 0.2, 2.0
     _CLOSE_GRACE_S = 120.0  # calls still open on a channel that was replaced (a draining replica's) get this long
 
     def __init__(self, settings: GatewaySettings):
         self._reconnect_s = settings.stage_reconnect_s
+        self._renew_every_s = min(self._RENEW_MAX_S, max(self._RENEW_MIN_S, self._reconnect_s / 2))
         self.addresses = {
             "asr": settings.asr_address,
             "llm": settings.llm_address,
@@ -105,17 +108,20 @@ class StageClients:
         channel = self._channels[stage]
         deadline = time.monotonic() + (self._reconnect_s if wait_s is None else wait_s)
         while (state := channel.get_state(try_to_connect=True)) != grpc.ChannelConnectivity.READY:
-            if state == grpc.ChannelConnectivity.TRANSIENT_FAILURE and self._may_renew(stage):
+            failed = state == grpc.ChannelConnectivity.TRANSIENT_FAILURE
+            if failed and self._renew_in(stage) <= 0:
                 channel = self._renew(stage)
                 continue
             left = deadline - time.monotonic()
             if left <= 0:
                 return
+            wait = min(left, self._renew_in(stage)) if failed else left  # wakes to renew a channel still failing
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(channel.wait_for_state_change(state), left)
+                await asyncio.wait_for(channel.wait_for_state_change(state), wait)
 
-    def _may_renew(self, stage: str) -> bool:
-        return time.monotonic() - self._renewed[stage] > self._RENEW_EVERY_S
+    def _renew_in(self, stage: str) -> float:
+        """Seconds until the stage's channel may be renewed (0 or less: now)."""
+        return self._renewed[stage] + self._renew_every_s - time.monotonic()
 
     def _renew(self, stage: str) -> grpc.aio.Channel:
         old = self._channels[stage]
