@@ -76,19 +76,29 @@ class FakeTextEngine:
 
 
 class FakeSynthesizer:
-    """Each delta is spoken as its own clause: WORD_S of silence per word; the voices asked for are kept."""
+    """Each delta is spoken as its own clause: WORD_S of silence per word; the voices asked for, the text each call
+    was given (as given) and how many calls were cancelled are kept."""
 
     def __init__(self):
         self.spoken_with: list[str] = []
+        self.given: list[list[str]] = []
+        self.cancelled = 0
 
     async def voices(self) -> Voices:
         return Voices("en_US-joe-medium", ["en_US-joe-medium", "en_GB-alba-medium"])
 
     async def synthesize(self, text: AsyncIterator[str], voice: Voice, meta, metadata=()) -> AsyncIterator[SpeechChunk]:
         self.spoken_with.append(voice.name)
-        async for delta in text:
-            words = len(delta.split())
-            yield SpeechChunk(b"\0\0" * int(16000 * WORD_S * words), delta.strip())
+        given: list[str] = []
+        self.given.append(given)
+        try:
+            async for delta in text:
+                given.append(delta)
+                words = len(delta.split())
+                yield SpeechChunk(b"\0\0" * int(16000 * WORD_S * words), delta.strip())
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
 
 
 class FakeAnimator:

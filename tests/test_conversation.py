@@ -441,6 +441,48 @@ async def test_a_speculated_reply_is_kept_when_the_final_says_the_same_and_dropp
     await talk.close()
 
 
+async def _given(tts, enough, within_s: float = 2.0) -> None:
+    """Until the first synthesis call has been given text that is `enough`."""
+    for _ in range(int(within_s * 1000)):
+        if tts.given and enough("".join(tts.given[0])):
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError(f"speech synthesis was given {tts.given} before the turn ended")
+
+
+async def test_a_speculated_reply_is_spoken_from_its_first_sentence_while_the_turn_is_judged(store):
+    """The first sentence goes to speech synthesis before the turn has ended, nothing is sent before it ends, and
+    the kept reply's one synthesis call speaks every word once."""
+    talk = Talk(store)
+    await talk.start()
+    talk.stages.asr.say(SpeechEvent("speech_start", 0.0), Transcript("Tell me about the sea.", False, speech_paused=True))
+    tts = talk.stages.tts
+    await _given(tts, lambda text: text.startswith("Sure."))
+    await asyncio.sleep(0.05)  # the text engine has written the whole answer by now
+    assert "wide" not in "".join(tts.given[0]), "speech went past the first sentence before the reply was kept"
+    assert not talk.media(0) and not talk.events("reply_delta")
+    talk.stages.asr.say(SpeechEvent("end_of_turn", 1.0), Transcript("Tell me about the sea.", True))
+    end = await talk.until("turn_end")
+    assert end["speculated"] and end["reply"] == talk.stages.llm.answer
+    assert len(tts.given) == 1 and "".join(tts.given[0]) == talk.stages.llm.answer
+    assert len(talk.media(0)) * 0.04 == pytest.approx(WORD_S * len(end["reply"].split()), abs=0.04)
+    await talk.close()
+
+
+async def test_a_speculation_the_final_drops_stops_its_speech_and_the_reply_speaks_only_its_own(store):
+    talk = Talk(store)
+    await talk.start()
+    talk.stages.asr.say(SpeechEvent("speech_start", 0.0), Transcript("What is your", False, speech_paused=True))
+    tts = talk.stages.tts
+    await _given(tts, bool)
+    talk.stages.asr.say(SpeechEvent("end_of_turn", 1.0), Transcript("What is your favourite colour?", True))
+    end = await talk.until("turn_end")
+    assert not end["speculated"] and tts.cancelled == 1
+    assert len(tts.given) == 2 and "".join(tts.given[1]) == end["reply"]
+    assert len(talk.media(0)) * 0.04 == pytest.approx(WORD_S * len(end["reply"].split()), abs=0.04)
+    await talk.close()
+
+
 async def test_when_animation_fails_the_rest_of_the_reply_comes_as_audio_only(store):
     talk = Talk(store, sda=FakeAnimator(fail_after_frames=10))
     await talk.start()

@@ -39,7 +39,7 @@ from services.gateway.session_store import SessionStore, StoreUnavailable
 from services.gateway.speculation import SpeculationGate
 from services.gateway.spoken_words import interrupts, meaningful_words
 from services.gateway.stages import (
-    ListenConfig, ReplyRequest, SpeechEvent, Stages, StageFailed, Transcript, TurnMeta, VideoOut, Word,
+    ListenConfig, ReplyRequest, SpeechEvent, Stages, StageFailed, Transcript, TurnMeta, VideoOut, Voice, Word,
 )
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class Conversation:
         # Words whose reply was cut before any of it played: the user had only paused, and their next words go on
         # from these (a turn ended on "Hello!" and continued "How are you today?" is one question).
         self._unanswered = ""
-        self._speculation = SpeculationGate(stages.llm, settings.speculation)
+        self._speculation = SpeculationGate(stages, settings.speculation)
         self._writes: asyncio.Task | None = None  # store writes, chained in order
         self._unsaved: list[Callable[[], Awaitable[None]]] = []  # writes not yet taken by the store
 
@@ -322,7 +322,7 @@ class Conversation:
         if not transcript.final:
             if not self._reply_audible():  # speech over a reply that goes on is not a question to answer
                 self._speculation.on_partial(transcript.text, transcript.speech_paused,
-                                             lambda text: self._request(text, turn))
+                                             lambda text: self._request(text, turn), self._voice)
             return
         try:
             taken = await self._store.next_turn(self.session_id)
@@ -351,6 +351,9 @@ class Conversation:
         trimmed = history.for_reply(self._history, self._settings.history_tokens, self._settings.history_messages)
         return ReplyRequest(text, trimmed, self._avatar_id, TurnMeta(self.session_id, turn))
 
+    def _voice(self) -> Voice:
+        return Voice(self._session_settings.voice or avatar_voice(self._settings.avatars_dir, self._avatar_id))
+
     def _answer(self, turn: int, text: str, continues: str = "") -> None:
         """A reply to `text`; `continues`: the words it goes on from (their reply was cut unheard), which the
         reply answers with it and the history keeps as one message."""
@@ -359,7 +362,8 @@ class Conversation:
         if merging:
             self._history.pop()  # stored again below, as the whole message
             text = f"{continues} {text}"
-        speculation = self._speculation.take(text)
+        voice = self._voice()
+        speculation = self._speculation.take(text, voice)
         request = self._request(text, turn)
         entry = history.entry("user", text)
         if merging:
@@ -367,7 +371,6 @@ class Conversation:
             self._persist(lambda: self._store.replace_last_history(self.session_id, entry))
         else:
             self._remember(entry)
-        voice = self._session_settings.voice or avatar_voice(self._settings.avatars_dir, self._avatar_id)
         pipeline = ReplyPipeline(self._stages, request, voice, self._emit, ended_at, speculation,
                                  Playback(self._clock, self._on_late, self._settings.late_media_s),
                                  self._settings.reply_stall_s, self._media,

@@ -28,10 +28,10 @@ MEDIA = Counter("avatar_gateway_reply_media_seconds_total", "Seconds of reply me
 
 
 class ReplyPipeline:
-    def __init__(self, stages: Stages, request: ReplyRequest, voice: str, emit: Callable[[dict | bytes], None],
+    def __init__(self, stages: Stages, request: ReplyRequest, voice: Voice, emit: Callable[[dict | bytes], None],
                  ended_at: float, speculation: Speculation | None = None, playback: Playback | None = None,
                  stall_s: float = 15.0, client_media: media_messages.ClientMedia | None = None, lead_s: float = 8.0):
-        """`voice`: the TTS voice ("" = the service's default). `ended_at`: time.perf_counter() at the end of
+        """`voice`: how speech synthesis speaks. `ended_at`: time.perf_counter() at the end of
         the user's turn. `speculation`: a reply already under way, kept; otherwise the text engine is asked.
         `client_media`: the codecs the client chose (JPEG and PCM unless it chose others). `lead_s`: how far
         speech may run ahead of what the user has heard."""
@@ -58,7 +58,7 @@ class ReplyPipeline:
         self._span = speculation.span if speculation else start_turn_span(request.meta, False, self._ended_ns)
         self._span.set_attribute("avatar.avatar_id", request.avatar_id)
         self._span.add_event("end_of_turn", timestamp=self._ended_ns)
-        self._context = ReplyContext(request, Voice(voice), video=self._media.video, span=self._span)
+        self._context = ReplyContext(request, voice, video=self._media.video, span=self._span)
         self._shedding = LoadShedding(self._media.video, self.playback,
                                       lambda warning: self._emit(warning | {"turn": self._turn}))
 

@@ -187,6 +187,12 @@ class HeldWhilePaused(Paced):
         super().__init__(lambda _: 0.0, math.inf, lambda: 0.0, lambda: 0.0, paused, poll_s)
 
 
+async def _text(items: AsyncIterable) -> AsyncIterator[str]:
+    async for item in items:
+        if isinstance(item, str):
+            yield item
+
+
 class Speech:
     """Text deltas spoken: audio chunks, each clause's first one naming its clause."""
 
@@ -196,14 +202,23 @@ class Speech:
         self._synthesizer = synthesizer
 
     async def process(self, items: AsyncIterable, reply: ReplyContext) -> AsyncIterator[SpeechChunk]:
-        async def text() -> AsyncIterator[str]:
-            async for item in items:
-                if isinstance(item, str):
-                    yield item
-
         with reply.call("tts") as metadata:
-            async for chunk in self._synthesizer.synthesize(text(), reply.voice, reply.request.meta, metadata):
+            async for chunk in self._synthesizer.synthesize(_text(items), reply.voice, reply.request.meta, metadata):
                 yield chunk
+
+
+class SpeculatedSpeech:
+    """The speech a speculation began on its first sentence (its own `tts` span covers the call), given the rest of
+    the text."""
+
+    name = "speech"
+
+    def __init__(self, speculation: Speculation):
+        self._speculation = speculation
+
+    async def process(self, items: AsyncIterable, reply: ReplyContext) -> AsyncIterator[SpeechChunk]:
+        async for chunk in self._speculation.speech_ahead.speech(_text(items)):
+            yield chunk
 
 
 class Animation:
@@ -241,11 +256,14 @@ class Animation:
 
 def reply_processors(stages: Stages, speculation: Speculation | None = None, pacing: Paced | None = None,
                      holding: HeldWhilePaused | None = None) -> list[Processor]:
-    """The reply's processors in order; a speculation already under way stands in for the text engine, and a
-    conversation paces speech to its listener and holds animation while it is paused (a REST call has neither)."""
-    text = SpeculatedText(speculation) if speculation is not None else Text(stages.llm)
-    return [text, *([pacing] if pacing else []), Speech(stages.tts), *([holding] if holding else []),
-            Animation(stages.sda)]
+    """The reply's processors in order; a speculation already under way stands in for the text engine and speech
+    synthesis, and a conversation paces speech to its listener and holds animation while it is paused (a REST call
+    has neither)."""
+    if speculation is not None:
+        text, speech = SpeculatedText(speculation), SpeculatedSpeech(speculation)
+    else:
+        text, speech = Text(stages.llm), Speech(stages.tts)
+    return [text, *([pacing] if pacing else []), speech, *([holding] if holding else []), Animation(stages.sda)]
 
 
 def part(processors: list[Processor], first: str, last: str) -> list[Processor]:
