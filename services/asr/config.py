@@ -19,7 +19,10 @@ class AsrSettings(ServiceSettings):
     # whisper: a CTranslate2 folder (e.g. a fine-tuned export), empty = the packaged Whisper base; nemo: a .nemo file.
     model_path: str = ""
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int = Field(default=2, ge=1)
+    # CPU threads of a decode. One by default: on the 2-core machine one thread decodes Whisper base faster than two
+    # even with nothing else running (a partial 111-125 ms P50 against 166-184, the final's beam search 145-174
+    # against 367-379), and leaves the other core to the text engine, speech and animation working at the same time.
+    threads: int = Field(default=1, ge=1)
     # Beams of a partial's and a pause's decode (the words a turn's end is judged by), and of the final's.
     beam_size: int = Field(default=1, ge=1, le=10)
     final_beam_size: int = Field(default=5, ge=1, le=10)

@@ -60,8 +60,9 @@ def _stream(stub, utterance: Utterance, paced: bool, partials: bool):
 
 
 def run(stack) -> Section:
-    section = Section("ASR (Whisper base int8, CTranslate2, 2 threads)")
-    backend = WhisperCt2Backend()
+    threads = AsrSettings().threads
+    section = Section(f"ASR (Whisper base int8, CTranslate2, {threads} thread{'s' * (threads > 1)})")
+    backend = WhisperCt2Backend(threads=threads)
     backend.load()
     with grpc.insecure_channel(stack.address("asr")) as channel:
         stub = asr_pb2_grpc.AsrServiceStub(channel)
@@ -107,7 +108,7 @@ def run(stack) -> Section:
                         "≤ 1.10")
         # The final transcripts beside the library's own decode of the same audio (faster-whisper's transcribe:
         # the whole clip in one 30 s window, beam search 5).
-        library = WhisperModel("whisper-base", device="cpu", compute_type="int8", cpu_threads=2,
+        library = WhisperModel("whisper-base", device="cpu", compute_type="int8", cpu_threads=threads,
                                files=packaged_model_files())
         pooled = {group: ([], []) for group in ("clean", "noisy", "human clean", "human noisy")}
         for voice in UNFAMILIAR:

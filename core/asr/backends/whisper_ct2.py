@@ -79,7 +79,7 @@ def _compression_ratio(text: str) -> float:
 class WhisperCt2Backend:
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, model_dir: str = "", device: str = "auto", threads: int = 2, beam_size: int = 1,
+    def __init__(self, model_dir: str = "", device: str = "auto", threads: int = 1, beam_size: int = 1,
                  final_beam_size: int = 5):
         self.name = f"whisper:{model_dir or 'base'}"
         self._model_dir = model_dir
