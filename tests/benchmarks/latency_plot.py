@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402 - the backend is chosen first
 
 # (label, the mark it ends at) in order; each bar segment runs from the previous mark to this one
 SEGMENTS = [
-    ("end of speech → end of turn (silence rule)", "end_of_turn"),
+    ("end of speech → end of turn", "end_of_turn"),
     ("→ LLM first token", "llm_first_token"),
     ("→ TTS first audio", "tts_first_audio"),
     ("→ first frame at the client", "first_frame"),
