@@ -26,6 +26,22 @@ OUTCOMES = Counter("avatar_gateway_speculation_total", "Speculative LLM starts, 
 _SENTENCE_DONE = re.compile(SENTENCE_END + r"\s")  # speech synthesis has cut the sentence once a space follows
 
 
+async def _relay(items: AsyncIterator, into: asyncio.Queue, span: trace.Span) -> bool:
+    """A stage call's items put into `into`, then its failure (handed to whoever reads them) and None; its span ends
+    with it. Whether it ended without failing."""
+    try:
+        async for item in items:
+            into.put_nowait(item)
+        return True
+    except StageFailed as err:
+        span.set_status(trace.StatusCode.ERROR, str(err))
+        into.put_nowait(err)
+        return False
+    finally:
+        span.end()
+        into.put_nowait(None)
+
+
 class SpeechAhead:
     """Speech synthesis of a speculated reply: while the turn's end is still being judged, the call is given the
     reply's text up to its first sentence's end; once the reply is kept, the rest."""
@@ -34,9 +50,8 @@ class SpeechAhead:
         self._text: asyncio.Queue[str | None] = asyncio.Queue()
         # unbounded, as the text queue: synthesis makes no more than the text it is given, which pacing bounds
         self._chunks: asyncio.Queue[SpeechChunk | StageFailed | None] = asyncio.Queue()
-        self._given = 0  # characters given before the reply was kept
         self._ahead = True  # still giving the first sentence
-        self._written = ""
+        self._given = ""  # the text given before the reply was kept
         self._span = start_child_span(span, "tts")
         self._task = asyncio.create_task(self._run(tts, voice, meta))
 
@@ -45,15 +60,7 @@ class SpeechAhead:
             while (delta := await self._text.get()) is not None:
                 yield delta
 
-        try:
-            async for chunk in tts.synthesize(text(), voice, meta, outgoing_metadata(self._span)):
-                self._chunks.put_nowait(chunk)
-        except StageFailed as err:
-            self._span.set_status(trace.StatusCode.ERROR, str(err))
-            self._chunks.put_nowait(err)  # handed to whoever reads the speech
-        finally:
-            self._span.end()
-            self._chunks.put_nowait(None)
+        await _relay(tts.synthesize(text(), voice, meta, outgoing_metadata(self._span)), self._chunks, self._span)
 
     def written(self, delta: str) -> None:
         """A delta of the reply's text as the text engine writes it: given to synthesis while the first sentence
@@ -61,9 +68,8 @@ class SpeechAhead:
         if not self._ahead:
             return
         self._text.put_nowait(delta)
-        self._given += len(delta)
-        self._written += delta
-        self._ahead = not _SENTENCE_DONE.search(self._written) and len(self._written) < MAX_CLAUSE_CHARS
+        self._given += delta
+        self._ahead = not _SENTENCE_DONE.search(self._given) and len(self._given) < MAX_CLAUSE_CHARS
 
     def all_written(self) -> None:
         """The text engine has written the whole reply: if all of it was given, synthesis speaks it to its end."""
@@ -75,7 +81,7 @@ class SpeechAhead:
         """The kept reply's speech. `text`: the whole reply's text, in the order it was written; what synthesis was
         given ahead is skipped, the rest is given as it comes."""
         self._ahead = False
-        feeder = asyncio.create_task(self._feed(text, self._given))
+        feeder = asyncio.create_task(self._feed(text, len(self._given)))
         try:
             while (item := await self._chunks.get()) is not None:
                 if isinstance(item, StageFailed):
@@ -111,18 +117,14 @@ class Speculation:
         self._task = asyncio.create_task(self._run(llm, request))
 
     async def _run(self, llm: TextEngine, request: ReplyRequest) -> None:
-        try:
+        async def written() -> AsyncIterator[str | Finish]:
             async for delta in llm.generate(request, outgoing_metadata(self._llm_span)):
-                self._deltas.put_nowait(delta)
                 if isinstance(delta, str):
                     self.speech_ahead.written(delta)
+                yield delta
+
+        if await _relay(written(), self._deltas, self._llm_span):
             self.speech_ahead.all_written()
-        except StageFailed as err:
-            self._llm_span.set_status(trace.StatusCode.ERROR, str(err))
-            self._deltas.put_nowait(err)  # handed to whoever reads the reply
-        finally:
-            self._llm_span.end()
-            self._deltas.put_nowait(None)
 
     def matches(self, final_text: str) -> bool:
         return meaningful_words(final_text) == meaningful_words(self.text)
