@@ -108,14 +108,14 @@ class FakeAnimator:
     async def avatars(self) -> Avatars:
         return Avatars("default", ["default"])
 
-    async def animate(self, audio: AsyncIterator[bytes], face: Face, meta, video: VideoOut, metadata=(),
+    async def animate(self, speech: AsyncIterator[SpeechChunk], face: Face, meta, video: VideoOut, metadata=(),
                       sample_rate: int = OUTPUT_RATE) -> AsyncIterator[Frame]:
         """Frames as the animation stage sends them: JPEGs, or encoded frames where the first and any after a
         keyframe request decode on their own."""
         pending = b""
         frames = 0
-        async for pcm in audio:
-            pending += pcm
+        async for chunk in speech:
+            pending += chunk.pcm
             while len(pending) >= FRAME_BYTES:
                 if self.fail_after_frames is not None and frames == self.fail_after_frames:
                     raise StageFailed("animation", "the animation stage went away", ErrorCode.STAGE_UNAVAILABLE)

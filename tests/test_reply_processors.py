@@ -239,8 +239,8 @@ class FeedingAnimator:
         received: asyncio.Queue = asyncio.Queue()
 
         async def feed():
-            async for pcm in audio:
-                await received.put(pcm)
+            async for chunk in audio:
+                await received.put(chunk.pcm)
 
         feeder = asyncio.create_task(feed())
         try:

@@ -314,6 +314,17 @@ def test_bad_config_is_refused(sda):
     assert "no face" in err.value.details()
 
 
+@pytest.mark.parametrize("start_s, end_s", [(0.5, 0.2), (-1.0, 0.1), (0.0, 5.0), (1000.0, 1000.1), (float("nan"), 1.0)])
+def test_a_lips_closed_span_that_is_no_closure_is_refused(sda, start_s, end_s):
+    """A span that runs backwards, lasts longer than a phoneme or lies far past the audio is a client's mistake:
+    refused with a message, not a face frozen shut or memory held for frames that never come."""
+    span = sda_pb2.LipsClosed(spans=[sda_pb2.TimeSpan(start_s=start_s, end_s=end_s)])
+    requests = [config(), sda_pb2.AnimateRequest(lips_closed=span), *chunks(np.zeros(RATE // 5, np.float32))]
+    with pytest.raises(grpc.RpcError) as err:
+        list(sda.StreamingAnimate(iter(requests), timeout=30))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "lips-closed span" in err.value.details()
+
+
 def test_the_shipped_generator_moves_the_mouth_with_held_out_speech():
     """Mouth opening measured by landmarks on generated frames follows the target (an untrained or frozen mouth
     scores near 0), and the upper face keeps the person's identity."""

@@ -1,8 +1,11 @@
-"""IPA phoneme → viseme class, the mouth shapes the face stage animates (see docs/visemes.md)."""
+"""IPA phoneme → viseme class: the mouth shape each sound makes. Training draws its synthetic talking clips by them
+(pipelines/sda/speech_script.py); in a reply the face closes its lips at the voice's LIPS_CLOSED ones."""
+
+LIPS_CLOSED = "PP"  # the viseme of p, b and m: the lips meet
 
 _VISEME_OF = {}
 for viseme, phonemes in {
-    "PP": "pbm",          # lips closed
+    LIPS_CLOSED: "pbm",   # lips closed
     "FF": "fv",           # lower lip to teeth
     "TH": "θð",           # tongue between teeth
     "DD": "tdnlɾ",        # tongue to ridge

@@ -35,6 +35,7 @@ same place in the audio however fast the audio comes. Each end of turn says whic
 """
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -47,6 +48,8 @@ from core.asr import turn_end
 from core.asr.backends.base_backend import AsrBackend, Effort, Word, cut_loop
 from core.asr.vad import WINDOW, SileroVad
 from services.common import metrics
+
+log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 
@@ -316,6 +319,8 @@ class StreamingRecognizer:
 
     async def _on_quiet(self) -> None:
         turn = self._turn
+        log.info("turn %d: no audio came for its pause's rule (%.2f s of silence heard): the wall clock stands in",
+                 turn.index, turn.silence_s)
         if not self._semantic:
             self._end_turn("silence")
         elif not turn.judged:
@@ -433,6 +438,10 @@ class StreamingRecognizer:
         turn.ended_at = asyncio.get_running_loop().time()
         turn.real_time = self._ahead_of_time_s() <= self._cfg.ahead_of_time_s
         turn.closed.set()
+        log.info("turn %d ended (%s) after %.2f s of audio, %.2f s of it silence; complete probability %s; %s",
+                 turn.index, reason, turn.samples / SAMPLE_RATE, turn.silence_s,
+                 "-" if turn.complete_probability is None else f"{turn.complete_probability:.3f}",
+                 "in real time" if turn.real_time else "faster than real time")
         self._turn = None
         self._speech_run = 0
         self._events.put_nowait(TurnEnded(turn.index, self._position / SAMPLE_RATE, reason, turn.complete_probability))

@@ -19,7 +19,7 @@ from services.gateway.config import GatewaySettings
 from services.gateway.consent_http import MISSING, avatar_consent, consent_from_form
 from services.gateway.rest_auth import requires
 from services.gateway.rest_limits import rate_limited, read_upload
-from services.gateway.stages import OUTPUT_RATE, Animator, Face, StageFailed, TurnMeta, VideoOut
+from services.gateway.stages import OUTPUT_RATE, Animator, Face, SpeechChunk, StageFailed, TurnMeta, VideoOut
 
 router = APIRouter(prefix="/v1/avatars", tags=["avatars"])
 
@@ -117,7 +117,7 @@ def _eyes_closed(still: bytes) -> bytes:
 
 async def _draw_still(animator: Animator, avatar_id: str) -> bytes:
     async def silence():  # one frame's worth: the mouth at rest
-        yield b"\0\0" * (OUTPUT_RATE // 25)
+        yield SpeechChunk(b"\0\0" * (OUTPUT_RATE // 25))
 
     frames = animator.animate(silence(), Face(avatar_id), TurnMeta("still", 0), VideoOut(jpeg_quality=85))
     try:

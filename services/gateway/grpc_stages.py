@@ -12,6 +12,7 @@ from avatar.llm.v1 import llm_pb2
 from avatar.sda.v1 import sda_pb2
 from avatar.tts.v1 import tts_pb2
 from core.avatar_bundle import wire_id
+from core.tts.visemes import LIPS_CLOSED
 from services.gateway.config import GatewaySettings
 from services.gateway.grpc_streams import bidi, responses
 from services.gateway.protocol import ErrorCode
@@ -171,7 +172,9 @@ class GrpcSynthesizer:
                                        timeout=self._timeout_s):
                 if response.WhichOneof("result") == "audio":
                     audio = response.audio
-                    yield SpeechChunk(audio.pcm, audio.text, audio.format.sample_rate_hz or voice.sample_rate)
+                    yield SpeechChunk(audio.pcm, audio.text, audio.format.sample_rate_hz or voice.sample_rate,
+                                      tuple((p.start_s - audio.start_s, p.end_s - audio.start_s)
+                                            for p in audio.phonemes if p.viseme == LIPS_CLOSED))
         except grpc.aio.AioRpcError as err:
             raise stage_failed("speech synthesis", err) from None
 
@@ -188,14 +191,21 @@ class GrpcAnimator:
             raise stage_failed("animation", err) from None
         return Avatars(reply.default_avatar, [a.avatar_id for a in reply.avatars])
 
-    async def animate(self, audio: AsyncIterator[bytes], face: Face, meta: TurnMeta, video: VideoOut,
+    async def animate(self, speech: AsyncIterator[SpeechChunk], face: Face, meta: TurnMeta, video: VideoOut,
                       metadata: Metadata = (), sample_rate: int = OUTPUT_RATE) -> AsyncIterator[Frame]:
         request_meta = _meta(meta)
         outgoing: asyncio.Queue[sda_pb2.AnimateRequest | None] = asyncio.Queue()
 
         async def audio_in() -> None:
-            async for pcm in audio:
-                outgoing.put_nowait(sda_pb2.AnimateRequest(audio=pcm, meta=request_meta))
+            position_s = 0.0  # of the chunk about to go, in the segment's audio
+            async for chunk in speech:
+                if chunk.lips_closed:
+                    spans = [sda_pb2.TimeSpan(start_s=position_s + start, end_s=position_s + end)
+                             for start, end in chunk.lips_closed]
+                    outgoing.put_nowait(sda_pb2.AnimateRequest(lips_closed=sda_pb2.LipsClosed(spans=spans),
+                                                               meta=request_meta))
+                outgoing.put_nowait(sda_pb2.AnimateRequest(audio=chunk.pcm, meta=request_meta))
+                position_s += len(chunk.pcm) / (2 * sample_rate)
             outgoing.put_nowait(sda_pb2.AnimateRequest(end_of_segment=sda_pb2.EndOfSegment(), meta=request_meta))
 
         async def keyframes_in() -> None:

@@ -235,14 +235,14 @@ class Animation:
         shown = 0  # bytes of it that came back inside frames
         bytes_per_s = reply.audio_rate * 2
 
-        async def audio() -> AsyncIterator[bytes]:
+        async def speech() -> AsyncIterator[SpeechChunk]:
             async for chunk in items:
                 forwarded.extend(chunk.pcm)
-                yield chunk.pcm
+                yield chunk
 
         try:
             with reply.call("sda") as metadata:
-                async for frame in self._animator.animate(audio(), reply.whose_face, reply.request.meta, reply.video,
+                async for frame in self._animator.animate(speech(), reply.whose_face, reply.request.meta, reply.video,
                                                           metadata, reply.audio_rate):
                     shown += len(frame.pcm)
                     yield frame
@@ -250,8 +250,8 @@ class Animation:
             yield VideoLost(err)
             if len(forwarded) > shown:
                 yield AudioOnly(shown / bytes_per_s, bytes(forwarded[shown:]))
-            async for pcm in audio():
-                yield AudioOnly((len(forwarded) - len(pcm)) / bytes_per_s, pcm)
+            async for chunk in speech():
+                yield AudioOnly((len(forwarded) - len(chunk.pcm)) / bytes_per_s, chunk.pcm)
 
 
 def reply_processors(stages: Stages, speculation: Speculation | None = None, pacing: Paced | None = None,

@@ -140,6 +140,9 @@ class SpeechChunk:
     pcm: bytes  # LINEAR16 at `rate`
     text: str = ""  # the clause this chunk starts speaking, on a clause's first chunk
     rate: int = OUTPUT_RATE
+    # Where the voice closes its lips (p, b, m) from this chunk on: (start, end) in seconds from the chunk's first
+    # sample, for the face to close them there; empty where the voice gives no phoneme timings.
+    lips_closed: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -215,7 +218,7 @@ class Synthesizer(Protocol):
 
 
 class Animator(Protocol):
-    def animate(self, audio: AsyncIterator[bytes], face: Face, meta: TurnMeta, video: VideoOut,
+    def animate(self, speech: AsyncIterator[SpeechChunk], face: Face, meta: TurnMeta, video: VideoOut,
                 metadata: Metadata = (), sample_rate: int = OUTPUT_RATE) -> AsyncIterator[Frame]: ...
 
     async def avatars(self) -> Avatars: ...

@@ -7,6 +7,11 @@ seams. Each frame carries the mouth's pose and the inside of the mouth from the 
 speaking (its loudness, smoothed: the generated pose shows in speech, and at rest the person's own mouth does, so
 a smile stays a smile); the head's motion (services.sda.head_motion); and how far its eyelids are down (a blink
 every few seconds, sooner at a pause). The frame codec turns them into the picture.
+
+Where the voice says when its lips close (p, b, m: a voice with phoneme timings knows), the frame showing the
+middle of each closure, and every frame whose middle it covers, shows the lips closed whatever the generator made
+of the audio (a closure is short, and the generator, which hears it as a moment of quiet, often leaves the mouth
+ajar); the frame on either side closes them half way, as lips close from the vowel before and open into the next.
 """
 
 from dataclasses import dataclass
@@ -31,6 +36,11 @@ _RISE, _FALL = 0.7, 0.25
 _BLINK_EVERY_S = (2.0, 6.0)
 _BLINK = (0.4, 0.9, 1.0, 0.7, 0.3)
 _BLINK_AT_PAUSE_AFTER_S = 1.0  # a pause brings the next blink forward once this long has passed since the last
+_BESIDE_CLOSURE = 0.5  # how far a frame next to one whose lips close closes them
+# A closure is one phoneme's (a long "mm" under a second), and comes just before its audio: a span longer, or further
+# ahead of the audio received, is a client's mistake (and would hold memory for frames that may never come).
+_LONGEST_CLOSURE_S = 1.0
+_CLOSURE_AHEAD_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,7 @@ class AnimatedFrame:
     segment: int
     speaking: float  # 0 at rest (the photo shows as it is) to 1 in speech (the generated lower face shows)
     blink: float  # how far the eyelids are down: 0 open, 1 closed
+    lips_closed: float = 0.0  # how far the voice closes the lips here, whatever the pose: 1 shut, 0 as posed
 
 
 class Animator:
@@ -74,6 +85,23 @@ class Animator:
         self._raw = bytearray()
         self._audio = np.zeros(0, dtype=np.float32)  # model-rate audio of the segment
         self._done = 0  # frames of the segment generated
+        self._closed: set[int] = set()  # frames of the segment whose lips close
+
+    def close_lips(self, spans: list[tuple[float, float]]) -> None:
+        """The voice closes its lips over these spans of the segment (seconds from its start): the frames that show
+        them close the lips. Give them before the audio they fall in; a span whose frames were made already is
+        too late to show."""
+        fps = self._cfg.fps
+        received_s = self._audio.size / self._cfg.sample_rate
+        for start_s, end_s in spans:
+            if not (0.0 <= start_s <= end_s <= start_s + _LONGEST_CLOSURE_S
+                    and start_s <= received_s + _CLOSURE_AHEAD_S):
+                raise BadRequest(f"a lips-closed span runs forward from 0 s, lasts at most {_LONGEST_CLOSURE_S:.0f} s "
+                                 f"and starts at most {_CLOSURE_AHEAD_S:.0f} s past the audio received "
+                                 f"({received_s:.2f} s); got {start_s}-{end_s} s")
+            middle = int((start_s + end_s) / 2 * fps)
+            covered = range(int(np.ceil(start_s * fps - 0.5)), int(np.floor(end_s * fps - 0.5)) + 1)
+            self._closed.update([middle, *covered])
 
     @property
     def pending_frames(self) -> int:
@@ -122,20 +150,29 @@ class Animator:
                 piece = bytes(self._raw[i * self.bytes_per_frame : (i + 1) * self.bytes_per_frame])
                 piece += b"\0" * (self.bytes_per_frame - len(piece))
                 spf = self._cfg.samples_per_frame
-                out.append(self._frame(motion, self._audio[i * spf : (i + 1) * spf], piece, self.segment))
+                out.append(self._frame(motion, self._audio[i * spf : (i + 1) * spf], piece, self.segment,
+                                       self._lips_closed(i)))
         self._done += count
+        self._closed = {i for i in self._closed if i >= self._done - 1}  # the last one made still has a neighbour
         return out
 
-    def _frame(self, motion: tuple, samples: np.ndarray | None, audio: bytes, segment: int) -> AnimatedFrame:
+    def _frame(self, motion: tuple, samples: np.ndarray | None, audio: bytes, segment: int,
+               lips_closed: float = 0.0) -> AnimatedFrame:
         """The stream's next frame: the generated motion, and what the clock adds (speaking, head, eyelids)."""
         loud = 20 * np.log10(np.sqrt(np.mean(samples**2)) + 1e-9) if samples is not None and samples.size else -120.0
         was_speaking = self._speaking
         speaking = self._speaking_at(loud)
         head = self._head.step(loud, speaking)
         frame = AnimatedFrame(*motion, head, self.next_pts, self._frames, audio, segment, speaking,
-                              self._blink_at(pause=was_speaking > 0.5 >= speaking))
+                              self._blink_at(pause=was_speaking > 0.5 >= speaking), lips_closed)
         self._frames += 1
         return frame
+
+    def _lips_closed(self, index: int) -> float:
+        """How far the voice closes the lips in the segment's frame `index`."""
+        if index in self._closed:
+            return 1.0
+        return _BESIDE_CLOSURE if index - 1 in self._closed or index + 1 in self._closed else 0.0
 
     def _blink_gap(self) -> int:
         return self._frames + int(self._rng.uniform(*_BLINK_EVERY_S) * self._cfg.fps)

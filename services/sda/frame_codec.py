@@ -113,11 +113,12 @@ class FrameCodec:
 
     @torch.no_grad()
     def picture(self, made: AnimatedFrame) -> np.ndarray:
-        """The frame as RGB: the generated mouth as far as the frame is speaking (at rest, the person's own), the
-        head where its motion puts it, the eyelids as far down as it blinks."""
+        """The frame as RGB: the generated mouth as far as the frame is speaking (at rest, the person's own), its
+        lips as far closed as the voice closes them, the head where its motion puts it, the eyelids as far down as it
+        blinks."""
         framed = self._framed
         speaking = made.speaking
-        opening = framed.rest_opening + speaking * (made.opening - framed.rest_opening)
+        opening = (1 - made.lips_closed) * (framed.rest_opening + speaking * (made.opening - framed.rest_opening))
         cavity = (torch.from_numpy(made.cavity)[None] + 1) * 127.5
         if framed.grey:  # the inside of a grey photo's mouth is grey too
             luma = (cavity * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(dim=1, keepdim=True)

@@ -23,6 +23,7 @@ from services.sda.frame_codec import FrameCodec
 
 _END = object()
 _CLEAR = object()
+MAX_CLOSURES = 1000  # lips-closed spans in one message: a few seconds of speech has tens
 
 
 class SdaService(sda_pb2_grpc.SdaServiceServicer):
@@ -135,9 +136,14 @@ class _Stream:
                     self._codec.want_keyframe()
                 elif kind == "picture_rate":
                     self._picture_every = request.picture_rate.every
+                elif kind == "lips_closed":
+                    if len(request.lips_closed.spans) > MAX_CLOSURES:
+                        raise BadRequest(f"lips_closed carries at most {MAX_CLOSURES} spans (those of the audio after "
+                                         f"it), got {len(request.lips_closed.spans)}")
+                    self._work.append([(span.start_s, span.end_s) for span in request.lips_closed.spans])
                 else:
-                    raise BadRequest("after the config only audio, end_of_segment, clear, keyframe and picture_rate "
-                                     f"are allowed, got `{kind}`")
+                    raise BadRequest("after the config only audio, lips_closed, end_of_segment, clear, keyframe and "
+                                     f"picture_rate are allowed, got `{kind}`")
                 self._wake.set()
         except BaseException as err:
             self._out.put_nowait(err)
@@ -178,6 +184,9 @@ class _Stream:
                     self._animator.clear()
                     self._codec.want_keyframe()  # the frames the next one would build on were dropped
                     self._segment_frames = 0
+                    continue
+                if isinstance(item, list):  # lips-closed spans, for the audio after them
+                    self._animator.close_lips(item)
                     continue
                 if item is _END:
                     frames, total = await self._work_on(self._animator.end_segment)

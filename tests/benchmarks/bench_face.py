@@ -12,7 +12,8 @@ makes it (the animator and the frame codec, whole photo framing) and measured pe
 - head motion: the spread of the nose tip (share of the face's width) and of the eyes' tilt (degrees);
 - flicker: the largest change between two frames where nothing should move (the background away from the head);
 - bilabial closures: for each p, b and m the voice says (phoneme timings from the Piper voice, the only one that
-  gives them), whether the lips close (gap under a third of the reply's median gap) within a frame of it.
+  gives them), whether the lips close (gap under a third of the reply's median gap) within a frame of it; the
+  animator is given the voice's closures with its audio, as a reply's animation is.
 A contact sheet of frames goes to docs/face_contact_sheet.png.
 """
 
@@ -131,7 +132,7 @@ def _bilabial_closures(book, face) -> tuple[int, int]:
     from core import audio as pcm
     from core.sda.face_rig import find_face, landmarks
     from core.tts.backends.piper_voice import PiperBackend
-    from core.tts.visemes import viseme_of
+    from core.tts.visemes import LIPS_CLOSED, viseme_of
     from services.sda.config import SdaSettings
     from services.sda.engine import Animator
     from services.sda.frame_codec import FrameCodec
@@ -146,6 +147,9 @@ def _bilabial_closures(book, face) -> tuple[int, int]:
         utterance = voice.synthesize(text, 1.0)
         speech = pcm.resample(utterance.audio, voice.voice.sample_rate, 16000)
         animator = Animator(avatar, 16000, pcm.LINEAR16, 0)
+        # as in a reply: the voice's phoneme timings travel with its audio, and its closures with them
+        animator.close_lips([(ph.start_s, ph.end_s) for ph in utterance.phonemes
+                             if viseme_of(ph.symbol) == LIPS_CLOSED])
         made = animator.push((np.clip(speech, -1, 1) * 32767).astype(np.int16).tobytes()) + animator.end_segment()[0]
         codec = FrameCodec(avatar.rig, sda_pb2.AnimateConfig(image_encoding=sda_pb2.RGB24, framing=sda_pb2.PHOTO),
                            SdaSettings(), animator.fps)
@@ -158,7 +162,7 @@ def _bilabial_closures(book, face) -> tuple[int, int]:
         voiced = [i for i in range(len(gaps)) if np.sqrt(np.mean(speech[i * spf : (i + 1) * spf] ** 2)) > 0.02]
         shut = max(np.median(gaps[voiced]) / 3, 1.0)
         for ph in utterance.phonemes:
-            if viseme_of(ph.symbol) == "PP":
+            if viseme_of(ph.symbol) == LIPS_CLOSED:
                 middle = int((ph.start_s + ph.end_s) / 2 * animator.fps)
                 asked += 1
                 closed += bool(gaps[max(middle - 1, 0) : middle + 2].min() <= shut)
@@ -213,7 +217,8 @@ def run(stack) -> Section:
                     f"{flicker:.2f} worst ({met(flicker, 0.5, lambda v: f'{v:.2f}')})", "< 0.5")
         if name in BILABIAL_FACES:
             closed, asked = _bilabial_closures(book, face)
-            section.add(f"{name}: lips closed at p, b, m (Piper voice, {len(BILABIAL_SENTENCES)} sentences)",
+            section.add(f"{name}: lips closed at p, b, m (Piper voice and its timings, "
+                        f"{len(BILABIAL_SENTENCES)} sentences)",
                         f"{closed} of {asked}, {100 * closed / asked:.0f}% "
                         f"({met_at_least(closed / asked, 0.9, lambda v: f'{100 * v:.0f}%')})", "≥ 90%")
         left, top, right, bottom = head_box(rig, 0.15)  # the head, as the service frames it (a little closer)
