@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from core.sda.face_rig import find_face, landmarks
+from core.sda.face_rig import find_face
+from pipelines.sda.evaluate import lip_gap, mouth_points
 from services.gateway.config import GatewaySettings
 from services.gateway.grpc_stages import grpc_stages
 from services.gateway.stage_channels import StageClients
@@ -42,8 +43,7 @@ def _lip_gaps(frames) -> np.ndarray:
     pictures = [cv2.cvtColor(cv2.imdecode(np.frombuffer(f.image, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
                 for f in frames]
     box = find_face(pictures[0])
-    points = [landmarks(picture, box) for picture in pictures]
-    return np.array([p[[65, 66, 67], 1].mean() - p[[61, 62, 63], 1].mean() for p in points])
+    return np.array([lip_gap(mouth_points(picture, box)) for picture in pictures])
 
 
 async def test_the_lips_close_where_the_voice_says_p_b_and_m(stack):

@@ -81,14 +81,15 @@ def _eye_aspect(points: np.ndarray) -> float:
 
 
 def _measure(frames: list[np.ndarray], loud: np.ndarray, photo: np.ndarray) -> dict:
-    from core.sda.face_rig import find_face, landmarks
+    from core.sda.face_rig import OUTER_LIPS, find_face, landmarks
     from pipelines.face_track import describe
+    from pipelines.sda.evaluate import lip_gap
 
     box = find_face(photo)
     reference = landmarks(photo, box)
     points = [landmarks(f, box) for f in frames]
     width = np.ptp(reference[:, 0])
-    gap = np.array([(p[[65, 66, 67], 1].mean() - p[[61, 62, 63], 1].mean()) / width for p in points])
+    gap = np.array([lip_gap(p[OUTER_LIPS.start :]) / width for p in points])
     best = max(range(-MAX_LAG, MAX_LAG + 1), key=lambda lag: _corr(gap, loud, lag))
     (x0, y0), (x1, y1) = reference[17:27].min(axis=0), reference[36:48].max(axis=0)  # brows down to the eyes
     region = (slice(int(y0) - 4, int(y1) + 4), slice(int(x0) - 4, int(x1) + 4))
@@ -130,9 +131,10 @@ def _bilabial_closures(book, face) -> tuple[int, int]:
     from avatar.sda.v1 import sda_pb2
 
     from core import audio as pcm
-    from core.sda.face_rig import find_face, landmarks
+    from core.sda.face_rig import find_face
     from core.tts.backends.piper_voice import PiperBackend
     from core.tts.visemes import LIPS_CLOSED, viseme_of
+    from pipelines.sda.evaluate import lip_gap, mouth_points
     from services.sda.config import SdaSettings
     from services.sda.engine import Animator
     from services.sda.frame_codec import FrameCodec
@@ -153,11 +155,7 @@ def _bilabial_closures(book, face) -> tuple[int, int]:
         made = animator.push((np.clip(speech, -1, 1) * 32767).astype(np.int16).tobytes()) + animator.end_segment()[0]
         codec = FrameCodec(avatar.rig, sda_pb2.AnimateConfig(image_encoding=sda_pb2.RGB24, framing=sda_pb2.PHOTO),
                            SdaSettings(), animator.fps)
-        gaps = []
-        for frame in made:
-            p = landmarks(codec.picture(frame), box)
-            gaps.append(p[[65, 66, 67], 1].mean() - p[[61, 62, 63], 1].mean())
-        gaps = np.array(gaps)
+        gaps = np.array([lip_gap(mouth_points(codec.picture(frame), box)) for frame in made])
         spf = 16000 // animator.fps
         voiced = [i for i in range(len(gaps)) if np.sqrt(np.mean(speech[i * spf : (i + 1) * spf] ** 2)) > 0.02]
         shut = max(np.median(gaps[voiced]) / 3, 1.0)
