@@ -46,6 +46,21 @@ def test_one_conversation_is_always_admitted_and_learning_can_be_turned_off():
     assert fixed.capacity == 3 and fixed.admit()
 
 
+def test_media_close_to_running_late_keeps_the_ceiling_at_the_conversations_open():
+    clock = ManualClock()
+    admission = Admission(4, relax_s=60, clock=clock)
+    assert admission.admit() and admission.admit()
+    admission.ran_thin()  # two hold, only just
+    assert admission.capacity == 2 and not admission.admit()
+    admission.ran_late()  # and then did not
+    assert admission.capacity == 1
+    admission.ran_thin()  # close again with two open: the lower ceiling stays, its while starts over
+    clock.now += 59
+    assert admission.capacity == 1
+    clock.now += 2
+    assert admission.capacity == 2
+
+
 def test_playback_says_when_a_reply_ran_out_for_longer_than_a_moment():
     clock = ManualClock()
     late = []

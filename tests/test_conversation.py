@@ -19,6 +19,7 @@ from services.gateway.session_store import SessionStore, StoreUnavailable
 from services.gateway.stages import SpeechChunk, SpeechEvent, Transcript, Word
 from services.runner.redis_server import EmbeddedRedis
 from tests.consent import published_bundle
+from services.gateway.playback import CLIENT_JITTER_S as JITTER
 from tests.fake_stages import WORD_S, FakeAnimator, FakeTextEngine, fake_stages
 from tests.manual_clock import ManualClock
 from tests.reliability_figures import record
@@ -38,8 +39,10 @@ class Talk:
         self.stages = fake_stages(**stages)
         self.clock = ManualClock()
         self.out: list = []
-        self.conversation = Conversation(self.stages, store, settings or GatewaySettings(avatars_dir=""),
-                                         self.out.append, _serving, clock=self.clock)
+        # The clock moves only by hand: animation is not paced to a listener who never plays on (the pacing's own
+        # tests are in test_reply_processors.py).
+        settings = (settings or GatewaySettings(avatars_dir="")).model_copy(update={"animation_lead_s": 1e9})
+        self.conversation = Conversation(self.stages, store, settings, self.out.append, _serving, clock=self.clock)
 
     async def start(self, **hello) -> dict:
         await self.conversation.start(Hello(type="hello", version=1, **hello))
@@ -73,7 +76,7 @@ class Talk:
         await self.start()
         self.ask("Tell me about the sea.")
         await self.until("turn_end")
-        self.clock.now += played_s
+        self.clock.now += JITTER + played_s  # the player starts a jitter buffer after the first media
         self.stages.asr.say(SpeechEvent("speech_start", 5.0))
         await self.until("pause")
 
@@ -173,7 +176,7 @@ async def test_words_over_a_reply_being_made_stop_it_and_history_keeps_what_was_
     await talk.start()
     talk.ask("Tell me about the sea.")
     await talk.until("reply_delta", 6)
-    talk.clock.now += 2 * WORD_S + 0.01  # the user has heard two words of it
+    talk.clock.now += JITTER + 2 * WORD_S + 0.01  # the user has heard two words of it
     talk.speak_over("Wait, stop")
     interrupted = await talk.until("interrupted")
     assert interrupted["turn"] == 0 and interrupted["heard"] == "Sure. The"
@@ -189,7 +192,7 @@ async def test_words_over_a_reply_still_playing_stop_it_though_it_was_all_made(s
     await talk.start()
     talk.ask("Tell me about the sea.")
     await talk.until("turn_end")  # every frame was sent; the client plays them for another 2.8 s
-    talk.clock.now += 3 * WORD_S + 0.01
+    talk.clock.now += JITTER + 3 * WORD_S + 0.01
     talk.speak_over("Hang on", final=True)
     interrupted = await talk.until("interrupted")
     assert interrupted["heard"] == "Sure. The sea"

@@ -1,5 +1,6 @@
 """Several sessions on one engine: a reply's first tokens, clause or frames go ahead of other replies' later
-work, and a long reply still moves on between them (the text engine's threads, the voice's and face's streams)."""
+work, the voice's and face's streams take turns by when their listeners need the work, and a long reply still
+moves on between them (the text engine's threads, the voice's and face's streams)."""
 
 import asyncio
 import threading
@@ -8,7 +9,8 @@ import time
 import pytest
 
 from core.llm.backends.turns import Turnstile
-from services.common.priority_turns import PriorityTurns
+from services.common.priority_turns import Playout, PriorityTurns
+from tests.manual_clock import ManualClock
 
 pytestmark = pytest.mark.unit
 
@@ -43,26 +45,34 @@ def test_a_new_generation_goes_ahead_of_the_tails_waiting_for_the_engine():
         f"the story ran to its end before the other reply moved on: {order}"
 
 
-async def test_a_streams_first_piece_goes_ahead_of_later_pieces_of_other_streams():
+async def test_the_piece_due_soonest_goes_first_and_a_streams_first_piece_is_due_at_once():
+    """A story seconds ahead of its listener, a reply whose listener is about to run dry, and a new reply's first
+    clause: after the piece under way, the new reply's first clause (due now), then the frames about to be heard,
+    then the story's (due later), each stream's pieces in their order."""
+    clock = ManualClock(100.0)
     turns, order = PriorityTurns(), []
     holding, release = asyncio.Event(), asyncio.Event()
+    story, thin = Playout(clock=clock), Playout(clock=clock)
+    story.begin(0.0)
+    clock.now += 3.0  # the story's listener is 3 s in; it was made 8 s ahead
+    thin.begin(0.0)  # a reply just begun: its first output went out now, its listener plays it 0.12 s from now
 
-    async def piece(name: str, first: bool, hold: bool = False) -> None:
-        async with turns.turn(first):
+    async def piece(name: str, due: float, hold: bool = False) -> None:
+        async with turns.turn(due):
             if hold:
                 holding.set()
                 await release.wait()
             order.append(name)
 
-    tasks = [asyncio.create_task(piece("story clause 2", False, hold=True))]
+    tasks = [asyncio.create_task(piece("story 7 s", story.due(7.0), hold=True))]
     await holding.wait()
-    tasks.append(asyncio.create_task(piece("story clause 3", False)))
-    await asyncio.sleep(0)
-    tasks.append(asyncio.create_task(piece("new reply clause 1", True)))
-    await asyncio.sleep(0)
+    for name, due in [("story 7.5 s", story.due(7.5)), ("story 8 s", story.due(8.0)), ("thin 0.2 s", thin.due(0.2)),
+                      ("new reply first", Playout(clock=clock).due(0.0)), ("thin 0.3 s", thin.due(0.3))]:
+        tasks.append(asyncio.create_task(piece(name, due)))
+        await asyncio.sleep(0)
     release.set()
     await asyncio.gather(*tasks)
-    assert order == ["story clause 2", "new reply clause 1", "story clause 3"]
+    assert order == ["story 7 s", "new reply first", "thin 0.2 s", "thin 0.3 s", "story 7.5 s", "story 8 s"]
 
 
 async def test_a_stream_cancelled_while_it_waits_does_not_hold_up_the_others():
@@ -70,7 +80,7 @@ async def test_a_stream_cancelled_while_it_waits_does_not_hold_up_the_others():
     release = asyncio.Event()
 
     async def piece(name: str, first: bool, wait_for: asyncio.Event | None = None) -> None:
-        async with turns.turn(first):
+        async with turns.turn(time.monotonic() - 1.0 if first else time.monotonic()):
             if wait_for:
                 await wait_for.wait()
             order.append(name)

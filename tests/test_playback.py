@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from services.gateway.playback import CLIENT_JITTER_S as JITTER
 from services.gateway.playback import Playback
 from services.gateway.stages import OUTPUT_RATE
 from tests.manual_clock import ManualClock
@@ -19,11 +20,13 @@ def test_a_client_that_ran_out_goes_on_from_where_it_stopped():
     playback = Playback(clock)
     playback.spoken(1.0, "One day a dragon")
     playback.sent(1.0, tone(1.0, 100))
+    clock.now += JITTER
+    assert playback.heard_s() == 0.0  # the player's jitter buffer: nothing heard yet
     clock.now += 3.0  # the stages fell behind: the client played its second and waited two
     assert playback.heard_s() == 1.0
     playback.spoken(1.0, "flew over the sea")
     playback.sent(2.0, tone(1.0, 200))
-    clock.now += 0.5
+    clock.now += JITTER + 0.5  # it goes on a jitter buffer after the media came
     assert playback.heard_s() == pytest.approx(1.5)
     assert playback.heard_text() == "One day a dragon flew over"
     assert playback.audio_heard(0.25).mean() == pytest.approx(200 / 32768)  # the second second is playing
@@ -33,7 +36,7 @@ def test_a_pause_holds_the_position_and_a_resume_goes_on_from_it():
     clock = ManualClock(100.0)
     playback = Playback(clock)
     playback.sent(4.0, tone(4.0, 100))
-    clock.now += 1.0
+    clock.now += JITTER + 1.0
     playback.pause()
     clock.now += 2.0
     assert playback.heard_s() == 1.0 and playback.paused
@@ -49,9 +52,9 @@ def test_the_speakers_are_quiet_where_the_client_ran_out_or_paused():
     clock = ManualClock(100.0)
     playback = Playback(clock)
     playback.sent(1.0, tone(1.0, 100))
-    clock.now += 1.5  # played its second, then waited half a second for more
+    clock.now += JITTER + 1.38  # played its second, then waited for more
     playback.sent(2.0, tone(1.0, 200))
-    clock.now += 0.5
+    clock.now += JITTER + 0.5  # and played the next half second a jitter buffer after it came
     playback.pause()
     clock.now += 0.5
     heard = playback.audio_heard(2.5) * 32768
@@ -90,6 +93,45 @@ def test_text_given_to_speech_and_not_begun_counts_ahead_at_the_replys_own_pace(
     assert playback.lead_s(30) == pytest.approx(30 / 14)  # nothing spoken yet: a voice's usual pace
     playback.spoken(2.0, first)  # this voice: 15 letters a second
     playback.sent(2.0, tone(2.0, 100))
-    clock.now += 0.5
+    clock.now += JITTER + 0.5
     assert playback.lead_s(30) == pytest.approx(1.5)  # all given is begun: the audio made ahead of the listener
     assert playback.lead_s(30 + 60) == pytest.approx(1.5 + 4.0)  # and four seconds more to be made
+
+
+def test_the_player_starts_a_jitter_buffer_after_the_first_media_and_after_running_out():
+    clock = ManualClock(100.0)
+    playback = Playback(clock)
+    playback.sent(1.0, tone(1.0, 100))
+    assert playback.left_s() == pytest.approx(JITTER + 1.0)
+    clock.now += JITTER + 0.4
+    assert playback.heard_s() == pytest.approx(0.4)
+    clock.now += 0.8  # ran out 0.2 s ago
+    assert playback.left_s() == pytest.approx(-0.2)
+    playback.sent(2.0, tone(1.0, 100))
+    clock.now += JITTER
+    assert playback.heard_s() == pytest.approx(1.0) and playback.left_s() == pytest.approx(1.0)
+
+
+def test_late_and_thin_media_are_told_as_the_player_would_meet_them():
+    clock = ManualClock(100.0)
+    late, thin = [], []
+    playback = Playback(clock, on_late=lambda: late.append(clock.now), on_thin=lambda: thin.append(clock.now))
+    for frame in range(1, 26):  # a second of frames, each 40 ms of media made in 40 ms: the buffer holds
+        playback.sent(frame * 0.04)
+        clock.now += 0.04
+    assert late == [] and thin == []
+    clock.now += JITTER - 0.02  # the next frame comes 20 ms before the player needs it: close
+    playback.sent(1.04)
+    playback.sent(1.08)
+    assert late == [] and len(thin) == 1  # once a run
+    clock.now += 0.1  # 20 ms after it ran out
+    playback.sent(1.12)
+    assert len(late) == 1
+    clock.now += 0.02
+    playback.sent(1.16)  # a new run, a jitter buffer ahead of its player: not thin
+    assert len(thin) == 1
+    playback.pause()  # paused (speech over the reply): silence the user asked for, not late
+    clock.now += 5
+    playback.resume()
+    playback.sent(1.2)
+    assert len(late) == 1

@@ -197,6 +197,32 @@ async def test_a_sentence_that_runs_on_past_the_longest_clause_is_given_whole_be
     assert sum(len(f.pcm) for f in frames) / BYTES_PER_S == pytest.approx((1 + 12 * 9 + 2) * WORD_S)
 
 
+async def test_animation_is_given_speech_only_a_cushion_ahead_of_the_listener():
+    """Speech made far ahead (the whole answer at once): animation is given the audio up to its lead ahead of what
+    the listener has heard, not all of it (it would draw every frame as fast as the CPU allows, taking the CPU
+    from a reply just begun), and the rest as the listener hears on."""
+    heard = {"s": 0.0}
+    stages = fake_stages(llm=FakeTextEngine(" ".join(["word"] * 40)))
+    text, speech, animation = reply_processors.reply_processors(stages)
+    holding = reply_processors.AnimationPaced(lambda: heard["s"], 1.0, lambda: False, poll_s=0.01)
+    spoken, shown = [], []
+
+    def tap(name, item):
+        (spoken if name == "speech" else shown if name == "animation" else []).append(item)
+
+    run = asyncio.create_task(made([text, speech, holding, animation], tap=tap))
+    await asyncio.sleep(0.3)
+    given_s = sum(len(f.pcm) for f in shown) / BYTES_PER_S
+    assert len(spoken) == 40 and 1.0 <= given_s <= 1.0 + 2 * WORD_S, f"{given_s} s animated, nothing heard"
+    heard["s"] = 2.0
+    await asyncio.sleep(0.3)
+    given_s = sum(len(f.pcm) for f in shown) / BYTES_PER_S
+    assert 3.0 <= given_s <= 3.0 + 2 * WORD_S, f"{given_s} s animated, 2 s heard"
+    heard["s"] = 100.0
+    frames = await asyncio.wait_for(run, 5)
+    assert sum(len(f.pcm) for f in frames) == pytest.approx(40 * WORD_S * BYTES_PER_S, abs=2)
+
+
 async def test_while_the_listener_is_paused_no_more_is_spoken_or_animated_and_then_all_of_it_is():
     """Speech began over the reply: the listener's playback is paused until the recogniser decides, and the reply
     waits with it (what was in hand is finished), leaving the CPU to the recogniser; resumed, it is all made."""
@@ -206,7 +232,7 @@ async def test_while_the_listener_is_paused_no_more_is_spoken_or_animated_and_th
     text, speech, animation = reply_processors.reply_processors(stages)
     pacing = reply_processors.Paced(lambda _: 0.0, lead_s=100.0, ahead=lambda: 0.0, made=lambda: 0.0,
                                     paused=lambda: paused["now"], poll_s=0.01)
-    holding = reply_processors.HeldWhilePaused(lambda: paused["now"], poll_s=0.01)
+    holding = reply_processors.AnimationPaced(lambda: 0.0, 100.0, lambda: paused["now"], poll_s=0.01)
 
     def tap(name, item):
         if name == "speech":

@@ -23,6 +23,8 @@ class AsrSettings(ServiceSettings):
     # even with nothing else running (a partial 111-125 ms P50 against 166-184, the final's beam search 145-174
     # against 367-379), and leaves the other core to the text engine, speech and animation working at the same time.
     threads: int = Field(default=1, ge=1)
+    # Below the frames' CPU priority where it shares cores with animation (services/common/cpu_priority.py).
+    nice: int = Field(default=10, ge=0, le=19)
     # Beams of a partial's and a pause's decode (the words a turn's end is judged by), and of the final's.
     beam_size: int = Field(default=1, ge=1, le=10)
     final_beam_size: int = Field(default=5, ge=1, le=10)

@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from services.common import metrics
+from services.common.cpu_priority import lower_priority
 from services.common.interceptor import ErrorInterceptor
 from services.common.logs import setup_logging
 from services.common.settings import ServiceSettings
@@ -106,6 +107,7 @@ def run(stage_factory, settings: ServiceSettings) -> None:
     """Entry point of `python -m services.<stage>`."""
     setup_logging(stage_factory.__name__, settings.log_level, settings.log_json)
     settings.log_non_defaults()
+    lower_priority(settings.nice)
     setup_tracing(stage_factory.service_name)
     try:
         loaded = asyncio.run(serve(stage_factory(settings), settings))

@@ -31,6 +31,9 @@ class ServiceSettings(BaseSettings):
     # stream between utterances well before that).
     max_connection_age_s: float = Field(default=300.0, gt=0)
     max_connection_age_grace_s: float = Field(default=600.0, ge=0)
+    # How far below the default CPU priority the stage runs (0-19, services/common/cpu_priority.py): speech
+    # synthesis, the text engine and the recogniser yield to the frames where they share cores with animation.
+    nice: int = Field(default=0, ge=0, le=19)
 
     def log_non_defaults(self) -> None:
         """Log every setting that differs from its default, so a deployment's choices are visible (a secret's value

@@ -3,10 +3,12 @@ its machine's measured load says it carries (`machine_load.py`: refused before a
 machine was seen to hold.
 
 `GATEWAY_MAX_SESSIONS` is a number someone chose; a slower machine, or one whose cores another process takes,
-holds fewer. So the gateway watches its admitted replies: when one runs out of media while its listener plays it
-(the stages fell behind real time by more than `GATEWAY_LATE_MEDIA_S`), the machine held fewer conversations than
-were open, and the learned ceiling drops to one below that count (never below one). It rises again by one for
-every `GATEWAY_CAPACITY_RELAX_S` without late media, up to the configured ceiling. Past the ceiling a new or
+holds fewer. So the gateway watches its admitted replies as their listeners' players play them (`playback.py`):
+when one runs out of media (the stages fell behind real time: the user heard the voice stop), the machine held
+fewer conversations than were open, and the learned ceiling drops to one below that count (never below one); when
+one comes within a frame of running out (`GATEWAY_THIN_MEDIA_S`), the open conversations are all it holds, and the
+ceiling drops to that count: the next is refused before anyone stutters. It rises again by one for every
+`GATEWAY_CAPACITY_RELAX_S` without either, up to the configured ceiling. Past the ceiling a new or
 resumed session is refused at its hello with a `busy` error and close code 1013 (try again later; the browser app
 retries with backoff), instead of being admitted into a stuttering avatar. While full, `/readyz` answers 503 so a
 load balancer sends new connections to another replica (the open ones stay); the metrics give the autoscaler
@@ -29,6 +31,8 @@ LOAD = Gauge("avatar_gateway_sessions_load",
 REFUSED = Counter("avatar_gateway_sessions_refused_total", "Hellos refused with `busy` because the gateway was full")
 LATE = Counter("avatar_gateway_late_media_total",
                "Replies whose media ran out while their listener played them (the stages fell behind real time)")
+THIN = Counter("avatar_gateway_thin_media_total",
+               "Replies whose media came within a moment of running out while their listener played them")
 
 BUSY_CLOSE_CODE = 1013  # WebSocket "try again later"
 
@@ -93,11 +97,19 @@ class Admission:
         """An admitted reply's media ran out while its listener played it: the open conversations were more than
         this machine holds in real time."""
         LATE.inc()
+        self._learn(max(1, self.admitted - 1), "media ran late")
+
+    def ran_thin(self) -> None:
+        """An admitted reply's media came within a moment of running out: the open conversations are as many as
+        this machine holds in real time."""
+        THIN.inc()
+        self._learn(max(1, self.admitted), "media came close to running late")
+
+    def _learn(self, held: int, why: str) -> None:
         if not self._learns:
             return
-        held = max(1, self.admitted - 1)
         if self._learned is None or held < self._learned:
-            log.warning("media ran late with %d conversations open: admitting %d at most for now", self.admitted, held)
+            log.warning("%s with %d conversations open: admitting %d at most for now", why, self.admitted, held)
             self._learned = held
-        self._learned_at = self._clock()  # late again: the ceiling waits a whole while before it rises
+        self._learned_at = self._clock()  # again: the ceiling waits a whole while before it rises
         self.publish()

@@ -60,10 +60,12 @@ class GatewaySettings(BaseSettings):
     # concurrency bench measured a 2-core box to hold without slowing every session down.
     max_sessions: int = Field(default=3, ge=0)
     # Below that ceiling, what this machine is seen to hold (admission.py): a reply whose media runs out for more
-    # than `late_media_s` while its listener plays it lowers the ceiling to one below the conversations open then;
-    # it rises by one for every `capacity_relax_s` without late media.
+    # than `late_media_s` while its listener's player plays it lowers the ceiling to one below the conversations
+    # open then, one whose media comes with less than `thin_media_s` left to play to the conversations open; it
+    # rises by one for every `capacity_relax_s` without either.
     learn_capacity: bool = True
-    late_media_s: float = Field(default=0.2, gt=0)
+    late_media_s: float = Field(default=0.0, ge=0)
+    thin_media_s: float = Field(default=0.04, ge=0)
     capacity_relax_s: float = Field(default=600.0, gt=0)
     # And what the machine's measured load says it carries (machine_load.py): conversations that could all talk at
     # once within `cpu_margin` of its cores, a second of reply costing `reply_cpu_s` core-seconds until measured.
@@ -106,10 +108,11 @@ class GatewaySettings(BaseSettings):
     # with stage_unavailable instead of leaving it open: a reply that makes no progress (no text, audio or frame)
     # for `reply_stall_s` ends; each call also has a deadline.
     reply_stall_s: float = Field(default=15.0, gt=0)
-    # A reply is spoken and animated at most this far ahead of what the user has heard, counting the text speech
-    # synthesis was given and has not spoken yet (a long answer does not take the CPU from this or other
-    # sessions' next frames; the first clauses go at once).
+    # A reply is spoken at most this far ahead of what the user has heard, counting the text speech synthesis was
+    # given and has not spoken yet (a long answer does not take the CPU from this or other sessions' next frames;
+    # the first clauses go at once), and animated at most `animation_lead_s` ahead of it.
     reply_lead_s: float = Field(default=8.0, gt=0)
+    animation_lead_s: float = Field(default=2.5, gt=0)
     # A stage found disconnected at the start of a call (restarting) is given this long to come back first.
     stage_reconnect_s: float = Field(default=3.0, ge=0)
     llm_timeout_s: float = Field(default=120.0, gt=0)

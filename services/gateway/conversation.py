@@ -86,9 +86,11 @@ class _Reply:
 class Conversation:
     def __init__(self, stages: Stages, store: SessionStore, settings: GatewaySettings,
                  emit: Callable[[dict | bytes], None], statuses: Callable[[], Awaitable[dict]],
-                 clock: Callable[[], float] = time.monotonic, on_late: Callable[[], None] = lambda: None):
+                 clock: Callable[[], float] = time.monotonic, on_late: Callable[[], None] = lambda: None,
+                 on_thin: Callable[[], None] = lambda: None):
         self._stages = stages
         self._on_late = on_late  # a reply's media ran out while the user played it
+        self._on_thin = on_thin  # a reply's media came within a moment of running out
         self._store = store
         self._settings = settings
         self._emit = emit
@@ -372,9 +374,10 @@ class Conversation:
         else:
             self._remember(entry)
         pipeline = ReplyPipeline(self._stages, request, voice, self._emit, ended_at, speculation,
-                                 Playback(self._clock, self._on_late, self._settings.late_media_s),
+                                 Playback(self._clock, self._on_late, self._settings.late_media_s, self._on_thin,
+                                          self._settings.thin_media_s),
                                  self._settings.reply_stall_s, self._media,
-                                 self._settings.reply_lead_s)
+                                 self._settings.reply_lead_s, self._settings.animation_lead_s)
         reply = _Reply(turn, text, pipeline)
         reply.task = asyncio.create_task(self._run_reply(reply))
         self._reply = reply

@@ -1,11 +1,14 @@
 """What the user has heard of a reply, from the media clock.
 
-The gateway sends a reply's media as fast as the stages make it; the client plays it in real time from the
-first message on, except while it is paused (speech began over it, and the conversation waits to hear whether
-it is words), and when it runs out (the stages fell behind real time) it goes on from where it stopped once more
-comes. So the user has heard the time played since the last such start (the first media, a resume, media after
-running out) on top of where it started, at most as much as was sent. The reply's clauses, with the audio position where each starts, turn that into
-words: a reply cut by barge-in is remembered as what was heard of it. The last seconds of the reply's audio are
+The gateway sends a reply's media as fast as the stages make it; the client plays it in real time from a jitter
+buffer (`CLIENT_JITTER_S`) after the first message on, except while it is paused (speech began over it, and the
+conversation waits to hear whether it is words), and when it runs out (the stages fell behind real time) it goes on
+from where it stopped a jitter buffer after more comes, as the browser app's player does. So the user has heard the
+time played since the last such start (the first media, a resume, media after running out) on top of where it
+started, at most as much as was sent. Media that comes after the client ran out is late (the user heard the voice
+stop: `on_late`); media that comes with less than `thin_s` left to play came close to it (`on_thin`, once a run):
+what admission learns the machine holds from. The reply's clauses, with the audio position where each starts, turn
+that into words: a reply cut by barge-in is remembered as what was heard of it. The last seconds of the reply's audio are
 kept, so what comes back through the user's microphone can be compared with what was playing (`echo.py`).
 """
 
@@ -20,6 +23,7 @@ _KEEP_S = 6.0  # of the reply's audio heard, for the echo check
 _MOST_S = 120.0  # of the reply's audio kept in all: what was heard lately and what was sent ahead of it
 _LETTERS_PER_S = 14.0  # a voice's pace, spaces not counted, until the reply's own is known
 _PACE_AFTER_S = 1.0  # of audio made: the reply's own pace
+CLIENT_JITTER_S = 0.12  # the browser app's jitter buffer (services/gateway/web/src/lib/player.js)
 
 
 def letters(text: str) -> int:
@@ -29,12 +33,18 @@ def letters(text: str) -> int:
 
 class Playback:
     def __init__(self, clock: Callable[[], float] = time.monotonic, on_late: Callable[[], None] = lambda: None,
-                 late_s: float = 0.2):
+                 late_s: float = 0.0, on_thin: Callable[[], None] = lambda: None, thin_s: float = 0.04,
+                 jitter_s: float = CLIENT_JITTER_S):
         self._clock = clock
         self._on_late = on_late  # told when the media ran out more than `late_s` before more came
         self._late_s = late_s
+        self._on_thin = on_thin  # told when media came with less than `thin_s` left to play (once a run)
+        self._thin_s = thin_s
+        self._thin_told = False
+        self._jitter_s = jitter_s
         # Each time playing (re)started: when, and from where in the reply's audio. A run plays on until the next
-        # one's start position (where the client ran out or paused), the last one up to what was sent.
+        # one's start position (where the client ran out or paused), the last one up to what was sent; it starts
+        # a jitter buffer after the media that began it came.
         self._runs: list[tuple[float, float]] = []
         self._sent_s = 0.0  # media end, in seconds of the reply's audio
         self._clauses: list[tuple[float, str]] = []  # (start in seconds of the reply's audio, text)
@@ -61,11 +71,12 @@ class Playback:
     def sent(self, end_s: float, pcm: bytes = b"") -> None:
         """Media up to `end_s` of the reply's audio went to the client; `pcm`: the audio that ends there."""
         if not self._runs or (self._paused_at is None and self.heard_s() >= self._sent_s):
-            if self._runs:  # it ran out: the user heard silence since the media's end
-                at, position = self._runs[-1]
-                if self._clock() - (at + self._sent_s - position) > self._late_s:
-                    self._on_late()
-            self._start(self._sent_s)  # first media, or after running out
+            if self._runs and -self.left_s() > self._late_s:  # it ran out: the user heard silence since
+                self._on_late()
+            self._start(self._sent_s, self._jitter_s)  # first media, or after running out
+        elif self._paused_at is None and self.left_s() < self._thin_s and not self._thin_told:
+            self._thin_told = True
+            self._on_thin()
         self._sent_s = max(self._sent_s, end_s)
         if pcm:
             # Media goes out as fast as the stages make it, seconds ahead of what plays: the audio kept reaches
@@ -84,11 +95,19 @@ class Playback:
             self._start(self.heard_s())
             self._paused_at = None
 
-    def _start(self, position_s: float) -> None:
+    def _start(self, position_s: float, delay_s: float = 0.0) -> None:
         now = self._clock()
-        self._runs.append((now, position_s))
+        self._runs.append((now + delay_s, position_s))
+        self._thin_told = False
         while len(self._runs) > 1 and self._runs[1][0] < now - _KEEP_S:
             del self._runs[0]
+
+    def left_s(self) -> float:
+        """How long the client plays on (a run's jitter wait included) if no more media comes; negative: it ran out
+        that long ago."""
+        at, position = self._runs[-1]
+        now = self._clock() if self._paused_at is None else self._paused_at
+        return at + self._sent_s - position - now
 
     def ahead_s(self) -> float:
         """How far the audio made (by speech synthesis) runs ahead of what the user has heard."""
@@ -125,7 +144,7 @@ class Playback:
             return 0.0
         at, position = self._runs[-1]
         now = self._clock() if self._paused_at is None else self._paused_at
-        return max(0.0, min(position + now - at, self._sent_s))
+        return max(0.0, min(position + max(0.0, now - at), self._sent_s))
 
     def audio_heard(self, seconds: float) -> np.ndarray:
         """What the user's speakers gave out over the last `seconds` (float32 at OUTPUT_RATE): the reply's audio

@@ -30,11 +30,13 @@ MEDIA = Counter("avatar_gateway_reply_media_seconds_total", "Seconds of reply me
 class ReplyPipeline:
     def __init__(self, stages: Stages, request: ReplyRequest, voice: Voice, emit: Callable[[dict | bytes], None],
                  ended_at: float, speculation: Speculation | None = None, playback: Playback | None = None,
-                 stall_s: float = 15.0, client_media: media_messages.ClientMedia | None = None, lead_s: float = 8.0):
+                 stall_s: float = 15.0, client_media: media_messages.ClientMedia | None = None, lead_s: float = 8.0,
+                 animation_lead_s: float = 2.5):
         """`voice`: how speech synthesis speaks. `ended_at`: time.perf_counter() at the end of
         the user's turn. `speculation`: a reply already under way, kept; otherwise the text engine is asked.
         `client_media`: the codecs the client chose (JPEG and PCM unless it chose others). `lead_s`: how far
-        speech may run ahead of what the user has heard."""
+        speech may run ahead of what the user has heard; `animation_lead_s`: how far the audio given to animation
+        may."""
         self._request = request
         self._turn = request.meta.turn
         self._media = client_media or media_messages.ClientMedia()
@@ -46,7 +48,7 @@ class ReplyPipeline:
             stages, speculation,
             reply_processors.Paced(self.playback.lead_s, lead_s, self.playback.ahead_s, lambda: self.playback.spoken_s,
                                    lambda: self.playback.paused),
-            reply_processors.HeldWhilePaused(lambda: self.playback.paused))
+            reply_processors.AnimationPaced(self.playback.heard_s, animation_lead_s, lambda: self.playback.paused))
         self.text = ""
         self._marks: dict[str, int] = {}
         self._audio_only = False

@@ -15,7 +15,6 @@ the latency marks, the echo reference) it does in a tap that sees every item as 
 
 import asyncio
 import contextlib
-import math
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -176,15 +175,30 @@ class Paced:
             yield item
 
 
-class HeldWhilePaused(Paced):
-    """Speech goes on to animation except while the listener's playback is paused: the frames of audio already
-    made wait, as the listener does, and the recogniser gets the CPU to decide whether the reply goes on. No lead
-    bounds it: audio already spoken is animated as soon as it may be."""
+class AnimationPaced:
+    """Speech goes on to animation while the audio given to it runs less than `lead_s` ahead of what the listener
+    has heard (`heard()`, seconds of the reply's audio), and not while the listener's playback is paused. Animation
+    otherwise makes frames as fast as the CPU allows, seconds ahead of the listener; held to a cushion it takes only
+    what keeps the listener's buffer full, and the CPU it leaves goes to the frames another reply (just begun, its
+    buffer thin) needs now. While paused, the frames of audio already made wait, as the listener does, and the
+    recogniser gets the CPU to decide whether the reply goes on."""
 
     name = "holding"
 
-    def __init__(self, paused: Callable[[], bool], poll_s: float = 0.05):
-        super().__init__(lambda _: 0.0, math.inf, lambda: 0.0, lambda: 0.0, paused, poll_s)
+    def __init__(self, heard: Callable[[], float], lead_s: float, paused: Callable[[], bool], poll_s: float = 0.05):
+        self._heard = heard
+        self._lead_s = lead_s
+        self._paused = paused
+        self._poll_s = poll_s
+
+    async def process(self, items: AsyncIterable, reply: ReplyContext) -> AsyncIterator:
+        given = 0.0  # seconds of audio given to animation
+        bytes_per_s = reply.audio_rate * 2
+        async for chunk in items:
+            while self._paused() or given - self._heard() > self._lead_s:
+                await asyncio.sleep(self._poll_s)
+            given += len(chunk.pcm) / bytes_per_s
+            yield chunk
 
 
 async def _text(items: AsyncIterable) -> AsyncIterator[str]:
@@ -255,10 +269,9 @@ class Animation:
 
 
 def reply_processors(stages: Stages, speculation: Speculation | None = None, pacing: Paced | None = None,
-                     holding: HeldWhilePaused | None = None) -> list[Processor]:
+                     holding: AnimationPaced | None = None) -> list[Processor]:
     """The reply's processors in order; a speculation already under way stands in for the text engine and speech
-    synthesis, and a conversation paces speech to its listener and holds animation while it is paused (a REST call
-    has neither)."""
+    synthesis, and a conversation paces speech and animation to its listener (a REST call has neither)."""
     if speculation is not None:
         text, speech = SpeculatedText(speculation), SpeculatedSpeech(speculation)
     else:

@@ -63,7 +63,7 @@ class WebSocketTransport:
         self._refusals = float(settings.max_refused_burst)  # a token bucket: one back a second
         self._refused_at = 0.0
         self._conversation = Conversation(stages, store, settings, self._put, clients.statuses,
-                                          on_late=admission.ran_late)
+                                          on_late=admission.ran_late, on_thin=admission.ran_thin)
         self._hello: Hello | None = None
         self._receiving: asyncio.Task | None = None
         self._peer = None  # a WebRtcPeer once the client has offered WebRTC

@@ -31,6 +31,8 @@ class LlmSettings(ServiceSettings):
     # the face's frames starved); one thread writes text several times faster than it is spoken. On a machine of
     # its own (a dedicated text-engine replica) raise it to its cores.
     threads: int = Field(default=1, ge=1)
+    # Below the frames' CPU priority where it shares cores with animation (services/common/cpu_priority.py).
+    nice: int = Field(default=10, ge=0, le=19)
     # Generations served at once (llama.cpp: one context each, taking turns token by token); more wait for a slot.
     slots: int = Field(default=4, ge=1)
     # The first tokens of a reply (about its first clause, what the voice needs to start) go ahead of the tails

@@ -21,7 +21,10 @@ class SdaSettings(ServiceSettings):
     avatars_dir: AvatarsDir
     # auto: the GPU when torch sees one, else the CPU; cuda: the GPU or refuse to start.
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int = Field(default=2, ge=1)
+    # CPU threads of the model's steps. One by default: torch's threads wait for each other spinning, so beside
+    # other busy stages two stall (this 2-core machine with one core busy elsewhere: 26 frames a second on two
+    # threads, 136 on one; idle, 107 and 116).
+    threads: int = Field(default=1, ge=1)
     jpeg_quality: int = Field(default=80, ge=1, le=100)
     # What a frame shows: the head, centred, with `head_margin` (a share of the face's size) of the photo around it
     # on every side, at `frame_size` px square; or the whole photo at its own size.

@@ -14,7 +14,7 @@ from core.avatar_bundle import DEFAULT
 from core.errors import BadRequest
 from core.sda.face_rig import FaceError, read_photo
 from services.common import metrics
-from services.common.priority_turns import PriorityTurns
+from services.common.priority_turns import Playout, PriorityTurns
 from services.common.streams import check_chunk_size, read_config
 from services.sda.avatars import Avatar, AvatarBook, choose_device
 from services.sda.config import SdaSettings
@@ -32,7 +32,7 @@ class SdaService(sda_pb2_grpc.SdaServiceServicer):
     def __init__(self, settings: SdaSettings):
         self._settings = settings
         self._avatars: AvatarBook | None = None
-        self._turns = PriorityTurns()  # streams of several sessions share the model: first frames go first
+        self._turns = PriorityTurns()  # streams of several sessions share the model: the frame due soonest first
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         sda_pb2_grpc.add_SdaServiceServicer_to_server(self, server)
@@ -90,7 +90,8 @@ class _Stream:
                  turns: PriorityTurns):
         self._animator = animator
         self._turns = turns
-        self._segment_frames = 0  # frames made of the current segment: until the first, its work goes first
+        self._playout = Playout()  # when the listener plays each frame of the segment (its first: at once)
+        self._segment_frames = 0  # frames made of the current segment
         self._codec = codec
         self._meta = meta
         self._idle = idle
@@ -174,7 +175,8 @@ class _Stream:
                     try:
                         await asyncio.wait_for(self._wake.wait(), timeout)
                     except TimeoutError:
-                        await self._emit([await self._work_on(self._animator.idle, first=False)], self._epoch)
+                        due = self._started + self._animator.next_pts  # idle frames keep the wall clock
+                        await self._emit([await self._work_on(self._animator.idle, due=due)], self._epoch, due)
                     self._wake.clear()
                     continue
                 item = self._work.popleft()
@@ -183,19 +185,19 @@ class _Stream:
                 if item is _CLEAR:
                     self._animator.clear()
                     self._codec.want_keyframe()  # the frames the next one would build on were dropped
-                    self._segment_frames = 0
+                    self._new_segment()
                     continue
                 if isinstance(item, list):  # lips-closed spans, for the audio after them
                     self._animator.close_lips(item)
                     continue
                 if item is _END:
-                    frames, total = await self._work_on(self._animator.end_segment)
+                    frames, total = await self._work_on(self._animator.end_segment, due=self._next_due())
                     await self._emit(frames, epoch)
-                    self._segment_frames = 0
+                    self._new_segment()
                     self._out.put_nowait((epoch, sda_pb2.AnimateResponse(
                         segment_end=sda_pb2.SegmentEnd(segment=self._animator.segment - 1, frames=total), meta=self._meta)))
                 else:
-                    frames = await self._work_on(self._animator.push, item)
+                    frames = await self._work_on(self._animator.push, item, due=self._next_due())
                     await self._emit(frames, epoch)
                     self._segment_frames += len(frames)
                 if frames:
@@ -206,11 +208,18 @@ class _Stream:
         finally:
             self._out.put_nowait(_END)
 
-    async def _work_on(self, step, *args, first: bool | None = None):
-        """`step` on a worker thread, in its turn on the model (a segment's first frames ahead of others' later
-        ones)."""
-        async with self._turns.turn(self._segment_frames == 0 if first is None else first):
+    async def _work_on(self, step, *args, due: float):
+        """`step` on a worker thread, in its turn on the model: the work whose frames are due soonest first."""
+        async with self._turns.turn(due):
             return await asyncio.to_thread(step, *args)
+
+    def _next_due(self) -> float:
+        """When the listener plays the next frame this stream makes (at once: the segment's first)."""
+        return self._playout.due(self._animator.next_pts)
+
+    def _new_segment(self) -> None:
+        self._segment_frames = 0
+        self._playout.reset()
 
     def _idle_due(self) -> float:
         """Seconds until the next frame is due on the wall clock (idle frames keep real time)."""
@@ -221,16 +230,20 @@ class _Stream:
         every = self._picture_every
         return first or (every >= 0 and frame.index % max(every, 1) == 0)
 
-    async def _emit(self, frames: list[AnimatedFrame], epoch: int) -> None:
+    async def _emit(self, frames: list[AnimatedFrame], epoch: int, idle_due: float | None = None) -> None:
         """Each frame drawn and sent in its own turn on the worker: frames go out as they are ready (not a chunk's
-        worth at once), and another stream's frames can come between them (a segment's first frame ahead of all)."""
+        worth at once), and another stream's frames can come between them (whichever is due soonest). `idle_due`:
+        an idle frame's time on the wall clock."""
         for i, frame in enumerate(frames):
             first = self._segment_frames == 0 and i == 0
             drawn = self._pictured(frame, first)
+            due = idle_due if idle_due is not None else self._playout.due(frame.pts_s)
             image, keyframe = await self._work_on(self._codec.encode if drawn else lambda _: self._codec.skip(), frame,
-                                                  first=first)
+                                                  due=due)
             if epoch != self._epoch:
                 return
+            if first and idle_due is None:
+                self._playout.begin(frame.pts_s)  # the listener's clock for the segment starts with it
             self._unsent += 1
             self._out.put_nowait((epoch, sda_pb2.AnimateResponse(
                 frame=sda_pb2.VideoFrame(

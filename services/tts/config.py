@@ -26,6 +26,8 @@ class TtsSettings(ServiceSettings):
     # Published avatars (pipelines publish): <avatars_dir>/<avatar_id>/voice/ is the voice named <avatar_id>.
     avatars_dir: AvatarsDir
     use_cuda: bool = False
+    # Below the frames' CPU priority where it shares cores with animation (services/common/cpu_priority.py).
+    nice: int = Field(default=10, ge=0, le=19)
     # Every clause's audio carries an inaudible watermark that says it was generated (core.provenance); turning
     # it off is logged as a warning at start. The model's files: WATERMARK_DIR (made by `make setup` / the image).
     watermark: bool = True

@@ -9,11 +9,12 @@ import numpy as np
 from core.audio import resample
 from core.tts.backends.base_backend import Phoneme, TtsBackend
 from core.tts.text_normalizer import normalize
-from services.common.priority_turns import PriorityTurns
+from services.common.priority_turns import Playout, PriorityTurns
 from services.tts.clause_splitter import ClauseSplitter
 
 FLUSH = object()  # an input item: speak what is pending now
 Mark = Callable[[np.ndarray, int], np.ndarray]  # audio at a rate -> the same audio, watermarked
+_ANIMATED_AHEAD_S = 0.5  # the face is made of a clause's audio about this long before its listener hears it
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class StreamingSynthesizer:
         self._chunk = max(1, int(chunk_s * sample_rate))
         self._clauses: asyncio.Queue[str | None] = asyncio.Queue()
         self._position = 0  # samples sent
+        self._playout = Playout()  # when the listener hears each moment of the stream (its first clause: at once)
 
     async def run(self, items: AsyncIterator[str | object]) -> AsyncIterator[Chunk | Finished]:
         reader = asyncio.create_task(self._read(items))
@@ -78,9 +80,11 @@ class StreamingSynthesizer:
         text = normalize(clause)
         if not text:
             return []
-        async with self._turns.turn(first=self._position == 0):
-            utterance, audio = await asyncio.to_thread(self._render, text)
         start = self._position / self._rate
+        async with self._turns.turn(self._playout.due(start - _ANIMATED_AHEAD_S)):
+            utterance, audio = await asyncio.to_thread(self._render, text)
+        if not self._playout.begun:
+            self._playout.begin(0.0)  # the stream's first audio goes out now
         phonemes = [Phoneme(p.symbol, p.start_s + start, p.end_s + start) for p in utterance.phonemes]
         chunks = []
         for offset in range(0, audio.size, self._chunk):

