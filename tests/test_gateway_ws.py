@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import math
 import os
 import re
 import time
@@ -13,6 +14,7 @@ import websockets
 
 from core.provenance.watermark import DEFAULT_WATERMARK_DIR, MARKED, Watermark
 from services.gateway import history, media_messages
+from services.gateway.playback import CLIENT_JITTER_S
 from services.gateway.session_store import SessionStore
 from tests import noises
 from tests.fault_proxy import FaultProxy
@@ -453,9 +455,9 @@ class EchoingClient:
     """A client whose speakers reach its microphone: it plays the reply in real time (pausing at `pause`, going on
     at `resume`) and its microphone hears what plays `delay_s` later, `attenuation_db` quieter (what a laptop's
     speakers leave past a browser's echo canceller); `over` is spoken over it once it has played 2 s. Speakers and
-    microphone run on one device clock: each 100 ms of microphone holds the next 100 ms of what played; a reply
-    that runs out (its stages behind real time) goes on from where it stopped when more comes, the speakers quiet
-    until then."""
+    microphone run on one device clock: each 100 ms of microphone holds the next 100 ms of what played. Like the
+    page's player it starts a jitter buffer after the first media, and a reply that runs out (its stages behind real
+    time) goes on from where it stopped a jitter buffer after more comes, the speakers quiet until then."""
 
     def __init__(self, ws, delay_s=0.15, attenuation_db=24.0, over: np.ndarray | None = None):
         self.ws, self.delay, self.gain = ws, int(delay_s * 16000), 10 ** (-attenuation_db / 20)
@@ -464,12 +466,13 @@ class EchoingClient:
         self.events: list[dict] = []
         self.playing = False
         self.played = 0  # samples of the reply played so far
+        self.plays_from = math.inf  # when the player (re)starts after the jitter buffer
         self.speakers = np.zeros(self.delay, np.float32)  # what the speakers gave out, frame by frame
 
     def mic_frame(self, over_at: int) -> bytes:
         """The next 100 ms of microphone: the echo of what played `delay_s` ago, and the speech over it if due."""
         out = np.zeros(1600, np.float32)  # paused, or run out of reply (its stages behind), the speakers are quiet
-        if self.playing:
+        if self.playing and time.monotonic() >= self.plays_from:
             end = min(self.played + 1600, len(self.reply) // 2)
             out[: end - self.played] = np.frombuffer(bytes(self.reply[2 * self.played : 2 * end]), np.int16) / 32768
             self.played = end
@@ -502,6 +505,8 @@ class EchoingClient:
                 except TimeoutError:
                     raw = None
                 if isinstance(raw, bytes):
+                    if self.played >= len(self.reply) // 2:  # the first media, or more after running out
+                        self.plays_from = time.monotonic() + CLIENT_JITTER_S
                     self.reply += media_messages.parse(raw)["audio"]
                     self.playing, started = self.playing or not started, True
                 elif raw is not None:
