@@ -8,8 +8,8 @@ time played since the last such start (the first media, a resume, media after ru
 started, at most as much as was sent. Media that comes after the client ran out is late (the user heard the voice
 stop: `on_late`); media that comes with less than `thin_s` left to play came close to it (`on_thin`, once a run):
 what admission learns the machine holds from. The reply's clauses, with the audio position where each starts, turn
-that into words: a reply cut by barge-in is remembered as what was heard of it. The last seconds of the reply's audio are
-kept, so what comes back through the user's microphone can be compared with what was playing (`echo.py`).
+that into words: a reply cut by barge-in is remembered as what was heard of it. The last seconds of the reply's
+audio are kept, so what comes back through the user's microphone can be compared with what was playing (`echo.py`).
 """
 
 import time
