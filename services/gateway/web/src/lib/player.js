@@ -263,6 +263,10 @@ export class AvatarPlayer {
 
   drawDue() {
     if (this.video && !this.socketReplyPlaying) {
+      if (this.stats.paused) {
+        this.videoFresh = false; // what the stream's jitter buffer still held plays unseen: the face holds
+        return;
+      }
       if (this.videoFresh) {
         this.videoFresh = false;
         this.paint(this.video, this.video.videoWidth, this.video.videoHeight);
@@ -301,14 +305,18 @@ export class AvatarPlayer {
 
   // Speech began over the reply: everything stops where it is (the audio clock draws the frames too), and goes
   // on from there on `unpause`, or is dropped by `clear`.
+  // Over WebRTC the gateway stops the tracks, and the page mutes and holds what the browser's jitter buffer still
+  // plays of them, so the voice stops at once there too.
   async pause() {
     this.stats.paused = true;
     this.stats.pauses++;
+    if (this.video) this.video.muted = true;
     await this.audio.suspend();
   }
 
   async unpause() {
     this.stats.paused = false;
+    if (this.video) this.video.muted = false;
     await this.audio.resume();
   }
 
