@@ -388,7 +388,7 @@ async def test_a_machine_whose_load_leaves_room_for_one_conversation_refuses_a_s
         gateway.stop()
 
 
-def underruns(media: list[tuple[float, dict]], jitter_s: float = 0.12) -> list[tuple[float, float]]:
+def underruns(media: list[tuple[float, dict]], jitter_s: float = CLIENT_JITTER_S) -> list[tuple[float, float]]:
     """(arrival, pts) of each media message that came after its time to play, for a client that plays like the page:
     from the first message's arrival, `jitter_s` later, in real time, going on `jitter_s` after a late message."""
     delay, late = jitter_s, []

@@ -12,6 +12,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+CLIENT_JITTER_S = 0.12  # the browser app's jitter buffer (services/gateway/web/src/lib/player.js)
+
 
 class Playout:
     """When a stream's listener will need each moment of its output: the listener starts playing a segment
@@ -19,7 +21,7 @@ class Playout:
     estimate made where the output is made: a listener who paused or ran dry plays later than this, never earlier,
     so the stream is never put after others it should go before."""
 
-    def __init__(self, delay_s: float = 0.12, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, delay_s: float = CLIENT_JITTER_S, clock: Callable[[], float] = time.monotonic):
         self._delay_s = delay_s
         self._clock = clock
         self._origin: float | None = None  # when position 0 of the segment plays

@@ -17,13 +17,13 @@ from collections.abc import Callable
 
 import numpy as np
 
+from services.common.priority_turns import CLIENT_JITTER_S
 from services.gateway.stages import OUTPUT_RATE
 
 _KEEP_S = 6.0  # of the reply's audio heard, for the echo check
 _MOST_S = 120.0  # of the reply's audio kept in all: what was heard lately and what was sent ahead of it
 _LETTERS_PER_S = 14.0  # a voice's pace, spaces not counted, until the reply's own is known
 _PACE_AFTER_S = 1.0  # of audio made: the reply's own pace
-CLIENT_JITTER_S = 0.12  # the browser app's jitter buffer (services/gateway/web/src/lib/player.js)
 
 
 def letters(text: str) -> int:

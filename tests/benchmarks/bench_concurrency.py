@@ -21,6 +21,7 @@ import time
 import httpx
 import websockets
 
+from services.common.priority_turns import CLIENT_JITTER_S as JITTER_S
 from services.gateway import media_messages
 from tests.benchmarks.report import Section, met, ms, p50, p95
 from tests.benchmarks.spoken_client import talk
@@ -28,7 +29,6 @@ from tests.noisy_neighbour import busy_core
 from tests.stack import ExtraGateway
 from tests.voices import UNFAMILIAR, say
 
-JITTER_S = 0.12  # services/gateway/web/src/lib/player.js
 TURNS = 2
 # label, video and audio codecs, a neighbour busy on one core, session counts, runs of each
 CONFIGS = [("jpeg", "jpeg", "linear16", False, (1, 2, 3, 4), 2), ("h264+opus", "h264", "opus", False, (1, 2, 3, 4), 1),

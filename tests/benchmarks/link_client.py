@@ -24,10 +24,10 @@ import numpy as np
 import soundfile
 import websockets
 
+from services.common.priority_turns import CLIENT_JITTER_S as JITTER_S
 from services.gateway import media_messages
 from tests.webrtc_client import WebRtcClient
 
-JITTER_S = 0.12
 FREEZE_S = 0.2
 _RTP_WRAP_S = {"audio": 2**32 / 48000, "video": 2**32 / 90000}  # RTP timestamps wrap around after this
 _CLIENT_BACKLOG_S = 0.3  # the client's audio arriving this much later in one part of a reply than in another
