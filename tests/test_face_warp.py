@@ -10,7 +10,7 @@ import torch
 from matplotlib import cbook
 
 from core.sda import face_warp
-from core.sda.face_rig import FaceRig
+from core.sda.face_rig import FaceRig, blink, find_face, landmarks
 from core.sda.face_warp import FaceGeometry
 from services.sda.head_motion import HeadMotion
 
@@ -81,6 +81,23 @@ def test_the_eyes_look_aside_and_the_brows_stay(face):
         assert inside > 3  # the iris moved
     brows = int(points[17:27, 1].min())
     assert np.array_equal(frame[:brows], photo[:brows])  # the brows and the forehead above them did not
+
+
+def _eye_aspect(points: np.ndarray) -> float:
+    """How open the eyes are (the eye aspect ratio of dlib's landmarks, both eyes' mean)."""
+    return float(np.mean([(np.linalg.norm(e[1] - e[5]) + np.linalg.norm(e[2] - e[4])) / (2 * np.linalg.norm(e[0] - e[3]))
+                          for e in (points[36:42], points[42:48])]))
+
+
+def test_a_blink_shuts_the_eyes_behind_glasses_and_opens_them_again(face):
+    """dlib, which did not draw the lids, reads the eyes as shut at the blink's deepest frame (under 80% of their
+    open aspect: the benches' blink count) and partly shut at its first."""
+    photo, _, _ = face
+    box = find_face(photo)
+    points = landmarks(photo, box)
+    openness = [_eye_aspect(landmarks(blink(photo, points, amount), box)) for amount in (0.0, 0.4, 1.0)]
+    assert openness[2] < 0.8 * openness[0] and openness[2] < openness[1] < openness[0], openness
+    assert blink(photo, points, 0.0) is photo
 
 
 def test_the_head_sways_gently_and_nods_at_stressed_syllables():

@@ -234,9 +234,9 @@ def test_the_photos_own_pixels_move_the_background_stays_still_and_the_eyes_stay
     def sharpness(image):
         return cv2.Laplacian(cv2.cvtColor(image[eyes], cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()
 
-    # the photo's own eyes, moved by fractions of a pixel: resampled bicubically they keep three quarters of their
-    # fine detail or more (bilinear resampling kept half; a generated upper face, far less)
-    assert np.median([sharpness(f) for f in frames]) > 0.72 * sharpness(photo)
+    # the photo's own eyes, moved by fractions of a pixel: resampled with a Lanczos filter they keep 87% of their
+    # fine detail here (bicubic kept 78%, bilinear half; a generated upper face, far less)
+    assert np.median([sharpness(f) for f in frames]) > 0.82 * sharpness(photo)
     head = np.stack([f[eyes].astype(np.float32) for f in frames])
     assert head.std(axis=0).mean() > 0.5  # the head is alive: it sways, nods and blinks
     mouth_top = int(points[48:68, 1].min())

@@ -129,6 +129,10 @@ class FaceRig:
         return cls(photo=photo, box=box, still=still, points=crop_points, photo_points=points)
 
 
+_LID_MARGIN = 0.15  # share of the eye's opening above the lid line the closing lid's skin is taken from
+_LASH_WIDTH, _LASH_DARKEN = 0.18, 0.45  # the closed lid's lash line: its width (share of the opening), how dark
+
+
 def blink(image: np.ndarray, points: np.ndarray, amount: float) -> np.ndarray:
     """`image` with both upper eyelids lowered by `amount` (0 open, 1 closed), `points` its face's 68 landmarks in
     its pixels: the skin between brow and lid stretches down over the eye, most in the middle of the lid, none at
@@ -143,7 +147,9 @@ def blink(image: np.ndarray, points: np.ndarray, amount: float) -> np.ndarray:
 
 def _lower_lid(out: np.ndarray, image: np.ndarray, eye: np.ndarray, brow: np.ndarray, amount: float) -> None:
     """One eye: columns between its corners are remapped so the upper lid sits `amount` of the way down to the
-    lower lid; the rows above it, up to halfway to the brow, stretch to fill (done in place on `out`)."""
+    lower lid; the skin above it, up to halfway to the brow, stretches to fill, and its edge darkens into the lash
+    line (done in place on `out`). The stretched skin stops a little above the landmarks' lid line, which often lies
+    on the iris itself: a closed eye shows no iris and no catchlight."""
     x0, x1 = int(np.floor(eye[0, 0])), int(np.ceil(eye[3, 0]))
     xs = np.arange(x0, x1 + 1, dtype=np.float32)
     upper = np.interp(xs, eye[[0, 1, 2, 3], 0], eye[[0, 1, 2, 3], 1])
@@ -151,16 +157,22 @@ def _lower_lid(out: np.ndarray, image: np.ndarray, eye: np.ndarray, brow: np.nda
     taper = np.clip(np.sin(np.pi * (xs - x0) / max(x1 - x0, 1)), 0, 1) ** 0.5  # least at the corners
     lid = upper + amount * taper * (lower - upper)
     ceiling = upper - 0.5 * (upper - brow[:, 1].mean())
+    opening = max(float(np.max(lower - upper)), 1.0)
+    skin_edge = upper - amount * taper * _LID_MARGIN * opening  # where the stretched skin is taken down to
     y0, y1 = int(np.floor(ceiling.min())), int(np.ceil(lower.max())) + 1
     if y0 < 0 or y1 > image.shape[0] or x0 < 0 or x1 >= image.shape[1]:
         return
     ys = np.arange(y0, y1, dtype=np.float32)[:, None]
-    above = ceiling + (ys - ceiling) * (upper - ceiling) / np.maximum(lid - ceiling, 1e-3)  # skin, stretched down
+    above = ceiling + (ys - ceiling) * (skin_edge - ceiling) / np.maximum(lid - ceiling, 1e-3)  # skin, stretched
     below = upper + (ys - lid) * (lower - upper) / np.maximum(lower - lid, 1e-3)  # what shows of the eye
     source_y = np.where(ys < ceiling, ys, np.where(ys < lid, above, np.where(ys < lower, below, ys)))
     source_x = np.broadcast_to(xs, source_y.shape)
-    out[y0:y1, x0 : x1 + 1] = cv2.remap(image, source_x.astype(np.float32), source_y.astype(np.float32),
-                                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    moved = cv2.remap(image, source_x.astype(np.float32), source_y.astype(np.float32), cv2.INTER_LINEAR,
+                      borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    lash = max(_LASH_WIDTH * opening, 1.0)
+    shade = np.clip(1 - np.abs(ys - (lid - 0.5 * lash)) / lash, 0, 1) * (ys < lid + 0.5)  # the lash line's band
+    moved *= (1 - _LASH_DARKEN * amount * taper * shade)[..., None]
+    out[y0:y1, x0 : x1 + 1] = np.clip(moved + 0.5, 0, 255).astype(np.uint8)
 
 
 def crop_box(points: np.ndarray, height: int, width: int) -> tuple[int, int, int, int]:
