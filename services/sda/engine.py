@@ -32,9 +32,10 @@ _BATCH = 25  # frames generated in one call when several are ready
 # how fast it comes in at speech, and how slowly it gives the photo back after (not between syllables).
 _SILENT_DB, _SPEAKING_DB = -50.0, -35.0
 _RISE, _FALL = 0.7, 0.25
-# Blinks on the photo's own eyes: one every 2-6 s (people blink about every 4 s), closing and opening over 5 frames.
+# Blinks on the photo's own eyes: one every 2-6 s (people blink about every 4 s), over 7 frames (280 ms): closing
+# in two, shut for two, opening more slowly, as people's lids do.
 _BLINK_EVERY_S = (2.0, 6.0)
-_BLINK = (0.4, 0.9, 1.0, 0.7, 0.3)
+_BLINK = (0.45, 0.9, 1.0, 1.0, 0.75, 0.45, 0.2)
 _BLINK_AT_PAUSE_AFTER_S = 1.0  # a pause brings the next blink forward once this long has passed since the last
 _BESIDE_CLOSURE = 0.5  # how far a frame next to one whose lips close closes them
 # A closure is one phoneme's (a long "mm" under a second), and comes just before its audio: a span longer, or further
