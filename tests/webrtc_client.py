@@ -14,11 +14,11 @@ import av
 import numpy as np
 import websockets
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
-from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError
 
 from core import audio as pcm
 from services.gateway import media_messages
+from services.gateway.catch_up_jitter import CatchUpJitterBuffer
 
 _RATE = 48000
 _FRAME = 960  # 20 ms
@@ -120,12 +120,13 @@ class WebRtcClient:
         raise TimeoutError(f"the peer connection is {pc.connectionState}")
 
     def buffer_audio_as_video(self) -> None:
-        """aiortc's receiver holds each audio frame until four more have come (160 ms here) and a video frame until
-        the next one's first packet (40 ms): measuring lip sync, both wait for the next one only, as a browser's
-        player would not hold its audio behind its video either."""
+        """aiortc's receiver holds each audio frame until four more have come (160 ms here), and after a lost
+        packet 16 (320 ms, for good), and a video frame until the next one's first packet (40 ms): measuring lip
+        sync, the audio takes the gateway's own microphone buffer, which waits for the next packet only and gives a
+        lost one up after three, as a browser's player conceals a loss and plays on."""
         for transceiver in self._pc.getTransceivers():
             if transceiver.kind == "audio":
-                transceiver.receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(capacity=16, prefetch=0)
+                transceiver.receiver._RTCRtpReceiver__jitter_buffer = CatchUpJitterBuffer()
 
     async def played(self, quiet_s: float = 1.0, timeout: float = 120) -> None:
         """Wait until the reply has played out: no audio or frame for `quiet_s`."""

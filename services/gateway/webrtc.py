@@ -4,7 +4,8 @@ WebSocket.
 The WebSocket stays the session's control channel: the hello, then an offer and its answer (`webrtc_offer` →
 `webrtc_answer`). Once the peer connection is up, the events go over its data channel "events" (when the client
 opened one; fatal errors and `reconnect` on the WebSocket, which then closes), the client's microphone arrives as
-an Opus track (decoded here and handed to the conversation like WebSocket audio), and each reply leaves as an
+an Opus track (decoded here and handed to the conversation like WebSocket audio; a lost packet is given up after
+three more came, `catch_up_jitter`), and each reply leaves as an
 audio track (the gateway's own Opus packets) and a video track (the animation stage's H.264 or VP8 frames), passed
 through: nothing is encoded twice.
 
@@ -41,6 +42,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 
 from services.gateway import media_messages
+from services.gateway.catch_up_jitter import CatchUpJitterBuffer
 from services.gateway.config import IceServer
 from services.gateway.protocol import AudioSpec
 
@@ -201,6 +203,8 @@ class WebRtcPeer:
         if audio.mid is None or video.mid is None:
             raise ValueError("the offer must have an audio and a video section")
         self._watch_keyframe_requests(video.sender)
+        # the microphone: a lost packet held it back 320 ms for good in aiortc's own jitter buffer (aiortc is pinned)
+        audio.receiver._RTCRtpReceiver__jitter_buffer = CatchUpJitterBuffer()
         await self._pc.setLocalDescription(await self._pc.createAnswer())
         return self._pc.localDescription.sdp
 
