@@ -14,6 +14,7 @@ import av
 import numpy as np
 import websockets
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError
 
 from core import audio as pcm
@@ -58,6 +59,25 @@ class Microphone(MediaStreamTrack):
         frame.sample_rate, frame.pts, frame.time_base = _RATE, self._sent * _FRAME, Fraction(1, _RATE)
         self._sent += 1
         return frame
+
+
+class MarkerJitterBuffer(JitterBuffer):
+    """aiortc's video jitter buffer, but a frame is whole at its marked last packet, not when the next one begins."""
+
+    def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+        packets = []
+        for count in range(self.capacity):
+            packet = self._packets[(self._origin + count) % self._capacity]
+            if packet is None:
+                return None
+            if packets and packet.timestamp != packets[0].timestamp:  # the frame before had no mark: whole now
+                self.remove(count)
+                return JitterFrame(data=b"".join(p._data for p in packets), timestamp=packets[0].timestamp)
+            packets.append(packet)
+            if packet.marker:
+                self.remove(count + 1)
+                return JitterFrame(data=b"".join(p._data for p in packets), timestamp=packets[0].timestamp)
+        return None
 
 
 @dataclass
@@ -119,14 +139,18 @@ class WebRtcClient:
             await asyncio.sleep(0.05)
         raise TimeoutError(f"the peer connection is {pc.connectionState}")
 
-    def buffer_audio_as_video(self) -> None:
+    def buffer_as_a_browser(self) -> None:
         """aiortc's receiver holds each audio frame until four more have come (160 ms here), and after a lost
         packet 16 (320 ms, for good), and a video frame until the next one's first packet (40 ms): measuring lip
-        sync, the audio takes the gateway's own microphone buffer, which waits for the next packet only and gives a
-        lost one up after three, as a browser's player conceals a loss and plays on."""
+        sync, the audio takes the gateway's own microphone buffer (the next packet at once, a lost one given up
+        after three more came, as a browser's player conceals a loss and plays on), and the video completes a frame
+        at its last packet (the RTP marker), as a browser's does."""
         for transceiver in self._pc.getTransceivers():
+            receiver = transceiver.receiver
             if transceiver.kind == "audio":
-                transceiver.receiver._RTCRtpReceiver__jitter_buffer = CatchUpJitterBuffer()
+                receiver._RTCRtpReceiver__jitter_buffer = CatchUpJitterBuffer()
+            else:
+                receiver._RTCRtpReceiver__jitter_buffer = MarkerJitterBuffer(capacity=512, is_video=True)
 
     async def played(self, quiet_s: float = 1.0, timeout: float = 120) -> None:
         """Wait until the reply has played out: no audio or frame for `quiet_s`."""

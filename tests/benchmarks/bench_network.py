@@ -72,12 +72,11 @@ def run(stack) -> Section:
                          "namespace, a forwarder that delays, drops and rate-limits its packets), as this kernel has no "
                          "netem; a Python client (aiortc for WebRTC, no browser jitter buffer: its A/V offset is "
                          "what arrives, before any lip-sync a browser adds: each frame's arrival against its RTP "
-                         "timestamp from its track's first frame of the reply, the video's median less the audio's; "
-                         "the client's audio waits for the next packet only, as its video does, not the four "
-                         "packets aiortc holds it by default). aiortc's audio buffer waits for a lost packet until "
-                         "its 16 places are full, then gives one frame per packet that comes, so it stays ~0.5 s "
-                         "behind for the rest of the reply: a limit of this client (a browser conceals the loss), "
-                         "and such replies' lip sync is not counted.")
+                         "timestamp from its track's first frame of the reply, the video's median less the audio's). "
+                         "The client buffers as a browser does, not as aiortc by default: its audio plays each packet "
+                         "as it comes and gives a lost one up after three more (the gateway's own microphone buffer; "
+                         "aiortc's holds four packets, and after a loss sixteen for good), and a video frame is whole "
+                         "at its last packet (aiortc's waits for the next frame's first).")
     return section
 
 
@@ -99,10 +98,6 @@ def _summary(runs: list[dict], link: str, transport: str, clean_first: dict[str,
     if transport == "websocket":
         text += f"; {sum(r['late_frames'] for r in runs)} frames late for a 120 ms buffer"
     offsets = [r for r in runs if r["av_offset_ms"] is not None]
-    behind = sum(r["audio_fell_behind"] for r in runs)
-    if behind and transport == "webrtc":
-        text += (f"; lip sync not measured in {behind} of {len(runs)} replies (the client's audio buffer fell "
-                 f"~0.5 s behind after a lost packet{', target not judged' if link.startswith('150') else ''})")
     if offsets and transport == "webrtc":
         worst = max(offsets, key=lambda r: abs(r["av_offset_ms"]))["av_offset_ms"]
         spread = max(r["av_offset_p95_ms"] for r in offsets)
