@@ -5,7 +5,8 @@ namespace whose only way out is a link shaped like a real network (tests/impaire
 rate, both ways; shaped in user space, as this kernel has no netem). The bench creates the namespace for each link
 and removes it. For each link and transport, the same spoken questions: end of speech → first frame, the picture
 freezing (over 200 ms) while the reply plays, late frames (WebSocket), audio/video offset at the client
-(WebRTC), bits per second.
+(WebRTC), bits per second. And the browser app in headless Chromium over WebRTC (browser_link_client.py), where
+the browser matters: Chromium's own freezes, jitter buffers, concealed audio and retransmissions.
 """
 
 import json
@@ -46,6 +47,30 @@ def _ask(link: ImpairedLink, port: int, transport: str, wav: Path) -> dict | Non
     return result | {"kbps": (link.bytes_to_client - before) * 8 / result["reply_s"] / 1000}
 
 
+def _ask_browser(link: ImpairedLink, port: int, wav: Path) -> dict | None:
+    before = link.bytes_to_client
+    done = link.run([sys.executable, "-m", "tests.benchmarks.browser_link_client", f"{link.host}:{port}", TOKEN,
+                     str(wav)], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    if done.returncode:
+        print(f"Chromium client failed: {done.stderr[-2000:]}", flush=True)
+        return None
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return result | {"kbps": (link.bytes_to_client - before) * 8 / max(result["reply_s"], 1.0) / 1000}
+
+
+def _browser_summary(runs: list[dict], link: str) -> str:
+    if not runs:
+        return "the browser failed (see the bench log)"
+    freezes = sum(r["freezes"] for r in runs)
+    judged = f", {met(freezes, 0, lambda v: f'{v:.0f}')}" if link.startswith("150") else ""
+    return (f"Chromium's own count: {freezes} freezes ({sum(r['freeze_s'] for r in runs):.1f} s in all{judged}) in "
+            f"{sum(r['frames'] for r in runs)} frames decoded; its jitter buffers held video "
+            f"{p50([r['video_buffer_ms'] for r in runs]):.0f} ms, audio {p50([r['audio_buffer_ms'] for r in runs]):.0f} "
+            f"ms; {100 * max(r['concealed'] for r in runs):.1f}% of the audio concealed, "
+            f"{sum(r['nacks'] for r in runs)} retransmissions asked; {p50([r['kbps'] for r in runs]):.0f} kbit/s "
+            "on the link")
+
+
 def run(stack) -> Section:
     section = Section("Network: the WebSocket and WebRTC through impaired links")
     gateway = ExtraGateway(stack, env={"GATEWAY_HOST": "0.0.0.0", "GATEWAY_AUTH_TOKEN": TOKEN})
@@ -63,6 +88,9 @@ def run(stack) -> Section:
                         target = TARGET if name.startswith("150") else ""
                         section.add(f"{name} ({shape.describe()}), {transport}",
                                     _summary(runs, name, transport, clean_first), target)
+                    runs = [r for r in (_ask_browser(link, gateway.port, wav) for wav in wavs) if r]
+                    section.add(f"{name} ({shape.describe()}), webrtc in Chromium", _browser_summary(runs, name),
+                                "no freeze" if name.startswith("150") else "")
     finally:
         gateway.stop()
     section.notes.append(f"Questions: {'; '.join(QUESTIONS)} (Piper's voice), one run each per link and transport. "

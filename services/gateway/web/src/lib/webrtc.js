@@ -1,7 +1,10 @@
 // WebRTC (docs/websocket.md, "WebRTC"): the microphone goes up as an Opus track, the reply comes down as an audio
 // and a video track, the events come on the data channel "events"; the WebSocket carries the offer and the answer.
 // `onMedia(stream)` gets the reply's stream once both tracks are there, `onLive()` says when media travel over the
-// peer connection, `onLost(wasLive)` when it failed or was lost (the media come over the WebSocket again).
+// peer connection, `onLost(wasLive)` when it failed or was lost (the media come over the WebSocket again). On a
+// lossy network the jitter buffers wait a round trip for retransmissions (loss_cushion.js).
+import { cushionLosses } from "./loss_cushion.js";
+
 const CONNECT_TIMEOUT_MS = 8000;
 const DISCONNECTED_MS = 3000; // a peer connection "disconnected" this long (a network change) is given up
 
@@ -29,9 +32,11 @@ export function openPeer({ iceServers, microphone, send, onEvent, onMedia, onLiv
     onLost(wasLive);
   };
   let dropTimer = null;
+  let stopCushion = () => {};
   pc.onconnectionstatechange = () => {
     if (pc.connectionState === "connected" && !live) {
       live = true;
+      stopCushion = cushionLosses(pc);
       onLive();
     }
     if (pc.connectionState === "failed") giveUp();
@@ -45,6 +50,7 @@ export function openPeer({ iceServers, microphone, send, onEvent, onMedia, onLiv
     live = false;
     clearTimeout(timer);
     clearTimeout(dropTimer);
+    stopCushion();
     pc.close();
   }
 
