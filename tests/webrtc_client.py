@@ -71,13 +71,14 @@ class MarkerJitterBuffer(JitterBuffer):
             if packet is None:
                 return None
             if packets and packet.timestamp != packets[0].timestamp:  # the frame before had no mark: whole now
-                self.remove(count)
-                return JitterFrame(data=b"".join(p._data for p in packets), timestamp=packets[0].timestamp)
+                break
             packets.append(packet)
             if packet.marker:
-                self.remove(count + 1)
-                return JitterFrame(data=b"".join(p._data for p in packets), timestamp=packets[0].timestamp)
-        return None
+                break
+        else:
+            return None
+        self.remove(len(packets))
+        return JitterFrame(data=b"".join(p._data for p in packets), timestamp=packets[0].timestamp)
 
 
 @dataclass

@@ -5,9 +5,8 @@ The WebSocket stays the session's control channel: the hello, then an offer and 
 `webrtc_answer`). Once the peer connection is up, the events go over its data channel "events" (when the client
 opened one; fatal errors and `reconnect` on the WebSocket, which then closes), the client's microphone arrives as
 an Opus track (decoded here and handed to the conversation like WebSocket audio; a lost packet is given up after
-three more came, `catch_up_jitter`), and each reply leaves as an
-audio track (the gateway's own Opus packets) and a video track (the animation stage's H.264 or VP8 frames), passed
-through: nothing is encoded twice.
+three more came, `catch_up_jitter`), and each reply leaves as an audio track (the gateway's own Opus packets) and
+a video track (the animation stage's H.264 or VP8 frames), passed through: nothing is encoded twice.
 
 The tracks play the reply as the WebSocket client would: from its first media message on, in real time; held at
 `pause`, going on at `resume`, and at `interrupted` everything queued of that turn is dropped at once. Audio and

@@ -111,9 +111,9 @@ def _measure(frames: list[np.ndarray], loud: np.ndarray, eyes_open: np.ndarray, 
     blinks = int(np.sum(eyes[1:-1] & eyes[2:] & ~eyes[:-2]))
     reference_id = describe(photo, reference)
     distance = np.mean([np.linalg.norm(describe(f, p) - reference_id) for f, p in list(zip(frames, points))[::10]])
-    return {"sync": _corr(gap, loud, best), "lag_ms": best * 40, "sharpness": np.mean([sharpness(f) for f in frames])
-            / sharpness(photo), "open_sharpness": np.mean([sharpness(f) for f, o in zip(frames, eyes_open) if o])
-            / sharpness(photo), "nose_spread": float(np.linalg.norm(nose.std(axis=0))),
+    sharp = np.array([sharpness(f) for f in frames]) / sharpness(photo)
+    return {"sync": _corr(gap, loud, best), "lag_ms": best * 40, "sharpness": sharp.mean(),
+            "open_sharpness": sharp[eyes_open].mean(), "nose_spread": float(np.linalg.norm(nose.std(axis=0))),
             "tilt_spread": float(tilt.std()), "flicker": flicker, "mouth_sharpness": np.mean([sharpness(f, mouth) for f in frames]) / sharpness(photo, mouth),
             "identity": float(distance), "blinks_per_s": blinks / (len(frames) / 25)}
 

@@ -38,23 +38,14 @@ TARGET = {"websocket": "no freeze over 200 ms; first frame ≤ 1.5× clean",
           "webrtc": "lips ≤ 45 ms from the voice; first frame ≤ 1.5× clean"}
 
 
-def _ask(link: ImpairedLink, port: int, transport: str, wav: Path) -> dict | None:
+def _ask(link: ImpairedLink, client: str, *args: str) -> dict | None:
+    """One question from a client module of tests.benchmarks run inside the link's namespace: what it saw, and the
+    bits a second the link carried to it while the reply played."""
     before = link.bytes_to_client
-    done = link.run([sys.executable, "-m", "tests.benchmarks.link_client", f"{link.host}:{port}", transport, TOKEN,
-                     str(wav)], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    done = link.run([sys.executable, "-m", f"tests.benchmarks.{client}", *args], cwd=ROOT, capture_output=True,
+                    text=True, timeout=240)
     if done.returncode:
-        print(f"{transport} client failed: {done.stderr[-2000:]}", flush=True)
-        return None
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    return result | {"kbps": (link.bytes_to_client - before) * 8 / result["reply_s"] / 1000}
-
-
-def _ask_browser(link: ImpairedLink, port: int, wav: Path) -> dict | None:
-    before = link.bytes_to_client
-    done = link.run([sys.executable, "-m", "tests.benchmarks.browser_link_client", f"{link.host}:{port}", TOKEN,
-                     str(wav)], cwd=ROOT, capture_output=True, text=True, timeout=240)
-    if done.returncode:
-        print(f"Chromium client failed: {done.stderr[-2000:]}", flush=True)
+        print(f"{client} failed: {done.stderr[-2000:]}", flush=True)
         return None
     result = json.loads(done.stdout.strip().splitlines()[-1])
     return result | {"kbps": (link.bytes_to_client - before) * 8 / max(result["reply_s"], 1.0) / 1000}
@@ -85,12 +76,15 @@ def run(stack) -> Section:
                 soundfile.write(wavs[-1], np.concatenate([np.zeros(4800, np.float32), speak(question)]), 16000)
             for name, shape in LINKS.items():
                 with ImpairedLink(shape) as link:
+                    address = f"{link.host}:{gateway.port}"
                     for transport in ("websocket", "webrtc"):
-                        runs = [r for r in (_ask(link, gateway.port, transport, wav) for wav in wavs) if r]
+                        runs = [r for r in (_ask(link, "link_client", address, transport, TOKEN, str(wav))
+                                            for wav in wavs) if r]
                         target = TARGET[transport] if name.startswith("150") else ""
                         section.add(f"{name} ({shape.describe()}), {transport}",
                                     _summary(runs, name, transport, clean_first), target)
-                    runs = [r for r in (_ask_browser(link, gateway.port, wav) for wav in wavs) if r]
+                    runs = [r for r in (_ask(link, "browser_link_client", address, TOKEN, str(wav)) for wav in wavs)
+                            if r]
                     section.add(f"{name} ({shape.describe()}), webrtc in Chromium", _browser_summary(runs, name),
                                 "no freeze" if name.startswith("150") else "")
     finally:
