@@ -195,6 +195,30 @@ def test_each_sessions_next_turn_reuses_its_evaluated_prefix_while_sessions_inte
                                      llm_pb2.ChatMessage(role=llm_pb2.ROLE_ASSISTANT, content=reply)]
 
 
+def test_each_turn_evaluates_only_its_new_question_however_the_last_reply_tokenizes(stack):
+    """The history gives each reply back as text, which the model often tokenizes otherwise than it wrote it
+    (" which is" written as two tokens comes back as one): the next prompt's reused prefix would stop there, and
+    the rest of the reply be evaluated again before the first token. The engine evaluates the next turn's
+    beginning as the history will hold it while the user listens, so a turn evaluates no more than its question."""
+    questions = ["Can you recommend a good book?", "Tell me a story about a brave little boat on the sea.",
+                 "What should I cook for dinner?", "Tell me something about the ocean.",
+                 "Why do leaves change color in autumn?", "What is your favorite season?"]
+    history, evaluated = [], []
+    with grpc.insecure_channel(stack.address("llm")) as channel:
+        llm = llm_pb2_grpc.LlmServiceStub(channel)
+        for question in questions:
+            request = ask(question, history=history, meta=common_pb2.RequestMeta(session_id="retokenized"),
+                          # seed 2: a reply the history gives back in other tokens
+                          params=llm_pb2.GenerationParams(temperature=0.3, max_tokens=120, seed=2))
+            responses = list(llm.Generate(request, timeout=60))
+            usage = responses[-1].usage
+            evaluated.append(usage.prompt_tokens - usage.cached_prompt_tokens)
+            history += [llm_pb2.ChatMessage(role=llm_pb2.ROLE_USER, content=question),
+                        llm_pb2.ChatMessage(role=llm_pb2.ROLE_ASSISTANT, content="".join(r.delta for r in responses))]
+    # a question of up to 12 words is under 20 tokens, and the chat template adds 9 around it
+    assert max(evaluated[1:]) <= 30, f"tokens evaluated per turn: {evaluated}"
+
+
 def test_a_conversation_past_its_history_budget_keeps_reusing_what_it_kept(stack):
     """A conversation grows until the text engine drops its oldest messages: the turn that drops them still
     reuses most of its prompt (the dropped span is cut out of the evaluated context rather than the whole

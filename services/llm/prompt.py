@@ -76,3 +76,12 @@ def build_messages(
         start += HISTORY_BLOCK
     kept = _without_echoes([{"role": _ROLES[m.role], "content": m.content} for m in history[start:]])
     return [system, *kept, user]
+
+
+def next_turn_prefix(messages: list[dict], user_text: str, reply: str) -> list[dict] | None:
+    """The beginning of the session's next prompt once `reply` has answered `messages` (whose last message is
+    `user_text` with its facts): the same history, the plain question and the reply, as the history will hold
+    them. None where the next prompt will leave the exchange out (an echo)."""
+    if not reply.strip() or echoes(user_text, reply):
+        return None
+    return [*messages[:-1], {"role": "user", "content": user_text}, {"role": "assistant", "content": reply}]

@@ -1,6 +1,7 @@
 """The text-engine gRPC servicer: validation, prompt assembly, and token streaming with real cancellation."""
 
 import asyncio
+import logging
 
 import grpc
 from avatar.llm.v1 import llm_pb2, llm_pb2_grpc
@@ -13,11 +14,12 @@ from core.llm.persona import Persona, PersonaBook
 from services.common import metrics
 from services.llm.config import LlmSettings
 from services.llm.knowledge import Embedder, Knowledge
-from services.llm.prompt import build_messages
+from services.llm.prompt import build_messages, next_turn_prefix
 from services.llm.speakable import speakable
 
 _FINISH = {"stop": llm_pb2.STOP, "length": llm_pb2.LENGTH, "stop_sequence": llm_pb2.STOP_SEQUENCE}
 _DONE = object()
+log = logging.getLogger(__name__)
 
 
 def make_backend(settings: LlmSettings) -> LlmBackend:
@@ -35,6 +37,7 @@ class LlmService(llm_pb2_grpc.LlmServiceServicer):
         self._settings = settings
         self._backend = make_backend(settings)
         self._knowledge = Knowledge(Embedder(), top_k=settings.knowledge_passages)
+        self._prefills: dict[str, asyncio.Future] = {}  # by session
         self._personas = PersonaBook(settings.avatars_dir, Persona(settings.persona_name, settings.persona_style))
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
@@ -64,6 +67,26 @@ class LlmService(llm_pb2_grpc.LlmServiceServicer):
             seed=params.seed,
         )
 
+    def _prefill_next_turn(self, prefix: list[dict] | None, adapter: str, session: str) -> None:
+        """The session's next prompt up to its next question, evaluated while the user listens and speaks: its
+        first reply token then waits for the question's tokens alone."""
+        if prefix is None or not session:
+            return
+        work = asyncio.get_running_loop().run_in_executor(None, self._backend.prefill, prefix, adapter, session)
+        self._prefills[session] = work
+        work.add_done_callback(lambda _: self._prefilled(session, work))
+
+    def _prefilled(self, session: str, work: asyncio.Future) -> None:
+        if self._prefills.get(session) is work:
+            del self._prefills[session]
+        if not work.cancelled() and work.exception() is not None:
+            log.warning("prefilling the next turn failed: %s", work.exception())
+
+    async def _after_prefill(self, session: str) -> None:
+        """A session's next request waits for its prefill under way: that is the very work it would do again."""
+        if (work := self._prefills.get(session)) is not None:
+            await asyncio.wait([work])
+
     async def Generate(self, request, context):
         s = self._settings
         if request.model not in ("", "default", self._backend.name):
@@ -86,6 +109,7 @@ class LlmService(llm_pb2_grpc.LlmServiceServicer):
                                   s.history_tokens)
         adapter = str(bundle.adapter) if bundle and bundle.adapter.is_file() else ""
 
+        await self._after_prefill(request.meta.session_id)
         completion = Completion()
         loop = asyncio.get_running_loop()
         deltas: asyncio.Queue = asyncio.Queue()
@@ -101,12 +125,15 @@ class LlmService(llm_pb2_grpc.LlmServiceServicer):
                 loop.call_soon_threadsafe(deltas.put_nowait, _DONE)
 
         worker = loop.run_in_executor(None, produce)
+        reply = ""
         try:
             while (item := await deltas.get()) is not _DONE:
                 if isinstance(item, BaseException):
                     raise item
                 if clean := speakable(item):
+                    reply += clean
                     yield llm_pb2.GenerateResponse(delta=clean, meta=request.meta)
+            self._prefill_next_turn(next_turn_prefix(messages, text, reply), adapter, request.meta.session_id)
             metrics.LLM_QUEUE_WAIT.observe(completion.queued_s)
             metrics.PROMPT_TOKENS.labels("reused").inc(completion.cached_prompt_tokens)
             metrics.PROMPT_TOKENS.labels("evaluated").inc(completion.prompt_tokens - completion.cached_prompt_tokens)

@@ -42,3 +42,7 @@ class LlmBackend(Protocol):
         """Yield text deltas of the assistant's reply; stop early once `completion.cancel` is set. `adapter`: an
         avatar's LoRA adapter file to apply, where the backend can (others answer with the base model).
         `session`: whose conversation this is, where the backend keeps state between a session's turns."""
+
+    def prefill(self, messages: list[dict], adapter: str = "", session: str = "") -> None:
+        """Evaluate `messages` ahead, as the beginning of `session`'s next prompt, where the backend keeps state
+        between turns (others do nothing)."""

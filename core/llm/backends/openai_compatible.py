@@ -47,6 +47,9 @@ class OpenAICompatibleBackend:
     def count_tokens(self, text: str) -> int:
         return len(text) // 4 + 1  # the server tokenizes; a conservative estimate is enough for trimming
 
+    def prefill(self, messages: list[dict], adapter: str = "", session: str = "") -> None:
+        """The server keeps (or not) its own cache: nothing to do ahead."""
+
     def stream(self, messages: list[dict], sampling: Sampling, completion: Completion, adapter: str = "",
                session: str = "") -> Iterator[str]:
         # Adapters live on the serving side here (e.g. vLLM's --lora-modules, selected by model name).
