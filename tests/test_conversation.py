@@ -444,6 +444,23 @@ async def test_a_speculated_reply_is_kept_when_the_final_says_the_same_and_dropp
     await talk.close()
 
 
+async def test_the_history_holds_the_words_a_kept_speculation_answered(store):
+    """The final said the paused words again with other punctuation and case: the reply kept is the one the text
+    engine wrote to the paused words, and the next turn's history gives it those, so its prompt begins with the
+    very text the engine evaluated (its cached prefix) instead of differing from the question on."""
+    talk = Talk(store)
+    await talk.start()
+    talk.ask("Can you explain how rainbows form, step by step?",
+             paused_partial="Can you explain how rainbows form step by step.")
+    assert (await talk.until("turn_end"))["speculated"]
+    talk.clock.now += 60
+    talk.ask("Thank you.")
+    await talk.until("turn_end", 2)
+    assert talk.stages.llm.requests[-1].history[0] == {
+        "role": "user", "content": "Can you explain how rainbows form step by step."}
+    await talk.close()
+
+
 async def _given(tts, enough, within_s: float = 2.0) -> None:
     """Until the first synthesis call has been given text that is `enough`."""
     for _ in range(int(within_s * 1000)):

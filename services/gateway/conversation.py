@@ -367,7 +367,9 @@ class Conversation:
         voice = self._voice()
         speculation = self._speculation.take(text, voice)
         request = self._request(text, turn)
-        entry = history.entry("user", text)
+        # the words the reply answers: a kept speculation's, which the final said again with other punctuation or
+        # case; the history gives the text engine the very prompt it answered, whose evaluation it kept
+        entry = history.entry("user", speculation.text if speculation is not None else text)
         if merging:
             self._history.append(entry)
             self._persist(lambda: self._store.replace_last_history(self.session_id, entry))
@@ -378,7 +380,7 @@ class Conversation:
                                           self._settings.thin_media_s),
                                  self._settings.reply_stall_s, self._media,
                                  self._settings.reply_lead_s, self._settings.animation_lead_s)
-        reply = _Reply(turn, text, pipeline)
+        reply = _Reply(turn, entry["content"], pipeline)
         reply.task = asyncio.create_task(self._run_reply(reply))
         self._reply = reply
 
