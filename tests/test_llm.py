@@ -196,8 +196,8 @@ def test_each_sessions_next_turn_reuses_its_evaluated_prefix_while_sessions_inte
 
 
 def test_each_turn_evaluates_only_its_new_question_however_the_last_reply_tokenizes(stack):
-    """The history gives each reply back as text, which the model often tokenizes otherwise than it wrote it
-    (" which is" written as two tokens comes back as one): the next prompt's reused prefix would stop there, and
+    """The history gives each reply back as text, which tokenized anew now and then splits a word otherwise than
+    the model wrote it (2 of 8 turns of one conversation): the next prompt's reused prefix would stop there, and
     the rest of the reply be evaluated again before the first token. The engine evaluates the next turn's
     beginning as the history will hold it while the user listens, so a turn evaluates no more than its question."""
     questions = ["Can you recommend a good book?", "Tell me a story about a brave little boat on the sea.",
