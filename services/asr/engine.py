@@ -489,6 +489,7 @@ class StreamingRecognizer:
                 if turn.ended:
                     if not self._final_ready(turn):
                         await self._final_decode(turn)
+                    metrics.FINALS.labels("final" if turn.final_samples >= turn.speech_end else "pause").inc()
                     self._emit(turn, final=True)
                     self._turns.popleft()
                     continue

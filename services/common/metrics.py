@@ -30,6 +30,12 @@ LLM_QUEUE_WAIT = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 END_OF_TURN = Counter("avatar_asr_end_of_turn_total", "Turns ended, by the rule that ended them", ["reason"])
+FINALS = Counter(
+    "avatar_asr_finals_total",
+    "Final transcripts, by the decode whose words they are: the final's own (beam search over the whole turn), or "
+    "the pause's where the final's came too late or reads no more",
+    ["decode"],
+)
 END_OF_TURN_JUDGEMENT = Histogram(
     "avatar_asr_end_of_turn_judgement_seconds",
     "Time the end-of-turn model took to read a turn's words",
