@@ -21,8 +21,9 @@ MODES = {"semantic": asr_pb2.RecognitionConfig.END_OF_TURN_SEMANTIC,
          "silence rule (500 ms)": asr_pb2.RecognitionConfig.END_OF_TURN_SILENCE}
 
 
-def _recognise(stub, audio: np.ndarray, mode: int, speed: float) -> tuple[list, float, float | None]:
-    """The END_OF_TURN events, the wall time the last voiced chunk went out and the first END_OF_TURN came."""
+def _recognise(stub, audio: np.ndarray, mode: int, speed: float) -> tuple[list, dict, float | None, list[str]]:
+    """The END_OF_TURN events, the wall time each chunk went out, when the first END_OF_TURN came, and the final
+    transcripts."""
     sent_at, ended_at, responses = {}, None, []
     requests = asr_requests(audio, speed=speed, end_of_turn_ms=500, end_of_turn=mode)
 
@@ -37,7 +38,9 @@ def _recognise(stub, audio: np.ndarray, mode: int, speed: float) -> tuple[list, 
             ended_at = ended_at or time.perf_counter()
     ends = [r.event for r in responses if r.WhichOneof("result") == "event"
             and r.event.type == asr_pb2.SpeechEvent.END_OF_TURN]
-    return ends, sent_at, ended_at
+    finals = [r.hypothesis.transcript for r in responses
+              if r.WhichOneof("result") == "hypothesis" and r.hypothesis.is_final]
+    return ends, sent_at, ended_at, finals
 
 
 def run(stack) -> Section:
@@ -45,24 +48,31 @@ def run(stack) -> Section:
     with grpc.insecure_channel(stack.address("asr")) as channel:
         stub = asr_pb2_grpc.AsrServiceStub(channel)
         for name, mode in MODES.items():
-            split = total = 0
+            split, total = [], 0
             for v, voice in enumerate(UNFAMILIAR):
                 for h, (head, tail) in enumerate(HESITATIONS):
                     pause = PAUSES_S[(v + h) % len(PAUSES_S)]
-                    ends, _, _ = _recognise(stub, with_silence(hesitation(head, tail, voice, pause), gap_s=3.0),
-                                            mode, speed=3.0)
-                    split += len(ends) > 1
+                    ends, _, _, finals = _recognise(
+                        stub, with_silence(hesitation(head, tail, voice, pause), gap_s=3.0), mode, speed=3.0)
+                    if len(ends) > 1:
+                        split.append(f'{voice.name}, {pause:.1f} s: "{finals[0] if finals else ""}" '
+                                     f"({ends[0].end_of_turn_reason})")
                     total += 1
             target = "none" if name == "semantic" else ""
             section.add(f"{name}: sentences with a 0.6-1.5 s thinking pause split in two",
-                        f"{split} of {total}" + (f" ({met(split, 0, str)})" if target else ""), target)
+                        f"{len(split)} of {total}" + (f" ({met(len(split), 0, str)})" if target else ""), target)
+            if target and split:
+                section.notes.append("Split at the pause (the voice, the pause, what the first turn's final said, "
+                                     "the rule that ended it): " + "; ".join(split) + ". A pause ends a turn "
+                                     "only where the words heard so far read as a whole message, or as a "
+                                     "question the recogniser marked, their last word sure.")
         for name, mode in MODES.items():
             after, wall, reasons = [], [], {}
             for voice in UNFAMILIAR:
                 for question in QUESTIONS:
                     spoken = say(question, voice)
                     audio = with_silence(spoken.samples, gap_s=3.0)
-                    ends, sent_at, ended_at = _recognise(stub, audio, mode, speed=1.0)
+                    ends, sent_at, ended_at, _ = _recognise(stub, audio, mode, speed=1.0)
                     last_chunk = int((LEAD_S + spoken.voiced_end_s) * RATE) // int(0.1 * RATE) + 1  # +1: config
                     after.append(ends[0].audio_offset_s - LEAD_S - spoken.voiced_end_s)
                     wall.append(ended_at - sent_at[last_chunk])
