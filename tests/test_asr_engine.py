@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from core.asr.backends.base_backend import Word
 from core.asr.vad import SileroVad
@@ -123,6 +124,11 @@ async def test_a_copy_said_after_the_committed_words_is_cut_from_the_final():
     assert [f.text for f in finals] == ["what is your name"]
 
 
+def finals_counted(decode: str) -> float:
+    """The recogniser's final transcripts so far whose words are `decode`'s, as its metrics tell an operator."""
+    return REGISTRY.get_sample_value("avatar_asr_finals_total", {"decode": decode}) or 0.0
+
+
 class ByEffortBackend(CountingBackend):
     """Hears `heard[effort]`: what a quick partial, a pause's decode and a final's decode each make of the turn."""
 
@@ -152,8 +158,10 @@ async def test_the_final_is_the_whole_turn_read_with_the_finals_effort_and_the_e
     backend = ByEffortBackend({"partial": "what is your game", "pause": "what is your same",
                                "final": "what is your name"})
     judge = FixedJudge(0.9)
+    counted = finals_counted("final")
     _, events = await recognise(audio, real_time=True, backend=backend, judge=judge, partials=True,
                                 partial_interval_s=0.2, end_of_turn=end_of_turn)
+    assert finals_counted("final") == counted + 1
     transcripts = [e for e, _ in events if isinstance(e, Transcript)]
     assert any(t.text == "what is your game" and t.committed >= 3 for t in transcripts if not t.is_final)
     assert [t.text for t in transcripts if t.speech_paused] == ["what is your game", "what is your name"]
@@ -180,14 +188,16 @@ class SlowFinalBackend(ByEffortBackend):
 
 async def test_a_final_decode_that_would_hold_the_reply_gives_way_to_the_pauses_words():
     """Spoken in real time, the turn's end comes before the final's slow decode is done: the final is the pause's
-    words, sent while that decode still runs; the next turn is recognised as usual."""
+    words (the metrics count it so), sent while that decode still runs; the next turn is recognised as usual."""
     question = say("What is your name?", UNFAMILIAR[0])
     audio = np.concatenate([question.samples, np.zeros(RATE, np.float32), question.samples,
                             np.zeros(3 * RATE, np.float32)])
     backend = SlowFinalBackend({"partial": "what is your game", "pause": "what is your same",
                                 "final": "what is your name"}, final_s=1.5)
+    counted = finals_counted("pause")
     _, events = await recognise(audio, real_time=True, backend=backend, judge=FixedJudge(0.9), partials=True,
                                 partial_interval_s=0.2, end_of_turn="semantic")
+    assert finals_counted("pause") == counted + 2
     finals = [(e, t) for e, t in events if isinstance(e, Transcript) and e.is_final]
     assert [f.text for f, _ in finals] == ["what is your game", "what is your game"]
     assert finals[0][1] < backend.finals_done_at[0], "the final waited for the slow decode"

@@ -1,11 +1,11 @@
 """Whisper through CTranslate2 (faster-whisper's model), decoding only the audio it is given.
 
-Whisper's encoder is trained on 30 s windows, and running it on a full window costs ~0.5-0.8 s on 2 cores however
-short the audio. This backend encodes only the real audio plus a second of padding (three for the final's beams,
-which read better so), which is several times faster. On so short a window Whisper often says the utterance again
-and again ("What is your name? What is your name? What is…", or a partial's "Wait wait"): a phrase repeated back to
-back up to the end of a decode is cut to its first saying. A hypothesis that still looks degenerate (implausibly
-long for the audio, compressible, a word said twice in a row, unlikely) is decoded again on a full 30 s window.
+Whisper's encoder is trained on 30 s windows, and running it on a full window costs ~0.5-0.8 s on 2 cores
+however short the audio. This backend encodes only the real audio plus a second of padding, which is several
+times faster. On so short a window Whisper often says the utterance again and again ("What is your name? What
+is your name? What is…", or a partial's "Wait wait"): a phrase repeated back to back up to the end of a decode
+is cut to its first saying. A hypothesis that still looks degenerate (implausibly long for the audio,
+compressible, a word said twice in a row, unlikely) is decoded again on a full 30 s window.
 
 Partials and the decode at a pause (whose words a turn's end is judged by) are greedy; the final searches
 `final_beam_size` beams, which on the benches' clips halves the word errors for ~90 ms more per 3 s turn. (Beam
@@ -28,11 +28,7 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 _FULL_WINDOW_FRAMES = 3000  # 30 s of 10 ms mel frames
-# Seconds of padding after the audio, by effort. The final's beams read a turn better with 3 s than with 1 s (word
-# errors on the e2e and ASR benches' 176 utterances: 9.5% against 11.0%; on 60 others: 11.0% against 13.4%) at
-# no more cost to be seen (a decode 435 ms P50 against 466 on one thread: the 2 s more of window is a small part of
-# it); a greedy decode gains nothing (13.3% against 12.9%), and a partial is a quick one.
-_PADDING_S = {"partial": 1.0, "pause": 1.0, "final": 3.0}
+_PADDING_S = 1.0
 _MAX_WORDS_PER_S = 6.0
 _MAX_COMPRESSION_RATIO = 2.4
 _MIN_AVG_LOGPROB = -0.8
@@ -132,7 +128,7 @@ class WhisperCt2Backend:
         model = self._model
         features = model.feature_extractor(audio)[:, :-1]
         duration = audio.size / SAMPLE_RATE
-        short_frames = min(_FULL_WINDOW_FRAMES, 2 * math.ceil((duration + _PADDING_S[effort]) * 50))
+        short_frames = min(_FULL_WINDOW_FRAMES, 2 * math.ceil((duration + _PADDING_S) * 50))
         encoder_output = model.encode(self._fit(features, short_frames))
         if language is None:
             language = model.model.detect_language(encoder_output)[0][0][0][2:-2]
