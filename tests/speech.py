@@ -40,6 +40,22 @@ def speak(text: str, rate: int = 16000) -> np.ndarray:
     return resample(utterance.audio, backend.voice.sample_rate, rate)
 
 
+def library_whisper(threads: int = 2):
+    """Whisper base as its library runs it (faster-whisper), to hold the service's transcripts against."""
+    from faster_whisper import WhisperModel
+
+    from core.asr.backends.whisper_ct2 import packaged_model_files
+
+    return WhisperModel("whisper-base", device="cpu", compute_type="int8", cpu_threads=threads,
+                        files=packaged_model_files())
+
+
+def library_text(library, samples: np.ndarray) -> str:
+    """The library's own decode of a whole clip: one 30 s window, 5 beams."""
+    segments, _ = library.transcribe(samples, language="en", beam_size=5)
+    return " ".join(segment.text for segment in segments)
+
+
 def to_linear16(samples: np.ndarray) -> bytes:
     return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
 

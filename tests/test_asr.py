@@ -11,7 +11,7 @@ from avatar.asr.v1 import asr_pb2, asr_pb2_grpc
 
 from tests.grpc_helpers import asr_requests, with_silence
 from tests.noisy_neighbour import busy_core
-from tests.speech import SENTENCES, says_twice, speak, wer
+from tests.speech import SENTENCES, library_text, library_whisper, says_twice, speak, wer
 from tests.voices import HESITATIONS, QUESTIONS, UNFAMILIAR, hesitation, say
 
 pytestmark = pytest.mark.contract
@@ -177,12 +177,7 @@ def test_the_final_is_as_accurate_as_the_librarys_own_decode_of_the_whole_uttera
     """The streaming path costs no accuracy: over unfamiliar voices, clean and under a room and a fan, the finals'
     word error rate is within a point or two of faster-whisper's own full-window beam-search decode of the same
     audio (the bench holds it to one point on more material)."""
-    from faster_whisper import WhisperModel
-
-    from core.asr.backends.whisper_ct2 import packaged_model_files
-
-    library = WhisperModel("whisper-base", device="cpu", compute_type="int8", cpu_threads=2,
-                           files=packaged_model_files())
+    library = library_whisper()
     finals, full = [], []
     for voice in UNFAMILIAR:
         for spoken in (voice, voice.noisy()):
@@ -191,8 +186,7 @@ def test_the_final_is_as_accurate_as_the_librarys_own_decode_of_the_whole_uttera
                 responses = recognize(stack, asr_requests(with_silence(samples), partials=False,
                                                           end_of_turn=asr_pb2.RecognitionConfig.END_OF_TURN_SILENCE))
                 finals.append((sentence, " ".join(h.transcript for h in hypotheses(responses, final=True))))
-                segments, _ = library.transcribe(samples, language="en", beam_size=5)
-                full.append((sentence, " ".join(s.text for s in segments)))
+                full.append((sentence, library_text(library, samples)))
     assert wer(finals) <= wer(full) + 0.02, (wer(finals), wer(full), finals)
 
 

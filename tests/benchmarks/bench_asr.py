@@ -11,15 +11,14 @@ import grpc
 import numpy as np
 from avatar.asr.v1 import asr_pb2, asr_pb2_grpc
 
-from faster_whisper import WhisperModel
 
-from core.asr.backends.whisper_ct2 import WhisperCt2Backend, packaged_model_files
+from core.asr.backends.whisper_ct2 import WhisperCt2Backend
 from services.asr.config import AsrSettings
 from tests.benchmarks.report import Section, met, ms, p50, p95
 from tests.grpc_helpers import CHUNK_S, asr_requests
 from tests.human_speech import RECORDINGS, hear
 from tests.noisy_neighbour import busy_core
-from tests.speech import SENTENCES, says_twice, wer
+from tests.speech import SENTENCES, library_text, library_whisper, says_twice, wer
 from tests.voices import QUESTIONS, UNFAMILIAR, Utterance, say
 
 SHORT = SENTENCES[:4]  # ~3 s each
@@ -108,8 +107,7 @@ def run(stack) -> Section:
                         "≤ 1.10")
         # The final transcripts beside the library's own decode of the same audio (faster-whisper's transcribe:
         # the whole clip in one 30 s window, beam search 5).
-        library = WhisperModel("whisper-base", device="cpu", compute_type="int8", cpu_threads=threads,
-                               files=packaged_model_files())
+        library = library_whisper(threads)
         pooled = {group: ([], []) for group in ("clean", "noisy", "human clean", "human noisy")}
         for voice in UNFAMILIAR:
             for spoken, group in ((voice, "clean"), (voice.noisy(), "noisy")):
@@ -117,7 +115,7 @@ def run(stack) -> Section:
                 for text in WER_SENTENCES:
                     samples = say(text, spoken).samples
                     pairs.append((text, _final_text(stub, samples)))
-                    full.append((text, _library_text(library, samples)))
+                    full.append((text, library_text(library, samples)))
                 pooled[group][0].extend(pairs)
                 pooled[group][1].extend(full)
                 section.add(f"word error rate, voice {spoken.name}: final / library", f"{wer(pairs):.1%} / {wer(full):.1%}")
@@ -133,7 +131,7 @@ def run(stack) -> Section:
             for snr_db, noise, group in ((None, "", "human clean"), (20.0, " + room/fan 20 dB", "human noisy")):
                 samples = hear(recording, snr_db).samples
                 pairs = [(recording.text, _final_text(stub, samples))]
-                full = [(recording.text, _library_text(library, samples))]
+                full = [(recording.text, library_text(library, samples))]
                 pooled[group][0].extend(pairs)
                 pooled[group][1].extend(full)
                 section.add(f"word error rate, {recording.reader} reading ({recording.name}){noise}: final / library",
@@ -155,11 +153,6 @@ def run(stack) -> Section:
                          f"(tests/voices.py), clean and with a room and a fan under them at 20 dB SNR; and two "
                          f"sentences of the CMU ARCTIC corpus read by a man and a woman (tests/human_speech.py).")
     return section
-
-
-def _library_text(library, samples: np.ndarray) -> str:
-    segments, _ = library.transcribe(samples, language="en", beam_size=5)
-    return " ".join(segment.text for segment in segments)
 
 
 def _final_text(stub, speech: np.ndarray, speed: float = 0.0) -> str:

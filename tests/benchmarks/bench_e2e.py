@@ -11,19 +11,17 @@ from collections import Counter
 
 import grpc
 import numpy as np
-from faster_whisper import WhisperModel
 from prometheus_client.parser import text_string_to_metric_families
 from avatar.common.v1 import common_pb2
 from avatar.llm.v1 import llm_pb2, llm_pb2_grpc
 from avatar.sda.v1 import sda_pb2, sda_pb2_grpc
 from avatar.tts.v1 import tts_pb2, tts_pb2_grpc
 
-from core.asr.backends.whisper_ct2 import packaged_model_files
 from services.asr.config import AsrSettings
 from tests.benchmarks.latency_plot import plot_turns
 from tests.benchmarks.report import Section, met, ms, p50, p95
 from tests.benchmarks.spoken_client import open_session, spoken_turn
-from tests.speech import wer
+from tests.speech import library_text, library_whisper, wer
 from tests.human_speech import RECORDINGS, hear
 from tests.stack import ROOT, ExtraGateway
 from tests.voices import UNFAMILIAR, Utterance, say
@@ -108,14 +106,12 @@ def _finals_by_decode(stack) -> Counter:
 def _library_wer(scripts: list[tuple[str, list[tuple[str, Utterance]]]]) -> dict[tuple[bool, bool], float]:
     """The library's own decode of the same utterances (faster-whisper's transcribe, a full window, 5 beams), by
     (human, noisy): what the service's final transcripts are held against."""
-    library = WhisperModel("whisper-base", device="cpu", compute_type="int8", cpu_threads=2,
-                           files=packaged_model_files())
+    library = library_whisper()
     pairs: dict[tuple[bool, bool], list[tuple[str, str]]] = {}
     for speaker, script in scripts:
         for turn, (text, utterance) in enumerate(script):
-            segments, _ = library.transcribe(utterance.samples, language="en", beam_size=5)
             pairs.setdefault((speaker == HUMAN, bool(turn % 2)), []).append(
-                (text, " ".join(s.text for s in segments)))
+                (text, library_text(library, utterance.samples)))
     return {key: wer(value) for key, value in pairs.items()}
 
 
